@@ -1,0 +1,1 @@
+"""The recorder: runs a program under ptrace + seccomp and writes its trace."""

@@ -1,0 +1,423 @@
+/* recorder.c: the native record loop. One seccomp stop at each syscall's entry, one
+ * PTRACE_SYSCALL stop at its exit; the syscall table (generated from recorder/syscalls.py)
+ * says which memory the syscall wrote. Returns to Python only to flush events, at an execve,
+ * at exit, and for what the recording cannot handle. */
+
+static int ensure_room(struct rrv_recorder *r, size_t more) {
+  if (r->len + more <= r->cap) return 0;
+  size_t cap = r->cap ? r->cap : (1 << 20);
+  while (cap < r->len + more) cap *= 2;
+  uint8_t *buf = realloc(r->buf, cap);
+  if (!buf) return -1;
+  r->buf = buf;
+  r->cap = cap;
+  return 0;
+}
+
+/* An event under construction lives at r->buf + start until event_end() seals it. */
+static size_t event_begin(struct rrv_recorder *r, int kind, int nr, const struct rrv_regs *regs) {
+  if (ensure_room(r, sizeof(struct rrv_event))) return (size_t)-1;
+  size_t start = r->len;
+  struct rrv_event *ev = (struct rrv_event *)(r->buf + start);
+  memset(ev, 0, sizeof *ev);
+  ev->kind = kind;
+  ev->nr = nr;
+  ev->tid = r->pid;
+  if (regs) ev->regs = *regs;
+  r->len += sizeof *ev;
+  return start;
+}
+
+static struct rrv_event *event_at(struct rrv_recorder *r, size_t start) {
+  return (struct rrv_event *)(r->buf + start);
+}
+
+static int event_add_extra(struct rrv_recorder *r, size_t start, const void *data, size_t len) {
+  if (ensure_room(r, RRV_ALIGN8(len))) return -1;
+  memset(r->buf + r->len, 0, RRV_ALIGN8(len));
+  memcpy(r->buf + r->len, data, len);
+  r->len += RRV_ALIGN8(len);
+  event_at(r, start)->extra_len = len;
+  return 0;
+}
+
+static void event_end(struct rrv_recorder *r, size_t start) {
+  event_at(r, start)->size = r->len - start;
+  r->events++;
+  r->buffered_events++;
+}
+
+/* Record that [addr, addr+len) of the tracee holds what it holds now. */
+static int capture(struct rrv_recorder *r, size_t start, uint64_t addr, uint64_t len) {
+  if (!addr || !len) return 0;
+  if (len > RRV_MAX_WRITE) len = RRV_MAX_WRITE;
+  if (len > r->blob_threshold) {
+    uint8_t *tmp = malloc(len);
+    if (!tmp) return -1;
+    ssize_t n = rrv_read_mem(r->pid, addr, tmp, len);
+    if (n <= 0) {
+      free(tmp);
+      return 0;
+    }
+    if (ensure_room(r, sizeof(struct rrv_write) + RRV_DIGEST_BYTES)) {
+      free(tmp);
+      return -1;
+    }
+    struct rrv_write *w = (struct rrv_write *)(r->buf + r->len);
+    w->addr = addr;
+    w->len = n;
+    w->how = RRV_WRITE_BLOB;
+    int rc = rrv_py_blob_put(r->handle, tmp, n, r->buf + r->len + sizeof *w);
+    free(tmp);
+    if (rc) return -1;
+    r->len += sizeof *w + RRV_DIGEST_BYTES;
+  } else {
+    if (ensure_room(r, sizeof(struct rrv_write) + RRV_ALIGN8(len))) return -1;
+    struct rrv_write *w = (struct rrv_write *)(r->buf + r->len);
+    uint8_t *data = r->buf + r->len + sizeof *w;
+    ssize_t n = rrv_read_mem(r->pid, addr, data, len);
+    if (n <= 0) return 0; /* unreadable: the kernel wrote nothing there either */
+    memset(data + n, 0, RRV_ALIGN8(n) - n);
+    w->addr = addr;
+    w->len = n;
+    w->how = RRV_WRITE_INLINE;
+    r->len += sizeof *w + RRV_ALIGN8(n);
+  }
+  event_at(r, start)->nwrites++;
+  return 0;
+}
+
+static uint64_t arg_of(const struct rrv_regs *regs, int i) {
+  switch (i) {
+    case 0: return regs->rdi;
+    case 1: return regs->rsi;
+    case 2: return regs->rdx;
+    case 3: return regs->r10;
+    case 4: return regs->r8;
+    default: return regs->r9;
+  }
+}
+
+static uint32_t tracee_u32(int pid, uint64_t addr) {
+  uint32_t v = 0;
+  if (addr) rrv_read_mem(pid, addr, &v, 4);
+  return v;
+}
+
+/* The size of an output per the table's vocabulary (see recorder/syscalls.py). */
+static uint64_t out_size(int pid, const struct rrv_out_spec *o, const struct rrv_regs *args,
+                         int64_t result) {
+  switch (o->size_kind) {
+    case RRV_SZ_FIXED: return o->n;
+    case RRV_SZ_RESULT: return result > 0 ? (uint64_t)result : 0;
+    case RRV_SZ_ARG: return arg_of(args, o->size_arg);
+    case RRV_SZ_RESULT_TIMES: return result > 0 ? (uint64_t)result * o->n : 0;
+    case RRV_SZ_ARG_TIMES: return arg_of(args, o->size_arg) * o->n;
+    case RRV_SZ_DEREF_U32: return tracee_u32(pid, arg_of(args, o->size_arg));
+    case RRV_SZ_FDSET: return ((arg_of(args, o->size_arg) + 63) / 64) * 8;
+    case RRV_SZ_PAGES: return (arg_of(args, o->size_arg) + 4095) / 4096;
+  }
+  return 0;
+}
+
+static int capture_iovecs(struct rrv_recorder *r, size_t start, uint64_t iov, uint64_t cnt,
+                          uint64_t total) {
+  uint64_t addrs[1024], lens[1024];
+  int n = rrv_read_iovecs(r->pid, iov, cnt, total, addrs, lens, 1024);
+  for (int i = 0; i < n; i++)
+    if (capture(r, start, addrs[i], lens[i])) return -1;
+  return 0;
+}
+
+struct kernel_msghdr {
+  uint64_t name, namelen, iov, iovlen, control, controllen;
+  int32_t flags, pad;
+};
+
+static int capture_irregular(struct rrv_recorder *r, size_t start, int irregular,
+                             const struct rrv_regs *a, int64_t result) {
+  uint64_t dir, size, cmd;
+  struct kernel_msghdr msg;
+  switch (irregular) {
+    case RRV_IRR_IOCTL:
+      cmd = a->rsi & 0xffffffff;
+      switch (cmd) {
+        case 0x5401: return capture(r, start, a->rdx, 36);   /* TCGETS: struct termios */
+        case 0x5413: return capture(r, start, a->rdx, 8);    /* TIOCGWINSZ */
+        case 0x541B: case 0x540F: case 0x5429:               /* FIONREAD TIOCGPGRP TIOCGSID */
+          return capture(r, start, a->rdx, 4);
+      }
+      dir = (cmd >> 30) & 3;
+      size = (cmd >> 16) & 0x3fff;
+      if (dir & 2) return capture(r, start, a->rdx, size);  /* _IOC_READ: kernel writes */
+      return 0;
+    case RRV_IRR_FCNTL:
+      cmd = a->rsi;
+      if (cmd == 5 /* F_GETLK */ || cmd == 36 /* F_OFD_GETLK */)
+        return capture(r, start, a->rdx, 32);
+      if (cmd == 16 /* F_GETOWN_EX */) return capture(r, start, a->rdx, 8);
+      return 0;
+    case RRV_IRR_IOV_RESULT:
+      return capture_iovecs(r, start, a->rsi, a->rdx, result);
+    case RRV_IRR_RECVMSG:
+      if (rrv_read_mem(r->pid, a->rsi, &msg, sizeof msg) != sizeof msg) return 0;
+      if (capture(r, start, a->rsi, sizeof msg)) return -1;
+      if (capture(r, start, msg.name, msg.namelen)) return -1;
+      if (capture(r, start, msg.control, msg.controllen)) return -1;
+      return capture_iovecs(r, start, msg.iov, msg.iovlen, result);
+    case RRV_IRR_PRCTL:
+      if (a->rdi == 16 /* PR_GET_NAME */) return capture(r, start, a->rsi, 16);
+      if (a->rdi == 40 /* PR_GET_TID_ADDRESS */) return capture(r, start, a->rsi, 8);
+      return 0;
+  }
+  return 0;
+}
+
+/* Digest of the data a write-family syscall sent, so replay can prove it sends the same. */
+static uint64_t sent_data_digest(struct rrv_recorder *r, const struct rrv_syscall_spec *spec,
+                                 const struct rrv_regs *a, int64_t result) {
+  uint64_t d = 0;
+  if (result <= 0) return 0;
+  if (spec->has_digest) {
+    rrv_digest_range(r->pid, arg_of(a, spec->digest.arg), result, &d, -1);
+  } else if (spec->irregular == RRV_IRR_IOV_DIGEST) {
+    rrv_digest_iovecs(r->pid, a->rsi, a->rdx, result, &d, -1);
+  } else if (spec->irregular == RRV_IRR_MSG_DIGEST) {
+    struct kernel_msghdr msg;
+    if (rrv_read_mem(r->pid, a->rsi, &msg, sizeof msg) == sizeof msg)
+      rrv_digest_iovecs(r->pid, msg.iov, msg.iovlen, result, &d, -1);
+  }
+  return d;
+}
+
+static int unsupported(struct rrv_recorder *r, int64_t nr, const char *fmt, const char *what) {
+  r->stop_nr = nr;
+  snprintf(r->message, sizeof r->message, fmt, what);
+  return RRV_STOP_UNSUPPORTED;
+}
+
+static int fail(struct rrv_recorder *r, const char *what) {
+  snprintf(r->message, sizeof r->message, "%s: %s", what, strerror(errno));
+  return RRV_STOP_ERROR;
+}
+
+void rrv_record_free(struct rrv_recorder *r) {
+  free(r->buf);
+  r->buf = NULL;
+  r->len = r->cap = 0;
+}
+
+int rrv_record_init(struct rrv_recorder *r, int pid) {
+  r->pid = pid;
+  r->resume_op = PTRACE_CONT;
+  r->initial_exec = 1;
+  if (!r->flush_at) r->flush_at = 256 << 10;
+  if (!r->blob_threshold) r->blob_threshold = 64 << 10;
+  r->last_flush_ns = rrv_now_ns();
+  return ensure_room(r, 1 << 20);
+}
+
+/* Wait for the exit stop of the syscall the tracee is in (through an exec event, for execve). */
+static int wait_syscall_exit(struct rrv_recorder *r, int *status) {
+  for (;;) {
+    if (ptrace(PTRACE_SYSCALL, r->pid, 0, 0) < 0) return -1;
+    if (rrv_wait(r->pid, status) < 0) return -1;
+    if (!WIFSTOPPED(*status)) return 0;                  /* died inside the syscall */
+    if (RRV_SYSCALL_EXIT_STOP(*status)) return 0;
+    if (RRV_EXEC_STOP(*status)) {
+      rrv_forget_mem();
+      continue;
+    }
+    errno = EPROTO;
+    return -1;
+  }
+}
+
+static int on_syscall(struct rrv_recorder *r) {
+  struct rrv_regs regs;
+  uint64_t fpu = 0;
+  if (rrv_getregs(r->pid, &regs) < 0) return fail(r, "PTRACE_GETREGS");
+  rrv_fpu_digest(r->pid, &fpu);
+  int64_t nr = (int64_t)regs.orig_rax;
+  const struct rrv_syscall_spec *spec =
+      nr >= 0 && nr < RRV_NSYSCALLS && rrv_syscalls[nr].handling ? &rrv_syscalls[nr] : NULL;
+  if (!spec) return unsupported(r, nr, "%s syscall is not in rrverify's syscall table", "this");
+  if (r->initial_exec && spec->handling != RRV_H_EXEC)
+    return unsupported(r, nr, "%s: the tracee made a syscall before its exec", spec->name);
+  if (spec->handling == RRV_H_UNSUPPORTED) return unsupported(r, nr, "%s", spec->name);
+  if (spec->irregular == RRV_IRR_PRCTL &&
+      (regs.rdi == PR_SET_TSC || regs.rdi == PR_SET_SECCOMP))
+    return unsupported(r, nr, "%s changing the TSC mode or seccomp", "prctl");
+  if (nr == SYS_mmap && (regs.r10 & MAP_SHARED) && (regs.rdx & PROT_WRITE) &&
+      !(regs.r10 & MAP_ANONYMOUS))
+    return unsupported(r, nr, "%s of a file, shared and writable", "mmap");
+
+  if (spec->handling == RRV_H_REFUSE) {
+    struct rrv_regs refused = regs;
+    refused.orig_rax = -1;
+    refused.rax = -ENOSYS;
+    if (rrv_setregs(r->pid, &refused) < 0) return fail(r, "PTRACE_SETREGS");
+    size_t ev = event_begin(r, RRV_EVENT_SYSCALL, nr, &regs);
+    if (ev == (size_t)-1) return fail(r, "out of memory");
+    event_at(r, ev)->result = -ENOSYS;
+    event_at(r, ev)->flags = RRV_EF_REFUSED;
+    event_at(r, ev)->fpu_digest = fpu;
+    event_end(r, ev);
+    r->syscalls++;
+    r->after_syscall = 1;
+    r->exit_regs = refused;
+    r->exit_regs.rax = -ENOSYS;
+    return 0;
+  }
+  if (spec->handling == RRV_H_EXIT) {
+    size_t ev = event_begin(r, RRV_EVENT_SYSCALL, nr, &regs);
+    if (ev == (size_t)-1) return fail(r, "out of memory");
+    event_at(r, ev)->fpu_digest = fpu;
+    event_end(r, ev);
+    r->syscalls++;
+    return 0;
+  }
+
+  int status;
+  int initial = r->initial_exec;
+  if (wait_syscall_exit(r, &status) < 0) return fail(r, "waiting for a syscall's exit");
+  if (!WIFSTOPPED(status)) { /* killed inside the syscall (SIGKILL from outside) */
+    r->status = status;
+    size_t ev = event_begin(r, RRV_EVENT_EXIT, status, NULL);
+    if (ev == (size_t)-1) return fail(r, "out of memory");
+    event_end(r, ev);
+    return RRV_STOP_EXITED;
+  }
+  struct rrv_regs after;
+  if (rrv_getregs(r->pid, &after) < 0) return fail(r, "PTRACE_GETREGS");
+  int64_t result = (int64_t)after.rax;
+  r->after_syscall = 1;
+  r->exit_regs = after;
+
+  if (initial) {
+    if (result < 0) {
+      errno = -result;
+      return fail(r, "the tracee's execve failed");
+    }
+    r->initial_exec = 0;
+    return RRV_STOP_EXEC;
+  }
+  size_t ev = event_begin(r, RRV_EVENT_SYSCALL, nr, &regs);
+  if (ev == (size_t)-1) return fail(r, "out of memory");
+  event_at(r, ev)->result = result;
+  event_at(r, ev)->fpu_digest = fpu;
+  if (result >= 0) {
+    for (int i = 0; i < spec->noutputs; i++) {
+      const struct rrv_out_spec *o = &spec->out[i];
+      if (capture(r, ev, arg_of(&regs, o->arg), out_size(r->pid, o, &regs, result)))
+        return fail(r, "recording a syscall's output");
+    }
+    if (spec->irregular && capture_irregular(r, ev, spec->irregular, &regs, result))
+      return fail(r, "recording a syscall's output");
+    event_at(r, ev)->aux = sent_data_digest(r, spec, &regs, result);
+    if (nr == SYS_mmap && !(regs.r10 & MAP_ANONYMOUS) && (int)regs.r8 >= 0) {
+      uint64_t index = 0;
+      if (rrv_py_file_mapped(r->handle, r->pid, (int)regs.r8, &index)) {
+        snprintf(r->message, sizeof r->message, "cannot identify the file mapped from fd %d",
+                 (int)regs.r8);
+        return RRV_STOP_ERROR;
+      }
+      event_at(r, ev)->aux = index + 1;
+    }
+  }
+  event_end(r, ev);
+  r->syscalls++;
+  if (spec->handling == RRV_H_EXEC && result == 0) return RRV_STOP_EXEC;
+  return 0;
+}
+
+static int same_regs(const struct rrv_regs *a, const struct rrv_regs *b) {
+  return memcmp(a, b, sizeof *a) == 0;
+}
+
+static int on_signal(struct rrv_recorder *r, int sig) {
+  siginfo_t si;
+  struct rrv_regs regs;
+  uint64_t fpu = 0;
+  if (ptrace(PTRACE_GETSIGINFO, r->pid, 0, &si) < 0) return fail(r, "PTRACE_GETSIGINFO");
+  if (rrv_getregs(r->pid, &regs) < 0) return fail(r, "PTRACE_GETREGS");
+  rrv_fpu_digest(r->pid, &fpu);
+  int after_syscall = r->after_syscall && same_regs(&regs, &r->exit_regs);
+  r->after_syscall = 0;
+
+  int rdtscp;
+  if (sig == SIGSEGV && si.si_code == SI_KERNEL && rrv_is_rdtsc(r->pid, regs.rip, &rdtscp)) {
+    unsigned aux = 0;
+    uint64_t tsc = rdtscp ? __rdtscp(&aux) : __rdtsc();
+    struct rrv_regs next = regs;
+    next.rax = (uint32_t)tsc;
+    next.rdx = tsc >> 32;
+    if (rdtscp) next.rcx = aux;
+    next.rip += rdtscp ? 3 : 2;
+    if (rrv_setregs(r->pid, &next) < 0) return fail(r, "PTRACE_SETREGS");
+    size_t ev = event_begin(r, RRV_EVENT_RDTSC, 0, &regs);
+    if (ev == (size_t)-1) return fail(r, "out of memory");
+    event_at(r, ev)->result = tsc;
+    event_at(r, ev)->aux = aux;
+    event_at(r, ev)->flags = rdtscp ? RRV_EF_RDTSCP : 0;
+    event_at(r, ev)->fpu_digest = fpu;
+    event_end(r, ev);
+    return 0;
+  }
+  int fault = (sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE ||
+               sig == SIGTRAP) && si.si_code > 0 && si.si_code != SI_KERNEL;
+  if (!fault && !after_syscall) {
+    r->stop_nr = -sig;
+    snprintf(r->message, sizeof r->message,
+             "asynchronous signal %d (%s) arrived while the tracee ran user code: "
+             "asynchronous signals are not supported yet", sig, strsignal(sig));
+    return RRV_STOP_UNSUPPORTED;
+  }
+  size_t ev = event_begin(r, RRV_EVENT_SIGNAL, sig, &regs);
+  if (ev == (size_t)-1) return fail(r, "out of memory");
+  event_at(r, ev)->flags = fault ? 0 : RRV_EF_AT_SYSCALL_EXIT;
+  event_at(r, ev)->fpu_digest = fpu;
+  if (event_add_extra(r, ev, &si, sizeof si)) return fail(r, "out of memory");
+  event_end(r, ev);
+  r->resume_sig = sig;
+  return 0;
+}
+
+int rrv_record_run(struct rrv_recorder *r) {
+  for (uint64_t n = 0;; n++) {
+    if (r->len >= r->flush_at) return RRV_STOP_FLUSH;
+    if ((n & 255) == 255 && r->buffered_events) {
+      uint64_t now = rrv_now_ns();
+      if (now - r->last_flush_ns > 200000000ull) {
+        r->last_flush_ns = now;
+        return RRV_STOP_FLUSH;
+      }
+    }
+    int sig = r->resume_sig;
+    r->resume_sig = 0;
+    if (ptrace(r->resume_op, r->pid, 0, sig) < 0) return fail(r, "resuming the tracee");
+    r->resume_op = PTRACE_CONT;
+    int status;
+    if (rrv_wait(r->pid, &status) < 0) return fail(r, "waitpid");
+    if (WIFEXITED(status) || WIFSIGNALED(status)) {
+      r->status = status;
+      size_t ev = event_begin(r, RRV_EVENT_EXIT, status, NULL);
+      if (ev == (size_t)-1) return fail(r, "out of memory");
+      event_end(r, ev);
+      return RRV_STOP_EXITED;
+    }
+    int rc;
+    if (RRV_SECCOMP_STOP(status)) {
+      rc = on_syscall(r);
+    } else if (WSTOPSIG(status) == SIGTRAP && (status >> 16)) {
+      snprintf(r->message, sizeof r->message, "unexpected ptrace event %d", status >> 16);
+      rc = RRV_STOP_ERROR;
+    } else if (RRV_SYSCALL_EXIT_STOP(status)) {
+      snprintf(r->message, sizeof r->message, "unexpected syscall-exit stop");
+      rc = RRV_STOP_ERROR;
+    } else {
+      rc = on_signal(r, WSTOPSIG(status));
+    }
+    if (rc) return rc;
+  }
+}

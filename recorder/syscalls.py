@@ -1,0 +1,281 @@
+"""The syscall table: every x86-64 syscall rrverify knows, declared once.
+
+Each entry says how the syscall is recorded and replayed and which memory it writes. The C
+recorder's and replayer's cases are generated from this table (recorder/gen_syscalls.py), and
+`rrverify dump` formats events with it. A syscall missing from here ends a recording with a
+clear message: an unknown syscall is never silently passed through.
+
+Handling (what replay does with the syscall):
+  EMULATE      not executed; the recorded result and memory writes are injected.
+  EXECUTE      executed again (it shapes the address space or signal state); the result must
+               equal the recorded one.
+  MMAP/MREMAP  executed with the recorded address forced; a file mapping becomes an anonymous
+               one filled with the recorded file's contents.
+  EXEC         execve: executed; the new image is then checked against the recorded one.
+  EXIT         exit/exit_group: executed.
+  REFUSE       never executed, in recording either: the tracee sees -ENOSYS (rseq: the kernel
+               would otherwise write into the tracee behind our back).
+  UNSUPPORTED  ends the recording with `why`.
+
+Outputs are (argument index, size) pairs; the size vocabulary is below. An output is captured
+after the syscall returns successfully, whatever the bytes are: over-capturing unchanged bytes
+is harmless because replay writes back exactly what was there.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ptrace.syscall.linux.x86_64 import SYSCALL_NAMES as _PTRACE_NAMES
+
+EMULATE, EXECUTE, MMAP, MREMAP, EXEC, EXIT, REFUSE, UNSUPPORTED = (
+    "EMULATE", "EXECUTE", "MMAP", "MREMAP", "EXEC", "EXIT", "REFUSE", "UNSUPPORTED")
+HANDLINGS = (EMULATE, EXECUTE, MMAP, MREMAP, EXEC, EXIT, REFUSE, UNSUPPORTED)
+
+# Irregular syscalls whose outputs depend on more than the table can say: hand-written C.
+IRREGULAR = ("ioctl", "fcntl", "iov_result", "recvmsg", "prctl", "iov_digest", "msg_digest")
+
+
+@dataclass(frozen=True)
+class Size:
+    kind: str          # FIXED n | RESULT | ARG j | RESULT_TIMES n | ARG_TIMES j,n | DEREF_U32 j | FDSET j
+    n: int = 0
+    arg: int = 0
+
+
+def Fixed(n): return Size("FIXED", n=n)
+def Result(): return Size("RESULT")
+def ArgSize(j): return Size("ARG", arg=j)
+def ResultTimes(n): return Size("RESULT_TIMES", n=n)
+def ArgTimes(j, n): return Size("ARG_TIMES", n=n, arg=j)
+def DerefU32(j): return Size("DEREF_U32", arg=j)
+def FdSet(j): return Size("FDSET", arg=j)
+
+
+@dataclass(frozen=True)
+class Syscall:
+    name: str
+    nr: int
+    handling: str = EMULATE
+    outputs: tuple = ()            # ((arg index, Size), ...)
+    irregular: str = ""            # one of IRREGULAR: C code handles outputs/inputs
+    digest: tuple = ()             # (arg, Size): data the syscall reads, digested and checked in replay
+    why: str = ""                  # for UNSUPPORTED
+
+
+# Numbers python-ptrace does not know yet (newer kernels).
+_EXTRA_NUMBERS = {
+    "timerfd_create": 283, "epoll_pwait2": 441, "mount_setattr": 442, "landlock_create_ruleset": 444,
+    "landlock_add_rule": 445, "landlock_restrict_self": 446, "memfd_secret": 447,
+    "process_mrelease": 448, "futex_waitv": 449, "cachestat": 451, "fchmodat2": 452,
+    "map_shadow_stack": 453, "futex_wake": 454, "futex_wait": 455, "futex_requeue": 456,
+    "statmount": 457, "listmount": 458, "lsm_get_self_attr": 459, "mseal": 462,
+}
+NUMBERS = {name: nr for nr, name in _PTRACE_NAMES.items() if nr < 512}
+NUMBERS.update(_EXTRA_NUMBERS)
+NAMES = {nr: name for name, nr in NUMBERS.items()}
+
+STAT = 144          # struct stat
+STATFS = 120
+TIMESPEC = 16
+TIMEVAL = 16
+RLIMIT = 16
+RUSAGE = 144
+SIGSET = 8
+KSIGACTION = 32
+STACK_T = 24
+SIGINFO = 128
+UTSNAME = 390
+SYSINFO = 112
+TMS = 32
+ITIMERVAL = 32
+EPOLL_EVENT = 12
+POLLFD = 8
+STATX = 256
+MSGHDR = 56
+
+_TABLE: dict[str, dict] = {}
+
+
+def _sc(name, handling=EMULATE, *, out=(), irregular="", digest=(), why=""):
+    _TABLE[name] = dict(handling=handling, outputs=tuple(out), irregular=irregular,
+                        digest=tuple(digest), why=why)
+
+
+# --- file I/O -------------------------------------------------------------------------
+_sc("read", out=[(1, Result())])
+_sc("pread64", out=[(1, Result())])
+_sc("readv", irregular="iov_result")
+_sc("preadv", irregular="iov_result")
+_sc("preadv2", irregular="iov_result")
+_sc("write", digest=(1, Result()))
+_sc("pwrite64", digest=(1, Result()))
+_sc("writev", irregular="iov_digest")
+_sc("pwritev", irregular="iov_digest")
+_sc("pwritev2", irregular="iov_digest")
+for _n in ("open", "openat", "openat2", "creat", "close", "close_range", "lseek", "fsync",
+           "fdatasync", "ftruncate", "truncate", "unlink", "unlinkat", "mkdir", "mkdirat",
+           "rmdir", "rename", "renameat", "renameat2", "link", "linkat", "symlink", "symlinkat",
+           "chmod", "fchmod", "fchmodat", "fchmodat2", "chown", "fchown", "lchown", "fchownat",
+           "access", "faccessat", "faccessat2", "chdir", "fchdir", "umask", "dup", "dup2",
+           "dup3", "flock", "fadvise64", "fallocate", "sync", "syncfs", "utime", "utimes",
+           "utimensat", "futimesat", "mknod", "mknodat", "sendfile", "copy_file_range",
+           "splice", "tee", "readahead", "inotify_init", "inotify_init1", "inotify_add_watch",
+           "inotify_rm_watch", "memfd_create", "eventfd", "eventfd2", "timerfd_create",
+           "signalfd", "signalfd4", "sync_file_range", "setxattr", "lsetxattr",
+           "fsetxattr", "removexattr", "lremovexattr", "fremovexattr"):
+    _sc(_n)
+_sc("stat", out=[(1, Fixed(STAT))])
+_sc("lstat", out=[(1, Fixed(STAT))])
+_sc("fstat", out=[(1, Fixed(STAT))])
+_sc("newfstatat", out=[(2, Fixed(STAT))])
+_sc("statx", out=[(4, Fixed(STATX))])
+_sc("statfs", out=[(1, Fixed(STATFS))])
+_sc("fstatfs", out=[(1, Fixed(STATFS))])
+_sc("getdents64", out=[(1, Result())])
+_sc("getdents", out=[(1, Result())])
+_sc("readlink", out=[(1, Result())])
+_sc("readlinkat", out=[(2, Result())])
+_sc("getcwd", out=[(0, Result())])
+_sc("getxattr", out=[(2, Result())])
+_sc("lgetxattr", out=[(2, Result())])
+_sc("fgetxattr", out=[(2, Result())])
+_sc("listxattr", out=[(1, Result())])
+_sc("llistxattr", out=[(1, Result())])
+_sc("flistxattr", out=[(1, Result())])
+_sc("pipe", out=[(0, Fixed(8))])
+_sc("pipe2", out=[(0, Fixed(8))])
+_sc("ioctl", irregular="ioctl")
+_sc("fcntl", irregular="fcntl")
+_sc("timerfd_settime", out=[(3, Fixed(ITIMERVAL))])
+_sc("timerfd_gettime", out=[(1, Fixed(ITIMERVAL))])
+
+# --- polling ----------------------------------------------------------------------------
+_sc("poll", out=[(0, ArgTimes(1, POLLFD))])
+_sc("ppoll", out=[(0, ArgTimes(1, POLLFD)), (2, Fixed(TIMESPEC))])
+_sc("select", out=[(1, FdSet(0)), (2, FdSet(0)), (3, FdSet(0)), (4, Fixed(TIMEVAL))])
+_sc("pselect6", out=[(1, FdSet(0)), (2, FdSet(0)), (3, FdSet(0)), (4, Fixed(TIMESPEC))])
+_sc("epoll_create")
+_sc("epoll_create1")
+_sc("epoll_ctl")
+_sc("epoll_wait", out=[(1, ResultTimes(EPOLL_EVENT))])
+_sc("epoll_pwait", out=[(1, ResultTimes(EPOLL_EVENT))])
+_sc("epoll_pwait2", out=[(1, ResultTimes(EPOLL_EVENT))])
+
+# --- sockets ----------------------------------------------------------------------------
+for _n in ("socket", "connect", "bind", "listen", "shutdown", "setsockopt"):
+    _sc(_n)
+_sc("socketpair", out=[(3, Fixed(8))])
+_sc("getsockname", out=[(1, DerefU32(2)), (2, Fixed(4))])
+_sc("getpeername", out=[(1, DerefU32(2)), (2, Fixed(4))])
+_sc("accept", out=[(1, DerefU32(2)), (2, Fixed(4))])
+_sc("accept4", out=[(1, DerefU32(2)), (2, Fixed(4))])
+_sc("getsockopt", out=[(3, DerefU32(4)), (4, Fixed(4))])
+_sc("sendto", digest=(1, Result()))
+_sc("sendmsg", irregular="msg_digest")
+_sc("recvfrom", out=[(1, Result()), (4, DerefU32(5)), (5, Fixed(4))])
+_sc("recvmsg", irregular="recvmsg")
+
+# --- memory (address space: executed in replay) -----------------------------------------
+_sc("mmap", MMAP)
+_sc("mremap", MREMAP)
+for _n in ("munmap", "mprotect", "brk", "madvise", "mlock", "munlock", "mlockall",
+           "munlockall", "msync", "pkey_mprotect", "mlock2"):
+    _sc(_n, EXECUTE)
+_sc("mincore", out=[(2, Size("PAGES", arg=1))])
+
+# --- signals ----------------------------------------------------------------------------
+_sc("rt_sigaction", EXECUTE)
+_sc("rt_sigprocmask", EXECUTE)
+_sc("sigaltstack", EXECUTE)
+_sc("rt_sigreturn", EXECUTE)
+_sc("rt_sigpending", out=[(0, ArgSize(1))])
+_sc("kill")
+_sc("tgkill")
+_sc("tkill")
+_sc("rt_sigsuspend")
+_sc("pause")
+_sc("rt_sigtimedwait", out=[(1, Fixed(SIGINFO))])
+_sc("alarm")
+_sc("setitimer", out=[(2, Fixed(ITIMERVAL))])
+_sc("getitimer", out=[(1, Fixed(ITIMERVAL))])
+_sc("rt_sigqueueinfo")
+_sc("rt_tgsigqueueinfo")
+
+# --- time -------------------------------------------------------------------------------
+_sc("clock_gettime", out=[(1, Fixed(TIMESPEC))])
+_sc("clock_getres", out=[(1, Fixed(TIMESPEC))])
+_sc("gettimeofday", out=[(0, Fixed(TIMEVAL)), (1, Fixed(8))])
+_sc("time", out=[(0, Fixed(8))])
+_sc("nanosleep", out=[(1, Fixed(TIMESPEC))])
+_sc("clock_nanosleep", out=[(3, Fixed(TIMESPEC))])
+_sc("times", out=[(0, Fixed(TMS))])
+_sc("timer_create", out=[(2, Fixed(4))])
+_sc("timer_settime", out=[(3, Fixed(ITIMERVAL))])
+_sc("timer_gettime", out=[(1, Fixed(ITIMERVAL))])
+_sc("timer_getoverrun")
+_sc("timer_delete")
+
+# --- identity, limits, system -----------------------------------------------------------
+for _n in ("getpid", "getppid", "gettid", "getuid", "geteuid", "getgid", "getegid",
+           "getpgrp", "getpgid", "getsid", "setsid", "setpgid", "setuid", "setgid",
+           "setreuid", "setregid", "setresuid", "setresgid", "setfsuid", "setfsgid",
+           "setgroups", "sched_yield", "getpriority", "setpriority", "sched_setaffinity",
+           "sched_getscheduler", "sched_setscheduler", "sched_get_priority_max",
+           "sched_get_priority_min", "ioprio_get", "ioprio_set", "membarrier",
+           "set_robust_list", "futex", "personality", "setrlimit", "sethostname",
+           "setdomainname", "sched_setparam", "sched_setattr"):
+    _sc(_n)
+_sc("set_tid_address")
+_sc("getresuid", out=[(0, Fixed(4)), (1, Fixed(4)), (2, Fixed(4))])
+_sc("getresgid", out=[(0, Fixed(4)), (1, Fixed(4)), (2, Fixed(4))])
+_sc("getgroups", out=[(1, ResultTimes(4))])
+_sc("uname", out=[(0, Fixed(UTSNAME))])
+_sc("sysinfo", out=[(0, Fixed(SYSINFO))])
+_sc("getrlimit", out=[(1, Fixed(RLIMIT))])
+_sc("prlimit64", out=[(3, Fixed(RLIMIT))])
+_sc("getrusage", out=[(1, Fixed(RUSAGE))])
+_sc("getrandom", out=[(0, Result())])
+_sc("getcpu", out=[(0, Fixed(4)), (1, Fixed(4))])
+_sc("sched_getaffinity", out=[(2, Result())])
+_sc("sched_getparam", out=[(1, Fixed(4))])
+_sc("sched_getattr", out=[(1, ArgSize(2))])
+_sc("sched_rr_get_interval", out=[(1, Fixed(TIMESPEC))])
+_sc("capget", out=[(1, Fixed(24))])
+_sc("get_robust_list", out=[(1, Fixed(8)), (2, Fixed(8))])
+_sc("wait4", out=[(1, Fixed(4)), (3, Fixed(RUSAGE))])
+_sc("waitid", out=[(2, Fixed(SIGINFO)), (4, Fixed(RUSAGE))])
+_sc("prctl", irregular="prctl")
+_sc("arch_prctl", EXECUTE)
+_sc("rseq", REFUSE)
+
+# --- process lifetime -------------------------------------------------------------------
+_sc("execve", EXEC)
+_sc("exit", EXIT)
+_sc("exit_group", EXIT)
+_THREADS = "threads and child processes are not supported yet"
+for _n in ("clone", "clone3", "fork", "vfork"):
+    _sc(_n, UNSUPPORTED, why=_THREADS)
+_sc("execveat", UNSUPPORTED, why="execveat is not supported yet")
+for _n in ("ptrace", "process_vm_readv", "process_vm_writev", "seccomp", "bpf",
+           "userfaultfd", "io_setup", "io_submit", "io_getevents", "io_uring_setup",
+           "io_uring_enter", "io_uring_register", "shmget", "shmat", "shmctl", "shmdt",
+           "remap_file_pages", "vmsplice", "recvmmsg", "sendmmsg", "modify_ldt"):
+    _sc(_n, UNSUPPORTED, why="its effects cannot be recorded yet")
+
+
+def _build() -> dict[int, Syscall]:
+    table = {}
+    for name, spec in _TABLE.items():
+        if name not in NUMBERS:
+            raise ValueError(f"syscall table names {name!r}, which has no x86-64 number")
+        assert spec["handling"] in HANDLINGS, name
+        assert not spec["irregular"] or spec["irregular"] in IRREGULAR, name
+        table[NUMBERS[name]] = Syscall(name=name, nr=NUMBERS[name], **spec)
+    return table
+
+
+TABLE: dict[int, Syscall] = _build()
+
+
+def name_of(nr: int) -> str:
+    return NAMES.get(nr, f"syscall_{nr}")

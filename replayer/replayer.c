@@ -1,0 +1,407 @@
+/* replayer.c: the native replay loop. The tracee re-executes its own code; at every stop the
+ * next recorded event says what must happen, and every check of docs/checks.md runs before
+ * the recorded effect is injected. Emulated syscalls cost one seccomp stop. */
+
+#define RRV_EFLAGS_RF 0x10000ull
+
+static const struct rrv_event *cur_event(struct rrv_replayer *r) {
+  return (const struct rrv_event *)(r->events + r->pos);
+}
+
+static int have_events(struct rrv_replayer *r, int count) {
+  size_t pos = r->pos;
+  for (int i = 0; i < count; i++) {
+    if (pos + sizeof(struct rrv_event) > r->len) return 0;
+    const struct rrv_event *ev = (const struct rrv_event *)(r->events + pos);
+    if (ev->size < sizeof *ev || pos + ev->size > r->len) return 0;
+    pos += ev->size;
+  }
+  return 1;
+}
+
+static const struct rrv_event *next_event(struct rrv_replayer *r) {
+  const struct rrv_event *ev = cur_event(r);
+  if (r->pos + ev->size + sizeof(struct rrv_event) > r->len) return NULL;
+  return (const struct rrv_event *)(r->events + r->pos + ev->size);
+}
+
+static void advance(struct rrv_replayer *r) {
+  r->pos += cur_event(r)->size;
+  r->event_index++;
+}
+
+static int diverge(struct rrv_replayer *r, int kind, const char *fmt, ...) {
+  r->div.kind = kind;
+  r->div.event_index = r->event_index;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(r->div.detail, sizeof r->div.detail, fmt, ap);
+  va_end(ap);
+  return RRV_STOP_DIVERGED;
+}
+
+static int rfail(struct rrv_replayer *r, const char *what) {
+  snprintf(r->message, sizeof r->message, "%s: %s", what, strerror(errno));
+  return RRV_STOP_ERROR;
+}
+
+/* Registers must be equal except the resume flag, which the kernel sets or clears on its own
+ * when it returns from a trap. */
+static int regs_match(const struct rrv_regs *a, const struct rrv_regs *b) {
+  struct rrv_regs x = *a, y = *b;
+  x.eflags &= ~RRV_EFLAGS_RF;
+  y.eflags &= ~RRV_EFLAGS_RF;
+  return memcmp(&x, &y, sizeof x) == 0;
+}
+
+static int check_state(struct rrv_replayer *r, const struct rrv_event *ev,
+                       const struct rrv_regs *regs) {
+  r->div.expected_regs = ev->regs;
+  r->div.found_regs = *regs;
+  if (!regs_match(regs, &ev->regs))
+    return diverge(r, RRV_DIV_REGS, "registers differ");
+  uint64_t fpu = 0;
+  if (rrv_fpu_digest(r->pid, &fpu) < 0) return rfail(r, "reading FPU state");
+  if (fpu != ev->fpu_digest) {
+    r->div.expected_fpu = ev->fpu_digest;
+    r->div.found_fpu = fpu;
+    return diverge(r, RRV_DIV_FPU, "x87/SSE/AVX register state differs");
+  }
+  return 0;
+}
+
+static int expect_kind(struct rrv_replayer *r, const struct rrv_event *ev, int kind,
+                       int64_t found_nr) {
+  if (ev->kind == kind) return 0;
+  r->div.expected_kind = ev->kind;
+  r->div.found_kind = kind;
+  r->div.expected_nr = ev->nr;
+  r->div.found_nr = found_nr;
+  return diverge(r, RRV_DIV_EVENT_KIND, "a different event happened");
+}
+
+/* Inject the recorded memory writes of an event. */
+static int apply_writes(struct rrv_replayer *r, const struct rrv_event *ev) {
+  const uint8_t *p = (const uint8_t *)(ev + 1);
+  const uint8_t *end = (const uint8_t *)ev + ev->size;
+  for (int i = 0; i < ev->nwrites; i++) {
+    if (p + sizeof(struct rrv_write) > end) return diverge(r, RRV_DIV_TRACE, "event truncated");
+    const struct rrv_write *w = (const struct rrv_write *)p;
+    const uint8_t *data;
+    size_t len = w->len, stored = w->how == RRV_WRITE_BLOB ? RRV_DIGEST_BYTES : RRV_ALIGN8(len);
+    if (p + sizeof *w + stored > end) return diverge(r, RRV_DIV_TRACE, "event truncated");
+    if (w->how == RRV_WRITE_BLOB) {
+      size_t blen = 0;
+      if (rrv_py_blob_get(r->handle, p + sizeof *w, &data, &blen) || blen != len) {
+        snprintf(r->message, sizeof r->message, "cannot read a blob of event %llu",
+                 (unsigned long long)r->event_index);
+        return RRV_STOP_ERROR;
+      }
+    } else {
+      data = p + sizeof *w;
+    }
+    if (rrv_write_mem(r->pid, w->addr, data, len) != (ssize_t)len)
+      return diverge(r, RRV_DIV_DATA, "cannot write %zu recorded bytes at 0x%llx", len,
+                     (unsigned long long)w->addr);
+    p += sizeof *w + stored;
+  }
+  return 0;
+}
+
+static int step_to_syscall_exit(struct rrv_replayer *r, int *status) {
+  for (;;) {
+    if (ptrace(PTRACE_SYSCALL, r->pid, 0, 0) < 0) return -1;
+    if (rrv_wait(r->pid, status) < 0) return -1;
+    if (!WIFSTOPPED(*status) || RRV_SYSCALL_EXIT_STOP(*status)) return 0;
+    if (RRV_EXEC_STOP(*status)) {
+      rrv_forget_mem();
+      continue;
+    }
+    errno = EPROTO;
+    return -1;
+  }
+}
+
+static int replay_sent_data(struct rrv_replayer *r, const struct rrv_syscall_spec *spec,
+                            const struct rrv_regs *a, const struct rrv_event *ev) {
+  if (ev->result <= 0) return 0;
+  int fd = (int)a->rdi;
+  int echo = r->echo && (fd == 1 || fd == 2) &&
+             (ev->nr == SYS_write || ev->nr == SYS_writev) ? fd : -1;
+  uint64_t d = 0;
+  int rc = 0;
+  if (spec->has_digest) {
+    rc = rrv_digest_range(r->pid, arg_of(a, spec->digest.arg), ev->result, &d, echo);
+  } else if (spec->irregular == RRV_IRR_IOV_DIGEST) {
+    rc = rrv_digest_iovecs(r->pid, a->rsi, a->rdx, ev->result, &d, echo);
+  } else if (spec->irregular == RRV_IRR_MSG_DIGEST) {
+    struct kernel_msghdr msg;
+    if (rrv_read_mem(r->pid, a->rsi, &msg, sizeof msg) == sizeof msg)
+      rc = rrv_digest_iovecs(r->pid, msg.iov, msg.iovlen, ev->result, &d, -1);
+  } else {
+    return 0;
+  }
+  if (rc < 0) d = 0;
+  if (d != ev->aux) {
+    r->div.expected_value = ev->aux;
+    r->div.found_value = d;
+    return diverge(r, RRV_DIV_DATA, "the data %s sends differs from the recording", spec->name);
+  }
+  return 0;
+}
+
+/* Fill an anonymous mapping that stands for a recorded file mapping with the file's bytes. */
+static int fill_file_mapping(struct rrv_replayer *r, const struct rrv_event *ev,
+                             const struct rrv_regs *a) {
+  const uint8_t *data;
+  size_t size;
+  if (rrv_py_file_content(r->handle, ev->aux - 1, ev->result, a->rsi, a->r9, &data, &size)) {
+    snprintf(r->message, sizeof r->message, "mapped file #%llu of event %llu is unavailable",
+             (unsigned long long)(ev->aux - 1), (unsigned long long)r->event_index);
+    return RRV_STOP_ERROR;
+  }
+  uint64_t off = a->r9, len = a->rsi;
+  if (off >= size) return 0;
+  if (len > size - off) len = size - off;
+  if (rrv_write_mem(r->pid, ev->result, data + off, len) != (ssize_t)len)
+    return rfail(r, "filling a file mapping");
+  return 0;
+}
+
+static int replay_syscall(struct rrv_replayer *r) {
+  struct rrv_regs regs;
+  if (rrv_getregs(r->pid, &regs) < 0) return rfail(r, "PTRACE_GETREGS");
+  int64_t nr = (int64_t)regs.orig_rax;
+  if (r->initial_exec) { /* the tracee's own execve, made by rrv_spawn's child */
+    int status;
+    if (step_to_syscall_exit(r, &status) < 0 || !WIFSTOPPED(status))
+      return rfail(r, "executing the initial execve");
+    if (rrv_getregs(r->pid, &regs) < 0) return rfail(r, "PTRACE_GETREGS");
+    if ((int64_t)regs.rax < 0) {
+      errno = -(int64_t)regs.rax;
+      return rfail(r, "the replayed program's execve failed");
+    }
+    r->initial_exec = 0;
+    r->at_exec = 1;
+    return RRV_STOP_EXEC;
+  }
+  const struct rrv_event *ev = cur_event(r);
+  int rc = expect_kind(r, ev, RRV_EVENT_SYSCALL, nr);
+  if (rc) return rc;
+  if (ev->nr != nr) {
+    r->div.expected_nr = ev->nr;
+    r->div.found_nr = nr;
+    r->div.expected_regs = ev->regs;
+    r->div.found_regs = regs;
+    return diverge(r, RRV_DIV_SYSCALL, "a different syscall was made");
+  }
+  if ((rc = check_state(r, ev, &regs))) return rc;
+  const struct rrv_syscall_spec *spec = &rrv_syscalls[nr];
+  if ((rc = replay_sent_data(r, spec, &regs, ev))) return rc;
+
+  const struct rrv_event *next = next_event(r);
+  int signal_at_exit = next && next->kind == RRV_EVENT_SIGNAL &&
+                       (next->flags & RRV_EF_AT_SYSCALL_EXIT);
+  int execute = !(ev->flags & RRV_EF_REFUSED) &&
+                (spec->handling == RRV_H_EXECUTE || spec->handling == RRV_H_EXIT ||
+                 ((spec->handling == RRV_H_MMAP || spec->handling == RRV_H_MREMAP ||
+                   spec->handling == RRV_H_EXEC) && ev->result >= 0));
+  if (!execute) {
+    struct rrv_regs emulated = regs;
+    emulated.orig_rax = -1;
+    emulated.rax = ev->result;
+    if (rrv_setregs(r->pid, &emulated) < 0) return rfail(r, "PTRACE_SETREGS");
+    if ((rc = apply_writes(r, ev))) return rc;
+    r->syscalls_emulated++;
+    r->last_nr = nr;
+    advance(r);
+    if (signal_at_exit) r->resume_op = PTRACE_SYSCALL;
+    return 0;
+  }
+  if (spec->handling == RRV_H_EXIT) {
+    r->syscalls_executed++;
+    advance(r);
+    return 0;
+  }
+  struct rrv_regs forced = regs;
+  int file_mapping = 0;
+  if (spec->handling == RRV_H_MMAP) {
+    forced.rdi = ev->result;
+    forced.r10 |= MAP_FIXED;
+    forced.r10 &= ~(uint64_t)MAP_FIXED_NOREPLACE;
+    if (ev->aux) {
+      file_mapping = 1;
+      forced.r10 = (forced.r10 & ~(uint64_t)(MAP_SHARED | MAP_SHARED_VALIDATE)) |
+                   MAP_PRIVATE | MAP_ANONYMOUS;
+      forced.r8 = -1;
+      forced.r9 = 0;
+    }
+  } else if (spec->handling == RRV_H_MREMAP && (uint64_t)ev->result != regs.rdi) {
+    forced.r10 |= MREMAP_MAYMOVE | MREMAP_FIXED;
+    forced.r8 = ev->result;
+  }
+  if (!regs_match(&forced, &regs) && rrv_setregs(r->pid, &forced) < 0)
+    return rfail(r, "PTRACE_SETREGS");
+  int status;
+  if (step_to_syscall_exit(r, &status) < 0) return rfail(r, "executing a syscall");
+  if (!WIFSTOPPED(status)) {
+    r->div.expected_value = ev->result;
+    return diverge(r, RRV_DIV_EXITED_EARLY, "the tracee died inside %s (status 0x%x)",
+                   spec->name, status);
+  }
+  struct rrv_regs after;
+  if (rrv_getregs(r->pid, &after) < 0) return rfail(r, "PTRACE_GETREGS");
+  if ((int64_t)after.rax != ev->result) {
+    r->div.expected_value = ev->result;
+    r->div.found_value = after.rax;
+    return diverge(r, RRV_DIV_RESULT, "executed %s returned a different result", spec->name);
+  }
+  r->syscalls_executed++;
+  if (spec->handling == RRV_H_MMAP || spec->handling == RRV_H_MREMAP) {
+    /* Give the program back the argument registers it passed. */
+    after.rdi = regs.rdi;
+    after.r10 = regs.r10;
+    after.r8 = regs.r8;
+    after.r9 = regs.r9;
+    if (rrv_setregs(r->pid, &after) < 0) return rfail(r, "PTRACE_SETREGS");
+  }
+  if (file_mapping && (rc = fill_file_mapping(r, ev, &regs))) return rc;
+  if ((rc = apply_writes(r, ev))) return rc;
+  advance(r);
+  if (spec->handling == RRV_H_EXEC) {
+    r->at_exec = 1;
+    return RRV_STOP_EXEC;
+  }
+  if (signal_at_exit) r->resume_sig = next->nr; /* injected from the exit stop */
+  return 0;
+}
+
+static int replay_exec_event(struct rrv_replayer *r) {
+  struct rrv_regs regs;
+  r->at_exec = 0;
+  if (rrv_getregs(r->pid, &regs) < 0) return rfail(r, "PTRACE_GETREGS");
+  const struct rrv_event *ev = cur_event(r);
+  int rc = expect_kind(r, ev, RRV_EVENT_EXEC, 0);
+  if (rc) return rc;
+  /* The fresh image's FPU state is the kernel's init state: registers only. */
+  r->div.expected_regs = ev->regs;
+  r->div.found_regs = regs;
+  if (!regs_match(&regs, &ev->regs))
+    return diverge(r, RRV_DIV_REGS, "registers after exec differ");
+  if ((rc = apply_writes(r, ev))) return rc;
+  advance(r);
+  return 0;
+}
+
+static int replay_rdtsc(struct rrv_replayer *r, const struct rrv_regs *regs, int rdtscp) {
+  const struct rrv_event *ev = cur_event(r);
+  int rc = expect_kind(r, ev, RRV_EVENT_RDTSC, 0);
+  if (rc) return rc;
+  if ((rc = check_state(r, ev, regs))) return rc;
+  if (!!(ev->flags & RRV_EF_RDTSCP) != rdtscp)
+    return diverge(r, RRV_DIV_EVENT_KIND, "recorded %s, replay executed %s",
+                   rdtscp ? "rdtsc" : "rdtscp", rdtscp ? "rdtscp" : "rdtsc");
+  struct rrv_regs next = *regs;
+  next.rax = (uint32_t)ev->result;
+  next.rdx = (uint64_t)ev->result >> 32;
+  if (rdtscp) next.rcx = ev->aux;
+  next.rip += rdtscp ? 3 : 2;
+  if (rrv_setregs(r->pid, &next) < 0) return rfail(r, "PTRACE_SETREGS");
+  r->rdtscs++;
+  advance(r);
+  return 0;
+}
+
+static int replay_signal(struct rrv_replayer *r, int sig) {
+  siginfo_t si;
+  struct rrv_regs regs;
+  if (ptrace(PTRACE_GETSIGINFO, r->pid, 0, &si) < 0) return rfail(r, "PTRACE_GETSIGINFO");
+  if (rrv_getregs(r->pid, &regs) < 0) return rfail(r, "PTRACE_GETREGS");
+  int rdtscp;
+  if (sig == SIGSEGV && si.si_code == SI_KERNEL && rrv_is_rdtsc(r->pid, regs.rip, &rdtscp))
+    return replay_rdtsc(r, &regs, rdtscp);
+  const struct rrv_event *ev = cur_event(r);
+  int rc = expect_kind(r, ev, RRV_EVENT_SIGNAL, sig);
+  if (rc) return rc;
+  if (ev->nr != sig) {
+    r->div.expected_nr = ev->nr;
+    r->div.found_nr = sig;
+    return diverge(r, RRV_DIV_SIGNAL, "a different signal arrived");
+  }
+  if ((rc = check_state(r, ev, &regs))) return rc;
+  const uint8_t *extra = (const uint8_t *)ev + ev->size - RRV_ALIGN8(ev->extra_len);
+  if (ev->extra_len != sizeof(siginfo_t)) return diverge(r, RRV_DIV_TRACE, "bad signal event");
+  siginfo_t recorded;
+  memcpy(&recorded, extra, sizeof recorded);
+  if (!(ev->flags & RRV_EF_AT_SYSCALL_EXIT) &&
+      (si.si_code != recorded.si_code || si.si_addr != recorded.si_addr)) {
+    r->div.expected_value = (int64_t)(uintptr_t)recorded.si_addr;
+    r->div.found_value = (int64_t)(uintptr_t)si.si_addr;
+    return diverge(r, RRV_DIV_SIGINFO, "signal %d: si_code %d at %p, recorded si_code %d at %p",
+                   sig, si.si_code, si.si_addr, recorded.si_code, recorded.si_addr);
+  }
+  if (ptrace(PTRACE_SETSIGINFO, r->pid, 0, &recorded) < 0) return rfail(r, "PTRACE_SETSIGINFO");
+  r->resume_sig = sig;
+  r->signals++;
+  advance(r);
+  return 0;
+}
+
+int rrv_replay_init(struct rrv_replayer *r, int pid) {
+  r->pid = pid;
+  r->resume_op = PTRACE_CONT;
+  r->initial_exec = 1;
+  return 0;
+}
+
+int rrv_replay_run(struct rrv_replayer *r) {
+  for (;;) {
+    if (r->at_exec) {
+      int rc = replay_exec_event(r);
+      if (rc) return rc;
+    }
+    if (!have_events(r, 2) && !r->eof) return RRV_STOP_NEED_EVENTS;
+    if (!r->initial_exec && !have_events(r, 1)) return RRV_STOP_END_OF_TRACE;
+    int sig = r->resume_sig;
+    r->resume_sig = 0;
+    if (ptrace(r->resume_op, r->pid, 0, sig) < 0) return rfail(r, "resuming the tracee");
+    r->resume_op = PTRACE_CONT;
+    int status;
+    if (rrv_wait(r->pid, &status) < 0) return rfail(r, "waitpid");
+    int rc;
+    if (WIFEXITED(status) || WIFSIGNALED(status)) {
+      r->status = status;
+      const struct rrv_event *ev = cur_event(r);
+      if ((rc = expect_kind(r, ev, RRV_EVENT_EXIT, 0))) return rc;
+      /* The core-dump bit depends on RLIMIT_CORE, which replay sets to 0. */
+      if ((status & ~0x80) != (ev->nr & ~0x80)) {
+        r->div.expected_value = ev->nr;
+        r->div.found_value = status;
+        return diverge(r, RRV_DIV_EXIT_STATUS, "exit status differs");
+      }
+      advance(r);
+      return RRV_STOP_EXITED;
+    }
+    if (RRV_SECCOMP_STOP(status)) {
+      rc = replay_syscall(r);
+    } else if (RRV_SYSCALL_EXIT_STOP(status)) {
+      /* Reached only to inject a signal recorded at this syscall's exit. */
+      const struct rrv_event *ev = cur_event(r);
+      if ((rc = expect_kind(r, ev, RRV_EVENT_SIGNAL, 0))) return rc;
+      struct rrv_regs regs;
+      if (rrv_getregs(r->pid, &regs) < 0) return rfail(r, "PTRACE_GETREGS");
+      if ((int64_t)regs.orig_rax == -1) { /* emulated: give the task back its syscall number */
+        regs.orig_rax = r->last_nr;
+        if (rrv_setregs(r->pid, &regs) < 0) return rfail(r, "PTRACE_SETREGS");
+      }
+      r->resume_sig = ev->nr;
+      rc = 0;
+    } else if (WSTOPSIG(status) == SIGTRAP && (status >> 16)) {
+      snprintf(r->message, sizeof r->message, "unexpected ptrace event %d", status >> 16);
+      rc = RRV_STOP_ERROR;
+    } else {
+      rc = replay_signal(r, WSTOPSIG(status));
+    }
+    if (rc) return rc;
+  }
+}

@@ -1,0 +1,22 @@
+"""The failure classes the command line turns into one line and an exit code."""
+
+
+class RRVerifyError(Exception):
+    """Base: a problem the user must act on. str(e) is the one line they see."""
+    exit_code = 2
+
+
+class TraceError(RRVerifyError):
+    """The trace is missing, truncated, corrupted, or of a format this rrverify cannot read."""
+
+
+class UsageError(RRVerifyError):
+    """The command line or environment cannot work (no such program, bad option value)."""
+
+
+class UnsupportedError(RRVerifyError):
+    """The tracee did something rrverify cannot record yet."""
+
+
+class NativeError(RRVerifyError):
+    """ptrace or the kernel refused something the native core needed."""

@@ -1,0 +1,104 @@
+"""The binary event records of a trace: decoding (dump, replay, reports) and the encoding of
+events that Python writes itself (EXEC). The layout is struct rrv_event in
+rrverify/native/rrv.h and is documented in docs/trace-format.md."""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from .errors import TraceError
+
+SYSCALL, RDTSC, SIGNAL, EXEC, EXIT = 1, 2, 3, 4, 5
+KIND_NAMES = {SYSCALL: "syscall", RDTSC: "rdtsc", SIGNAL: "signal", EXEC: "exec", EXIT: "exit"}
+EF_AT_SYSCALL_EXIT, EF_RDTSCP, EF_REFUSED = 1, 2, 4
+WRITE_INLINE, WRITE_BLOB = 0, 1
+DIGEST_BYTES = 32
+
+REG_NAMES = ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx",
+             "rdx", "rsi", "rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss", "fs_base",
+             "gs_base", "ds", "es", "fs", "gs")
+HEADER = struct.Struct("<IBBHiiqQQII27Q")
+WRITE = struct.Struct("<QII")
+assert HEADER.size == 264
+
+
+def align8(n: int) -> int:
+    return (n + 7) & ~7
+
+
+@dataclass
+class Write:
+    addr: int
+    length: int
+    data: bytes | None = None      # inline data
+    blob: bytes | None = None      # digest of a blob holding the data
+
+
+@dataclass
+class Event:
+    index: int
+    kind: int
+    flags: int
+    tid: int
+    nr: int
+    result: int
+    aux: int
+    fpu_digest: int
+    regs: dict
+    writes: list = field(default_factory=list)
+    extra: bytes = b""
+    size: int = 0
+
+    @property
+    def kind_name(self) -> str:
+        return KIND_NAMES.get(self.kind, f"kind{self.kind}")
+
+
+def decode_at(buf: bytes | memoryview, pos: int, index: int) -> Event:
+    if pos + HEADER.size > len(buf):
+        raise TraceError(f"event {index} is truncated")
+    f = HEADER.unpack_from(buf, pos)
+    size, kind, flags, nwrites, tid, nr, result, aux, fpu, extra_len = f[:10]
+    if size < HEADER.size or size % 8 or pos + size > len(buf) or kind not in KIND_NAMES:
+        raise TraceError(f"event {index} is malformed (size {size}, kind {kind})")
+    ev = Event(index, kind, flags, tid, nr, result, aux, fpu, dict(zip(REG_NAMES, f[11:])),
+               size=size)
+    p, end = pos + HEADER.size, pos + size
+    for _ in range(nwrites):
+        if p + WRITE.size > end:
+            raise TraceError(f"event {index}: its memory writes overrun the event")
+        addr, length, how = WRITE.unpack_from(buf, p)
+        p += WRITE.size
+        if how == WRITE_BLOB:
+            ev.writes.append(Write(addr, length, blob=bytes(buf[p:p + DIGEST_BYTES])))
+            p += DIGEST_BYTES
+        elif how == WRITE_INLINE:
+            ev.writes.append(Write(addr, length, data=bytes(buf[p:p + length])))
+            p += align8(length)
+        else:
+            raise TraceError(f"event {index}: unknown write kind {how}")
+    if p + align8(extra_len) != end:
+        raise TraceError(f"event {index}: its size does not match its contents")
+    ev.extra = bytes(buf[p:p + extra_len])
+    return ev
+
+
+def iter_events(buf: bytes | memoryview, first_index: int = 0):
+    pos, index = 0, first_index
+    while pos < len(buf):
+        ev = decode_at(buf, pos, index)
+        yield ev
+        pos += ev.size
+        index += 1
+
+
+def encode(kind: int, *, regs: dict, tid: int, nr: int = 0, result: int = 0, aux: int = 0,
+           flags: int = 0, fpu_digest: int = 0, writes=(), extra: bytes = b"") -> bytes:
+    body = bytearray()
+    for addr, data in writes:
+        body += WRITE.pack(addr, len(data), WRITE_INLINE) + data + b"\0" * (align8(len(data)) - len(data))
+    body += extra + b"\0" * (align8(len(extra)) - len(extra))
+    size = HEADER.size + len(body)
+    head = HEADER.pack(size, kind, flags, len(writes), tid, nr, result, aux, fpu_digest,
+                       len(extra), 0, *(regs[n] for n in REG_NAMES))
+    return head + bytes(body)

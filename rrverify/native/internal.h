@@ -1,0 +1,37 @@
+/* internal.h: helpers shared by the native recorder and replayer (not seen by cffi). */
+#ifndef RRV_INTERNAL_H
+#define RRV_INTERNAL_H
+#include <stdint.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include "rrv.h"
+
+/* Python callbacks (cffi extern "Python"). */
+int rrv_py_blob_put(void *handle, const uint8_t *data, size_t len, uint8_t *digest_out);
+int rrv_py_blob_get(void *handle, const uint8_t *digest, const uint8_t **data, size_t *len);
+int rrv_py_file_mapped(void *handle, int pid, int fd, uint64_t *index_out);
+int rrv_py_file_content(void *handle, uint64_t index, uint64_t addr, uint64_t length,
+                        uint64_t offset, const uint8_t **data, size_t *len);
+
+int rrv_wait(int pid, int *status);
+int rrv_setregs(int pid, const struct rrv_regs *regs);
+ssize_t rrv_read_mem(int pid, uint64_t addr, void *buf, size_t len);
+ssize_t rrv_write_mem(int pid, uint64_t addr, const void *buf, size_t len);
+int rrv_read_iovecs(int pid, uint64_t iov_addr, uint64_t iovcnt, uint64_t limit,
+                    uint64_t *addrs, uint64_t *lens, int max);
+int rrv_digest_iovecs(int pid, uint64_t iov_addr, uint64_t iovcnt, uint64_t total,
+                      uint64_t *digest, int echo_fd);
+int rrv_digest_range(int pid, uint64_t addr, uint64_t len, uint64_t *digest, int echo_fd);
+uint64_t rrv_now_ns(void);
+void rrv_forget_mem(void);
+int rrv_is_rdtsc(int pid, uint64_t rip, int *is_rdtscp);
+
+#define RRV_SECCOMP_STOP(status) (((status) >> 8) == (SIGTRAP | (PTRACE_EVENT_SECCOMP << 8)))
+#define RRV_EXEC_STOP(status) (((status) >> 8) == (SIGTRAP | (PTRACE_EVENT_EXEC << 8)))
+#define RRV_SYSCALL_EXIT_STOP(status) (WIFSTOPPED(status) && WSTOPSIG(status) == (SIGTRAP | 0x80))
+#define RRV_ALIGN8(n) (((n) + 7) & ~(size_t)7)
+#define RRV_EVENT_HEADER_SIZE sizeof(struct rrv_event)
+#define RRV_MAX_WRITE (1u << 31)
+
+
+#endif

@@ -1,0 +1,142 @@
+/* rrv.h: the interface between rrverify's native core and its Python drivers.
+ *
+ * This file is parsed by cffi's cdef as well as compiled, so it holds only plain declarations
+ * and integer #defines. The event layout here is the trace's event format: see
+ * docs/trace-format.md, which must change together with this file. */
+
+#define RRV_EVENT_SYSCALL 1
+#define RRV_EVENT_RDTSC 2
+#define RRV_EVENT_SIGNAL 3
+#define RRV_EVENT_EXEC 4
+#define RRV_EVENT_EXIT 5
+
+#define RRV_EF_AT_SYSCALL_EXIT 1
+#define RRV_EF_RDTSCP 2
+#define RRV_EF_REFUSED 4
+
+#define RRV_WRITE_INLINE 0
+#define RRV_WRITE_BLOB 1
+#define RRV_DIGEST_BYTES 32
+
+/* Why rrv_record_run / rrv_replay_run returned to Python. */
+#define RRV_STOP_FLUSH 1
+#define RRV_STOP_EXEC 2
+#define RRV_STOP_EXITED 3
+#define RRV_STOP_UNSUPPORTED 4
+#define RRV_STOP_ERROR 5
+#define RRV_STOP_NEED_EVENTS 6
+#define RRV_STOP_DIVERGED 7
+#define RRV_STOP_END_OF_TRACE 8
+
+/* Kinds of divergence found by the replayer. */
+#define RRV_DIV_EVENT_KIND 1
+#define RRV_DIV_SYSCALL 2
+#define RRV_DIV_REGS 3
+#define RRV_DIV_FPU 4
+#define RRV_DIV_RESULT 5
+#define RRV_DIV_DATA 6
+#define RRV_DIV_SIGINFO 7
+#define RRV_DIV_SIGNAL 8
+#define RRV_DIV_EXIT_STATUS 9
+#define RRV_DIV_EXITED_EARLY 10
+#define RRV_DIV_TRACE 11
+
+struct rrv_regs {       /* struct user_regs_struct, x86-64 */
+  uint64_t r15, r14, r13, r12, rbp, rbx, r11, r10, r9, r8, rax, rcx, rdx, rsi, rdi, orig_rax,
+      rip, cs, eflags, rsp, ss, fs_base, gs_base, ds, es, fs, gs;
+};
+
+struct rrv_event {      /* fixed part of every event; 8-byte aligned, little-endian */
+  uint32_t size;        /* whole event in bytes, a multiple of 8 */
+  uint8_t kind;         /* RRV_EVENT_* */
+  uint8_t flags;        /* RRV_EF_* */
+  uint16_t nwrites;     /* memory writes that follow */
+  int32_t tid;
+  int32_t nr;           /* syscall number, signal number, or wait status (EXIT) */
+  int64_t result;       /* syscall result, or the TSC value (RDTSC) */
+  uint64_t aux;         /* per kind: see docs/trace-format.md */
+  uint64_t fpu_digest;  /* digest of x87/SSE/AVX state at the event */
+  uint32_t extra_len;   /* kind-specific bytes after the writes */
+  uint32_t reserved;
+  struct rrv_regs regs; /* registers at the event */
+};
+
+struct rrv_write {      /* followed by len bytes (INLINE) or a 32-byte digest (BLOB), padded to 8 */
+  uint64_t addr;
+  uint32_t len;
+  uint32_t how;
+};
+
+struct rrv_rlimit { int resource; uint64_t cur, max; };
+
+struct rrv_spawn {
+  const char *path;
+  char **argv;
+  char **envp;
+  const char *cwd;
+  int cpu;              /* pin tracee (and caller) to this CPU; -1: don't */
+  int stdio_devnull;    /* replay: the tracee's stdin/out/err are /dev/null */
+  int nrlimits;
+  struct rrv_rlimit rlimits[16];
+};
+
+struct rrv_recorder {
+  int pid;
+  int status;           /* wait status once exited */
+  int stop;
+  int64_t stop_nr;      /* UNSUPPORTED: the syscall number (or -signal) */
+  char message[512];
+  uint8_t *buf;         /* events not yet handed to Python */
+  size_t len, cap;
+  uint64_t buffered_events;
+  size_t flush_at;
+  uint64_t events, syscalls;
+  size_t blob_threshold;
+  void *handle;         /* passed to the Python callbacks */
+  /* private */
+  int resume_op, resume_sig, initial_exec, after_syscall;
+  struct rrv_regs exit_regs;
+  uint64_t last_flush_ns;
+};
+
+struct rrv_divergence {
+  int kind;             /* RRV_DIV_* */
+  uint64_t event_index;
+  int expected_kind, found_kind;
+  int64_t expected_nr, found_nr;
+  int64_t expected_value, found_value;
+  struct rrv_regs expected_regs, found_regs;
+  uint64_t expected_fpu, found_fpu;
+  char detail[512];
+};
+
+struct rrv_replayer {
+  int pid;
+  int status;
+  int stop;
+  char message[512];
+  const uint8_t *events;  /* decoded events supplied by Python */
+  size_t len, pos;
+  int eof;                /* no events beyond `events` */
+  uint64_t event_index;   /* index of the event at pos */
+  int echo;
+  void *handle;
+  struct rrv_divergence div;
+  uint64_t syscalls_executed, syscalls_emulated, signals, rdtscs;
+  /* private */
+  int resume_op, resume_sig, at_exec, initial_exec;
+  int64_t last_nr;
+};
+
+int rrv_spawn(const struct rrv_spawn *spec, char *err, size_t errlen);
+int rrv_record_init(struct rrv_recorder *r, int pid);
+int rrv_record_run(struct rrv_recorder *r);
+void rrv_record_free(struct rrv_recorder *r);
+int rrv_replay_init(struct rrv_replayer *r, int pid);
+int rrv_replay_run(struct rrv_replayer *r);
+void rrv_kill(int pid);
+void rrv_cpuid(uint32_t leaf, uint32_t subleaf, uint32_t out[4]);
+uint64_t rrv_digest64(const uint8_t *data, size_t len);
+int rrv_getregs(int pid, struct rrv_regs *regs);
+int rrv_fpu_digest(int pid, uint64_t *out);
+long rrv_bench_ptrace_floor(long n, int cpu, int emulate);

@@ -1,0 +1,372 @@
+/* tracee.c: starting a tracee and the ptrace, memory and register helpers that recording and
+ * replay share. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/personality.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <cpuid.h>
+#include <elf.h>
+#include <x86intrin.h>
+#include "internal.h"
+
+#ifndef PTRACE_EVENT_SECCOMP
+#define PTRACE_EVENT_SECCOMP 7
+#endif
+#define RRV_PTRACE_OPTIONS (PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACESECCOMP | \
+                            PTRACE_O_TRACEEXEC | PTRACE_O_EXITKILL)
+
+uint64_t rrv_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+void rrv_cpuid(uint32_t leaf, uint32_t subleaf, uint32_t out[4]) {
+  __cpuid_count(leaf, subleaf, out[0], out[1], out[2], out[3]);
+}
+
+/* A fast non-cryptographic 64-bit digest (for registers-adjacent state and written data; the
+ * blob store uses BLAKE2b). Word-at-a-time multiply-xorshift, tail bytes folded in. */
+static uint64_t digest_mix(uint64_t h, uint64_t w) {
+  h ^= w + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+  h *= 0xff51afd7ed558ccdull;
+  return h ^ (h >> 33);
+}
+
+static uint64_t digest_update(uint64_t h, const uint8_t *data, size_t len) {
+  size_t i = 0;
+  for (; i + 8 <= len; i += 8) {
+    uint64_t w;
+    memcpy(&w, data + i, 8);
+    h = digest_mix(h, w);
+  }
+  uint64_t tail = 0;
+  memcpy(&tail, data + i, len - i);
+  return digest_mix(h, tail ^ ((uint64_t)(len - i) << 56));
+}
+
+uint64_t rrv_digest64(const uint8_t *data, size_t len) {
+  return digest_update(0x6a09e667f3bcc908ull ^ len, data, len);
+}
+
+/* The tracee side of spawning: everything here runs in the forked child before execve. */
+static void child_setup_and_exec(const struct rrv_spawn *s, int errpipe) {
+  struct sock_filter filter[] = {BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRACE)};
+  struct sock_fprog prog = {.len = 1, .filter = filter};
+  const char *what = "personality";
+  if (personality(ADDR_NO_RANDOMIZE) < 0) goto fail;
+  what = "prctl(PR_SET_TSC)";
+  if (prctl(PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0) < 0) goto fail;
+  what = "setrlimit";
+  for (int i = 0; i < s->nrlimits; i++) {
+    struct rlimit rl = {s->rlimits[i].cur, s->rlimits[i].max};
+    if (setrlimit(s->rlimits[i].resource, &rl) < 0) goto fail;
+  }
+  what = "chdir";
+  if (s->cwd && chdir(s->cwd) < 0) goto fail;
+  if (s->stdio_devnull) {
+    what = "open /dev/null";
+    int fd = open("/dev/null", O_RDWR);
+    if (fd < 0) goto fail;
+    for (int i = 0; i < 3; i++) dup2(fd, i);
+    if (fd > 2) close(fd);
+  }
+  what = "ptrace(TRACEME)";
+  if (ptrace(PTRACE_TRACEME, 0, 0, 0) < 0) goto fail;
+  raise(SIGSTOP);
+  what = "prctl(PR_SET_NO_NEW_PRIVS)";
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) goto fail;
+  what = "seccomp";
+  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0) goto fail;
+  execve(s->path, s->argv, s->envp);
+  what = "execve";
+fail:;
+  char msg[256];
+  int n = snprintf(msg, sizeof msg, "%s: %s", what, strerror(errno));
+  if (write(errpipe, msg, n) < 0) { /* nothing more to do */ }
+  _exit(127);
+}
+
+static int pin_to_cpu(int cpu) {
+  if (cpu < 0) return 0;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return sched_setaffinity(0, sizeof set, &set);
+}
+
+/* Start a tracee stopped right before its execve, with our ptrace options set.
+ * Returns its pid, or -1 with a message in err. */
+int rrv_spawn(const struct rrv_spawn *s, char *err, size_t errlen) {
+  int pipefd[2];
+  if (pipe2(pipefd, O_CLOEXEC) < 0) {
+    snprintf(err, errlen, "pipe: %s", strerror(errno));
+    return -1;
+  }
+  if (pin_to_cpu(s->cpu) < 0) {
+    snprintf(err, errlen, "cannot pin to CPU %d: %s", s->cpu, strerror(errno));
+    return -1;
+  }
+  pid_t pid = fork();
+  if (pid < 0) {
+    snprintf(err, errlen, "fork: %s", strerror(errno));
+    return -1;
+  }
+  if (pid == 0) {
+    close(pipefd[0]);
+    child_setup_and_exec(s, pipefd[1]);
+  }
+  close(pipefd[1]);
+  int status;
+  if (rrv_wait(pid, &status) < 0 || !WIFSTOPPED(status) || WSTOPSIG(status) != SIGSTOP) {
+    char msg[256] = "";
+    ssize_t n = read(pipefd[0], msg, sizeof msg - 1);
+    msg[n > 0 ? n : 0] = 0;
+    snprintf(err, errlen, "tracee setup failed: %s", msg[0] ? msg : "it did not stop");
+    close(pipefd[0]);
+    rrv_kill(pid);
+    return -1;
+  }
+  if (ptrace(PTRACE_SETOPTIONS, pid, 0, RRV_PTRACE_OPTIONS) < 0) {
+    snprintf(err, errlen, "PTRACE_SETOPTIONS: %s", strerror(errno));
+    close(pipefd[0]);
+    rrv_kill(pid);
+    return -1;
+  }
+  /* The child reports setup failures after the SIGSTOP through the pipe too; the caller sees
+   * them as the tracee exiting with 127 before its exec. Keep it simple: close our end. */
+  close(pipefd[0]);
+  return pid;
+}
+
+void rrv_kill(int pid) {
+  if (pid <= 0) return;
+  kill(pid, SIGKILL);
+  int status;
+  while (waitpid(pid, &status, __WALL) < 0 && errno == EINTR) {}
+}
+
+int rrv_wait(int pid, int *status) {
+  for (;;) {
+    int r = waitpid(pid, status, __WALL);
+    if (r >= 0 || errno != EINTR) return r < 0 ? -1 : 0;
+  }
+}
+
+int rrv_getregs(int pid, struct rrv_regs *regs) { return ptrace(PTRACE_GETREGS, pid, 0, regs); }
+
+int rrv_setregs(int pid, const struct rrv_regs *regs) {
+  return ptrace(PTRACE_SETREGS, pid, 0, (void *)regs);
+}
+
+/* Memory: process_vm_readv/writev first (one syscall, no page pinning); /proc/PID/mem for
+ * what they refuse (read-only or PROT_NONE pages: the kernel's FOLL_FORCE path). */
+static int proc_mem_fd(int pid) {
+  static int cached_pid = -1, cached_fd = -1;
+  if (pid == cached_pid && cached_fd >= 0) return cached_fd;
+  if (cached_fd >= 0) close(cached_fd);
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/mem", pid);
+  cached_fd = open(path, O_RDWR | O_CLOEXEC);
+  cached_pid = pid;
+  return cached_fd;
+}
+
+/* After an execve the old /proc/PID/mem refers to the old address space. */
+void rrv_forget_mem(void) { proc_mem_fd(-2); }
+
+ssize_t rrv_read_mem(int pid, uint64_t addr, void *buf, size_t len) {
+  struct iovec local = {buf, len}, remote = {(void *)addr, len};
+  ssize_t n = process_vm_readv(pid, &local, 1, &remote, 1, 0);
+  if (n == (ssize_t)len) return n;
+  size_t done = n > 0 ? (size_t)n : 0;
+  int fd = proc_mem_fd(pid);
+  while (done < len && fd >= 0) {
+    ssize_t m = pread(fd, (char *)buf + done, len - done, addr + done);
+    if (m <= 0) break;
+    done += m;
+  }
+  return done;
+}
+
+ssize_t rrv_write_mem(int pid, uint64_t addr, const void *buf, size_t len) {
+  struct iovec local = {(void *)buf, len}, remote = {(void *)addr, len};
+  ssize_t n = process_vm_writev(pid, &local, 1, &remote, 1, 0);
+  if (n == (ssize_t)len) return n;
+  size_t done = n > 0 ? (size_t)n : 0;
+  int fd = proc_mem_fd(pid);
+  while (done < len && fd >= 0) {
+    ssize_t m = pwrite(fd, (const char *)buf + done, len - done, addr + done);
+    if (m <= 0) break;
+    done += m;
+  }
+  return done;
+}
+
+/* Read up to max iovecs of the tracee, clipped so their lengths sum to at most limit. */
+int rrv_read_iovecs(int pid, uint64_t iov_addr, uint64_t iovcnt, uint64_t limit,
+                    uint64_t *addrs, uint64_t *lens, int max) {
+  struct { uint64_t base, len; } iov[64];
+  if (iovcnt > 1024) return -1;
+  int n = 0;
+  for (uint64_t i = 0; i < iovcnt && limit > 0; i += 64) {
+    uint64_t chunk = iovcnt - i < 64 ? iovcnt - i : 64;
+    if (rrv_read_mem(pid, iov_addr + i * 16, iov, chunk * 16) != (ssize_t)(chunk * 16)) return -1;
+    for (uint64_t j = 0; j < chunk && limit > 0; j++) {
+      if (n == max) return -1;
+      uint64_t l = iov[j].len < limit ? iov[j].len : limit;
+      addrs[n] = iov[j].base;
+      lens[n++] = l;
+      limit -= l;
+    }
+  }
+  return n;
+}
+
+/* Digest (and optionally copy to echo_fd) len bytes of tracee memory. */
+int rrv_digest_range(int pid, uint64_t addr, uint64_t len, uint64_t *digest, int echo_fd) {
+  static uint8_t chunk[1 << 16];
+  uint64_t h = *digest;
+  while (len > 0) {
+    size_t n = len < sizeof chunk ? len : sizeof chunk;
+    if (rrv_read_mem(pid, addr, chunk, n) != (ssize_t)n) return -1;
+    h = digest_update(h, chunk, n);
+    if (echo_fd >= 0 && write(echo_fd, chunk, n) < 0) echo_fd = -1;
+    addr += n;
+    len -= n;
+  }
+  *digest = h;
+  return 0;
+}
+
+int rrv_digest_iovecs(int pid, uint64_t iov_addr, uint64_t iovcnt, uint64_t total,
+                      uint64_t *digest, int echo_fd) {
+  uint64_t addrs[1024], lens[1024];
+  int n = rrv_read_iovecs(pid, iov_addr, iovcnt, total, addrs, lens, 1024);
+  if (n < 0) return -1;
+  for (int i = 0; i < n; i++)
+    if (rrv_digest_range(pid, addrs[i], lens[i], digest, echo_fd) < 0) return -1;
+  return 0;
+}
+
+/* FPU/vector state digest. The kernel's ptrace XSTATE view fills components the task holds in
+ * their init state with init values, so hashing component contents (never the XSTATE_BV
+ * header, which tracks what the CPU happens to consider in use) is deterministic. Hashed: x87
+ * control/status/tag and ST0-7, MXCSR, XMM0-15, and the AVX/AVX-512/PKRU components at their
+ * standard-format offsets (CPUID leaf 0xD). FOP/FIP/FDP are not: CPUs may leave them stale. */
+static struct { uint32_t offset, size; } xcomp[10];
+
+static void init_xstate_layout(void) {
+  static int done;
+  if (done) return;
+  done = 1;
+  uint32_t r[4];
+  rrv_cpuid(0xd, 0, r);
+  uint64_t xcr0_mask = r[0] | ((uint64_t)r[3] << 32);
+  for (int i = 2; i < 10; i++) {
+    if (i == 3 || i == 4 || i == 8) continue; /* MPX and PT: not user state we compare */
+    if (!(xcr0_mask & (1ull << i))) continue;
+    rrv_cpuid(0xd, i, r);
+    xcomp[i].size = r[0];
+    xcomp[i].offset = r[1];
+  }
+}
+
+int rrv_fpu_digest(int pid, uint64_t *out) {
+  static uint8_t area[16384] __attribute__((aligned(64)));
+  init_xstate_layout();
+  struct iovec iov = {area, sizeof area};
+  if (ptrace(PTRACE_GETREGSET, pid, (void *)NT_X86_XSTATE, &iov) < 0) return -1;
+  uint64_t h = 0x510e527fade682d1ull;
+  h = digest_update(h, area + 0, 6);     /* FCW, FSW, FTW */
+  h = digest_update(h, area + 24, 4);    /* MXCSR */
+  h = digest_update(h, area + 32, 384);  /* ST0-7, XMM0-15 */
+  for (int i = 2; i < 10; i++)
+    if (xcomp[i].size && xcomp[i].offset + xcomp[i].size <= iov.iov_len)
+      h = digest_update(h, area + xcomp[i].offset, xcomp[i].size);
+  *out = h;
+  return 0;
+}
+
+int rrv_is_rdtsc(int pid, uint64_t rip, int *is_rdtscp) {
+  uint8_t insn[3] = {0};
+  if (rrv_read_mem(pid, rip, insn, 3) < 2) return 0;
+  if (insn[0] == 0x0f && insn[1] == 0x31) {
+    *is_rdtscp = 0;
+    return 1;
+  }
+  if (insn[0] == 0x0f && insn[1] == 0x01 && insn[2] == 0xf9) {
+    *is_rdtscp = 1;
+    return 1;
+  }
+  return 0;
+}
+
+/* The floor a recorder cannot beat: a tracer that does nothing but take the stops. The tracee
+ * is a child calling getppid n times; emulate=1 takes one seccomp stop per call and skips the
+ * syscall, emulate=0 takes the entry (seccomp) and exit stops like the recorder does. Returns
+ * elapsed nanoseconds or -1. */
+long rrv_bench_ptrace_floor(long n, int cpu, int emulate) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    struct sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_getppid, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRACE),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
+    struct sock_fprog prog = {.len = 4, .filter = filter};
+    pin_to_cpu(cpu);
+    ptrace(PTRACE_TRACEME, 0, 0, 0);
+    raise(SIGSTOP);
+    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog);
+    for (long i = 0; i < n; i++) syscall(SYS_getppid);
+    _exit(0);
+  }
+  int status;
+  pin_to_cpu(cpu);
+  rrv_wait(pid, &status);
+  ptrace(PTRACE_SETOPTIONS, pid, 0, RRV_PTRACE_OPTIONS);
+  uint64_t t0 = rrv_now_ns();
+  ptrace(PTRACE_CONT, pid, 0, 0);
+  struct rrv_regs regs;
+  for (;;) {
+    if (rrv_wait(pid, &status) < 0) return -1;
+    if (WIFEXITED(status) || WIFSIGNALED(status)) break;
+    if (RRV_SECCOMP_STOP(status)) {
+      rrv_getregs(pid, &regs);
+      if (emulate) {
+        regs.orig_rax = -1;
+        regs.rax = 1;
+        rrv_setregs(pid, &regs);
+        ptrace(PTRACE_CONT, pid, 0, 0);
+      } else {
+        ptrace(PTRACE_SYSCALL, pid, 0, 0);
+        rrv_wait(pid, &status);
+        rrv_getregs(pid, &regs);
+        ptrace(PTRACE_CONT, pid, 0, 0);
+      }
+      continue;
+    }
+    ptrace(PTRACE_CONT, pid, 0, 0);
+  }
+  return (long)(rrv_now_ns() - t0);
+}

@@ -1,0 +1,283 @@
+"""The trace directory: the only interface between recording and replay.
+
+Layout (docs/trace-format.md is the contract):
+  manifest.json   what was recorded, where, and whether the recording is complete
+  events.zst      event records in independently decompressible zstd frames
+  events.idx      one fixed-size record per frame: where it is, its events, its hash
+  files.jsonl     identities of the files the tracee mapped, one JSON object per line
+  blobs/xx/<hex>.zst  content-addressed store: BLAKE2b-256 of the content names the file
+
+Everything read from a trace is bounded and validated; failures raise TraceError with the
+trace path and what is wrong.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import uuid as uuidlib
+from dataclasses import dataclass
+
+import zstandard
+
+from .errors import TraceError
+
+FORMAT_NAME = "rrverify-trace"
+FORMAT_VERSION = 1
+INDEX_MAGIC = b"RRVEIDX1"
+INDEX_RECORD = struct.Struct("<QIIQII16s")
+MAX_FRAME_RAW = 64 << 20         # a frame larger than this is corrupt, not big
+MAX_BLOB = 4 << 30
+MAX_MANIFEST = 16 << 20
+
+
+def blob_digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=32).digest()
+
+
+def frame_hash(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+@dataclass
+class Frame:
+    number: int
+    offset: int
+    compressed: int
+    raw: int
+    first_event: int
+    events: int
+    hash: bytes
+
+
+class TraceWriter:
+    """Appends frames as they come, so a recorder killed midway leaves a readable prefix."""
+
+    def __init__(self, path: str, manifest: dict):
+        self.path = path
+        if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
+            raise TraceError(f"{path}: already exists; choose another trace directory")
+        os.makedirs(os.path.join(path, "blobs"), exist_ok=True)
+        self.manifest = dict(manifest, format=FORMAT_NAME, version=FORMAT_VERSION,
+                             uuid=str(uuidlib.uuid4()), complete=False)
+        self._write_manifest()
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+        self._events_fd = os.open(os.path.join(path, "events.zst"), flags, 0o644)
+        self._index_fd = os.open(os.path.join(path, "events.idx"), flags, 0o644)
+        self._files_fd = os.open(os.path.join(path, "files.jsonl"), flags, 0o644)
+        _write_all(self._index_fd, INDEX_MAGIC)
+        self._compressor = zstandard.ZstdCompressor(level=3, write_checksum=True,
+                                                    write_content_size=True)
+        self._pending = bytearray()
+        self._pending_events = 0
+        self.offset = 0
+        self.events = 0
+        self.frames = 0
+        self.raw_bytes = 0
+        self.blob_bytes = 0
+        self.files = 0
+
+    def _write_manifest(self) -> None:
+        _atomic_write(os.path.join(self.path, "manifest.json"),
+                      json.dumps(self.manifest, indent=1, sort_keys=True).encode() + b"\n")
+
+    def add_events(self, raw: bytes, count: int) -> None:
+        self._pending += raw
+        self._pending_events += count
+
+    def cut_frame(self) -> None:
+        if not self._pending_events:
+            return
+        raw = bytes(self._pending)
+        comp = self._compressor.compress(raw)
+        _write_all(self._events_fd, comp)
+        _write_all(self._index_fd, INDEX_RECORD.pack(self.offset, len(comp), len(raw), self.events,
+                                                     self._pending_events, 0, frame_hash(comp)))
+        self.offset += len(comp)
+        self.events += self._pending_events
+        self.raw_bytes += len(raw)
+        self.frames += 1
+        self._pending.clear()
+        self._pending_events = 0
+
+    def put_blob(self, data: bytes) -> bytes:
+        digest = blob_digest(data)
+        hexd = digest.hex()
+        d = os.path.join(self.path, "blobs", hexd[:2])
+        p = os.path.join(d, hexd + ".zst")
+        if not os.path.exists(p):
+            os.makedirs(d, exist_ok=True)
+            comp = self._compressor.compress(data)
+            with open(p + ".tmp", "wb") as f:
+                f.write(comp)
+            os.replace(p + ".tmp", p)
+            self.blob_bytes += len(comp)
+        return digest
+
+    def add_file(self, identity: dict) -> int:
+        index = self.files
+        line = json.dumps(dict(identity, index=index), sort_keys=True) + "\n"
+        _write_all(self._files_fd, line.encode())
+        self.files += 1
+        return index
+
+    def close(self, *, complete: bool, end: dict, stats: dict) -> None:
+        self.cut_frame()
+        for fd in (self._events_fd, self._index_fd, self._files_fd):
+            os.fsync(fd)
+            os.close(fd)
+        self.manifest.update(complete=complete, end=end,
+                             stats=dict(stats, events=self.events, frames=self.frames,
+                                        event_bytes_raw=self.raw_bytes,
+                                        event_bytes_compressed=self.offset,
+                                        blob_bytes=self.blob_bytes, mapped_files=self.files))
+        self._write_manifest()
+
+
+class Trace:
+    """A trace opened for reading. Construction validates the manifest and the frame index."""
+
+    def __init__(self, path: str):
+        self.path = path
+        if not os.path.isdir(path):
+            raise TraceError(f"{path}: no such trace directory")
+        mpath = os.path.join(path, "manifest.json")
+        if not os.path.isfile(mpath):
+            raise TraceError(f"{path}: not an rrverify trace (no manifest.json)")
+        if os.path.getsize(mpath) > MAX_MANIFEST:
+            raise TraceError(f"{mpath}: implausibly large manifest")
+        try:
+            with open(mpath, "rb") as f:
+                m = json.loads(f.read())
+        except (ValueError, UnicodeDecodeError) as e:
+            raise TraceError(f"{mpath}: corrupted manifest ({e})") from None
+        if not isinstance(m, dict) or m.get("format") != FORMAT_NAME:
+            raise TraceError(f"{path}: not an rrverify trace (manifest format is "
+                             f"{m.get('format') if isinstance(m, dict) else m!r})")
+        version = m.get("version")
+        if not isinstance(version, int):
+            raise TraceError(f"{mpath}: corrupted manifest (no format version)")
+        if version > FORMAT_VERSION:
+            raise TraceError(f"{path}: trace format version {version} is newer than this rrverify "
+                             f"reads (version {FORMAT_VERSION}); upgrade rrverify")
+        for key, typ in (("command", list), ("exe", str), ("env", list), ("cwd", str),
+                         ("complete", bool), ("host", dict)):
+            if not isinstance(m.get(key), typ):
+                raise TraceError(f"{mpath}: corrupted manifest (field {key!r} missing or invalid)")
+        self.manifest = m
+        self.complete = m["complete"]
+        self.frames = self._read_index()
+        self.event_count = sum(f.events for f in self.frames)
+        stats = m.get("stats") or {}
+        if self.complete and (stats.get("events") != self.event_count
+                              or stats.get("frames") != len(self.frames)):
+            raise TraceError(f"{path}: truncated trace: the manifest records {stats.get('events')} "
+                             f"events in {stats.get('frames')} frames, the index holds "
+                             f"{self.event_count} in {len(self.frames)}")
+        self._dctx = zstandard.ZstdDecompressor()
+        self._files = None
+
+    def _read_index(self) -> list[Frame]:
+        ipath = os.path.join(self.path, "events.idx")
+        epath = os.path.join(self.path, "events.zst")
+        if not os.path.isfile(ipath) or not os.path.isfile(epath):
+            raise TraceError(f"{self.path}: truncated trace (events.idx or events.zst missing)")
+        with open(ipath, "rb") as f:
+            data = f.read()
+        if data[:8] != INDEX_MAGIC:
+            raise TraceError(f"{ipath}: corrupted frame index (bad magic)")
+        body = data[8:]
+        whole = len(body) // INDEX_RECORD.size * INDEX_RECORD.size
+        if whole != len(body) and self.complete:
+            raise TraceError(f"{ipath}: truncated frame index")
+        esize = os.path.getsize(epath)
+        frames, expect_offset, expect_event = [], 0, 0
+        for n, off in enumerate(range(0, whole, INDEX_RECORD.size)):
+            o, c, r, first, count, _res, h = INDEX_RECORD.unpack_from(body, off)
+            if o != expect_offset or first != expect_event or r > MAX_FRAME_RAW or count == 0:
+                raise TraceError(f"{ipath}: corrupted frame index at frame {n}")
+            if o + c > esize:
+                if self.complete:
+                    raise TraceError(f"{epath}: truncated (frame {n} ends past the file's end)")
+                break  # an interrupted recording: its last frame never reached the disk
+            frames.append(Frame(n, o, c, r, first, count, h))
+            expect_offset, expect_event = o + c, first + count
+        return frames
+
+    def read_frame(self, frame: Frame) -> bytes:
+        with open(os.path.join(self.path, "events.zst"), "rb") as f:
+            f.seek(frame.offset)
+            comp = f.read(frame.compressed)
+        if len(comp) != frame.compressed:
+            raise TraceError(f"{self.path}: events.zst truncated in frame {frame.number}")
+        if frame_hash(comp) != frame.hash:
+            raise TraceError(f"{self.path}: events frame {frame.number} is corrupted "
+                             f"(hash mismatch)")
+        try:
+            raw = self._dctx.decompress(comp, max_output_size=frame.raw)
+        except zstandard.ZstdError as e:
+            raise TraceError(f"{self.path}: events frame {frame.number} is corrupted ({e})") from None
+        if len(raw) != frame.raw:
+            raise TraceError(f"{self.path}: events frame {frame.number} has the wrong size")
+        return raw
+
+    def iter_frames(self):
+        for frame in self.frames:
+            yield frame, self.read_frame(frame)
+
+    def events(self):
+        from .events import iter_events
+        for frame, raw in self.iter_frames():
+            yield from iter_events(raw, frame.first_event)
+
+    def blob(self, digest: bytes) -> bytes:
+        hexd = digest.hex()
+        p = os.path.join(self.path, "blobs", hexd[:2], hexd + ".zst")
+        try:
+            with open(p, "rb") as f:
+                comp = f.read()
+            data = self._dctx.decompress(comp, max_output_size=MAX_BLOB)
+        except FileNotFoundError:
+            raise TraceError(f"{self.path}: blob {hexd} is missing") from None
+        except zstandard.ZstdError as e:
+            raise TraceError(f"{self.path}: blob {hexd} is corrupted ({e})") from None
+        if blob_digest(data) != digest:
+            raise TraceError(f"{self.path}: blob {hexd} is corrupted (hash mismatch)")
+        return data
+
+    @property
+    def files(self) -> list[dict]:
+        if self._files is None:
+            self._files = []
+            p = os.path.join(self.path, "files.jsonl")
+            with open(p, "rb") as f:
+                lines = f.read().split(b"\n")
+            for n, line in enumerate(lines):
+                if not line:
+                    continue
+                try:
+                    ident = json.loads(line)
+                except ValueError:
+                    if n == len(lines) - 1 and not self.complete:
+                        break  # interrupted mid-line
+                    raise TraceError(f"{p}: corrupted at line {n + 1}") from None
+                if not isinstance(ident, dict) or ident.get("index") != len(self._files):
+                    raise TraceError(f"{p}: corrupted at line {n + 1}")
+                self._files.append(ident)
+        return self._files

@@ -1,0 +1,139 @@
+"""Starting a tracee (through the native core) and the Python side of the native callbacks."""
+from __future__ import annotations
+
+import os
+import resource
+
+from ._native import ffi, lib
+from .errors import NativeError
+
+RLIMITS = {name: getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_")}
+
+
+def choose_cpu() -> int:
+    """The CPU the tracer and its tracee are pinned to (FACTS: a cross-CPU ptrace stop costs
+    about six times a same-CPU one). RRVERIFY_CPU overrides."""
+    allowed = sorted(os.sched_getaffinity(0))
+    want = os.environ.get("RRVERIFY_CPU")
+    if want is not None:
+        if int(want) not in allowed:
+            raise NativeError(f"RRVERIFY_CPU={want} is not among this process's CPUs {allowed}")
+        return int(want)
+    return allowed[-1]
+
+
+def current_rlimits() -> list[list]:
+    out = []
+    for name, res in sorted(RLIMITS.items(), key=lambda kv: kv[1]):
+        if name in ("RLIMIT_OFILE",):
+            continue
+        cur, mx = resource.getrlimit(res)
+        out.append([name, cur, mx])
+    return out
+
+
+def spawn(exe: str, argv: list[str], env: list[str], *, cwd: str | None, cpu: int,
+          devnull_stdio: bool = False, rlimits: list | None = None) -> int:
+    """Fork a tracee that stops right before execve(exe, argv, env), under our seccomp filter,
+    with ASLR off and rdtsc trapping. Returns its pid."""
+    keep = []
+
+    def cstr(s: str):
+        p = ffi.new("char[]", os.fsencode(s))
+        keep.append(p)
+        return p
+
+    c_argv = ffi.new("char*[]", [cstr(a) for a in argv] + [ffi.NULL])
+    c_env = ffi.new("char*[]", [cstr(e) for e in env] + [ffi.NULL])
+    spec = ffi.new("struct rrv_spawn *")
+    spec.path = cstr(exe)
+    spec.argv = c_argv
+    spec.envp = c_env
+    spec.cwd = cstr(cwd) if cwd else ffi.NULL
+    spec.cpu = cpu
+    spec.stdio_devnull = int(devnull_stdio)
+    limits = [(RLIMITS[n], c, m) for n, c, m in (rlimits or []) if n in RLIMITS]
+    if len(limits) > 16:
+        raise NativeError("too many resource limits")
+    spec.nrlimits = len(limits)
+    for i, (res, cur, mx) in enumerate(limits):
+        spec.rlimits[i].resource = res
+        spec.rlimits[i].cur = cur if cur >= 0 else 2**64 - 1
+        spec.rlimits[i].max = mx if mx >= 0 else 2**64 - 1
+    err = ffi.new("char[512]")
+    pid = lib.rrv_spawn(spec, err, 512)
+    if pid < 0:
+        raise NativeError(f"cannot start {exe}: {ffi.string(err).decode(errors='replace')}")
+    return pid
+
+
+def regs_dict(regs) -> dict:
+    from .events import REG_NAMES
+    return {n: getattr(regs, n) for n in REG_NAMES}
+
+
+def getregs(pid: int) -> dict:
+    regs = ffi.new("struct rrv_regs *")
+    if lib.rrv_getregs(pid, regs) < 0:
+        raise NativeError(f"PTRACE_GETREGS on pid {pid} failed")
+    return regs_dict(regs)
+
+
+class CallbackTarget:
+    """Base for objects the native loops call back into. A callback must not raise into C:
+    the first exception is kept here and re-raised by the driver when the loop returns."""
+
+    def __init__(self):
+        self.error: BaseException | None = None
+        self.handle = ffi.new_handle(self)
+
+    def reraise(self):
+        if self.error is not None:
+            err, self.error = self.error, None
+            raise err
+
+
+def _guard(fn):
+    def wrapper(handle, *args):
+        target = ffi.from_handle(handle)
+        try:
+            return fn(target, *args)
+        except BaseException as e:  # noqa: BLE001 -- handed back to the driver, never lost
+            if target.error is None:
+                target.error = e
+            return -1
+    wrapper.__name__ = fn.__name__
+    return wrapper
+
+
+@ffi.def_extern()
+@_guard
+def rrv_py_blob_put(target, data, length, digest_out):
+    digest = target.blob_put(bytes(ffi.buffer(data, length)))
+    ffi.memmove(digest_out, digest, 32)
+    return 0
+
+
+@ffi.def_extern()
+@_guard
+def rrv_py_blob_get(target, digest, data_out, len_out):
+    buf = target.blob_get(bytes(ffi.buffer(digest, 32)))
+    data_out[0] = ffi.from_buffer(buf)
+    len_out[0] = len(buf)
+    return 0
+
+
+@ffi.def_extern()
+@_guard
+def rrv_py_file_mapped(target, pid, fd, index_out):
+    index_out[0] = target.file_mapped(pid, fd)
+    return 0
+
+
+@ffi.def_extern()
+@_guard
+def rrv_py_file_content(target, index, addr, length, offset, data_out, len_out):
+    buf = target.file_content(index, addr, length, offset)
+    data_out[0] = ffi.from_buffer(buf)
+    len_out[0] = len(buf)
+    return 0
