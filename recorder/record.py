@@ -59,7 +59,7 @@ class Recorder(CallbackTarget):
     def __init__(self, writer: TraceWriter):
         super().__init__()
         self.writer = writer
-        self.identities = exec_image.FileIdentities()
+        self.identities = exec_image.FileIdentities(started_ns=time.time_ns())
         self.file_index: dict[tuple, int] = {}
 
     # -- callbacks from the native loop ---------------------------------------------------
@@ -71,11 +71,13 @@ class Recorder(CallbackTarget):
         return self._file_index(link, os.readlink(link))
 
     def _file_index(self, open_path: str, display_path: str) -> int:
-        ident, content = self.identities.identify(open_path, display_path)
+        ident = self.identities.identify(open_path, display_path)
         key = (ident["path"], ident["blake2b"])
         if key not in self.file_index:
-            if content is not None:
-                ident = dict(ident, blob=self.writer.put_blob(content).hex())
+            ident = dict(ident)
+            if ident.pop("stored"):
+                with open(open_path, "rb") as f:
+                    ident["blob"] = self.writer.put_blob(f.read()).hex()
             self.file_index[key] = self.writer.add_file(ident)
         return self.file_index[key]
 

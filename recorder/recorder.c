@@ -364,8 +364,10 @@ static int on_signal(struct rrv_recorder *r, int sig) {
     event_end(r, ev);
     return 0;
   }
+  /* Faults and traps are raised by the instruction at ip: replay re-executes it and gets the
+   * same signal. (int3 and general-protection faults report SI_KERNEL.) */
   int fault = (sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE ||
-               sig == SIGTRAP) && si.si_code > 0 && si.si_code != SI_KERNEL;
+               sig == SIGTRAP) && si.si_code > 0;
   if (!fault && !after_syscall) {
     r->stop_nr = -sig;
     snprintf(r->message, sizeof r->message,

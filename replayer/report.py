@@ -77,8 +77,9 @@ def describe(state, feed, replayer, pid: int, trace) -> dict:
         out["expected"]["fpu_digest"] = f"{d.expected_fpu:#018x}"
     elif d.kind in (lib.RRV_DIV_RESULT, lib.RRV_DIV_DATA, lib.RRV_DIV_SIGINFO,
                     lib.RRV_DIV_EXIT_STATUS):
-        out["expected"]["value"] = d.expected_value
-        out["found"] = {"value": d.found_value}
+        mask = 2**64 - 1   # show as the unsigned words they are
+        out["expected"]["value"] = d.expected_value & mask
+        out["found"] = {"value": d.found_value & mask}
     if d.kind in (lib.RRV_DIV_REGS, lib.RRV_DIV_SYSCALL, lib.RRV_DIV_FPU, lib.RRV_DIV_DATA,
                   lib.RRV_DIV_SIGINFO, lib.RRV_DIV_SIGNAL):
         out["registers"] = register_diff(d.expected_regs, d.found_regs)

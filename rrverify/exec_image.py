@@ -96,32 +96,43 @@ def mapped_file_paths(pid: int) -> list[str]:
     return seen
 
 
+# Package-managed locations: a file here that the recording did not modify is referenced by
+# path and content hash; replay reads it on the replaying machine and checks the hash. Every
+# other mapped file (the user's own programs, files the tracee wrote, deleted files, memfds)
+# is stored in the trace.
+SYSTEM_PREFIXES = ("/usr/", "/lib/", "/lib32/", "/lib64/", "/bin/", "/sbin/", "/etc/")
+
+
 class FileIdentities:
     """Content identities of files, computed once per (device, inode, size, mtime)."""
 
-    def __init__(self):
+    def __init__(self, started_ns: int = 0):
         self._cache: dict[tuple, dict] = {}
+        self.started_ns = started_ns
 
-    def identify(self, open_path: str, display_path: str) -> tuple[dict, bytes | None]:
-        """Identity of the file at open_path (which may be /proc/PID/fd/N). Returns the identity
-        and the content when the file cannot be found again by display_path (deleted, memfd):
-        such content must be stored in the trace."""
+    def identify(self, open_path: str, display_path: str) -> dict:
+        """Identity of the file at open_path (which may be /proc/PID/fd/N): path, size, mtime,
+        BLAKE2b-256 of the content, and whether the trace must store the content
+        ("stored": see SYSTEM_PREFIXES)."""
         st = os.stat(open_path)
-        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-        if key in self._cache:
-            return self._cache[key], None
-        with open(open_path, "rb") as f:
-            data = f.read()
-        ident = {"path": display_path, "size": len(data), "mtime_ns": st.st_mtime_ns,
-                 "blake2b": hashlib.blake2b(data, digest_size=32).hexdigest()}
-        findable = False
-        try:
-            again = os.stat(display_path)
-            findable = (again.st_dev, again.st_ino) == (st.st_dev, st.st_ino)
-        except OSError:
-            pass
-        self._cache[key] = ident
-        return ident, (None if findable else data)
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, display_path)
+        if key not in self._cache:
+            h = hashlib.blake2b(digest_size=32)
+            size = 0
+            with open(open_path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+                    size += len(chunk)
+            by_reference = False
+            if display_path.startswith(SYSTEM_PREFIXES) and st.st_mtime_ns < self.started_ns:
+                try:
+                    again = os.stat(display_path)
+                    by_reference = (again.st_dev, again.st_ino) == (st.st_dev, st.st_ino)
+                except OSError:
+                    pass
+            self._cache[key] = {"path": display_path, "size": size, "mtime_ns": st.st_mtime_ns,
+                                "blake2b": h.hexdigest(), "stored": not by_reference}
+        return self._cache[key]
 
 
 def load_recorded_file(ident: dict, trace) -> bytes:

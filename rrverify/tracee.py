@@ -35,7 +35,9 @@ def current_rlimits() -> list[list]:
 def spawn(exe: str, argv: list[str], env: list[str], *, cwd: str | None, cpu: int,
           devnull_stdio: bool = False, rlimits: list | None = None) -> int:
     """Fork a tracee that stops right before execve(exe, argv, env), under our seccomp filter,
-    with ASLR off and rdtsc trapping. Returns its pid."""
+    with ASLR off, rdtsc trapping, default signal dispositions and an empty signal mask.
+    devnull_stdio (replay) also detaches it from the terminal: /dev/null for its stdio, and its
+    own process group. Returns its pid."""
     keep = []
 
     def cstr(s: str):
@@ -52,6 +54,7 @@ def spawn(exe: str, argv: list[str], env: list[str], *, cwd: str | None, cpu: in
     spec.cwd = cstr(cwd) if cwd else ffi.NULL
     spec.cpu = cpu
     spec.stdio_devnull = int(devnull_stdio)
+    spec.own_process_group = int(devnull_stdio)
     limits = [(RLIMITS[n], c, m) for n, c, m in (rlimits or []) if n in RLIMITS]
     if len(limits) > 16:
         raise NativeError("too many resource limits")

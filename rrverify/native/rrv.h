@@ -76,6 +76,7 @@ struct rrv_spawn {
   const char *cwd;
   int cpu;              /* pin tracee (and caller) to this CPU; -1: don't */
   int stdio_devnull;    /* replay: the tracee's stdin/out/err are /dev/null */
+  int own_process_group; /* replay: keep the terminal's signals away from the tracee */
   int nrlimits;
   struct rrv_rlimit rlimits[16];
 };

@@ -71,7 +71,17 @@ uint64_t rrv_digest64(const uint8_t *data, size_t len) {
 static void child_setup_and_exec(const struct rrv_spawn *s, int errpipe) {
   struct sock_filter filter[] = {BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRACE)};
   struct sock_fprog prog = {.len = 1, .filter = filter};
-  const char *what = "personality";
+  const char *what = "signal dispositions";
+  /* Every recording and replay starts from the same signal state: default dispositions and
+   * an empty mask (an inherited SIG_IGN, e.g. Python's SIGPIPE, would otherwise leak in). */
+  for (int sig = 1; sig < 65; sig++)
+    if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
+  sigset_t none;
+  sigemptyset(&none);
+  if (sigprocmask(SIG_SETMASK, &none, NULL) < 0) goto fail;
+  what = "setpgid";
+  if (s->own_process_group && setpgid(0, 0) < 0) goto fail;
+  what = "personality";
   if (personality(ADDR_NO_RANDOMIZE) < 0) goto fail;
   what = "prctl(PR_SET_TSC)";
   if (prctl(PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0) < 0) goto fail;
