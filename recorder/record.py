@@ -138,6 +138,9 @@ def record(argv: list[str], trace_dir: str) -> RecordResult:
             elif stop == lib.RRV_STOP_UNSUPPORTED:
                 what = ffi.string(state.message).decode(errors="replace")
                 nr = state.stop_nr
+                known = syscalls.TABLE.get(nr)
+                if known is not None and known.why:
+                    what = known.why
                 where = (f"syscall {nr} ({syscalls.name_of(nr)})" if nr >= 0 else "signal")
                 reason = f"unsupported {where}: {what}"
                 raise UnsupportedError(f"record: {reason}; trace left incomplete at {trace_dir}")

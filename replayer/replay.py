@@ -129,6 +129,8 @@ def replay(trace: Trace, *, echo: bool = False) -> ReplayResult:
                 result = ReplayResult("verified", state.event_index, trace.event_count,
                                       trace.complete, exit_status=state.status)
             elif stop == lib.RRV_STOP_END_OF_TRACE:
+                if state.pos < len(feed.buf):
+                    state.event_index += 1      # the SIGKILL exit event: nothing to check
                 if trace.complete:
                     raise TraceError(f"{trace.path}: the trace ends before the tracee exits")
                 result = ReplayResult("verified", state.event_index, trace.event_count, False)

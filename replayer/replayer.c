@@ -362,6 +362,10 @@ int rrv_replay_run(struct rrv_replayer *r) {
     }
     if (!have_events(r, 2) && !r->eof) return RRV_STOP_NEED_EVENTS;
     if (!r->initial_exec && !have_events(r, 1)) return RRV_STOP_END_OF_TRACE;
+    /* SIGKILL from outside struck at a point replay cannot find: the trace ends here. */
+    if (!r->initial_exec && cur_event(r)->kind == RRV_EVENT_EXIT &&
+        WIFSIGNALED(cur_event(r)->nr) && WTERMSIG(cur_event(r)->nr) == SIGKILL)
+      return RRV_STOP_END_OF_TRACE;
     int sig = r->resume_sig;
     r->resume_sig = 0;
     if (ptrace(r->resume_op, r->pid, 0, sig) < 0) return rfail(r, "resuming the tracee");

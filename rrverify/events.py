@@ -92,13 +92,28 @@ def iter_events(buf: bytes | memoryview, first_index: int = 0):
         index += 1
 
 
+def _pad(data: bytes) -> bytes:
+    return data + b"\0" * (align8(len(data)) - len(data))
+
+
 def encode(kind: int, *, regs: dict, tid: int, nr: int = 0, result: int = 0, aux: int = 0,
            flags: int = 0, fpu_digest: int = 0, writes=(), extra: bytes = b"") -> bytes:
+    """writes: Write objects, or (addr, data) pairs for inline data."""
     body = bytearray()
-    for addr, data in writes:
-        body += WRITE.pack(addr, len(data), WRITE_INLINE) + data + b"\0" * (align8(len(data)) - len(data))
-    body += extra + b"\0" * (align8(len(extra)) - len(extra))
+    for w in writes:
+        if not isinstance(w, Write):
+            w = Write(w[0], len(w[1]), data=w[1])
+        if w.blob is not None:
+            body += WRITE.pack(w.addr, w.length, WRITE_BLOB) + w.blob
+        else:
+            body += WRITE.pack(w.addr, len(w.data), WRITE_INLINE) + _pad(w.data)
+    body += _pad(extra)
     size = HEADER.size + len(body)
     head = HEADER.pack(size, kind, flags, len(writes), tid, nr, result, aux, fpu_digest,
                        len(extra), 0, *(regs[n] for n in REG_NAMES))
     return head + bytes(body)
+
+
+def reencode(ev: Event) -> bytes:
+    return encode(ev.kind, regs=ev.regs, tid=ev.tid, nr=ev.nr, result=ev.result, aux=ev.aux,
+                  flags=ev.flags, fpu_digest=ev.fpu_digest, writes=ev.writes, extra=ev.extra)

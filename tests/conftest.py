@@ -1,0 +1,62 @@
+"""Shared fixtures: test programs compiled with the system gcc, and running the real CLI."""
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PROGRAM_SOURCES = sorted(glob.glob(os.path.join(HERE, "programs", "*.c")))
+
+
+@pytest.fixture(scope="session")
+def programs(tmp_path_factory) -> dict[str, str]:
+    """name -> path of every tests/programs/*.c, compiled once per session."""
+    out = tmp_path_factory.mktemp("programs")
+    built = {}
+    for src in PROGRAM_SOURCES:
+        name = os.path.splitext(os.path.basename(src))[0]
+        exe = str(out / name)
+        subprocess.run(["gcc", "-O1", "-g", "-o", exe, src], check=True)
+        built[name] = exe
+    return built
+
+
+def run_cli(*args, env=None, input=None, timeout=300, cwd=None) -> subprocess.CompletedProcess:
+    full_env = dict(os.environ, **(env or {}))
+    return subprocess.run([sys.executable, "-m", "rrverify", *map(str, args)], env=full_env,
+                          input=input, capture_output=True, timeout=timeout, cwd=cwd)
+
+
+def record(trace_dir, *cmd, **kw) -> subprocess.CompletedProcess:
+    return run_cli("record", "-o", trace_dir, "--", *cmd, **kw)
+
+
+def replay(trace_dir, *extra, **kw) -> subprocess.CompletedProcess:
+    return run_cli("replay", trace_dir, *extra, **kw)
+
+
+def native(*cmd, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(list(map(str, cmd)), capture_output=True, timeout=300, **kw)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, *fragments: str):
+    err = proc.stderr.decode()
+    assert proc.returncode == code, (proc.returncode, err)
+    assert "Traceback" not in err, err
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert len(lines) == 1, err
+    for frag in fragments:
+        assert frag in lines[0], (frag, lines[0])
+    return lines[0]
+
+
+@pytest.fixture
+def recorded_hello(programs, tmp_path):
+    trace = tmp_path / "hello"
+    proc = record(trace, programs["hello"])
+    assert proc.returncode == 0, proc.stderr
+    return trace

@@ -1,0 +1,131 @@
+"""A missing, truncated or corrupted trace gets one line naming the problem and exit 2."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+import zstandard
+
+from conftest import assert_one_line_error, record, replay, run_cli
+
+
+@pytest.fixture(scope="module")
+def good_trace(programs, tmp_path_factory):
+    trace = tmp_path_factory.mktemp("good") / "t"
+    assert record(trace, programs["fileio"], str(trace.parent)).returncode == 0
+    return trace
+
+
+@pytest.fixture
+def trace(good_trace, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(good_trace, copy)
+    return copy
+
+
+def manifest(trace) -> dict:
+    return json.loads((trace / "manifest.json").read_text())
+
+
+def set_manifest(trace, m) -> None:
+    (trace / "manifest.json").write_text(json.dumps(m))
+
+
+@pytest.mark.parametrize("command", ["replay", "info", "dump"])
+def test_missing_trace(command, tmp_path):
+    assert_one_line_error(run_cli(command, tmp_path / "nope"), 2, "no such trace directory")
+
+
+@pytest.mark.parametrize("command", ["replay", "info", "dump"])
+def test_not_a_trace(command, tmp_path):
+    (tmp_path / "x.txt").write_text("hello")
+    assert_one_line_error(run_cli(command, tmp_path), 2, "not an rrverify trace")
+
+
+def test_corrupted_manifest(trace):
+    (trace / "manifest.json").write_bytes(b"{\"format\": \"rrverify-tr\x00\xff")
+    assert_one_line_error(replay(trace), 2, "corrupted manifest")
+
+
+def test_manifest_missing_a_field(trace):
+    m = manifest(trace)
+    del m["exe"]
+    set_manifest(trace, m)
+    assert_one_line_error(replay(trace), 2, "corrupted manifest", "'exe'")
+
+
+def test_newer_format_version(trace):
+    m = manifest(trace)
+    m["version"] = 99
+    set_manifest(trace, m)
+    assert_one_line_error(run_cli("info", trace), 2, "format version 99 is newer")
+
+
+def test_truncated_events(trace):
+    p = trace / "events.zst"
+    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+    assert_one_line_error(replay(trace), 2, "truncated")
+
+
+def test_truncated_index(trace):
+    p = trace / "events.idx"
+    p.write_bytes(p.read_bytes()[:-5])
+    assert_one_line_error(replay(trace), 2, "truncated frame index")
+
+
+def test_missing_events_file(trace):
+    os.unlink(trace / "events.zst")
+    assert_one_line_error(replay(trace), 2, "truncated trace")
+
+
+def test_corrupted_frame(trace):
+    p = trace / "events.zst"
+    data = bytearray(p.read_bytes())
+    data[len(data) // 2] ^= 0x55
+    p.write_bytes(bytes(data))
+    assert_one_line_error(replay(trace), 2, "events frame 0 is corrupted")
+    assert_one_line_error(run_cli("dump", trace), 2, "events frame 0 is corrupted")
+
+
+def _stored_blob(trace):
+    files = [json.loads(l) for l in (trace / "files.jsonl").read_text().splitlines()]
+    digest = next(f["blob"] for f in files if "blob" in f)
+    return digest, trace / "blobs" / digest[:2] / f"{digest}.zst"
+
+
+def test_blob_hash_mismatch(trace):
+    digest, path = _stored_blob(trace)
+    path.write_bytes(zstandard.ZstdCompressor().compress(b"not the program"))
+    assert_one_line_error(replay(trace), 2, f"blob {digest} is corrupted (hash mismatch)")
+
+
+def test_blob_undecodable(trace):
+    digest, path = _stored_blob(trace)
+    path.write_bytes(b"garbage")
+    assert_one_line_error(replay(trace), 2, f"blob {digest} is corrupted")
+
+
+def test_blob_missing(trace):
+    digest, path = _stored_blob(trace)
+    os.unlink(path)
+    assert_one_line_error(replay(trace), 2, f"blob {digest} is missing")
+
+
+def test_changed_system_file_is_refused(trace):
+    """A file referenced by path (not stored) must still have its recorded content."""
+    lines = (trace / "files.jsonl").read_text().splitlines()
+    files = [json.loads(l) for l in lines]
+    i = next(i for i, f in enumerate(files) if "blob" not in f and "libc" in f["path"])
+    files[i]["blake2b"] = "00" * 32
+    (trace / "files.jsonl").write_text("".join(json.dumps(f) + "\n" for f in files))
+    assert_one_line_error(replay(trace), 2, files[i]["path"], "has changed since it was recorded")
+
+
+def test_events_after_exit(trace):
+    """A complete trace whose manifest disagrees with its index is refused."""
+    m = manifest(trace)
+    m["stats"]["events"] += 1
+    set_manifest(trace, m)
+    assert_one_line_error(replay(trace), 2, "truncated trace")

@@ -1,0 +1,67 @@
+"""A recorder killed by SIGKILL, or a tracee killed from outside, leaves a readable trace
+marked incomplete that verifies up to where it ends."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import record, replay, run_cli
+
+
+def _start_long_recording(programs, trace):
+    proc = subprocess.Popen([sys.executable, "-m", "rrverify", "record", "-o", str(trace), "--",
+                             programs["syscall_loop"], "100000000", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    idx = trace / "events.idx"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:   # wait until frames reach the disk
+        if idx.exists() and idx.stat().st_size >= 8 + 3 * 48:
+            return proc
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("the recording wrote no frames")
+
+
+def _tracee_of(recorder_pid: int) -> int:
+    with open(f"/proc/{recorder_pid}/task/{recorder_pid}/children") as f:
+        return int(f.read().split()[0])
+
+
+def _assert_incomplete_but_verifies(trace):
+    info = run_cli("info", trace)
+    assert info.returncode == 0, info.stderr
+    assert "INCOMPLETE" in info.stdout.decode()
+    rep = replay(trace)
+    assert rep.returncode == 0, rep.stdout.decode() + rep.stderr.decode()
+    out = rep.stdout.decode()
+    assert "incomplete trace: verified up to its end" in out
+    assert int(out.split(",")[1].split()[0]) > 1000
+
+
+def test_recorder_killed_by_sigkill(programs, tmp_path):
+    trace = tmp_path / "t"
+    proc = _start_long_recording(programs, trace)
+    tracee = _tracee_of(proc.pid)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    for _ in range(100):   # PTRACE_O_EXITKILL takes the tracee with it
+        if not os.path.exists(f"/proc/{tracee}") or \
+                open(f"/proc/{tracee}/stat").read().split()[2] == "Z":
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the tracee outlived its recorder")
+    _assert_incomplete_but_verifies(trace)
+
+
+def test_tracee_killed_from_outside(programs, tmp_path):
+    trace = tmp_path / "t"
+    proc = _start_long_recording(programs, trace)
+    os.kill(_tracee_of(proc.pid), signal.SIGKILL)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGKILL
+    assert "trace incomplete" in err.decode() and "SIGKILL" in err.decode()
+    _assert_incomplete_but_verifies(trace)
