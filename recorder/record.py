@@ -107,7 +107,7 @@ def build_manifest(argv: list[str], exe: str, cpu: int) -> dict:
 def record(argv: list[str], trace_dir: str) -> RecordResult:
     exe = resolve_program(argv[0])
     cpu = choose_cpu()
-    writer = TraceWriter(trace_dir, build_manifest(argv, exe, cpu))
+    writer = TraceWriter(trace_dir, build_manifest(argv, exe, cpu), avoid_cpu=cpu)
     rec = Recorder(writer)
     state = ffi.new("struct rrv_recorder *")
     state.handle = rec.handle

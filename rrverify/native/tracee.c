@@ -43,24 +43,37 @@ void rrv_cpuid(uint32_t leaf, uint32_t subleaf, uint32_t out[4]) {
   __cpuid_count(leaf, subleaf, out[0], out[1], out[2], out[3]);
 }
 
-/* A fast non-cryptographic 64-bit digest (for registers-adjacent state and written data; the
- * blob store uses BLAKE2b). Word-at-a-time multiply-xorshift, tail bytes folded in. */
-static uint64_t digest_mix(uint64_t h, uint64_t w) {
-  h ^= w + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
-  h *= 0xff51afd7ed558ccdull;
-  return h ^ (h >> 33);
-}
+/* A fast non-cryptographic 64-bit digest (for FPU state and sent data; the blob store uses
+ * BLAKE2b). Four independent multiply-rotate lanes over 32-byte blocks keep the CPU's
+ * multipliers busy (this runs at every event); the tail and length are folded in at the end. */
+#define RRV_P1 0x9e3779b185ebca87ull
+#define RRV_P2 0xc2b2ae3d27d4eb4full
+static inline uint64_t rotl64(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+static inline uint64_t lane(uint64_t h, uint64_t w) { return rotl64(h + w * RRV_P2, 31) * RRV_P1; }
 
-static uint64_t digest_update(uint64_t h, const uint8_t *data, size_t len) {
+static uint64_t digest_update(uint64_t seed, const uint8_t *data, size_t len) {
+  uint64_t h0 = seed + RRV_P1, h1 = seed ^ RRV_P2, h2 = seed, h3 = seed - RRV_P1;
   size_t i = 0;
+  for (; i + 32 <= len; i += 32) {
+    uint64_t w[4];
+    memcpy(w, data + i, 32);
+    h0 = lane(h0, w[0]);
+    h1 = lane(h1, w[1]);
+    h2 = lane(h2, w[2]);
+    h3 = lane(h3, w[3]);
+  }
+  uint64_t h = rotl64(h0, 1) + rotl64(h1, 7) + rotl64(h2, 12) + rotl64(h3, 18);
   for (; i + 8 <= len; i += 8) {
     uint64_t w;
     memcpy(&w, data + i, 8);
-    h = digest_mix(h, w);
+    h = lane(h, w);
   }
   uint64_t tail = 0;
   memcpy(&tail, data + i, len - i);
-  return digest_mix(h, tail ^ ((uint64_t)(len - i) << 56));
+  h = lane(h, tail ^ ((uint64_t)len << 3));
+  h ^= h >> 33;
+  h *= RRV_P2;
+  return h ^ (h >> 29);
 }
 
 uint64_t rrv_digest64(const uint8_t *data, size_t len) {
@@ -283,6 +296,7 @@ int rrv_digest_iovecs(int pid, uint64_t iov_addr, uint64_t iovcnt, uint64_t tota
  * control/status/tag and ST0-7, MXCSR, XMM0-15, and the AVX/AVX-512/PKRU components at their
  * standard-format offsets (CPUID leaf 0xD). FOP/FIP/FDP are not: CPUs may leave them stale. */
 static struct { uint32_t offset, size; } xcomp[10];
+static size_t xstate_needed = 576; /* legacy area + XSAVE header; grows with the components */
 
 static void init_xstate_layout(void) {
   static int done;
@@ -297,13 +311,16 @@ static void init_xstate_layout(void) {
     rrv_cpuid(0xd, i, r);
     xcomp[i].size = r[0];
     xcomp[i].offset = r[1];
+    if (r[0] + r[1] > xstate_needed) xstate_needed = r[0] + r[1];
   }
 }
 
 int rrv_fpu_digest(int pid, uint64_t *out) {
   static uint8_t area[16384] __attribute__((aligned(64)));
   init_xstate_layout();
-  struct iovec iov = {area, sizeof area};
+  /* Ask only for the components we hash: the kernel then copies ~2.7 KB, not the whole
+   * (AMX-sized) area. */
+  struct iovec iov = {area, xstate_needed};
   if (ptrace(PTRACE_GETREGSET, pid, (void *)NT_X86_XSTATE, &iov) < 0) return -1;
   uint64_t h = 0x510e527fade682d1ull;
   h = digest_update(h, area + 0, 6);     /* FCW, FSW, FTW */
