@@ -76,3 +76,18 @@ def test_rdtsc_values_are_replayed(programs, tmp_path):
     rep = replay(trace, "--echo")
     assert rep.returncode == 0
     assert rep.stdout.decode().startswith(rec.stdout.decode())
+
+
+def test_vdso_clock_calls_become_recorded_syscalls(programs, tmp_path):
+    """clocks.c calls clock_gettime/gettimeofday/time 1000 times each through the vDSO; the
+    patched vDSO turns every call into a recorded syscall."""
+    from rrverify.recorder.syscalls import NUMBERS
+    from rrverify.trace import Trace
+    trace = tmp_path / "t"
+    assert record(trace, programs["clocks"]).returncode == 0
+    counts = {}
+    for ev in Trace(str(trace)).events():
+        counts[ev.nr] = counts.get(ev.nr, 0) + (ev.kind == 1)
+    assert counts.get(NUMBERS["clock_gettime"], 0) >= 2000
+    assert counts.get(NUMBERS["gettimeofday"], 0) >= 1000
+    assert counts.get(NUMBERS["time"], 0) >= 1000
