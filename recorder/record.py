@@ -1,24 +1,28 @@
 """The recording driver: starts the tracee, runs the native record loop, and does the rare
-work that needs Python (trace files, exec images, mapped-file identities)."""
+work that needs Python (trace files, exec images, mapped files, checkpoints)."""
 from __future__ import annotations
 
 import os
 import shutil
 import signal
 import struct
-import sys
 import time
 from dataclasses import dataclass
 
 from .. import events as E
 from .. import exec_image, host
 from .._native import ffi, lib
+from ..checkpoints.capture import capture
+from ..checkpoints.inject import signal_pending
+from ..checkpoints.pages import PageStoreWriter
 from ..errors import NativeError, UnsupportedError, UsageError
 from ..trace import TraceWriter
 from ..tracee import CallbackTarget, choose_cpu, current_rlimits, getregs, spawn
 from . import syscalls
 
 RECORDER_VERSION = 1
+DEFAULT_CHECKPOINT_EVERY = 20000       # events
+DEFAULT_CHECKPOINT_INTERVAL = 2.0      # seconds
 
 
 @dataclass
@@ -28,6 +32,7 @@ class RecordResult:
     events: int
     complete: bool
     reason: str
+    checkpoints: int = 0
 
 
 def wait_status_to_exit_code(status: int) -> int:
@@ -59,8 +64,11 @@ class Recorder(CallbackTarget):
     def __init__(self, writer: TraceWriter):
         super().__init__()
         self.writer = writer
-        self.identities = exec_image.FileIdentities(started_ns=time.time_ns())
+        self.pages = PageStoreWriter(writer.path, writer.put_blob)
+        self.identities = exec_image.FileIdentities()
         self.file_index: dict[tuple, int] = {}
+        self.gadget = 0
+        self.checkpoint_seconds = 0.0
 
     # -- callbacks from the native loop ---------------------------------------------------
     def blob_put(self, data: bytes) -> bytes:
@@ -71,62 +79,96 @@ class Recorder(CallbackTarget):
         return self._file_index(link, os.readlink(link))
 
     def _file_index(self, open_path: str, display_path: str) -> int:
-        ident = self.identities.identify(open_path, display_path)
+        """Store a mapped file's content (replay never reads the recording machine's files)
+        and make its pages known to the page store."""
+        ident, data = self.identities.identify(open_path, display_path)
         key = (ident["path"], ident["blake2b"])
         if key not in self.file_index:
-            ident = dict(ident)
-            if ident.pop("stored"):
-                with open(open_path, "rb") as f:
-                    ident["blob"] = self.writer.put_blob(f.read()).hex()
-            self.file_index[key] = self.writer.add_file(ident)
+            blob = self.writer.put_blob(data)
+            self.pages.index_file(blob, data)
+            self.file_index[key] = self.writer.add_file(dict(ident, blob=blob.hex()))
         return self.file_index[key]
 
-    # -- the exec image -------------------------------------------------------------------
+    # -- the exec image and checkpoints ---------------------------------------------------
     def exec_event(self, pid: int) -> bytes:
-        """Prepare a fresh image and describe it: registers, the initial stack (which holds
-        AT_RANDOM's bytes: replay writes them back), and the files the kernel mapped."""
-        exec_image.patch_vdso(pid)
-        regs = getregs(pid)
-        rsp, stack = exec_image.stack_snapshot(pid, regs["rsp"])
+        """Prepare a fresh image (vDSO patched) and describe it: registers and the files the
+        kernel mapped. The checkpoint taken right after holds everything else."""
+        self.gadget = exec_image.patch_vdso(pid)
         files = [self._file_index(p, p) for p in exec_image.mapped_file_paths(pid)]
-        return E.encode(E.EXEC, regs=regs, tid=pid, writes=[(rsp, stack)],
+        return E.encode(E.EXEC, regs=getregs(pid), tid=pid,
                         extra=struct.pack(f"<{len(files)}I", *files))
 
+    def checkpoint(self, pid: int, event: int) -> None:
+        t0 = time.monotonic()
+        capture(pid, event=event, gadget=self.gadget, writer=self.writer, pages=self.pages)
+        self.checkpoint_seconds += time.monotonic() - t0
 
-def build_manifest(argv: list[str], exe: str, cpu: int) -> dict:
+
+def build_manifest(argv: list[str], exe: str, cpu: int, every: int, interval: float) -> dict:
     return {
         "command": argv, "exe": exe,
         "env": [f"{k}={v}" for k, v in os.environ.items()],
         "cwd": os.getcwd(), "host": host.describe(), "rlimits": current_rlimits(),
         "recorder": {"version": RECORDER_VERSION, "cpu": cpu,
-                     "syscalls_known": len(syscalls.TABLE)},
+                     "syscalls_known": len(syscalls.TABLE),
+                     "checkpoint_every": every, "checkpoint_interval": interval},
         "started": time.time(),
     }
 
 
-def record(argv: list[str], trace_dir: str) -> RecordResult:
+def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+           checkpoint_interval: float = DEFAULT_CHECKPOINT_INTERVAL) -> RecordResult:
     exe = resolve_program(argv[0])
     cpu = choose_cpu()
-    writer = TraceWriter(trace_dir, build_manifest(argv, exe, cpu), avoid_cpu=cpu)
+    writer = TraceWriter(trace_dir, build_manifest(argv, exe, cpu, checkpoint_every,
+                                                   checkpoint_interval), avoid_cpu=cpu)
     rec = Recorder(writer)
     state = ffi.new("struct rrv_recorder *")
     state.handle = rec.handle
+    state.checkpoint_every = checkpoint_every
+    state.checkpoint_interval_ns = int(checkpoint_interval * 1e9)
     t0 = time.monotonic()
     pid = spawn(exe, argv, writer.manifest["env"], cwd=None, cpu=cpu)
-    lib.rrv_record_init(state, pid)
     complete, reason, status = False, "", None
+    events = 0      # events handed to the writer
+
+    def add(raw: bytes, count: int):
+        nonlocal events
+        writer.add_events(raw, count)
+        events += count
+
+    def exec_and_checkpoint():
+        add(rec.exec_event(pid), 1)
+        rec.checkpoint(pid, events)
+
     try:
+        err = ffi.new("char[256]")
+        if lib.rrv_run_initial_exec(pid, err, 256) < 0:
+            raise NativeError(f"record: {exe}: {ffi.string(err).decode(errors='replace')}")
+        exec_and_checkpoint()
+        lib.rrv_record_init(state, pid)
+        state.events = events
+        state.next_checkpoint_event = events + checkpoint_every if checkpoint_every else 2**64 - 1
         while True:
             stop = lib.rrv_record_run(state)
             if state.len:
-                writer.add_events(bytes(ffi.buffer(state.buf, state.len)), state.buffered_events)
+                add(bytes(ffi.buffer(state.buf, state.len)), state.buffered_events)
                 state.len = 0
                 state.buffered_events = 0
             rec.reraise()
             if stop == lib.RRV_STOP_FLUSH:
                 writer.cut_frame()
+            elif stop == lib.RRV_STOP_CHECKPOINT:
+                if signal_pending(pid):     # a signal would interrupt the capture: next time
+                    state.next_checkpoint_event = events + 1
+                    continue
+                rec.checkpoint(pid, events)
+                state.next_checkpoint_event = (events + checkpoint_every if checkpoint_every
+                                               else 2**64 - 1)
+                state.last_checkpoint_ns = lib.rrv_now_ns()
             elif stop == lib.RRV_STOP_EXEC:
-                writer.add_events(rec.exec_event(pid), 1)
+                exec_and_checkpoint()
+                state.events = events
             elif stop == lib.RRV_STOP_EXITED:
                 status = state.status
                 if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
@@ -154,7 +196,11 @@ def record(argv: list[str], trace_dir: str) -> RecordResult:
         elapsed = time.monotonic() - t0
         end = {"reason": reason, "wait_status": status,
                "exit_code": None if status is None else wait_status_to_exit_code(status)}
+        rec.pages.close()
         writer.close(complete=complete, end=end,
-                     stats={"syscalls": state.syscalls, "seconds": round(elapsed, 6)})
+                     stats={"syscalls": state.syscalls, "seconds": round(elapsed, 6),
+                            "checkpoint_seconds": round(rec.checkpoint_seconds, 6),
+                            "stored_pages": rec.pages.stored_pages})
         lib.rrv_record_free(state)
-    return RecordResult(trace_dir, wait_status_to_exit_code(status), writer.events, complete, reason)
+    return RecordResult(trace_dir, wait_status_to_exit_code(status), writer.events, complete,
+                        reason, writer.checkpoints)

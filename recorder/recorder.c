@@ -51,7 +51,7 @@ static void event_end(struct rrv_recorder *r, size_t start) {
 static int capture(struct rrv_recorder *r, size_t start, uint64_t addr, uint64_t len) {
   if (!addr || !len) return 0;
   if (len > RRV_MAX_WRITE) len = RRV_MAX_WRITE;
-  if (len > r->blob_threshold) {
+  if (len > r->blob_threshold || r->len - start + len > RRV_EVENT_INLINE_MAX) {
     uint8_t *tmp = malloc(len);
     if (!tmp) return -1;
     ssize_t n = rrv_read_mem(r->pid, addr, tmp, len);
@@ -177,17 +177,18 @@ static int capture_irregular(struct rrv_recorder *r, size_t start, int irregular
 static uint64_t sent_data_digest(struct rrv_recorder *r, const struct rrv_syscall_spec *spec,
                                  const struct rrv_regs *a, int64_t result) {
   uint64_t d = 0;
+  int rc = -1;
   if (result <= 0) return 0;
   if (spec->has_digest) {
-    rrv_digest_range(r->pid, arg_of(a, spec->digest.arg), result, &d, -1);
+    rc = rrv_digest_range(r->pid, arg_of(a, spec->digest.arg), result, &d, -1);
   } else if (spec->irregular == RRV_IRR_IOV_DIGEST) {
-    rrv_digest_iovecs(r->pid, a->rsi, a->rdx, result, &d, -1);
+    rc = rrv_digest_iovecs(r->pid, a->rsi, a->rdx, result, &d, -1);
   } else if (spec->irregular == RRV_IRR_MSG_DIGEST) {
     struct kernel_msghdr msg;
     if (rrv_read_mem(r->pid, a->rsi, &msg, sizeof msg) == sizeof msg)
-      rrv_digest_iovecs(r->pid, msg.iov, msg.iovlen, result, &d, -1);
+      rc = rrv_digest_iovecs(r->pid, msg.iov, msg.iovlen, result, &d, -1);
   }
-  return d;
+  return rc < 0 ? 0 : d;  /* unreadable data digests as 0 in recording and replay alike */
 }
 
 static int unsupported(struct rrv_recorder *r, int64_t nr, const char *fmt, const char *what) {
@@ -210,7 +211,8 @@ void rrv_record_free(struct rrv_recorder *r) {
 int rrv_record_init(struct rrv_recorder *r, int pid) {
   r->pid = pid;
   r->resume_op = PTRACE_CONT;
-  r->initial_exec = 1;
+  r->next_checkpoint_event = r->checkpoint_every ? r->checkpoint_every : (uint64_t)-1;
+  r->last_checkpoint_ns = rrv_now_ns();
   if (!r->flush_at) r->flush_at = 256 << 10;
   if (!r->blob_threshold) r->blob_threshold = 64 << 10;
   r->last_flush_ns = rrv_now_ns();
@@ -241,9 +243,8 @@ static int on_syscall(struct rrv_recorder *r) {
   int64_t nr = (int64_t)regs.orig_rax;
   const struct rrv_syscall_spec *spec =
       nr >= 0 && nr < RRV_NSYSCALLS && rrv_syscalls[nr].handling ? &rrv_syscalls[nr] : NULL;
+  r->after_syscall = 0;
   if (!spec) return unsupported(r, nr, "%s syscall is not in rrverify's syscall table", "this");
-  if (r->initial_exec && spec->handling != RRV_H_EXEC)
-    return unsupported(r, nr, "%s: the tracee made a syscall before its exec", spec->name);
   if (spec->handling == RRV_H_UNSUPPORTED) return unsupported(r, nr, "%s", spec->name);
   if (spec->irregular == RRV_IRR_PRCTL &&
       (regs.rdi == PR_SET_TSC || regs.rdi == PR_SET_SECCOMP))
@@ -279,7 +280,6 @@ static int on_syscall(struct rrv_recorder *r) {
   }
 
   int status;
-  int initial = r->initial_exec;
   if (wait_syscall_exit(r, &status) < 0) return fail(r, "waiting for a syscall's exit");
   if (!WIFSTOPPED(status)) { /* killed inside the syscall (SIGKILL from outside) */
     r->status = status;
@@ -294,14 +294,6 @@ static int on_syscall(struct rrv_recorder *r) {
   r->after_syscall = 1;
   r->exit_regs = after;
 
-  if (initial) {
-    if (result < 0) {
-      errno = -result;
-      return fail(r, "the tracee's execve failed");
-    }
-    r->initial_exec = 0;
-    return RRV_STOP_EXEC;
-  }
   size_t ev = event_begin(r, RRV_EVENT_SYSCALL, nr, &regs);
   if (ev == (size_t)-1) return fail(r, "out of memory");
   event_at(r, ev)->result = result;
@@ -328,6 +320,12 @@ static int on_syscall(struct rrv_recorder *r) {
   event_end(r, ev);
   r->syscalls++;
   if (spec->handling == RRV_H_EXEC && result == 0) return RRV_STOP_EXEC;
+  /* A checkpoint is due: the tracee sits at this syscall's exit stop, the one kind of point
+   * where checkpoints are taken (and where replay can stop to compare). */
+  if (r->events >= r->next_checkpoint_event ||
+      (r->checkpoint_interval_ns &&
+       rrv_now_ns() - r->last_checkpoint_ns >= r->checkpoint_interval_ns))
+    return RRV_STOP_CHECKPOINT;
   return 0;
 }
 

@@ -1,17 +1,22 @@
-"""The replay driver: starts the recorded program afresh, feeds the native replay loop the
-trace's event frames, and turns what it finds into a result."""
+"""The replay driver: restores a checkpoint into a fresh process, feeds the native replay loop
+the trace's event frames from there, and compares the replayed state with every later
+checkpoint it reaches. A whole-trace replay starts at checkpoint 0; a segment replay runs from
+checkpoint k to checkpoint k+1 (cluster/ fans segments out)."""
 from __future__ import annotations
 
-import struct
+import bisect
 import time
 from dataclasses import dataclass, field
 
 from .. import events as E
 from .. import exec_image
 from .._native import ffi, lib
+from ..checkpoints.compare import compare
+from ..checkpoints.pages import PageStoreReader
+from ..checkpoints.restore import restore
 from ..errors import NativeError, TraceError
 from ..trace import Trace
-from ..tracee import CallbackTarget, choose_cpu, spawn
+from ..tracee import CallbackTarget, choose_cpu
 from . import report as R
 
 
@@ -21,6 +26,9 @@ class ReplayResult:
     events: int                 # events checked (the divergent one included)
     trace_events: int
     complete_trace: bool
+    first_event: int = 0
+    end_event: int = 0          # the event replay stopped before
+    checkpoints_compared: int = 0
     exit_status: int | None = None
     divergence: dict | None = None
     stats: dict = field(default_factory=dict)
@@ -28,6 +36,8 @@ class ReplayResult:
 
 
 class Replayer(CallbackTarget):
+    """What the native loop calls back for: blobs and mapped files, from the trace only."""
+
     def __init__(self, trace: Trace):
         super().__init__()
         self.trace = trace
@@ -42,9 +52,9 @@ class Replayer(CallbackTarget):
 
     def file_content(self, index: int, addr: int, length: int, offset: int) -> bytes:
         self.mappings.append((addr, addr + length, index, offset))
-        return self._file(index)
+        return self.file(index)
 
-    def _file(self, index: int) -> bytes:
+    def file(self, index: int) -> bytes:
         if index not in self._files:
             files = self.trace.files
             if index >= len(files):
@@ -52,99 +62,165 @@ class Replayer(CallbackTarget):
             self._files[index] = exec_image.load_recorded_file(files[index], self.trace)
         return self._files[index]
 
-    def check_exec_files(self, ev: E.Event, pid: int) -> None:
-        """The program and interpreter the kernel just mapped must be the recorded ones."""
-        n = len(ev.extra) // 4
-        recorded = [self.trace.files[i] if i < len(self.trace.files) else None
-                    for i in struct.unpack(f"<{n}I", ev.extra[:n * 4])]
-        for i, ident in zip(struct.unpack(f"<{n}I", ev.extra[:n * 4]), recorded):
-            if ident is None:
-                raise TraceError(f"{self.trace.path}: exec event names unknown file #{i}")
-            self._file(i)   # reads and checks the content hash
-        for r in exec_image.read_maps(pid):
-            if r["inode"] and r["path"].startswith("/"):
-                index = next((i for i, f in enumerate(self.trace.files) if f["path"] == r["path"]), None)
-                if index is not None:
-                    self.mappings.append((r["start"], r["end"], index, r["offset"]))
+    def note_restored_mappings(self, ckpt: dict) -> None:
+        """File-backed regions of a restored checkpoint, for symbolizing reports."""
+        by_path = {f["path"]: f["index"] for f in self.trace.files}
+        self.mappings = [(r["start"], r["end"], by_path[r["path"]], r["offset"])
+                         for r in ckpt["regions"] if r["path"] in by_path]
 
 
 class EventFeed:
     """Hands the native loop a contiguous buffer: the unconsumed tail plus the next frame."""
 
     def __init__(self, trace: Trace, state):
-        self.frames = iter(trace.frames)
         self.trace = trace
         self.state = state
         self.buf = b""
         self.cdata = None
+        self.next_frame = len(trace.frames)
+
+    def _install(self, buf: bytes, pos: int) -> None:
+        self.buf = buf
+        self.cdata = ffi.from_buffer(buf)
+        self.state.events = self.cdata
+        self.state.len = len(buf)
+        self.state.pos = pos
+
+    def seek(self, event: int) -> None:
+        frames = self.trace.frames
+        i = bisect.bisect_right([f.first_event for f in frames], event) - 1
+        if i < 0 or event >= frames[i].first_event + frames[i].events:
+            raise TraceError(f"{self.trace.path}: event {event} is not in the trace's frames")
+        raw = self.trace.read_frame(frames[i])
+        pos, index = 0, frames[i].first_event
+        while index < event:
+            pos += E.decode_at(raw, pos, index).size
+            index += 1
+        self.next_frame = i + 1
+        self.state.eof = 0
+        self.state.event_index = event
+        self._install(raw, pos)
 
     def refill(self) -> None:
-        s = self.state
-        tail = self.buf[s.pos:]
-        frame = next(self.frames, None)
-        if frame is None:
-            s.eof = 1
-            self.buf = tail
-        else:
-            self.buf = tail + self.trace.read_frame(frame)
-        self.cdata = ffi.from_buffer(self.buf)
-        s.events = self.cdata
-        s.len = len(self.buf)
-        s.pos = 0
+        tail = self.buf[self.state.pos:]
+        if self.next_frame >= len(self.trace.frames):
+            self.state.eof = 1
+            self._install(tail, 0)
+            return
+        raw = self.trace.read_frame(self.trace.frames[self.next_frame])
+        self.next_frame += 1
+        self._install(tail + raw, 0)
 
     def current(self) -> E.Event:
         return E.decode_at(self.buf, self.state.pos, self.state.event_index)
 
+    def skip_current(self) -> E.Event:
+        ev = self.current()
+        self.state.pos += ev.size
+        self.state.event_index += 1
+        return ev
 
-def replay(trace: Trace, *, echo: bool = False) -> ReplayResult:
-    m = trace.manifest
+    def exhausted(self) -> bool:
+        return self.state.pos == len(self.buf) and self.next_frame >= len(self.trace.frames)
+
+
+def replay(trace: Trace, *, start: int = 0, end: int | None = None, echo: bool = False,
+           cpu: int | None = None) -> ReplayResult:
+    """Replay from checkpoint `start` until checkpoint `end` (None: the trace's end),
+    comparing with every checkpoint reached."""
+    checkpoints = trace.checkpoints
+    if not checkpoints:
+        raise TraceError(f"{trace.path}: the trace has no checkpoint to start replay from "
+                         f"(the recording ended before its first)")
+    if not 0 <= start < len(checkpoints) or (end is not None and not start < end <= len(checkpoints)):
+        raise TraceError(f"{trace.path}: no segment from checkpoint {start} to {end} "
+                         f"(the trace has {len(checkpoints)} checkpoints)")
+    end_event = checkpoints[end]["event"] if end is not None and end < len(checkpoints) else None
+    cpu = choose_cpu() if cpu is None else cpu
+    t0 = time.monotonic()
     rp = Replayer(trace)
+    pages = PageStoreReader(trace)
     state = ffi.new("struct rrv_replayer *")
     state.handle = rp.handle
     state.echo = int(echo)
-    rlimits = [l for l in m.get("rlimits", []) if l[0] != "RLIMIT_CORE"] + [["RLIMIT_CORE", 0, 0]]
-    t0 = time.monotonic()
-    pid = spawn(m["exe"], m["command"], m["env"], cwd=None, cpu=choose_cpu(),
-                devnull_stdio=True, rlimits=rlimits)
-    lib.rrv_replay_init(state, pid)
     feed = EventFeed(trace, state)
-    alive = True
-    result = None
+    compared = 0
+
+    def start_from(k: int) -> int:
+        ckpt = trace.checkpoint(k)
+        pid = restore(trace, ckpt, cpu=cpu, pages=pages)
+        rp.note_restored_mappings(ckpt)
+        lib.rrv_replay_set_pid(state, pid)
+        return pid
+
+    def stop_at(k: int) -> None:
+        state.stop_at_event = checkpoints[k]["event"] if k < len(checkpoints) else 0
+
+    def result(status, **kw) -> ReplayResult:
+        return ReplayResult(status, state.event_index - checkpoints[start]["event"],
+                            trace.event_count, trace.complete,
+                            first_event=checkpoints[start]["event"], end_event=state.event_index,
+                            checkpoints_compared=compared, **kw)
+
+    pid = start_from(start)
+    lib.rrv_replay_init(state, pid)
+    feed.seek(checkpoints[start]["event"])
+    next_k = start + 1
+    stop_at(next_k)
+    alive, res = True, None
     try:
-        while result is None:
+        while res is None:
             stop = lib.rrv_replay_run(state)
             rp.reraise()
             if stop == lib.RRV_STOP_NEED_EVENTS:
                 feed.refill()
-            elif stop == lib.RRV_STOP_EXEC:
+            elif stop == lib.RRV_STOP_SEGMENT_END:
+                diffs = compare(pid, trace.checkpoint(next_k), trace)
+                compared += 1
+                if diffs:
+                    res = result("diverged", divergence=R.describe_checkpoint(
+                        state.event_index, next_k, diffs, trace))
+                elif end is not None and next_k == end:
+                    res = result("verified")
+                else:
+                    next_k += 1
+                    stop_at(next_k)
+            elif stop == lib.RRV_STOP_EXEC_RESTORE:
                 ev = feed.current()
                 if ev.kind != E.EXEC:
                     raise TraceError(f"{trace.path}: event {ev.index} should be an exec event")
-                rp.check_exec_files(ev, pid)
-                exec_image.patch_vdso(pid)
+                feed.skip_current()
+                if next_k >= len(checkpoints) or checkpoints[next_k]["event"] != state.event_index:
+                    raise TraceError(f"{trace.path}: no checkpoint right after the exec at "
+                                     f"event {ev.index}")
+                if end is not None and next_k == end:
+                    res = result("verified")     # the segment ends where a new image begins
+                else:
+                    lib.rrv_kill(pid)
+                    pid = start_from(next_k)
+                    next_k += 1
+                    stop_at(next_k)
             elif stop == lib.RRV_STOP_EXITED:
                 alive = False
-                if state.pos != len(feed.buf) or next(feed.frames, None) is not None:
+                if not feed.exhausted():
                     raise TraceError(f"{trace.path}: events follow the tracee's exit")
-                result = ReplayResult("verified", state.event_index, trace.event_count,
-                                      trace.complete, exit_status=state.status)
+                res = result("verified", exit_status=state.status)
             elif stop == lib.RRV_STOP_END_OF_TRACE:
-                if state.pos < len(feed.buf):
-                    state.event_index += 1      # the SIGKILL exit event: nothing to check
                 if trace.complete:
                     raise TraceError(f"{trace.path}: the trace ends before the tracee exits")
-                result = ReplayResult("verified", state.event_index, trace.event_count, False)
+                if state.pos < len(feed.buf) and feed.current().kind == E.EXIT:
+                    feed.skip_current()          # the SIGKILL exit: nothing to check
+                res = result("verified")
             elif stop == lib.RRV_STOP_DIVERGED:
-                result = ReplayResult("diverged", state.event_index + 1, trace.event_count,
-                                      trace.complete,
-                                      divergence=R.describe(state, feed, rp, pid, trace))
+                res = result("diverged", divergence=R.describe(state, feed, rp, pid, trace))
+                res.events += 1
             else:
                 raise NativeError("replay: " + ffi.string(state.message).decode(errors="replace"))
     finally:
         if alive:
             lib.rrv_kill(pid)
-    result.seconds = time.monotonic() - t0
-    result.stats = {"syscalls_emulated": state.syscalls_emulated,
-                    "syscalls_executed": state.syscalls_executed,
-                    "signals": state.signals, "rdtsc": state.rdtscs}
-    return result
+    res.seconds = time.monotonic() - t0
+    res.stats = {"syscalls_emulated": state.syscalls_emulated,
+                 "syscalls_executed": state.syscalls_executed,
+                 "signals": state.signals, "rdtsc": state.rdtscs}
+    return res

@@ -13,7 +13,7 @@ static int have_events(struct rrv_replayer *r, int count) {
   for (int i = 0; i < count; i++) {
     if (pos + sizeof(struct rrv_event) > r->len) return 0;
     const struct rrv_event *ev = (const struct rrv_event *)(r->events + pos);
-    if (ev->size < sizeof *ev || pos + ev->size > r->len) return 0;
+    if (ev->size < sizeof *ev || ev->size % 8 || pos + ev->size > r->len) return 0;
     pos += ev->size;
   }
   return 1;
@@ -88,6 +88,8 @@ static int apply_writes(struct rrv_replayer *r, const struct rrv_event *ev) {
     if (p + sizeof(struct rrv_write) > end) return diverge(r, RRV_DIV_TRACE, "event truncated");
     const struct rrv_write *w = (const struct rrv_write *)p;
     const uint8_t *data;
+    if (w->how != RRV_WRITE_INLINE && w->how != RRV_WRITE_BLOB)
+      return diverge(r, RRV_DIV_TRACE, "unknown memory-write kind %u", w->how);
     size_t len = w->len, stored = w->how == RRV_WRITE_BLOB ? RRV_DIGEST_BYTES : RRV_ALIGN8(len);
     if (p + sizeof *w + stored > end) return diverge(r, RRV_DIV_TRACE, "event truncated");
     if (w->how == RRV_WRITE_BLOB) {
@@ -172,19 +174,6 @@ static int replay_syscall(struct rrv_replayer *r) {
   struct rrv_regs regs;
   if (rrv_getregs(r->pid, &regs) < 0) return rfail(r, "PTRACE_GETREGS");
   int64_t nr = (int64_t)regs.orig_rax;
-  if (r->initial_exec) { /* the tracee's own execve, made by rrv_spawn's child */
-    int status;
-    if (step_to_syscall_exit(r, &status) < 0 || !WIFSTOPPED(status))
-      return rfail(r, "executing the initial execve");
-    if (rrv_getregs(r->pid, &regs) < 0) return rfail(r, "PTRACE_GETREGS");
-    if ((int64_t)regs.rax < 0) {
-      errno = -(int64_t)regs.rax;
-      return rfail(r, "the replayed program's execve failed");
-    }
-    r->initial_exec = 0;
-    r->at_exec = 1;
-    return RRV_STOP_EXEC;
-  }
   const struct rrv_event *ev = cur_event(r);
   int rc = expect_kind(r, ev, RRV_EVENT_SYSCALL, nr);
   if (rc) return rc;
@@ -196,16 +185,25 @@ static int replay_syscall(struct rrv_replayer *r) {
     return diverge(r, RRV_DIV_SYSCALL, "a different syscall was made");
   }
   if ((rc = check_state(r, ev, &regs))) return rc;
+  if (nr < 0 || nr >= RRV_NSYSCALLS || !rrv_syscalls[nr].handling)
+    return diverge(r, RRV_DIV_TRACE, "the trace holds syscall %lld, which this rrverify's "
+                   "syscall table does not know", (long long)nr);
   const struct rrv_syscall_spec *spec = &rrv_syscalls[nr];
   if ((rc = replay_sent_data(r, spec, &regs, ev))) return rc;
 
   const struct rrv_event *next = next_event(r);
   int signal_at_exit = next && next->kind == RRV_EVENT_SIGNAL &&
                        (next->flags & RRV_EF_AT_SYSCALL_EXIT);
+  if (spec->handling == RRV_H_EXEC && ev->result == 0) {
+    /* The new image is restored from the checkpoint the recorder took right after it: replay
+     * never needs the recording machine's files. */
+    advance(r);
+    return RRV_STOP_EXEC_RESTORE;
+  }
   int execute = !(ev->flags & RRV_EF_REFUSED) &&
                 (spec->handling == RRV_H_EXECUTE || spec->handling == RRV_H_EXIT ||
-                 ((spec->handling == RRV_H_MMAP || spec->handling == RRV_H_MREMAP ||
-                   spec->handling == RRV_H_EXEC) && ev->result >= 0));
+                 ((spec->handling == RRV_H_MMAP || spec->handling == RRV_H_MREMAP) &&
+                  ev->result >= 0));
   if (!execute) {
     struct rrv_regs emulated = regs;
     emulated.orig_rax = -1;
@@ -215,7 +213,8 @@ static int replay_syscall(struct rrv_replayer *r) {
     r->syscalls_emulated++;
     r->last_nr = nr;
     advance(r);
-    if (signal_at_exit) r->resume_op = PTRACE_SYSCALL;
+    /* Stop again at this syscall's exit to inject a signal there or to end the segment. */
+    if (signal_at_exit || r->event_index == r->stop_at_event) r->resume_op = PTRACE_SYSCALL;
     return 0;
   }
   if (spec->handling == RRV_H_EXIT) {
@@ -268,28 +267,8 @@ static int replay_syscall(struct rrv_replayer *r) {
   if (file_mapping && (rc = fill_file_mapping(r, ev, &regs))) return rc;
   if ((rc = apply_writes(r, ev))) return rc;
   advance(r);
-  if (spec->handling == RRV_H_EXEC) {
-    r->at_exec = 1;
-    return RRV_STOP_EXEC;
-  }
+  if (r->event_index == r->stop_at_event) return RRV_STOP_SEGMENT_END;
   if (signal_at_exit) r->resume_sig = next->nr; /* injected from the exit stop */
-  return 0;
-}
-
-static int replay_exec_event(struct rrv_replayer *r) {
-  struct rrv_regs regs;
-  r->at_exec = 0;
-  if (rrv_getregs(r->pid, &regs) < 0) return rfail(r, "PTRACE_GETREGS");
-  const struct rrv_event *ev = cur_event(r);
-  int rc = expect_kind(r, ev, RRV_EVENT_EXEC, 0);
-  if (rc) return rc;
-  /* The fresh image's FPU state is the kernel's init state: registers only. */
-  r->div.expected_regs = ev->regs;
-  r->div.found_regs = regs;
-  if (!regs_match(&regs, &ev->regs))
-    return diverge(r, RRV_DIV_REGS, "registers after exec differ");
-  if ((rc = apply_writes(r, ev))) return rc;
-  advance(r);
   return 0;
 }
 
@@ -348,22 +327,24 @@ static int replay_signal(struct rrv_replayer *r, int sig) {
 }
 
 int rrv_replay_init(struct rrv_replayer *r, int pid) {
+  rrv_replay_set_pid(r, pid);
+  return 0;
+}
+
+/* Continue with another process: a fresh restore, standing at a syscall-exit stop. */
+void rrv_replay_set_pid(struct rrv_replayer *r, int pid) {
   r->pid = pid;
   r->resume_op = PTRACE_CONT;
-  r->initial_exec = 1;
-  return 0;
+  r->resume_sig = 0;
+  rrv_forget_mem();
 }
 
 int rrv_replay_run(struct rrv_replayer *r) {
   for (;;) {
-    if (r->at_exec) {
-      int rc = replay_exec_event(r);
-      if (rc) return rc;
-    }
     if (!have_events(r, 2) && !r->eof) return RRV_STOP_NEED_EVENTS;
-    if (!r->initial_exec && !have_events(r, 1)) return RRV_STOP_END_OF_TRACE;
+    if (!have_events(r, 1)) return RRV_STOP_END_OF_TRACE;
     /* SIGKILL from outside struck at a point replay cannot find: the trace ends here. */
-    if (!r->initial_exec && cur_event(r)->kind == RRV_EVENT_EXIT &&
+    if (cur_event(r)->kind == RRV_EVENT_EXIT &&
         WIFSIGNALED(cur_event(r)->nr) && WTERMSIG(cur_event(r)->nr) == SIGKILL)
       return RRV_STOP_END_OF_TRACE;
     int sig = r->resume_sig;
@@ -389,17 +370,17 @@ int rrv_replay_run(struct rrv_replayer *r) {
     if (RRV_SECCOMP_STOP(status)) {
       rc = replay_syscall(r);
     } else if (RRV_SYSCALL_EXIT_STOP(status)) {
-      /* Reached only to inject a signal recorded at this syscall's exit. */
-      const struct rrv_event *ev = cur_event(r);
-      if ((rc = expect_kind(r, ev, RRV_EVENT_SIGNAL, 0))) return rc;
+      /* Reached only after an emulated syscall, to end a segment or inject a signal. */
       struct rrv_regs regs;
       if (rrv_getregs(r->pid, &regs) < 0) return rfail(r, "PTRACE_GETREGS");
       if ((int64_t)regs.orig_rax == -1) { /* emulated: give the task back its syscall number */
         regs.orig_rax = r->last_nr;
         if (rrv_setregs(r->pid, &regs) < 0) return rfail(r, "PTRACE_SETREGS");
       }
+      if (r->event_index == r->stop_at_event) return RRV_STOP_SEGMENT_END;
+      const struct rrv_event *ev = cur_event(r);
+      if ((rc = expect_kind(r, ev, RRV_EVENT_SIGNAL, 0))) return rc;
       r->resume_sig = ev->nr;
-      rc = 0;
     } else if (WSTOPSIG(status) == SIGTRAP && (status >> 16)) {
       snprintf(r->message, sizeof r->message, "unexpected ptrace event %d", status >> 16);
       rc = RRV_STOP_ERROR;

@@ -86,13 +86,25 @@ def describe(state, feed, replayer, pid: int, trace) -> dict:
     ip = d.found_regs.rip or d.expected_regs.rip
     if ip:
         files = trace.files
-        sym = Symbolizer(replayer.mappings, replayer._file,
+        sym = Symbolizer(replayer.mappings, replayer.file,
                          lambda i: files[i]["path"] if i < len(files) else f"file #{i}")
         # A syscall stop reports the ip after the `syscall` instruction: show that instruction.
         at = ip - 2 if d.kind != lib.RRV_DIV_EVENT_KIND and ev is not None and ev.kind == E.SYSCALL else ip
         out["ip"] = {"address": ip, "symbol": sym(at), "disassembly": disassemble(pid, at)}
     out["reproduce"] = f"rrverify replay {trace.path}"
     return out
+
+
+def with_segment(div: dict, segment: int, trace_path: str) -> dict:
+    return dict(div, segment=segment, reproduce=f"rrverify replay {trace_path} --segment {segment}")
+
+
+def describe_checkpoint(event: int, k: int, diffs: list[dict], trace) -> dict:
+    """A replay that reached checkpoint k's event with a state other than the checkpoint's."""
+    return {"event": event, "check": "checkpoint", "checkpoint": k,
+            "detail": f"state differs from checkpoint {k}: " +
+                      ", ".join(d["what"] for d in diffs),
+            "differences": diffs, "reproduce": f"rrverify replay {trace.path} --segment {k - 1}"}
 
 
 def format_text(div: dict) -> list[str]:
@@ -105,6 +117,21 @@ def format_text(div: dict) -> list[str]:
             lines.append(f"  found:    {_kv(found)}")
     for r in div.get("registers", []):
         lines.append(f"  {r['register']:>8}: expected {r['expected']:#x}, found {r['found']:#x}")
+    for d in div.get("differences", []):
+        if d["what"] == "memory":
+            for r in d["regions"]:
+                lines.append(f"  memory {r['region']} {r['perms']} {r['path']}: "
+                             f"{r['pages_differing']} pages differ, first at {r['first_difference']}")
+        elif d["what"] == "registers":
+            lines.extend(f"  {r['register']:>8}: expected {r['expected']:#x}, found {r['found']:#x}"
+                         for r in d["registers"])
+        elif d["what"] == "address-space":
+            lines.append(f"  address space: expected {len(d['expected'])} ranges, found "
+                         f"{len(d['found'])}; first difference: " + next(
+                             (f"{a} vs {b}" for a, b in zip(d["expected"], d["found"]) if a != b),
+                             "in the ranges' count"))
+        else:
+            lines.append(f"  {d['what']}: expected {d.get('expected')}, found {d.get('found')}")
     ip = div.get("ip")
     if ip:
         lines.append(f"  at ip {ip['address']:#x}: {ip['symbol']}")

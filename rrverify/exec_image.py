@@ -50,11 +50,13 @@ def read_maps(pid: int) -> list[dict]:
     return regions
 
 
-def patch_vdso(pid: int) -> list[str]:
-    """Replace the vDSO's clock functions with syscall stubs. Returns the functions patched."""
+def patch_vdso(pid: int) -> int:
+    """Replace the vDSO's clock functions with syscall stubs. Returns the address of a
+    `syscall` instruction in one of them: checkpoints inject syscalls through it."""
     base = read_auxv(pid).get(AT_SYSINFO_EHDR)
     if not base:
-        return []
+        raise NativeError(f"pid {pid} has no vDSO: rrverify needs one (vdso=0 on the kernel "
+                          f"command line?)")
     vdso = next((r for r in read_maps(pid) if r["start"] == base), None)
     if vdso is None:
         raise NativeError(f"pid {pid}: the vDSO at {base:#x} is not in /proc/{pid}/maps")
@@ -71,20 +73,15 @@ def patch_vdso(pid: int) -> list[str]:
             name = sym.name.removeprefix("__vdso_")
             if name in VDSO_SYSCALLS and sym["st_value"] and sym["st_info"]["type"] == "STT_FUNC":
                 patched[sym["st_value"]] = name
+        gadget = None
         for addr, name in sorted(patched.items()):
             mem.seek(base + addr)
             mem.write(_stub(VDSO_SYSCALLS[name]))
-    return sorted(set(patched.values()))
-
-
-def stack_snapshot(pid: int, rsp: int) -> tuple[int, bytes]:
-    """The initial stack from rsp to its top: argv, environment, auxv, AT_RANDOM's bytes."""
-    stack = next((r for r in read_maps(pid) if r["path"] == "[stack]"), None)
-    if stack is None or not stack["start"] <= rsp < stack["end"]:
-        raise NativeError(f"pid {pid}: rsp {rsp:#x} is not in the [stack] mapping")
-    with open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
-        mem.seek(rsp)
-        return rsp, mem.read(stack["end"] - rsp)
+            if VDSO_SYSCALLS[name] is not None:
+                gadget = base + addr + 5       # after `mov $nr, %eax`
+    if gadget is None:
+        raise NativeError(f"pid {pid}: the vDSO has none of {sorted(VDSO_SYSCALLS)}")
+    return gadget
 
 
 def mapped_file_paths(pid: int) -> list[str]:
@@ -96,56 +93,31 @@ def mapped_file_paths(pid: int) -> list[str]:
     return seen
 
 
-# Package-managed locations: a file here that the recording did not modify is referenced by
-# path and content hash; replay reads it on the replaying machine and checks the hash. Every
-# other mapped file (the user's own programs, files the tracee wrote, deleted files, memfds)
-# is stored in the trace.
-SYSTEM_PREFIXES = ("/usr/", "/lib/", "/lib32/", "/lib64/", "/bin/", "/sbin/", "/etc/")
-
-
 class FileIdentities:
-    """Content identities of files, computed once per (device, inode, size, mtime)."""
+    """Content identities of mapped files, computed once per (device, inode, size, mtime)."""
 
-    def __init__(self, started_ns: int = 0):
+    def __init__(self):
         self._cache: dict[tuple, dict] = {}
-        self.started_ns = started_ns
 
-    def identify(self, open_path: str, display_path: str) -> dict:
-        """Identity of the file at open_path (which may be /proc/PID/fd/N): path, size, mtime,
-        BLAKE2b-256 of the content, and whether the trace must store the content
-        ("stored": see SYSTEM_PREFIXES)."""
+    def identify(self, open_path: str, display_path: str) -> tuple[dict, bytes]:
+        """Identity (path, size, mtime, BLAKE2b-256) and content of the file at open_path
+        (which may be /proc/PID/fd/N, so deleted files and memfds work too)."""
         st = os.stat(open_path)
+        with open(open_path, "rb") as f:
+            data = f.read()
         key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, display_path)
         if key not in self._cache:
-            h = hashlib.blake2b(digest_size=32)
-            size = 0
-            with open(open_path, "rb") as f:
-                while chunk := f.read(1 << 20):
-                    h.update(chunk)
-                    size += len(chunk)
-            by_reference = False
-            if display_path.startswith(SYSTEM_PREFIXES) and st.st_mtime_ns < self.started_ns:
-                try:
-                    again = os.stat(display_path)
-                    by_reference = (again.st_dev, again.st_ino) == (st.st_dev, st.st_ino)
-                except OSError:
-                    pass
-            self._cache[key] = {"path": display_path, "size": size, "mtime_ns": st.st_mtime_ns,
-                                "blake2b": h.hexdigest(), "stored": not by_reference}
-        return self._cache[key]
+            self._cache[key] = {"path": display_path, "size": len(data),
+                                "mtime_ns": st.st_mtime_ns,
+                                "blake2b": hashlib.blake2b(data, digest_size=32).hexdigest()}
+        return self._cache[key], data
 
 
 def load_recorded_file(ident: dict, trace) -> bytes:
-    """The content of a file the recording mapped, checked against its recorded identity."""
-    if "blob" in ident:
-        return trace.blob(bytes.fromhex(ident["blob"]))
-    path = ident["path"]
+    """The content of a file the recording mapped: always from the trace's blob store."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise TraceError(f"mapped file {path} cannot be read on this machine: {e.strerror}") from None
-    if hashlib.blake2b(data, digest_size=32).hexdigest() != ident["blake2b"]:
-        raise TraceError(f"mapped file {path} has changed since it was recorded "
-                         f"(its content hash differs); replay needs the recorded file")
-    return data
+        digest = bytes.fromhex(ident["blob"])
+    except (KeyError, TypeError, ValueError):
+        raise TraceError(f"{trace.path}: files.jsonl entry {ident.get('index')} has no valid "
+                         f"blob") from None
+    return trace.blob(digest)

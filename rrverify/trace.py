@@ -48,13 +48,18 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _atomic_write(path: str, data: bytes) -> None:
+def _atomic_write(path: str, data: bytes, sync: bool = True) -> None:
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
-        os.fsync(f.fileno())
+        if sync:
+            os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def checkpoint_path(trace_dir: str, n: int) -> str:
+    return os.path.join(trace_dir, "checkpoints", f"{n:06d}.json")
 
 
 @dataclass
@@ -87,6 +92,8 @@ class TraceWriter:
         self._events_fd = os.open(os.path.join(path, "events.zst"), flags, 0o644)
         self._index_fd = os.open(os.path.join(path, "events.idx"), flags, 0o644)
         self._files_fd = os.open(os.path.join(path, "files.jsonl"), flags, 0o644)
+        self._ckpt_fd = os.open(os.path.join(path, "checkpoints.jsonl"), flags, 0o644)
+        self.checkpoints = 0
         _write_all(self._index_fd, INDEX_MAGIC)
         self._compressor = zstandard.ZstdCompressor(level=3, write_checksum=True,
                                                     write_content_size=True)
@@ -165,20 +172,34 @@ class TraceWriter:
         self.files += 1
         return index
 
+    def add_checkpoint(self, ckpt: dict) -> int:
+        """Write checkpoint number len(checkpoints) and index it (the index line last, so a
+        reader never finds an index entry without its checkpoint)."""
+        n = self.checkpoints
+        ckpt = dict(ckpt, id=n)
+        os.makedirs(os.path.join(self.path, "checkpoints"), exist_ok=True)
+        _atomic_write(checkpoint_path(self.path, n),
+                      json.dumps(ckpt, sort_keys=True).encode() + b"\n", sync=False)
+        line = json.dumps({"id": n, "event": ckpt["event"]}) + "\n"
+        _write_all(self._ckpt_fd, line.encode())
+        self.checkpoints += 1
+        return n
+
     def close(self, *, complete: bool, end: dict, stats: dict) -> None:
         self.cut_frame()
         self._frames_out.put(None)
         self._writer.join()
         if self._writer_error is not None:
             raise TraceError(f"{self.path}: cannot write the trace: {self._writer_error}")
-        for fd in (self._events_fd, self._index_fd, self._files_fd):
+        for fd in (self._events_fd, self._index_fd, self._files_fd, self._ckpt_fd):
             os.fsync(fd)
             os.close(fd)
         self.manifest.update(complete=complete, end=end,
                              stats=dict(stats, events=self.events, frames=self.frames,
                                         event_bytes_raw=self.raw_bytes,
                                         event_bytes_compressed=self.offset,
-                                        blob_bytes=self.blob_bytes, mapped_files=self.files))
+                                        blob_bytes=self.blob_bytes, mapped_files=self.files,
+                                        checkpoints=self.checkpoints))
         self._write_manifest()
 
 
@@ -224,6 +245,7 @@ class Trace:
                              f"{self.event_count} in {len(self.frames)}")
         self._dctx = zstandard.ZstdDecompressor()
         self._files = None
+        self._checkpoints = None
 
     def _read_index(self) -> list[Frame]:
         ipath = os.path.join(self.path, "events.idx")
@@ -293,23 +315,55 @@ class Trace:
             raise TraceError(f"{self.path}: blob {hexd} is corrupted (hash mismatch)")
         return data
 
+    def _jsonl(self, name: str, key: str, required: dict) -> list[dict]:
+        """An append-only JSON-lines table whose n-th line has key == n. A torn last line is
+        what an interrupted recording leaves: tolerated only in an incomplete trace."""
+        p = os.path.join(self.path, name)
+        try:
+            with open(p, "rb") as f:
+                lines = f.read(MAX_MANIFEST).split(b"\n")
+        except FileNotFoundError:
+            raise TraceError(f"{self.path}: {name} is missing") from None
+        rows = []
+        for n, line in enumerate(lines):
+            if not line:
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:
+                if n == len(lines) - 1 and not self.complete:
+                    break
+                raise TraceError(f"{p}: corrupted at line {n + 1}") from None
+            if not isinstance(row, dict) or row.get(key) != len(rows) or any(
+                    not isinstance(row.get(k), t) for k, t in required.items()):
+                raise TraceError(f"{p}: corrupted at line {n + 1}")
+            rows.append(row)
+        return rows
+
     @property
     def files(self) -> list[dict]:
         if self._files is None:
-            self._files = []
-            p = os.path.join(self.path, "files.jsonl")
-            with open(p, "rb") as f:
-                lines = f.read().split(b"\n")
-            for n, line in enumerate(lines):
-                if not line:
-                    continue
-                try:
-                    ident = json.loads(line)
-                except ValueError:
-                    if n == len(lines) - 1 and not self.complete:
-                        break  # interrupted mid-line
-                    raise TraceError(f"{p}: corrupted at line {n + 1}") from None
-                if not isinstance(ident, dict) or ident.get("index") != len(self._files):
-                    raise TraceError(f"{p}: corrupted at line {n + 1}")
-                self._files.append(ident)
+            self._files = self._jsonl("files.jsonl", "index",
+                                      {"path": str, "size": int, "blob": str})
         return self._files
+
+    @property
+    def checkpoints(self) -> list[dict]:
+        """The checkpoint index: [{"id", "event"}], events strictly increasing."""
+        if self._checkpoints is None:
+            rows = self._jsonl("checkpoints.jsonl", "id", {"event": int})
+            last = 0
+            for row in rows:
+                if row["event"] <= last or row["event"] > self.event_count:
+                    raise TraceError(f"{self.path}: checkpoints.jsonl: checkpoint {row['id']} "
+                                     f"is at event {row['event']}, out of order or past the end")
+                last = row["event"]
+            # A checkpoint whose events never reached the disk (interrupted recording) is
+            # of no use: replay could not go on from it.
+            self._checkpoints = [r for r in rows if r["event"] < self.event_count or
+                                 self.complete]
+        return self._checkpoints
+
+    def checkpoint(self, n: int) -> dict:
+        from .checkpoints.model import load_checkpoint
+        return load_checkpoint(self, n)

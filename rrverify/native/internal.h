@@ -14,7 +14,6 @@ int rrv_py_file_content(void *handle, uint64_t index, uint64_t addr, uint64_t le
                         uint64_t offset, const uint8_t **data, size_t *len);
 
 int rrv_wait(int pid, int *status);
-int rrv_setregs(int pid, const struct rrv_regs *regs);
 ssize_t rrv_read_mem(int pid, uint64_t addr, void *buf, size_t len);
 ssize_t rrv_write_mem(int pid, uint64_t addr, const void *buf, size_t len);
 int rrv_read_iovecs(int pid, uint64_t iov_addr, uint64_t iovcnt, uint64_t limit,
@@ -23,7 +22,6 @@ int rrv_digest_iovecs(int pid, uint64_t iov_addr, uint64_t iovcnt, uint64_t tota
                       uint64_t *digest, int echo_fd);
 int rrv_digest_range(int pid, uint64_t addr, uint64_t len, uint64_t *digest, int echo_fd);
 uint64_t rrv_now_ns(void);
-void rrv_forget_mem(void);
 int rrv_is_rdtsc(int pid, uint64_t rip, int *is_rdtscp);
 
 #define RRV_SECCOMP_STOP(status) (((status) >> 8) == (SIGTRAP | (PTRACE_EVENT_SECCOMP << 8)))
@@ -32,6 +30,7 @@ int rrv_is_rdtsc(int pid, uint64_t rip, int *is_rdtscp);
 #define RRV_ALIGN8(n) (((n) + 7) & ~(size_t)7)
 #define RRV_EVENT_HEADER_SIZE sizeof(struct rrv_event)
 #define RRV_MAX_WRITE (1u << 31)
+#define RRV_EVENT_INLINE_MAX (1u << 20) /* beyond this an event's writes go to blobs */
 
 
 #endif

@@ -27,6 +27,9 @@
 #define RRV_STOP_NEED_EVENTS 6
 #define RRV_STOP_DIVERGED 7
 #define RRV_STOP_END_OF_TRACE 8
+#define RRV_STOP_CHECKPOINT 9     /* record: take a checkpoint; tracee at a syscall-exit stop */
+#define RRV_STOP_SEGMENT_END 10   /* replay: reached stop_at_event, at a syscall-exit stop */
+#define RRV_STOP_EXEC_RESTORE 11  /* replay: the recorded execve succeeded: restore its checkpoint */
 
 /* Kinds of divergence found by the replayer. */
 #define RRV_DIV_EVENT_KIND 1
@@ -94,8 +97,12 @@ struct rrv_recorder {
   uint64_t events, syscalls;
   size_t blob_threshold;
   void *handle;         /* passed to the Python callbacks */
+  uint64_t checkpoint_every;        /* events between checkpoints (0: no event trigger) */
+  uint64_t checkpoint_interval_ns;  /* time between checkpoints (0: no time trigger) */
+  uint64_t next_checkpoint_event, last_checkpoint_ns;
+  int checkpoint_postponed;         /* Python found the tracee unfit (signal pending) */
   /* private */
-  int resume_op, resume_sig, initial_exec, after_syscall;
+  int resume_op, resume_sig, after_syscall;
   struct rrv_regs exit_regs;
   uint64_t last_flush_ns;
 };
@@ -124,8 +131,9 @@ struct rrv_replayer {
   void *handle;
   struct rrv_divergence div;
   uint64_t syscalls_executed, syscalls_emulated, signals, rdtscs;
+  uint64_t stop_at_event;   /* stop with SEGMENT_END once this event is next (0: never) */
   /* private */
-  int resume_op, resume_sig, at_exec, initial_exec;
+  int resume_op, resume_sig;
   int64_t last_nr;
 };
 
@@ -134,10 +142,20 @@ int rrv_record_init(struct rrv_recorder *r, int pid);
 int rrv_record_run(struct rrv_recorder *r);
 void rrv_record_free(struct rrv_recorder *r);
 int rrv_replay_init(struct rrv_replayer *r, int pid);
+void rrv_replay_set_pid(struct rrv_replayer *r, int pid);
 int rrv_replay_run(struct rrv_replayer *r);
 void rrv_kill(int pid);
 void rrv_cpuid(uint32_t leaf, uint32_t subleaf, uint32_t out[4]);
 uint64_t rrv_digest64(const uint8_t *data, size_t len);
 int rrv_getregs(int pid, struct rrv_regs *regs);
+int rrv_setregs(int pid, const struct rrv_regs *regs);
+int rrv_run_initial_exec(int pid, char *err, size_t errlen);
+int rrv_inject_syscall(int pid, uint64_t gadget, int64_t nr, const uint64_t args[6],
+                       int64_t *result, char *err, size_t errlen);
+int rrv_get_xstate(int pid, uint8_t *buf, size_t cap);
+int rrv_set_xstate(int pid, const uint8_t *buf, size_t len);
+uint64_t rrv_fpu_digest_of(const uint8_t *area, size_t len);
+void rrv_forget_mem(void);
+uint64_t rrv_now_ns(void);
 int rrv_fpu_digest(int pid, uint64_t *out);
 long rrv_bench_ptrace_floor(long n, int cpu, int emulate);

@@ -315,6 +315,19 @@ static void init_xstate_layout(void) {
   }
 }
 
+uint64_t rrv_fpu_digest_of(const uint8_t *area, size_t len) {
+  init_xstate_layout();
+  uint64_t h = 0x510e527fade682d1ull;
+  if (len < 416) return 0;
+  h = digest_update(h, area + 0, 6);     /* FCW, FSW, FTW */
+  h = digest_update(h, area + 24, 4);    /* MXCSR */
+  h = digest_update(h, area + 32, 384);  /* ST0-7, XMM0-15 */
+  for (int i = 2; i < 10; i++)
+    if (xcomp[i].size && xcomp[i].offset + xcomp[i].size <= len)
+      h = digest_update(h, area + xcomp[i].offset, xcomp[i].size);
+  return h;
+}
+
 int rrv_fpu_digest(int pid, uint64_t *out) {
   static uint8_t area[16384] __attribute__((aligned(64)));
   init_xstate_layout();
@@ -322,15 +335,88 @@ int rrv_fpu_digest(int pid, uint64_t *out) {
    * (AMX-sized) area. */
   struct iovec iov = {area, xstate_needed};
   if (ptrace(PTRACE_GETREGSET, pid, (void *)NT_X86_XSTATE, &iov) < 0) return -1;
-  uint64_t h = 0x510e527fade682d1ull;
-  h = digest_update(h, area + 0, 6);     /* FCW, FSW, FTW */
-  h = digest_update(h, area + 24, 4);    /* MXCSR */
-  h = digest_update(h, area + 32, 384);  /* ST0-7, XMM0-15 */
-  for (int i = 2; i < 10; i++)
-    if (xcomp[i].size && xcomp[i].offset + xcomp[i].size <= iov.iov_len)
-      h = digest_update(h, area + xcomp[i].offset, xcomp[i].size);
-  *out = h;
+  *out = rrv_fpu_digest_of(area, iov.iov_len);
   return 0;
+}
+
+/* The whole XSAVE area (checkpoints). Returns its length or -1. */
+int rrv_get_xstate(int pid, uint8_t *buf, size_t cap) {
+  struct iovec iov = {buf, cap};
+  if (ptrace(PTRACE_GETREGSET, pid, (void *)NT_X86_XSTATE, &iov) < 0) return -1;
+  return (int)iov.iov_len;
+}
+
+int rrv_set_xstate(int pid, const uint8_t *buf, size_t len) {
+  struct iovec iov = {(void *)buf, len};
+  return ptrace(PTRACE_SETREGSET, pid, (void *)NT_X86_XSTATE, &iov);
+}
+
+/* From rrv_spawn's stop to the exit stop of the tracee's execve: the first instruction of
+ * the new image has not run yet. */
+int rrv_run_initial_exec(int pid, char *err, size_t errlen) {
+  int status;
+  struct rrv_regs regs;
+  if (ptrace(PTRACE_CONT, pid, 0, 0) < 0 || rrv_wait(pid, &status) < 0 ||
+      !RRV_SECCOMP_STOP(status)) {
+    snprintf(err, errlen, "the tracee did not reach its execve (status 0x%x)", status);
+    return -1;
+  }
+  for (;;) {
+    if (ptrace(PTRACE_SYSCALL, pid, 0, 0) < 0 || rrv_wait(pid, &status) < 0) {
+      snprintf(err, errlen, "waiting for the execve: %s", strerror(errno));
+      return -1;
+    }
+    if (RRV_EXEC_STOP(status)) continue;
+    if (RRV_SYSCALL_EXIT_STOP(status)) break;
+    snprintf(err, errlen, "unexpected stop during the execve (status 0x%x)", status);
+    return -1;
+  }
+  rrv_forget_mem();
+  if (rrv_getregs(pid, &regs) < 0 || (int64_t)regs.rax < 0) {
+    snprintf(err, errlen, "execve failed: %s", strerror(-(int64_t)regs.rax));
+    return -1;
+  }
+  return 0;
+}
+
+/* Make the tracee run one syscall for us: it must be at a syscall-exit stop (or the exec stop
+ * after rrv_run_initial_exec) with no signal pending. `gadget` is the address of a `syscall`
+ * instruction in its address space. Its registers are restored afterwards. */
+int rrv_inject_syscall(int pid, uint64_t gadget, int64_t nr, const uint64_t a[6],
+                       int64_t *result, char *err, size_t errlen) {
+  struct rrv_regs saved, regs;
+  int status;
+  if (rrv_getregs(pid, &saved) < 0) goto sys_fail;
+  regs = saved;
+  regs.rip = gadget;
+  regs.rax = nr;
+  regs.orig_rax = -1;
+  regs.rdi = a[0];
+  regs.rsi = a[1];
+  regs.rdx = a[2];
+  regs.r10 = a[3];
+  regs.r8 = a[4];
+  regs.r9 = a[5];
+  if (rrv_setregs(pid, &regs) < 0) goto sys_fail;
+  if (ptrace(PTRACE_CONT, pid, 0, 0) < 0 || rrv_wait(pid, &status) < 0) goto sys_fail;
+  if (!RRV_SECCOMP_STOP(status)) {
+    snprintf(err, errlen, "injected syscall %lld: unexpected stop (status 0x%x)",
+             (long long)nr, status);
+    return -1;
+  }
+  if (ptrace(PTRACE_SYSCALL, pid, 0, 0) < 0 || rrv_wait(pid, &status) < 0) goto sys_fail;
+  if (!RRV_SYSCALL_EXIT_STOP(status)) {
+    snprintf(err, errlen, "injected syscall %lld: no exit stop (status 0x%x)",
+             (long long)nr, status);
+    return -1;
+  }
+  if (rrv_getregs(pid, &regs) < 0) goto sys_fail;
+  *result = (int64_t)regs.rax;
+  if (rrv_setregs(pid, &saved) < 0) goto sys_fail;
+  return 0;
+sys_fail:
+  snprintf(err, errlen, "injected syscall %lld: %s", (long long)nr, strerror(errno));
+  return -1;
 }
 
 int rrv_is_rdtsc(int pid, uint64_t rip, int *is_rdtscp) {

@@ -1,0 +1,80 @@
+"""Comparing a replayed process, stopped where a checkpoint was taken, with that checkpoint:
+registers, FPU/vector state, signal state, brk, and memory region by region."""
+from __future__ import annotations
+
+from .. import exec_image
+from .._native import ffi, lib
+from ..events import REG_NAMES
+from ..tracee import getregs
+from .capture import SKIP_REGIONS, memory_pagemap
+from .inject import Injector, TraceeMemory
+
+RF = 0x10000
+MAX_REPORTED_REGIONS = 8
+
+
+def _covered(maps: list[dict]) -> list[tuple[int, int, str]]:
+    """Address ranges with their r/w/x, adjacent ranges of equal permissions merged (replay's
+    anonymous stand-ins for file mappings may merge where the recording's did not)."""
+    out = []
+    for r in maps:
+        if r["path"] in SKIP_REGIONS:
+            continue
+        if out and out[-1][1] == r["start"] and out[-1][2] == r["perms"][:3]:
+            out[-1] = (out[-1][0], r["end"], out[-1][2])
+        else:
+            out.append((r["start"], r["end"], r["perms"][:3]))
+    return out
+
+
+def compare(pid: int, ckpt: dict, trace) -> list[dict]:
+    """Differences between the stopped tracee and the checkpoint; [] when equal."""
+    diffs = []
+    regs = getregs(pid)
+    reg_diffs = [{"register": n, "expected": ckpt["regs"][n], "found": regs[n]}
+                 for n in REG_NAMES
+                 if (regs[n] & ~RF if n == "eflags" else regs[n]) !=
+                 (ckpt["regs"][n] & ~RF if n == "eflags" else ckpt["regs"][n])]
+    if reg_diffs:
+        diffs.append({"what": "registers", "registers": reg_diffs})
+    fpu = ffi.new("uint64_t *")
+    lib.rrv_fpu_digest(pid, fpu)
+    if fpu[0] != ckpt["fpu_digest"]:
+        diffs.append({"what": "fpu-state", "expected": f"{ckpt['fpu_digest']:#018x}",
+                      "found": f"{fpu[0]:#018x}"})
+    mem = TraceeMemory(pid)
+    try:
+        inj = Injector(pid, ckpt["gadget"], mem)
+        inj.map_scratch()
+        try:
+            signals = inj.signal_state()
+            brk = inj.brk()
+        finally:
+            inj.unmap_scratch()
+        if signals != ckpt["signals"]:
+            diffs.append({"what": "signal-state", "expected": ckpt["signals"], "found": signals})
+        if brk != ckpt["mm"]["brk"]:
+            diffs.append({"what": "brk", "expected": ckpt["mm"]["brk"], "found": brk})
+        maps = exec_image.read_maps(pid)
+        if _covered(maps) != _covered(ckpt["regions"]):
+            diffs.append({"what": "address-space",
+                          "expected": [f"{s:#x}-{e:#x} {p}" for s, e, p in _covered(ckpt["regions"])],
+                          "found": [f"{s:#x}-{e:#x} {p}" for s, e, p in _covered(maps)]})
+        recorded = trace.blob(ckpt["pagemap_blob"])
+        mem_diffs = []
+        for r in ckpt["regions"]:
+            n = (r["end"] - r["start"]) // 4096
+            _, found = memory_pagemap(mem, [dict(r, offset=r["offset"])])
+            want = recorded[r["first_page"] * 16:(r["first_page"] + n) * 16]
+            if found != want:
+                bad = [i for i in range(n) if found[i * 16:(i + 1) * 16] != want[i * 16:(i + 1) * 16]]
+                mem_diffs.append({"region": f"{r['start']:#x}-{r['end']:#x}",
+                                  "path": r["path"] or "[anon]", "perms": r["perms"],
+                                  "pages_differing": len(bad),
+                                  "first_difference": f"{r['start'] + bad[0] * 4096:#x}"})
+        if mem_diffs:
+            diffs.append({"what": "memory", "regions": mem_diffs[:MAX_REPORTED_REGIONS],
+                          "regions_differing": len(mem_diffs)})
+    finally:
+        mem.close()
+    return diffs

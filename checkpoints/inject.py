@@ -1,0 +1,140 @@
+"""Making a stopped tracee run syscalls for us (checkpoint capture and restore), and reading
+and writing its memory."""
+from __future__ import annotations
+
+import errno
+import os
+import struct
+
+from .._native import ffi, lib
+from ..errors import NativeError
+from . import stub
+
+SYS = {"mmap": 9, "mprotect": 10, "munmap": 11, "brk": 12, "rt_sigaction": 13,
+       "rt_sigprocmask": 14, "sigaltstack": 131, "prctl": 157}
+PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
+MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS = 0x01, 0x02, 0x10, 0x20
+MAP_GROWSDOWN, MAP_FIXED_NOREPLACE = 0x100, 0x100000
+SIG_SETMASK, SIG_BLOCK = 2, 0
+PR_SET_MM, PR_SET_MM_MAP = 35, 14
+KSIGACTION = struct.Struct("<QQQQ")     # handler, flags, restorer, mask
+STACK_T = struct.Struct("<QiiQ")        # ss_sp, ss_flags, pad, ss_size
+PRCTL_MM_MAP = struct.Struct("<11QQII")  # see linux/prctl.h struct prctl_mm_map
+MM_FIELDS = ("start_code", "end_code", "start_data", "end_data", "start_brk", "brk",
+             "start_stack", "arg_start", "arg_end", "env_start", "env_end")
+
+
+class TraceeMemory:
+    """/proc/PID/mem: reads and writes that ignore page protections, as a debugger's do."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.fd = os.open(f"/proc/{pid}/mem", os.O_RDWR | os.O_CLOEXEC)
+
+    def read(self, addr: int, size: int) -> bytes:
+        try:
+            return os.pread(self.fd, size, addr)
+        except OSError:
+            return b""
+
+    def write(self, addr: int, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            n = os.pwrite(self.fd, view, addr)
+            if n <= 0:
+                raise NativeError(f"pid {self.pid}: cannot write memory at {addr:#x}")
+            view, addr = view[n:], addr + n
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class Injector:
+    """Runs syscalls in a tracee stopped at a syscall-exit stop, through `gadget` (the address
+    of a `syscall` instruction it has mapped). Arguments that point to memory go through a
+    scratch page at stub.SCRATCH, mapped while needed."""
+
+    def __init__(self, pid: int, gadget: int, mem: TraceeMemory):
+        self.pid, self.gadget, self.mem = pid, gadget, mem
+        self._args = ffi.new("uint64_t[6]")
+        self._result = ffi.new("int64_t *")
+        self._err = ffi.new("char[256]")
+        self.scratch_mapped = False
+
+    def syscall(self, name: str, *args: int, check: bool = True) -> int:
+        for i in range(6):
+            self._args[i] = (args[i] if i < len(args) else 0) & (2**64 - 1)
+        if lib.rrv_inject_syscall(self.pid, self.gadget, SYS[name], self._args, self._result,
+                                  self._err, 256) < 0:
+            raise NativeError(f"pid {self.pid}: {ffi.string(self._err).decode(errors='replace')}")
+        result = self._result[0]
+        if check and -4096 < result < 0:
+            raise NativeError(f"pid {self.pid}: injected {name}{tuple(hex(a) for a in args)} "
+                              f"failed: {errno.errorcode.get(-result, -result)}")
+        return result
+
+    def map_scratch(self) -> None:
+        self.syscall("mmap", stub.SCRATCH, 4096, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0)
+        self.scratch_mapped = True
+
+    def unmap_scratch(self) -> None:
+        if self.scratch_mapped:
+            self.syscall("munmap", stub.SCRATCH, 4096)
+            self.scratch_mapped = False
+
+    # -- state the kernel keeps per task, read and written through syscalls --------------
+    def signal_state(self) -> dict:
+        actions = []
+        for sig in range(1, 65):
+            if sig in (9, 19):              # SIGKILL, SIGSTOP: fixed
+                continue
+            self.syscall("rt_sigaction", sig, 0, stub.SCRATCH, 8, check=False)
+            handler, flags, restorer, mask = KSIGACTION.unpack(self.mem.read(stub.SCRATCH, 32))
+            if handler or flags or mask:
+                actions.append([sig, handler, flags, restorer, mask])
+        self.syscall("rt_sigprocmask", SIG_BLOCK, 0, stub.SCRATCH, 8)
+        mask = struct.unpack("<Q", self.mem.read(stub.SCRATCH, 8))[0]
+        self.syscall("sigaltstack", 0, stub.SCRATCH)
+        sp, flags, _, size = STACK_T.unpack(self.mem.read(stub.SCRATCH, STACK_T.size))
+        return {"mask": mask, "actions": actions, "altstack": [sp, flags, size]}
+
+    def set_signal_state(self, state: dict) -> None:
+        for sig, handler, flags, restorer, mask in state["actions"]:
+            self.mem.write(stub.SCRATCH, KSIGACTION.pack(handler, flags, restorer, mask))
+            self.syscall("rt_sigaction", sig, stub.SCRATCH, 0, 8)
+        sp, flags, size = state["altstack"]
+        if not flags & 2:                   # SS_DISABLE: nothing to set
+            self.mem.write(stub.SCRATCH, STACK_T.pack(sp, flags & ~1, 0, size))
+            self.syscall("sigaltstack", stub.SCRATCH, 0)
+        self.mem.write(stub.SCRATCH, struct.pack("<Q", state["mask"]))
+        self.syscall("rt_sigprocmask", SIG_SETMASK, stub.SCRATCH, 0, 8)
+
+    def brk(self) -> int:
+        return self.syscall("brk", 0)
+
+    def set_mm(self, mm: dict) -> None:
+        """The kernel's view of the address space layout (brk, stack, argv/env bounds), set
+        at once with PR_SET_MM_MAP (needs CAP_SYS_RESOURCE)."""
+        data = PRCTL_MM_MAP.pack(*(mm[f] for f in MM_FIELDS), 0, 0, 0xffffffff)
+        self.mem.write(stub.SCRATCH, data)
+        self.syscall("prctl", PR_SET_MM, PR_SET_MM_MAP, stub.SCRATCH, len(data), 0)
+
+
+def read_mm_layout(pid: int, brk: int) -> dict:
+    """Address-space bounds from /proc/PID/stat (fields 26-28 and 45-51), plus brk."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # fields[0] is field 3 (state): field n is fields[n - 3]
+    get = lambda n: int(fields[n - 3])
+    return {"start_code": get(26), "end_code": get(27), "start_stack": get(28),
+            "start_data": get(45), "end_data": get(46), "start_brk": get(47), "brk": brk,
+            "arg_start": get(48), "arg_end": get(49), "env_start": get(50), "env_end": get(51)}
+
+
+def signal_pending(pid: int) -> bool:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(("SigPnd:", "ShdPnd:")) and int(line.split()[1], 16):
+                return True
+    return False

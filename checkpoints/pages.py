@@ -1,0 +1,131 @@
+"""The trace's page store: every distinct memory page a checkpoint holds, stored once.
+
+A page is named by the BLAKE2b-128 of its 4096 bytes. pages.idx maps each name to where the
+bytes are: in a chunk (a blob of up to CHUNK_PAGES pages, zstd-compressed together) or in a
+mapped file's blob at an offset (a page equal to its backing file is never stored again).
+Zero pages are not stored at all: their name is ZERO. Layout: docs/trace-format.md."""
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+
+from ..errors import TraceError
+
+PAGE = 4096
+CHUNK_PAGES = 64
+ZERO = bytes(16)                 # the name of an all-zero page
+UNREADABLE = b"\xff" * 16        # a page the kernel would not let us read (past a file's end)
+ZERO_PAGE = bytes(PAGE)
+INDEX_MAGIC = b"RRVPIDX1"
+RECORD = struct.Struct("<16sB7x32sQ")   # page digest, source kind, blob digest, index/offset
+FROM_CHUNK, FROM_FILE = 1, 2
+
+
+def page_digest(data: bytes) -> bytes:
+    if data == ZERO_PAGE:
+        return ZERO
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+def page_digests(data: bytes) -> list[bytes]:
+    return [page_digest(data[i:i + PAGE]) for i in range(0, len(data), PAGE)]
+
+
+class PageStoreWriter:
+    def __init__(self, trace_dir: str, put_blob):
+        self.put_blob = put_blob
+        self.known: set[bytes] = {ZERO, UNREADABLE}
+        self.path = os.path.join(trace_dir, "pages.idx")
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        os.write(self.fd, INDEX_MAGIC)
+        self._chunk: list[tuple[bytes, bytes]] = []
+        self._file_pages_indexed: set[bytes] = set()
+        self.stored_pages = 0
+
+    def index_file(self, file_blob: bytes, content: bytes) -> None:
+        """Make every page of a mapped file available by reference to the file's blob."""
+        if file_blob in self._file_pages_indexed:
+            return
+        self._file_pages_indexed.add(file_blob)
+        records = []
+        for off in range(0, len(content), PAGE):
+            page = content[off:off + PAGE].ljust(PAGE, b"\0")
+            d = page_digest(page)
+            if d not in self.known:
+                self.known.add(d)
+                records.append(RECORD.pack(d, FROM_FILE, file_blob, off))
+        if records:
+            os.write(self.fd, b"".join(records))
+
+    def add(self, digest: bytes, data: bytes) -> None:
+        if digest in self.known:
+            return
+        self.known.add(digest)
+        self._chunk.append((digest, data))
+        if len(self._chunk) == CHUNK_PAGES:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._chunk:
+            return
+        blob = self.put_blob(b"".join(data for _, data in self._chunk))
+        os.write(self.fd, b"".join(RECORD.pack(d, FROM_CHUNK, blob, i)
+                                   for i, (d, _) in enumerate(self._chunk)))
+        self.stored_pages += len(self._chunk)
+        self._chunk.clear()
+
+    def close(self) -> None:
+        self.flush()
+        os.fsync(self.fd)
+        os.close(self.fd)
+
+
+class PageStoreReader:
+    def __init__(self, trace):
+        self.trace = trace
+        path = os.path.join(trace.path, "pages.idx")
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            raise TraceError(f"{trace.path}: pages.idx is missing") from None
+        if data[:8] != INDEX_MAGIC:
+            raise TraceError(f"{path}: corrupted page index (bad magic)")
+        body = data[8:]
+        whole = len(body) // RECORD.size * RECORD.size
+        if whole != len(body) and trace.complete:
+            raise TraceError(f"{path}: truncated page index")
+        self.sources: dict[bytes, tuple[int, bytes, int]] = {}
+        for off in range(0, whole, RECORD.size):
+            d, kind, blob, where = RECORD.unpack_from(body, off)
+            if kind not in (FROM_CHUNK, FROM_FILE) or (kind == FROM_CHUNK and where >= CHUNK_PAGES):
+                raise TraceError(f"{path}: corrupted page index at record {off // RECORD.size}")
+            self.sources.setdefault(d, (kind, blob, where))
+        self._blobs: dict[bytes, bytes] = {}
+
+    def _blob(self, digest: bytes) -> bytes:
+        if digest not in self._blobs:
+            self._blobs[digest] = self.trace.blob(digest)
+        return self._blobs[digest]
+
+    def page(self, digest: bytes) -> bytes | None:
+        """The page's bytes; None for a page that was unreadable when captured."""
+        if digest == ZERO:
+            return ZERO_PAGE
+        if digest == UNREADABLE:
+            return None
+        src = self.sources.get(digest)
+        if src is None:
+            raise TraceError(f"{self.trace.path}: page {digest.hex()} is not in the page store")
+        kind, blob, where = src
+        data = self._blob(blob)
+        page = data[where * PAGE:(where + 1) * PAGE] if kind == FROM_CHUNK else \
+            data[where:where + PAGE].ljust(PAGE, b"\0")
+        if len(page) != PAGE or page_digest(page) != digest:
+            raise TraceError(f"{self.trace.path}: page {digest.hex()} in blob {blob.hex()} "
+                             f"is corrupted")
+        return page
+
+    def blobs_for(self, digests) -> set[bytes]:
+        return {self.sources[d][1] for d in digests if d in self.sources}

@@ -1,0 +1,125 @@
+"""Checkpoint restore: a fresh process, on any machine, with a checkpoint's exact address space,
+memory, registers and signal state, built from the trace alone.
+
+The fresh process exec's the restorer stub (checkpoints/stub.py) under the same starting
+conditions as a recording's tracee (seccomp filter, ASLR off, rdtsc trapping); the restore then
+drives it by syscall injection: unmap everything but the stub, map each recorded region,
+write its pages, set the kernel's brk and stack bounds, the signal state, and finally the
+registers. It stands at a syscall-exit stop, as the recording did when the checkpoint was
+taken."""
+from __future__ import annotations
+
+import os
+
+from .. import exec_image
+from .._native import ffi, lib
+from ..errors import NativeError, TraceError
+from ..tracee import spawn
+from . import stub
+from .capture import SKIP_REGIONS
+from .inject import (MAP_ANONYMOUS, MAP_FIXED, MAP_GROWSDOWN, MAP_PRIVATE, MAP_SHARED,
+                     PROT_EXEC, PROT_READ, PROT_WRITE, Injector, TraceeMemory)
+from .pages import PAGE, PageStoreReader
+
+_restorer_fd = None
+
+
+def _restorer_path() -> str:
+    global _restorer_fd
+    if _restorer_fd is None:
+        _restorer_fd = stub.restorer_fd()
+    return f"/proc/{os.getpid()}/fd/{_restorer_fd}"
+
+
+def prot_of(perms: str) -> int:
+    return ((PROT_READ if perms[0] == "r" else 0) | (PROT_WRITE if perms[1] == "w" else 0) |
+            (PROT_EXEC if perms[2] == "x" else 0))
+
+
+def _runs(digests: list[bytes]):
+    """(first page index, [digests]) runs of pages that are not all-zero."""
+    run_start, run = None, []
+    for i, d in enumerate(digests):
+        if d == bytes(16):
+            if run:
+                yield run_start, run
+            run_start, run = None, []
+        else:
+            if not run:
+                run_start = i
+            run.append(d)
+    if run:
+        yield run_start, run
+
+
+def restore(trace, ckpt: dict, *, cpu: int, pages: PageStoreReader | None = None) -> int:
+    """A new process in the checkpoint's state; returns its pid (the caller owns it)."""
+    pages = pages or PageStoreReader(trace)
+    pagemap = trace.blob(ckpt["pagemap_blob"])
+    if len(pagemap) != 16 * ckpt["pages"]:
+        raise TraceError(f"{trace.path}: checkpoint {ckpt['id']}: pagemap blob has the wrong size")
+    xstate = trace.blob(ckpt["xstate_blob"])
+    m = trace.manifest
+    rlimits = [l for l in m.get("rlimits", []) if l[0] != "RLIMIT_CORE"] + [["RLIMIT_CORE", 0, 0]]
+    pid = spawn(_restorer_path(), ["rrverify-restorer"], [], cwd=None, cpu=cpu,
+                devnull_stdio=True, rlimits=rlimits)
+    try:
+        _build(pid, trace, ckpt, pages, pagemap, xstate)
+    except BaseException:
+        lib.rrv_kill(pid)
+        raise
+    return pid
+
+
+def _build(pid, trace, ckpt, pages, pagemap, xstate) -> None:
+    err = ffi.new("char[256]")
+    if lib.rrv_run_initial_exec(pid, err, 256) < 0:
+        raise NativeError(f"restorer: {ffi.string(err).decode(errors='replace')}")
+    mem = TraceeMemory(pid)
+    inj = Injector(pid, stub.SYSCALL_GADGET, mem)
+    try:
+        for r in exec_image.read_maps(pid):
+            if r["start"] != stub.BASE and r["start"] < 1 << 47:
+                inj.syscall("munmap", r["start"], r["end"] - r["start"])
+        for r in ckpt["regions"]:
+            if r["start"] <= stub.SCRATCH + PAGE and stub.BASE < r["end"]:
+                raise TraceError(f"checkpoint {ckpt['id']}: region {r['start']:#x}-{r['end']:#x} "
+                                 f"overlaps the restorer at {stub.BASE:#x}")
+        inj.map_scratch()
+        for r in ckpt["regions"]:
+            _map_region(inj, mem, pages, r, pagemap)
+        inj.set_mm(ckpt["mm"])
+        inj.set_signal_state(ckpt["signals"])
+        inj.unmap_scratch()
+        inj.syscall("munmap", stub.BASE, PAGE)
+        regs = ffi.new("struct rrv_regs *")
+        for name, value in ckpt["regs"].items():
+            setattr(regs, name, value)
+        if lib.rrv_setregs(pid, regs) < 0:
+            raise NativeError(f"pid {pid}: cannot set the checkpoint's registers")
+        if lib.rrv_set_xstate(pid, xstate, len(xstate)) < 0:
+            raise NativeError(f"pid {pid}: cannot set the checkpoint's XSAVE state")
+    finally:
+        mem.close()
+
+
+def _map_region(inj: Injector, mem: TraceeMemory, pages: PageStoreReader, r: dict,
+                pagemap: bytes) -> None:
+    start, end = r["start"], r["end"]
+    # A shared mapping of a file becomes private, as in replay (record refuses writable ones):
+    # only anonymous shared memory stays shared. Pages are written while the mapping is
+    # writable; its recorded protection comes after.
+    shared = r["perms"][3] == "s" and not r["path"].startswith("/")
+    flags = MAP_FIXED | MAP_ANONYMOUS | (MAP_SHARED if shared else MAP_PRIVATE)
+    if r["path"] == "[stack]":
+        flags |= MAP_GROWSDOWN
+    prot = prot_of(r["perms"])
+    inj.syscall("mmap", start, end - start, PROT_READ | PROT_WRITE, flags, -1, 0)
+    n = (end - start) // PAGE
+    first = r["first_page"]
+    digests = [pagemap[(first + i) * 16:(first + i + 1) * 16] for i in range(n)]
+    for i, run in _runs(digests):
+        data = b"".join(p if (p := pages.page(d)) is not None else bytes(PAGE) for d in run)
+        mem.write(start + i * PAGE, data)
+    if prot != PROT_READ | PROT_WRITE:
+        inj.syscall("mprotect", start, end - start, prot)
