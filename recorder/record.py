@@ -120,6 +120,7 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
            checkpoint_interval: float = DEFAULT_CHECKPOINT_INTERVAL) -> RecordResult:
     exe = resolve_program(argv[0])
     cpu = choose_cpu()
+    os.sched_setaffinity(0, {cpu})   # this thread: the manifest's CPUID is the recording core's
     writer = TraceWriter(trace_dir, build_manifest(argv, exe, cpu, checkpoint_every,
                                                    checkpoint_interval), avoid_cpu=cpu)
     rec = Recorder(writer)

@@ -145,6 +145,7 @@ def replay(trace: Trace, *, start: int = 0, end: int | None = None, echo: bool =
     state.echo = int(echo)
     feed = EventFeed(trace, state)
     compared = 0
+    notes: dict = {}
 
     def start_from(k: int) -> int:
         ckpt = trace.checkpoint(k)
@@ -175,7 +176,7 @@ def replay(trace: Trace, *, start: int = 0, end: int | None = None, echo: bool =
             if stop == lib.RRV_STOP_NEED_EVENTS:
                 feed.refill()
             elif stop == lib.RRV_STOP_SEGMENT_END:
-                diffs = compare(pid, trace.checkpoint(next_k), trace)
+                diffs = compare(pid, trace.checkpoint(next_k), trace, pages, notes)
                 compared += 1
                 if diffs:
                     res = result("diverged", divergence=R.describe_checkpoint(
@@ -222,5 +223,5 @@ def replay(trace: Trace, *, start: int = 0, end: int | None = None, echo: bool =
     res.seconds = time.monotonic() - t0
     res.stats = {"syscalls_emulated": state.syscalls_emulated,
                  "syscalls_executed": state.syscalls_executed,
-                 "signals": state.signals, "rdtsc": state.rdtscs}
+                 "signals": state.signals, "rdtsc": state.rdtscs, **notes}
     return res

@@ -1,0 +1,1 @@
+"""Distributed verification: one Ray task per segment, aggregated into one report."""

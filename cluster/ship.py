@@ -1,0 +1,85 @@
+"""--ship: traces for clusters without a shared filesystem. The driver sends each worker, via
+Ray's object store, exactly what its segment reads: the small shared tables once (one object
+reference for all), then per segment the event frames it replays and the blobs it restores,
+maps or compares. The worker lays them out as a trace directory of its own."""
+from __future__ import annotations
+
+import glob
+import os
+import tempfile
+
+from .. import events as E
+from ..checkpoints.pages import PageStoreReader
+from ..recorder.syscalls import NUMBERS
+from ..trace import Trace, checkpoint_path
+
+SHARED = ("manifest.json", "events.idx", "files.jsonl", "checkpoints.jsonl", "pages.idx")
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def shared_bundle(trace: Trace) -> dict[str, bytes]:
+    files = {name: _read(os.path.join(trace.path, name)) for name in SHARED}
+    for p in glob.glob(os.path.join(trace.path, "checkpoints", "*.json")):
+        files[os.path.join("checkpoints", os.path.basename(p))] = _read(p)
+    files["events.zst.size"] = str(os.path.getsize(os.path.join(trace.path, "events.zst"))).encode()
+    return files
+
+
+def segment_bundle(trace: Trace, pages: PageStoreReader, k: int, first: int, end: int) -> dict:
+    """Frames holding events [first, end] (one past the end: the replayer peeks ahead) and the
+    blobs segment k needs."""
+    frames = [f for f in trace.frames if f.first_event <= end and f.first_event + f.events > first]
+    blobs: set[bytes] = set()
+    ck = trace.checkpoint(k)
+    blobs |= {ck["xstate_blob"], ck["pagemap_blob"]}
+    pagemap = trace.blob(ck["pagemap_blob"])
+    blobs |= pages.blobs_for({pagemap[i:i + 16] for i in range(0, len(pagemap), 16)})
+    if k + 1 < len(trace.checkpoints):
+        blobs.add(trace.checkpoint(k + 1)["pagemap_blob"])
+    files = trace.files
+    chunks = []
+    with open(os.path.join(trace.path, "events.zst"), "rb") as f:
+        for frame in frames:
+            f.seek(frame.offset)
+            chunks.append((frame.offset, f.read(frame.compressed)))
+            for ev in E.iter_events(trace.read_frame(frame), frame.first_event):
+                if not first <= ev.index <= end:
+                    continue
+                blobs |= {w.blob for w in ev.writes if w.blob is not None}
+                if ev.kind == E.SYSCALL and ev.nr == NUMBERS["mmap"] and ev.aux:
+                    blobs.add(bytes.fromhex(files[ev.aux - 1]["blob"]))
+    blob_files = {}
+    for d in blobs:
+        h = d.hex()
+        p = os.path.join(trace.path, "blobs", h[:2], h + ".zst")
+        if os.path.exists(p):       # a missing blob stays missing: the worker reports it
+            blob_files[h] = _read(p)
+    return {"frames": chunks, "blobs": blob_files}
+
+
+def materialize(shared: dict[str, bytes], bundle: dict, root: str | None = None) -> str:
+    """Write a shipped trace into a local directory (reused across this worker's segments)."""
+    root = root or tempfile.mkdtemp(prefix="rrverify-shipped-")
+    os.makedirs(os.path.join(root, "checkpoints"), exist_ok=True)
+    if not os.path.exists(os.path.join(root, "manifest.json")):
+        for name, data in shared.items():
+            if name == "events.zst.size":
+                continue
+            with open(os.path.join(root, name), "wb") as f:
+                f.write(data)
+        with open(os.path.join(root, "events.zst"), "wb") as f:
+            f.truncate(int(shared["events.zst.size"]))    # sparse: only shipped frames hold data
+    with open(os.path.join(root, "events.zst"), "r+b") as f:
+        for offset, data in bundle["frames"]:
+            f.seek(offset)
+            f.write(data)
+    for h, data in bundle["blobs"].items():
+        d = os.path.join(root, "blobs", h[:2])
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, h + ".zst"), "wb") as f:
+            f.write(data)
+    return root

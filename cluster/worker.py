@@ -1,0 +1,37 @@
+"""The Ray side: a small actor per worker CPU that verifies segments one at a time."""
+from __future__ import annotations
+
+import os
+import signal
+
+import ray
+
+from ..replayer.segment import verify_segment
+from .cpuslot import claim_cpu
+from .ship import materialize
+
+# Fault injection for the test suite: "SEGMENT:MARKER_FILE" makes the worker that first picks
+# up SEGMENT die by SIGKILL (once: it leaves MARKER_FILE behind), as a lost node would.
+FAULT_ENV = "RRVERIFY_TEST_KILL_WORKER"
+
+
+@ray.remote(num_cpus=1)
+class SegmentVerifier:
+    def __init__(self):
+        self.cpu = claim_cpu()
+        self.shipped_root = None
+
+    def ready(self) -> int:
+        return self.cpu
+
+    def verify(self, trace_path: str, k: int, shared=None, bundle=None) -> dict:
+        fault = os.environ.get(FAULT_ENV, "")
+        if fault.startswith(f"{k}:"):
+            marker = fault.split(":", 1)[1]
+            if not os.path.exists(marker):
+                open(marker, "w").close()
+                os.kill(os.getpid(), signal.SIGKILL)
+        if shared is not None:
+            self.shipped_root = materialize(shared, bundle, self.shipped_root)
+            trace_path = self.shipped_root
+        return verify_segment(trace_path, k, cpu=self.cpu)

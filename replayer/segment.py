@@ -1,0 +1,62 @@
+"""Segment verification: restore checkpoint k, replay to checkpoint k+1 (or the trace's end),
+run every check, and return a plain report value, errors included (never an exception)."""
+from __future__ import annotations
+
+import os
+import socket
+import time
+import traceback
+
+from ..errors import NativeError, RRVerifyError, TraceError
+from ..trace import Trace
+from .replay import replay
+from .report import with_segment
+
+VERIFIED, DIVERGED, TRACE_ERROR = "verified", "diverged", "trace-error"
+INCOMPATIBLE, WORKER_LOST, ERROR, SKIPPED = "incompatible-worker", "worker-lost", "error", "skipped"
+STATUSES = (VERIFIED, DIVERGED, TRACE_ERROR, INCOMPATIBLE, WORKER_LOST, ERROR, SKIPPED)
+
+
+def segment_bounds(trace: Trace) -> list[tuple[int, int, int]]:
+    """(segment, first event, end event) for each segment: [C_k, C_k+1) and [C_last, end)."""
+    cps = trace.checkpoints
+    return [(k, c["event"], cps[k + 1]["event"] if k + 1 < len(cps) else trace.event_count)
+            for k, c in enumerate(cps)]
+
+
+def verify_segment(trace_path: str, k: int, *, cpu: int | None = None,
+                   check_cpu: bool = True) -> dict:
+    t0 = time.monotonic()
+    report = {"segment": k, "status": ERROR, "host": socket.gethostname(), "pid": os.getpid(),
+              "cpu": cpu}
+    try:
+        trace = Trace(trace_path)
+        bounds = segment_bounds(trace)
+        if not 0 <= k < len(bounds):
+            raise TraceError(f"{trace_path}: no segment {k} (the trace has {len(bounds)})")
+        _, first, end = bounds[k]
+        report.update(first_event=first, end_event=end)
+        if check_cpu:
+            from ..cluster.compat import incompatibilities
+            problems = incompatibilities(trace.manifest["host"])
+            if problems:
+                report.update(status=INCOMPATIBLE, error="; ".join(problems[:4]))
+                return report
+        last = k + 1 if k + 1 < len(bounds) else None
+        res = replay(trace, start=k, end=last, cpu=cpu)
+        report.update(status=res.status, events=res.events, replay_seconds=round(res.seconds, 6),
+                      stats=res.stats)
+        if res.exit_status is not None:
+            report["exit_status"] = res.exit_status
+        if res.divergence:
+            report["divergence"] = with_segment(res.divergence, k, trace_path)
+    except TraceError as e:
+        report.update(status=TRACE_ERROR, error=str(e))
+    except RRVerifyError as e:
+        report.update(status=ERROR, error=str(e))
+    except Exception as e:  # noqa: BLE001 -- a worker reports, it does not crash the batch
+        report.update(status=ERROR, error=f"internal error: {e!r}",
+                      traceback=traceback.format_exc(limit=8))
+    finally:
+        report["seconds"] = round(time.monotonic() - t0, 6)
+    return report
