@@ -62,9 +62,7 @@ def verify(trace_path: str, *, workers: int, address: str | None = None, ship: b
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": {k: v for k, v in os.environ.items()
-                                               if k.startswith("RRVERIFY_")}})
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
     t_start = time.monotonic()
     progress_bar = Progress(len(bounds), sys.stderr.isatty() if progress is None else progress)
     actor_options = {"max_restarts": retries, "max_task_retries": retries}
@@ -87,9 +85,11 @@ def verify(trace_path: str, *, workers: int, address: str | None = None, ship: b
         in_flight[ref] = (actor, k, first, end)
 
     try:
-        for actor in actors:
-            if pending:
-                submit(actor)
+        # Two segments queued per actor: it starts the next while the driver handles a result.
+        for _ in range(2):
+            for actor in actors:
+                if pending:
+                    submit(actor)
         while in_flight:
             ready, _ = ray.wait(list(in_flight), num_returns=1)
             ref = ready[0]
@@ -110,11 +110,12 @@ def verify(trace_path: str, *, workers: int, address: str | None = None, ship: b
         for k, first, end in reversed(pending):
             results.append({"segment": k, "first_event": first, "end_event": end,
                             "status": SKIPPED})
+        wall = time.monotonic() - t0
     finally:
         progress_bar.close()
         if started_here:
             ray.shutdown()
-    report = reports.aggregate(trace, results, wall_seconds=time.monotonic() - t0,
+    report = reports.aggregate(trace, results, wall_seconds=wall,
                                workers=workers, address=address, ship=ship)
     report["totals"]["startup_seconds"] = round(startup, 3)
     return report

@@ -60,3 +60,19 @@ def recorded_hello(programs, tmp_path):
     proc = record(trace, programs["hello"])
     assert proc.returncode == 0, proc.stderr
     return trace
+
+
+LONGRUN = os.path.join(HERE, "..", "bench", "workloads", "longrun.py")
+
+
+@pytest.fixture(scope="session")
+def longrun(tmp_path_factory):
+    """bench/workloads/longrun.py recorded with a checkpoint every 500 events (>= 16)."""
+    if not os.path.exists("/usr/bin/python3"):
+        pytest.skip("needs /usr/bin/python3")
+    d = tmp_path_factory.mktemp("longrun")
+    proc = run_cli("record", "-o", d / "t", "--checkpoint-every", 500, "--",
+                   "/usr/bin/python3", LONGRUN, 3000, d)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.startswith(b"longrun: ")
+    return d / "t"

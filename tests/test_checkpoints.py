@@ -1,0 +1,95 @@
+"""Checkpoints: taken every N events, stored once per distinct page, restored into fresh
+processes from the trace alone; every segment verifies, and a replay from any checkpoint
+reaches the same end as a replay from the start."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+
+from rrverify.checkpoints.pages import PAGE, ZERO
+from rrverify.replayer.replay import replay
+from rrverify.trace import Trace
+from conftest import record, run_cli
+
+PY = "/usr/bin/python3"
+
+
+def test_checkpoints_every_n_events_with_changing_memory(longrun):
+    t = Trace(str(longrun))
+    cps = t.checkpoints
+    assert len(cps) >= 16
+    assert cps[0]["event"] == 1            # right after the exec
+    gaps = {b["event"] - a["event"] for a, b in zip(cps, cps[1:])}
+    assert max(gaps) <= 501                # every 500 events (+1: one postponed by a signal)
+    pagemaps = [t.blob(t.checkpoint(k)["pagemap_blob"]) for k in range(len(cps))]
+    assert all(a != b for a, b in zip(pagemaps, pagemaps[1:]))   # memory changed each time
+
+
+def test_page_store_holds_each_page_once_and_is_small(longrun):
+    t = Trace(str(longrun))
+    stats = t.manifest["stats"]
+    distinct = set()
+    covered = 0
+    for k in range(len(t.checkpoints)):
+        pm = t.blob(t.checkpoint(k)["pagemap_blob"])
+        pages = {pm[i:i + 16] for i in range(0, len(pm), 16)} - {ZERO}
+        distinct |= pages
+        covered += len(pm) // 16 * PAGE
+    assert stats["stored_pages"] <= len(distinct)
+    chunk_bytes = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in
+                      os.walk(os.path.join(longrun, "blobs")) for f in fs)
+    assert chunk_bytes <= 0.25 * covered
+
+
+def test_every_checkpoint_replays_to_the_same_end(longrun):
+    t = Trace(str(longrun))
+    full = replay(t)
+    assert full.status == "verified" and full.exit_status == 0
+    assert full.checkpoints_compared == len(t.checkpoints) - 1
+    for k in range(len(t.checkpoints)):
+        res = replay(t, start=k)
+        assert res.status == "verified", (k, res.divergence)
+        assert res.exit_status == full.exit_status
+        assert res.end_event == full.end_event == t.event_count
+
+
+def test_segment_replay_from_the_cli(longrun):
+    proc = run_cli("replay", longrun, "--segment", 3)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert b"verified: segment 3 (events " in proc.stdout
+    assert b"1 checkpoints compared" in proc.stdout
+    bad = run_cli("replay", longrun, "--segment", 999)
+    assert bad.returncode == 2 and b"--segment 999" in bad.stderr
+
+
+def test_replay_never_needs_the_recording_machines_files(programs, tmp_path):
+    """The program and the file it maps are deleted after recording: verification passes."""
+    work = tmp_path / "work"
+    work.mkdir()
+    exe = work / "mmap_file"
+    shutil.copy(programs["mmap_file"], exe)
+    trace = tmp_path / "t"
+    proc = run_cli("record", "-o", trace, "--checkpoint-every", 20, "--", exe, work)
+    assert proc.returncode == 0, proc.stderr
+    files = [json.loads(l)["path"] for l in (trace / "files.jsonl").read_text().splitlines()]
+    assert str(exe) in files
+    shutil.rmtree(work)
+    proc = run_cli("replay", trace)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = run_cli(trace, "--workers", 2)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_mid_trace_exec_restores_its_checkpoint(programs, tmp_path):
+    """A shell that exec's another program: replay restores the checkpoint after the exec."""
+    trace = tmp_path / "t"
+    proc = record(trace, "/bin/sh", "-c", f"exec {programs['hello']}")
+    assert proc.returncode == 0 and proc.stdout == b"hello, world\n", proc.stderr
+    t = Trace(str(trace))
+    execs = [ev.index for ev in t.events() if ev.kind == 4]
+    assert len(execs) == 2
+    assert [c["event"] for c in t.checkpoints][:2] == [1, execs[1] + 1]
+    assert run_cli("replay", trace).returncode == 0
