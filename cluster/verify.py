@@ -6,6 +6,7 @@ worker lost mid-segment is retried on a fresh actor; a segment that still cannot
 reported as worker-lost, never dropped."""
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -60,9 +61,10 @@ def verify(trace_path: str, *, workers: int, address: str | None = None, ship: b
     started_here = not ray.is_initialized()
     if started_here:
         if address:
-            ray.init(address=address, log_to_driver=False)
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
         else:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.WARNING)
     t_start = time.monotonic()
     progress_bar = Progress(len(bounds), sys.stderr.isatty() if progress is None else progress)
     actor_options = {"max_restarts": retries, "max_task_retries": retries}

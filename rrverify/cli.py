@@ -51,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="print the manifest as JSON")
     d = sub.add_parser("dump", help="print one line per event")
     d.add_argument("trace", nargs="?")
-    sub.add_parser("demo", help="record a bundled program and verify its replay")
+    dm = sub.add_parser("demo", help="record a bundled program and verify it on a local Ray")
+    dm.add_argument("--workers", type=int, default=None)
     return p
 
 
@@ -94,7 +95,7 @@ def _run(args) -> int:
         return cmd_dump(args)
     if args.command == "demo":
         from .demo import run_demo
-        return run_demo()
+        return run_demo(args.workers)
     raise UsageError(f"unknown command {args.command}")
 
 
