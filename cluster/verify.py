@@ -60,6 +60,10 @@ def verify(trace_path: str, *, workers: int, address: str | None = None, ship: b
 
     started_here = not ray.is_initialized()
     if started_here:
+        # A local Ray's processes inherit this thread's CPUs: all of them, not one a replay
+        # in this process may have pinned it to.
+        from ..tracee import ORIGINAL_AFFINITY
+        os.sched_setaffinity(0, ORIGINAL_AFFINITY)
         if address:
             ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
         else:

@@ -9,11 +9,14 @@ from .errors import NativeError
 
 RLIMITS = {name: getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_")}
 
+# The CPUs this process may use, before recording or replay pins a thread to one of them.
+ORIGINAL_AFFINITY = frozenset(os.sched_getaffinity(0))
+
 
 def choose_cpu() -> int:
     """The CPU the tracer and its tracee are pinned to (FACTS: a cross-CPU ptrace stop costs
     about six times a same-CPU one). RRVERIFY_CPU overrides."""
-    allowed = sorted(os.sched_getaffinity(0))
+    allowed = sorted(ORIGINAL_AFFINITY)
     want = os.environ.get("RRVERIFY_CPU")
     if want is not None:
         if int(want) not in allowed:
