@@ -103,6 +103,9 @@ class PageStoreReader:
                 raise TraceError(f"{path}: corrupted page index at record {off // RECORD.size}")
             self.sources.setdefault(d, (kind, blob, where))
         self._blobs: dict[bytes, bytes] = {}
+        # Most pages are the same from one checkpoint to the next: a worker that keeps this
+        # reader across segments decompresses and checks each page once.
+        self._verified: dict[bytes, bytes] = {}
 
     def _blob(self, digest: bytes) -> bytes:
         if digest not in self._blobs:
@@ -116,6 +119,9 @@ class PageStoreReader:
             return ZERO_PAGE
         if digest == UNREADABLE:
             return None
+        page = self._verified.get(digest)
+        if page is not None:
+            return page
         src = self.sources.get(digest)
         if src is None:
             raise TraceError(f"{self.trace.path}: page {digest.hex()} is not in the page store")
@@ -126,6 +132,7 @@ class PageStoreReader:
         if len(page) != PAGE or page_digest(page) != digest:
             raise TraceError(f"{self.trace.path}: page {digest.hex()} in blob {blob.hex()} "
                              f"is corrupted")
+        self._verified[digest] = page
         return page
 
     def blobs_for(self, digests) -> set[bytes]:

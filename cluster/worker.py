@@ -20,6 +20,7 @@ class SegmentVerifier:
     def __init__(self):
         self.cpu = claim_cpu()
         self.shipped_root = None
+        self.cache: dict = {}
 
     def ready(self) -> int:
         return self.cpu
@@ -34,4 +35,4 @@ class SegmentVerifier:
         if shared is not None:
             self.shipped_root = materialize(shared, bundle, self.shipped_root)
             trace_path = self.shipped_root
-        return verify_segment(trace_path, k, cpu=self.cpu)
+        return verify_segment(trace_path, k, cpu=self.cpu, cache=self.cache)

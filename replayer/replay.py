@@ -125,7 +125,7 @@ class EventFeed:
 
 
 def replay(trace: Trace, *, start: int = 0, end: int | None = None, echo: bool = False,
-           cpu: int | None = None) -> ReplayResult:
+           cpu: int | None = None, pages: PageStoreReader | None = None) -> ReplayResult:
     """Replay from checkpoint `start` until checkpoint `end` (None: the trace's end),
     comparing with every checkpoint reached."""
     checkpoints = trace.checkpoints
@@ -139,7 +139,7 @@ def replay(trace: Trace, *, start: int = 0, end: int | None = None, echo: bool =
     cpu = choose_cpu() if cpu is None else cpu
     t0 = time.monotonic()
     rp = Replayer(trace)
-    pages = PageStoreReader(trace)
+    pages = pages or PageStoreReader(trace)
     state = ffi.new("struct rrv_replayer *")
     state.handle = rp.handle
     state.echo = int(echo)

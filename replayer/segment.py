@@ -7,7 +7,8 @@ import socket
 import time
 import traceback
 
-from ..errors import NativeError, RRVerifyError, TraceError
+from ..checkpoints.pages import PageStoreReader
+from ..errors import RRVerifyError, TraceError
 from ..trace import Trace
 from .replay import replay
 from .report import with_segment
@@ -25,7 +26,9 @@ def segment_bounds(trace: Trace) -> list[tuple[int, int, int]]:
 
 
 def verify_segment(trace_path: str, k: int, *, cpu: int | None = None,
-                   check_cpu: bool = True) -> dict:
+                   check_cpu: bool = True, cache: dict | None = None) -> dict:
+    """cache: a dict the caller keeps across segments of the same trace (a worker does):
+    it holds the trace's page store reader, so pages shared by checkpoints are read once."""
     t0 = time.monotonic()
     report = {"segment": k, "status": ERROR, "host": socket.gethostname(), "pid": os.getpid(),
               "cpu": cpu}
@@ -43,7 +46,14 @@ def verify_segment(trace_path: str, k: int, *, cpu: int | None = None,
                 report.update(status=INCOMPATIBLE, error="; ".join(problems[:4]))
                 return report
         last = k + 1 if k + 1 < len(bounds) else None
-        res = replay(trace, start=k, end=last, cpu=cpu)
+        pages = None
+        if cache is not None:
+            key = (trace.path, trace.manifest.get("uuid"))
+            if cache.get("key") != key:
+                cache.clear()
+                cache.update(key=key, pages=PageStoreReader(trace))
+            pages = cache["pages"]
+        res = replay(trace, start=k, end=last, cpu=cpu, pages=pages)
         report.update(status=res.status, events=res.events, replay_seconds=round(res.seconds, 6),
                       stats=res.stats)
         if res.exit_status is not None:
