@@ -34,12 +34,13 @@ def segment_bundle(trace: Trace, pages: PageStoreReader, k: int, first: int, end
     blobs segment k needs."""
     frames = [f for f in trace.frames if f.first_event <= end and f.first_event + f.events > first]
     blobs: set[bytes] = set()
-    ck = trace.checkpoint(k)
-    blobs |= {ck["xstate_blob"], ck["pagemap_blob"]}
-    pagemap = trace.blob(ck["pagemap_blob"])
-    blobs |= pages.blobs_for({pagemap[i:i + 16] for i in range(0, len(pagemap), 16)})
-    if k + 1 < len(trace.checkpoints):
-        blobs.add(trace.checkpoint(k + 1)["pagemap_blob"])
+    # Checkpoint k is restored; k+1 is compared with, and a page that differs there is read
+    # to see whether only the cores' APIC ids explain it: both need their pages.
+    for c in range(k, min(k + 2, len(trace.checkpoints))):
+        ck = trace.checkpoint(c)
+        blobs |= {ck["xstate_blob"], ck["pagemap_blob"]}
+        pagemap = trace.blob(ck["pagemap_blob"])
+        blobs |= pages.blobs_for({pagemap[i:i + 16] for i in range(0, len(pagemap), 16)})
     files = trace.files
     chunks = []
     with open(os.path.join(trace.path, "events.zst"), "rb") as f:
