@@ -102,9 +102,12 @@ static int apply_writes(struct rrv_replayer *r, const struct rrv_event *ev) {
     } else {
       data = p + sizeof *w;
     }
-    if (rrv_write_mem(r->pid, w->addr, data, len) != (ssize_t)len)
-      return diverge(r, RRV_DIV_DATA, "cannot write %zu recorded bytes at 0x%llx", len,
-                     (unsigned long long)w->addr);
+    if (rrv_write_mem(r->pid, w->addr, data, len) != (ssize_t)len) {
+      r->div.expected_value = w->addr;
+      r->div.found_value = 0;
+      return diverge(r, RRV_DIV_DATA, "the recording wrote %zu bytes at 0x%llx, which replay "
+                     "does not have mapped", len, (unsigned long long)w->addr);
+    }
     p += sizeof *w + stored;
   }
   return 0;
@@ -277,9 +280,11 @@ static int replay_rdtsc(struct rrv_replayer *r, const struct rrv_regs *regs, int
   int rc = expect_kind(r, ev, RRV_EVENT_RDTSC, 0);
   if (rc) return rc;
   if ((rc = check_state(r, ev, regs))) return rc;
-  if (!!(ev->flags & RRV_EF_RDTSCP) != rdtscp)
+  if (!!(ev->flags & RRV_EF_RDTSCP) != rdtscp) {
+    r->div.expected_kind = r->div.found_kind = RRV_EVENT_RDTSC;
     return diverge(r, RRV_DIV_EVENT_KIND, "recorded %s, replay executed %s",
                    rdtscp ? "rdtsc" : "rdtscp", rdtscp ? "rdtscp" : "rdtsc");
+  }
   struct rrv_regs next = *regs;
   next.rax = (uint32_t)ev->result;
   next.rdx = (uint64_t)ev->result >> 32;
@@ -357,7 +362,7 @@ int rrv_replay_run(struct rrv_replayer *r) {
     if (WIFEXITED(status) || WIFSIGNALED(status)) {
       r->status = status;
       const struct rrv_event *ev = cur_event(r);
-      if ((rc = expect_kind(r, ev, RRV_EVENT_EXIT, 0))) return rc;
+      if ((rc = expect_kind(r, ev, RRV_EVENT_EXIT, status))) return rc;
       /* The core-dump bit depends on RLIMIT_CORE, which replay sets to 0. */
       if ((status & ~0x80) != (ev->nr & ~0x80)) {
         r->div.expected_value = ev->nr;

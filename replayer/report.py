@@ -90,7 +90,7 @@ def describe(state, feed, replayer, pid: int, trace) -> dict:
                          lambda i: files[i]["path"] if i < len(files) else f"file #{i}")
         # A syscall stop reports the ip after the `syscall` instruction: show that instruction.
         at = ip - 2 if d.kind != lib.RRV_DIV_EVENT_KIND and ev is not None and ev.kind == E.SYSCALL else ip
-        out["ip"] = {"address": ip, "symbol": sym(at), "disassembly": disassemble(pid, at)}
+        out["ip"] = {"address": at, "symbol": sym(at), "disassembly": disassemble(pid, at)}
     out["reproduce"] = f"rrverify replay {trace.path}"
     return out
 

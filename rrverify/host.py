@@ -1,5 +1,5 @@
-"""What a program can observe about the machine it runs on: recorded in every manifest, and
-compared by replay (issue: a worker whose CPU differs must be refused, not diverge)."""
+"""What a program can observe about the machine it runs on: recorded in every manifest;
+cluster/compat.py refuses a worker whose CPU shows the tracee something else."""
 from __future__ import annotations
 
 import os

@@ -186,11 +186,14 @@ class TraceWriter:
         return n
 
     def close(self, *, complete: bool, end: dict, stats: dict) -> None:
-        self.cut_frame()
-        self._frames_out.put(None)
-        self._writer.join()
+        try:
+            self.cut_frame()
+        finally:
+            self._frames_out.put(None)
+            self._writer.join()
         if self._writer_error is not None:
-            raise TraceError(f"{self.path}: cannot write the trace: {self._writer_error}")
+            complete = False
+            end = dict(end, reason=f"cannot write the trace: {self._writer_error}")
         for fd in (self._events_fd, self._index_fd, self._files_fd, self._ckpt_fd):
             os.fsync(fd)
             os.close(fd)
@@ -201,6 +204,8 @@ class TraceWriter:
                                         blob_bytes=self.blob_bytes, mapped_files=self.files,
                                         checkpoints=self.checkpoints))
         self._write_manifest()
+        if self._writer_error is not None:
+            raise TraceError(f"{self.path}: cannot write the trace: {self._writer_error}")
 
 
 class Trace:
@@ -224,8 +229,8 @@ class Trace:
             raise TraceError(f"{path}: not an rrverify trace (manifest format is "
                              f"{m.get('format') if isinstance(m, dict) else m!r})")
         version = m.get("version")
-        if not isinstance(version, int):
-            raise TraceError(f"{mpath}: corrupted manifest (no format version)")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise TraceError(f"{mpath}: corrupted manifest (format version {version!r})")
         if version > FORMAT_VERSION:
             raise TraceError(f"{path}: trace format version {version} is newer than this rrverify "
                              f"reads (version {FORMAT_VERSION}); upgrade rrverify")
@@ -233,6 +238,11 @@ class Trace:
                          ("complete", bool), ("host", dict)):
             if not isinstance(m.get(key), typ):
                 raise TraceError(f"{mpath}: corrupted manifest (field {key!r} missing or invalid)")
+        rl = m.get("rlimits", [])
+        if not isinstance(rl, list) or not all(
+                isinstance(x, list) and len(x) == 3 and isinstance(x[0], str) and
+                all(isinstance(v, int) and not isinstance(v, bool) for v in x[1:]) for x in rl):
+            raise TraceError(f"{mpath}: corrupted manifest (field 'rlimits' invalid)")
         self.manifest = m
         self.complete = m["complete"]
         self.frames = self._read_index()
