@@ -63,13 +63,7 @@ def capture(pid: int, *, event: int, gadget: int, writer, pages) -> dict:
     try:
         regs = getregs(pid)
         xstate = read_xstate(pid)
-        inj = Injector(pid, gadget, mem)
-        inj.map_scratch()
-        try:
-            signals = inj.signal_state()
-            brk = inj.brk()
-        finally:
-            inj.unmap_scratch()
+        signals, brk = Injector(pid, gadget, mem).task_state()
         mm = read_mm_layout(pid, brk)
         regions, pagemap = memory_pagemap(mem, exec_image.read_maps(pid), pages.add)
     finally:

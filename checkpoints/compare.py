@@ -76,13 +76,7 @@ def compare(pid: int, ckpt: dict, trace, pages, notes: dict | None = None) -> li
                       "found": f"{fpu[0]:#018x}"})
     mem = TraceeMemory(pid)
     try:
-        inj = Injector(pid, ckpt["gadget"], mem)
-        inj.map_scratch()
-        try:
-            signals = inj.signal_state()
-            brk = inj.brk()
-        finally:
-            inj.unmap_scratch()
+        signals, brk = Injector(pid, ckpt["gadget"], mem).task_state()
         if signals != ckpt["signals"]:
             diffs.append({"what": "signal-state", "expected": ckpt["signals"], "found": signals})
         if brk != ckpt["mm"]["brk"]:

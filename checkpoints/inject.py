@@ -7,7 +7,7 @@ import os
 import struct
 
 from .._native import ffi, lib
-from ..errors import NativeError
+from ..errors import NativeError, TraceeDied
 from . import stub
 
 SYS = {"mmap": 9, "mprotect": 10, "munmap": 11, "brk": 12, "rt_sigaction": 13,
@@ -64,8 +64,11 @@ class Injector:
     def syscall(self, name: str, *args: int, check: bool = True) -> int:
         for i in range(6):
             self._args[i] = (args[i] if i < len(args) else 0) & (2**64 - 1)
-        if lib.rrv_inject_syscall(self.pid, self.gadget, SYS[name], self._args, self._result,
-                                  self._err, 256) < 0:
+        rc = lib.rrv_inject_syscall(self.pid, self.gadget, SYS[name], self._args, self._result,
+                                    self._err, 256)
+        if rc == -2:
+            raise TraceeDied(self.pid, self._result[0])
+        if rc < 0:
             raise NativeError(f"pid {self.pid}: {ffi.string(self._err).decode(errors='replace')}")
         result = self._result[0]
         if check and -4096 < result < 0:
@@ -112,6 +115,14 @@ class Injector:
 
     def brk(self) -> int:
         return self.syscall("brk", 0)
+
+    def task_state(self) -> tuple[dict, int]:
+        """(signal state, brk): what a checkpoint holds of the kernel's per-task state."""
+        self.map_scratch()
+        try:
+            return self.signal_state(), self.brk()
+        finally:
+            self.unmap_scratch()
 
     def set_mm(self, mm: dict) -> None:
         """The kernel's view of the address space layout (brk, stack, argv/env bounds), set

@@ -11,6 +11,7 @@ import os
 import struct
 
 from ..errors import TraceError
+from ..trace import read_records
 
 PAGE = 4096
 CHUNK_PAGES = 64
@@ -86,21 +87,13 @@ class PageStoreReader:
         self.trace = trace
         path = os.path.join(trace.path, "pages.idx")
         try:
-            with open(path, "rb") as f:
-                data = f.read()
+            records = read_records(path, INDEX_MAGIC, RECORD, trace.complete, "page index")
         except FileNotFoundError:
             raise TraceError(f"{trace.path}: pages.idx is missing") from None
-        if data[:8] != INDEX_MAGIC:
-            raise TraceError(f"{path}: corrupted page index (bad magic)")
-        body = data[8:]
-        whole = len(body) // RECORD.size * RECORD.size
-        if whole != len(body) and trace.complete:
-            raise TraceError(f"{path}: truncated page index")
         self.sources: dict[bytes, tuple[int, bytes, int]] = {}
-        for off in range(0, whole, RECORD.size):
-            d, kind, blob, where = RECORD.unpack_from(body, off)
+        for n, (d, kind, blob, where) in enumerate(records):
             if kind not in (FROM_CHUNK, FROM_FILE) or (kind == FROM_CHUNK and where >= CHUNK_PAGES):
-                raise TraceError(f"{path}: corrupted page index at record {off // RECORD.size}")
+                raise TraceError(f"{path}: corrupted page index at record {n}")
             self.sources.setdefault(d, (kind, blob, where))
         self._blobs: dict[bytes, bytes] = {}
         # Most pages are the same from one checkpoint to the next: a worker that keeps this

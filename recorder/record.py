@@ -15,7 +15,7 @@ from .._native import ffi, lib
 from ..checkpoints.capture import capture
 from ..checkpoints.inject import signal_pending
 from ..checkpoints.pages import PageStoreWriter
-from ..errors import NativeError, UnsupportedError, UsageError
+from ..errors import NativeError, TraceeDied, UnsupportedError, UsageError
 from ..trace import TraceWriter
 from ..tracee import CallbackTarget, choose_cpu, current_rlimits, getregs, spawn
 from . import syscalls
@@ -98,10 +98,22 @@ class Recorder(CallbackTarget):
         return E.encode(E.EXEC, regs=getregs(pid), tid=pid,
                         extra=struct.pack(f"<{len(files)}I", *files))
 
-    def checkpoint(self, pid: int, event: int) -> None:
+    def checkpoint(self, pid: int, event: int) -> int | None:
+        """Capture a checkpoint. Returns None, or the tracee's wait status if it was killed
+        from outside meanwhile (the checkpoint is then not written)."""
         t0 = time.monotonic()
-        capture(pid, event=event, gadget=self.gadget, writer=self.writer, pages=self.pages)
-        self.checkpoint_seconds += time.monotonic() - t0
+        try:
+            capture(pid, event=event, gadget=self.gadget, writer=self.writer, pages=self.pages)
+        except TraceeDied as e:
+            return e.status
+        except NativeError:
+            dead, status = os.waitpid(pid, os.WNOHANG | 0x40000000)   # __WALL
+            if dead:
+                return status
+            raise
+        finally:
+            self.checkpoint_seconds += time.monotonic() - t0
+        return None
 
 
 def build_manifest(argv: list[str], exe: str, cpu: int, every: int, interval: float) -> dict:
@@ -140,13 +152,21 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
 
     def exec_and_checkpoint():
         add(rec.exec_event(pid), 1)
-        rec.checkpoint(pid, events)
+        return rec.checkpoint(pid, events)
+
+    def killed(status: int) -> tuple[bool, str]:
+        if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
+            return False, ("the tracee was killed by SIGKILL from outside; the trace ends "
+                           "where it died")
+        return True, describe_wait_status(status)
 
     try:
         err = ffi.new("char[256]")
         if lib.rrv_run_initial_exec(pid, err, 256) < 0:
             raise NativeError(f"record: {exe}: {ffi.string(err).decode(errors='replace')}")
-        exec_and_checkpoint()
+        status = exec_and_checkpoint()
+        if status is not None:
+            raise NativeError(f"record: {exe} died right after its exec ({describe_wait_status(status)})")
         lib.rrv_record_init(state, pid)
         state.events = events
         state.next_checkpoint_event = events + checkpoint_every if checkpoint_every else 2**64 - 1
@@ -163,20 +183,22 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
                 if signal_pending(pid):     # a signal would interrupt the capture: next time
                     state.next_checkpoint_event = events + 1
                     continue
-                rec.checkpoint(pid, events)
+                status = rec.checkpoint(pid, events)
+                if status is not None:
+                    complete, reason = killed(status)
+                    break
                 state.next_checkpoint_event = (events + checkpoint_every if checkpoint_every
                                                else 2**64 - 1)
                 state.last_checkpoint_ns = lib.rrv_now_ns()
             elif stop == lib.RRV_STOP_EXEC:
-                exec_and_checkpoint()
+                status = exec_and_checkpoint()
+                if status is not None:
+                    complete, reason = killed(status)
+                    break
                 state.events = events
             elif stop == lib.RRV_STOP_EXITED:
                 status = state.status
-                if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
-                    reason = ("the tracee was killed by SIGKILL from outside; the trace ends "
-                              "where it died")
-                else:
-                    complete, reason = True, describe_wait_status(status)
+                complete, reason = killed(status)
                 break
             elif stop == lib.RRV_STOP_UNSUPPORTED:
                 what = ffi.string(state.message).decode(errors="replace")

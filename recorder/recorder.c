@@ -198,7 +198,19 @@ static int unsupported(struct rrv_recorder *r, int64_t nr, const char *fmt, cons
 }
 
 static int fail(struct rrv_recorder *r, const char *what) {
-  snprintf(r->message, sizeof r->message, "%s: %s", what, strerror(errno));
+  int err = errno, status;
+  /* ESRCH: the tracee was killed from outside between two stops. It is a zombie now (or about
+   * to be): its exit is the trace's last event, as when the kill is seen at a stop. */
+  if (err == ESRCH && rrv_wait(r->pid, &status) == 0 &&
+      (WIFEXITED(status) || WIFSIGNALED(status))) {
+    r->status = status;
+    size_t ev = event_begin(r, RRV_EVENT_EXIT, status, NULL);
+    if (ev != (size_t)-1) {
+      event_end(r, ev);
+      return RRV_STOP_EXITED;
+    }
+  }
+  snprintf(r->message, sizeof r->message, "%s: %s", what, strerror(err));
   return RRV_STOP_ERROR;
 }
 

@@ -20,3 +20,11 @@ class UnsupportedError(RRVerifyError):
 
 class NativeError(RRVerifyError):
     """ptrace or the kernel refused something the native core needed."""
+
+
+class TraceeDied(NativeError):
+    """The tracee died (killed from outside) while we were working on it."""
+
+    def __init__(self, pid: int, status: int):
+        super().__init__(f"pid {pid} died (wait status {status:#x})")
+        self.status = status

@@ -62,6 +62,21 @@ def checkpoint_path(trace_dir: str, n: int) -> str:
     return os.path.join(trace_dir, "checkpoints", f"{n:06d}.json")
 
 
+def read_records(path: str, magic: bytes, record: struct.Struct, complete: bool,
+                 what: str) -> list[tuple]:
+    """A binary index: an 8-byte magic, then fixed-size records. A torn last record is what an
+    interrupted recording leaves: dropped, but only in an incomplete trace."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:8] != magic:
+        raise TraceError(f"{path}: corrupted {what} (bad magic)")
+    body = data[8:]
+    whole = len(body) // record.size * record.size
+    if whole != len(body) and complete:
+        raise TraceError(f"{path}: truncated {what}")
+    return [record.unpack_from(body, off) for off in range(0, whole, record.size)]
+
+
 @dataclass
 class Frame:
     number: int
@@ -262,18 +277,10 @@ class Trace:
         epath = os.path.join(self.path, "events.zst")
         if not os.path.isfile(ipath) or not os.path.isfile(epath):
             raise TraceError(f"{self.path}: truncated trace (events.idx or events.zst missing)")
-        with open(ipath, "rb") as f:
-            data = f.read()
-        if data[:8] != INDEX_MAGIC:
-            raise TraceError(f"{ipath}: corrupted frame index (bad magic)")
-        body = data[8:]
-        whole = len(body) // INDEX_RECORD.size * INDEX_RECORD.size
-        if whole != len(body) and self.complete:
-            raise TraceError(f"{ipath}: truncated frame index")
+        records = read_records(ipath, INDEX_MAGIC, INDEX_RECORD, self.complete, "frame index")
         esize = os.path.getsize(epath)
         frames, expect_offset, expect_event = [], 0, 0
-        for n, off in enumerate(range(0, whole, INDEX_RECORD.size)):
-            o, c, r, first, count, _res, h = INDEX_RECORD.unpack_from(body, off)
+        for n, (o, c, r, first, count, _res, h) in enumerate(records):
             if o != expect_offset or first != expect_event or r > MAX_FRAME_RAW or count == 0:
                 raise TraceError(f"{ipath}: corrupted frame index at frame {n}")
             if o + c > esize:

@@ -98,7 +98,7 @@ def _stored_blob(trace):
 def test_blob_hash_mismatch(trace):
     digest, path = _stored_blob(trace)
     path.write_bytes(zstandard.ZstdCompressor().compress(b"not the program"))
-    assert_one_line_error(replay(trace), 2, f"blob {digest} is corrupted (hash mismatch)")
+    assert_one_line_error(replay(trace), 2, f"blob {digest}", "corrupted")
 
 
 def test_blob_undecodable(trace):

@@ -150,6 +150,8 @@ uint64_t rrv_digest64(const uint8_t *data, size_t len);
 int rrv_getregs(int pid, struct rrv_regs *regs);
 int rrv_setregs(int pid, const struct rrv_regs *regs);
 int rrv_run_initial_exec(int pid, char *err, size_t errlen);
+/* 0: done, *result is the syscall's; -1: failed (err); -2: the tracee died, *result is its
+ * wait status */
 int rrv_inject_syscall(int pid, uint64_t gadget, int64_t nr, const uint64_t args[6],
                        int64_t *result, char *err, size_t errlen);
 int rrv_get_xstate(int pid, uint8_t *buf, size_t cap);

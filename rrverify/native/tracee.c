@@ -399,12 +399,14 @@ int rrv_inject_syscall(int pid, uint64_t gadget, int64_t nr, const uint64_t a[6]
   regs.r9 = a[5];
   if (rrv_setregs(pid, &regs) < 0) goto sys_fail;
   if (ptrace(PTRACE_CONT, pid, 0, 0) < 0 || rrv_wait(pid, &status) < 0) goto sys_fail;
+  if (WIFEXITED(status) || WIFSIGNALED(status)) goto died;
   if (!RRV_SECCOMP_STOP(status)) {
     snprintf(err, errlen, "injected syscall %lld: unexpected stop (status 0x%x)",
              (long long)nr, status);
     return -1;
   }
   if (ptrace(PTRACE_SYSCALL, pid, 0, 0) < 0 || rrv_wait(pid, &status) < 0) goto sys_fail;
+  if (WIFEXITED(status) || WIFSIGNALED(status)) goto died;
   if (!RRV_SYSCALL_EXIT_STOP(status)) {
     snprintf(err, errlen, "injected syscall %lld: no exit stop (status 0x%x)",
              (long long)nr, status);
@@ -417,6 +419,10 @@ int rrv_inject_syscall(int pid, uint64_t gadget, int64_t nr, const uint64_t a[6]
 sys_fail:
   snprintf(err, errlen, "injected syscall %lld: %s", (long long)nr, strerror(errno));
   return -1;
+died: /* killed from outside meanwhile: hand its wait status to the caller */
+  *result = status;
+  snprintf(err, errlen, "the tracee died (wait status 0x%x)", status);
+  return -2;
 }
 
 int rrv_is_rdtsc(int pid, uint64_t rip, int *is_rdtscp) {
