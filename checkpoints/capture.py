@@ -22,41 +22,78 @@ def read_xstate(pid: int) -> bytes:
     return bytes(ffi.buffer(buf, n))
 
 
-def read_region_pages(mem: TraceeMemory, start: int, end: int) -> list[bytes | None]:
-    """The region's pages; None for a page the kernel refuses to read (a file mapping past
-    the file's end)."""
+def read_region(mem: TraceeMemory, start: int, end: int) -> tuple[bytes, set[int]]:
+    """The region's bytes, and the indexes of pages the kernel refuses to read (a file
+    mapping past the file's end), which read as zeros here."""
     data = mem.read(start, end - start)
     if len(data) == end - start:
-        return [data[i:i + PAGE] for i in range(0, len(data), PAGE)]
-    pages = []
-    for addr in range(start, end, PAGE):
+        return data, set()
+    pages, unreadable = [], set()
+    for i, addr in enumerate(range(start, end, PAGE)):
         page = mem.read(addr, PAGE)
-        pages.append(page if len(page) == PAGE else None)
-    return pages
+        if len(page) != PAGE:
+            unreadable.add(i)
+            page = bytes(PAGE)
+        pages.append(page)
+    return b"".join(pages), unreadable
 
 
-def memory_pagemap(mem: TraceeMemory, maps: list[dict], on_page=None):
+class UnchangedPages:
+    """Page digests of the previous checkpoint by address, keyed by a fast 64-bit hash: a page
+    whose fast hash is unchanged keeps its BLAKE2b digest (and is already stored)."""
+
+    def __init__(self):
+        self.by_addr: dict[int, tuple[int, bytes]] = {}
+
+    def digests(self, start: int, data: bytes) -> tuple[list[bytes], list[int]]:
+        """(digest of every page, indexes of the pages that changed)."""
+        n = len(data) // PAGE
+        fast = ffi.new(f"uint64_t[{n}]")
+        lib.rrv_page_hashes(data, n, fast)
+        out, changed = [], []
+        by_addr = self.by_addr
+        for i in range(n):
+            addr = start + i * PAGE
+            prev = by_addr.get(addr)
+            if prev is not None and prev[0] == fast[i]:
+                out.append(prev[1])
+            else:
+                d = page_digest(data[i * PAGE:(i + 1) * PAGE])
+                by_addr[addr] = (fast[i], d)
+                out.append(d)
+                changed.append(i)
+        return out, changed
+
+
+def memory_pagemap(mem: TraceeMemory, maps: list[dict], on_page=None,
+                   unchanged: UnchangedPages | None = None):
     """(regions, pagemap): the regions we keep and the concatenated digests of their pages.
-    on_page(digest, data) sees every readable page."""
+    on_page(digest, data) sees every readable page that is new since `unchanged` saw it."""
     regions, pagemap = [], bytearray()
     for r in maps:
         if r["path"] in SKIP_REGIONS:
             continue
         first = len(pagemap) // 16
-        for page in read_region_pages(mem, r["start"], r["end"]):
-            if page is None:
-                pagemap += UNREADABLE
-                continue
-            d = page_digest(page)
-            pagemap += d
-            if on_page is not None:
-                on_page(d, page)
+        data, unreadable = read_region(mem, r["start"], r["end"])
+        if unchanged is not None:
+            digests, changed = unchanged.digests(r["start"], data)
+        else:
+            digests = [page_digest(data[i:i + PAGE]) for i in range(0, len(data), PAGE)]
+            changed = range(len(digests))
+        for i in unreadable:
+            digests[i] = UNREADABLE
+        pagemap += b"".join(digests)
+        if on_page is not None:
+            for i in changed:
+                if i not in unreadable:
+                    on_page(digests[i], data[i * PAGE:(i + 1) * PAGE])
         regions.append({"start": r["start"], "end": r["end"], "perms": r["perms"],
                         "offset": r["offset"], "path": r["path"], "first_page": first})
     return regions, bytes(pagemap)
 
 
-def capture(pid: int, *, event: int, gadget: int, writer, pages) -> dict:
+def capture(pid: int, *, event: int, gadget: int, writer, pages,
+            unchanged: UnchangedPages | None = None) -> dict:
     """Capture the tracee (stopped at a syscall-exit stop, no signal pending) as the checkpoint
     replay restores to run from `event` on. Returns the checkpoint record written."""
     mem = TraceeMemory(pid)
@@ -65,7 +102,7 @@ def capture(pid: int, *, event: int, gadget: int, writer, pages) -> dict:
         xstate = read_xstate(pid)
         signals, brk = Injector(pid, gadget, mem).task_state()
         mm = read_mm_layout(pid, brk)
-        regions, pagemap = memory_pagemap(mem, exec_image.read_maps(pid), pages.add)
+        regions, pagemap = memory_pagemap(mem, exec_image.read_maps(pid), pages.add, unchanged)
     finally:
         mem.close()
     pages.flush()   # every page this checkpoint names is in pages.idx before the checkpoint is

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from .. import events as E
 from .. import exec_image, host
 from .._native import ffi, lib
-from ..checkpoints.capture import capture
+from ..checkpoints.capture import UnchangedPages, capture
 from ..checkpoints.inject import signal_pending
 from ..checkpoints.pages import PageStoreWriter
 from ..errors import NativeError, TraceeDied, UnsupportedError, UsageError
@@ -69,6 +69,7 @@ class Recorder(CallbackTarget):
         self.file_index: dict[tuple, int] = {}
         self.gadget = 0
         self.checkpoint_seconds = 0.0
+        self.unchanged = UnchangedPages()
 
     # -- callbacks from the native loop ---------------------------------------------------
     def blob_put(self, data: bytes) -> bytes:
@@ -94,6 +95,7 @@ class Recorder(CallbackTarget):
         """Prepare a fresh image (vDSO patched) and describe it: registers and the files the
         kernel mapped. The checkpoint taken right after holds everything else."""
         self.gadget = exec_image.patch_vdso(pid)
+        self.unchanged = UnchangedPages()       # a new address space
         files = [self._file_index(p, p) for p in exec_image.mapped_file_paths(pid)]
         return E.encode(E.EXEC, regs=getregs(pid), tid=pid,
                         extra=struct.pack(f"<{len(files)}I", *files))
@@ -103,7 +105,8 @@ class Recorder(CallbackTarget):
         from outside meanwhile (the checkpoint is then not written)."""
         t0 = time.monotonic()
         try:
-            capture(pid, event=event, gadget=self.gadget, writer=self.writer, pages=self.pages)
+            capture(pid, event=event, gadget=self.gadget, writer=self.writer, pages=self.pages,
+                    unchanged=self.unchanged)
         except TraceeDied as e:
             return e.status
         except NativeError:

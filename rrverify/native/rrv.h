@@ -157,6 +157,7 @@ int rrv_inject_syscall(int pid, uint64_t gadget, int64_t nr, const uint64_t args
 int rrv_get_xstate(int pid, uint8_t *buf, size_t cap);
 int rrv_set_xstate(int pid, const uint8_t *buf, size_t len);
 uint64_t rrv_fpu_digest_of(const uint8_t *area, size_t len);
+void rrv_page_hashes(const uint8_t *data, size_t npages, uint64_t *out);
 void rrv_forget_mem(void);
 uint64_t rrv_now_ns(void);
 int rrv_fpu_digest(int pid, uint64_t *out);
