@@ -30,14 +30,18 @@ def identity_pairs(recorded_host: dict) -> set[tuple[int, int]]:
     return {(a, b) for a, b in zip(rec, here) if a != b}
 
 
+MAX_IDENTITY_BYTES_PER_PAGE = 16   # a few saved copies of cpuid's output, no more
+
+
 def _explained(recorded: bytes | None, found: bytes, pairs: set) -> int | None:
-    """How many bytes differ if every difference is an APIC-id byte pair, else None."""
+    """How many bytes differ if every difference is an APIC-id byte pair (and there are few
+    of them), else None."""
     if recorded is None or not pairs or len(recorded) != len(found):
         return None
     n = 0
     for a, b in zip(recorded, found):
         if a != b:
-            if (a, b) not in pairs:
+            if (a, b) not in pairs or n == MAX_IDENTITY_BYTES_PER_PAGE:
                 return None
             n += 1
     return n

@@ -144,8 +144,11 @@ def read_mm_layout(pid: int, brk: int) -> dict:
 
 
 def signal_pending(pid: int) -> bool:
+    """Would a signal be delivered as soon as the tracee runs (pending and not blocked)?"""
+    fields = {}
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith(("SigPnd:", "ShdPnd:")) and int(line.split()[1], 16):
-                return True
-    return False
+            key, _, value = line.partition(":")
+            if key in ("SigPnd", "ShdPnd", "SigBlk"):
+                fields[key] = int(value.strip(), 16)
+    return bool((fields.get("SigPnd", 0) | fields.get("ShdPnd", 0)) & ~fields.get("SigBlk", 0))

@@ -8,6 +8,7 @@ import os
 from ..errors import TraceError
 from ..events import REG_NAMES
 from ..trace import checkpoint_path
+from .inject import MM_FIELDS
 
 U64 = 2**64
 TASK_SIZE = 0x7ffffffff000
@@ -57,7 +58,7 @@ def load_checkpoint(trace, n: int) -> dict:
     c["xstate_blob"] = _digest(trace, n, c.get("xstate"), "xstate")
     c["pagemap_blob"] = _digest(trace, n, c.get("pagemap"), "pagemap")
     mm = c.get("mm")
-    if not isinstance(mm, dict):
+    if not isinstance(mm, dict) or set(mm) != set(MM_FIELDS):
         _fail(trace, n, "mm")
     for k, v in mm.items():
         _u64(trace, n, v, f"mm.{k}")
@@ -69,10 +70,11 @@ def load_checkpoint(trace, n: int) -> dict:
                 _fail(trace, n, "signal action")
             for v in a:
                 _u64(trace, n, v, "signal action")
-        if len(sig["altstack"]) != 3:
+        sp, flags, size = sig["altstack"]
+        _u64(trace, n, sp, "altstack")
+        _u64(trace, n, size, "altstack")
+        if not isinstance(flags, int) or not -2**31 <= flags < 2**31:
             _fail(trace, n, "altstack")
-        for v in sig["altstack"]:
-            _u64(trace, n, v & (U64 - 1) if isinstance(v, int) else v, "altstack")
     except (TypeError, KeyError):
         _fail(trace, n, "signals")
     regions = c.get("regions")
@@ -85,8 +87,9 @@ def load_checkpoint(trace, n: int) -> dict:
             ok = (isinstance(r["perms"], str) and len(r["perms"]) == 4 and
                   isinstance(r["path"], str) and isinstance(start, int) and
                   isinstance(end, int) and start % 4096 == 0 and end % 4096 == 0 and
-                  last_end <= start < end and first == pages)
-        except (TypeError, KeyError):
+                  last_end <= start < end <= TASK_SIZE and first == pages and
+                  isinstance(r["offset"], int) and 0 <= r["offset"] < U64)
+        except (TypeError, KeyError, ValueError):
             ok = False
         if not ok:
             _fail(trace, n, f"region {r!r:.80}")

@@ -15,6 +15,7 @@ from ..trace import read_records
 
 PAGE = 4096
 CHUNK_PAGES = 64
+MAX_CACHED_PAGES = 1 << 16       # 256 MiB of verified pages kept by a reader
 ZERO = bytes(16)                 # the name of an all-zero page
 UNREADABLE = b"\xff" * 16        # a page the kernel would not let us read (past a file's end)
 ZERO_PAGE = bytes(PAGE)
@@ -125,6 +126,9 @@ class PageStoreReader:
         if len(page) != PAGE or page_digest(page) != digest:
             raise TraceError(f"{self.trace.path}: page {digest.hex()} in blob {blob.hex()} "
                              f"is corrupted")
+        if len(self._verified) >= MAX_CACHED_PAGES:
+            self._verified.clear()
+            self._blobs.clear()
         self._verified[digest] = page
         return page
 

@@ -82,7 +82,7 @@ def _build(pid, trace, ckpt, pages, pagemap, xstate) -> None:
             if r["start"] != stub.BASE and r["start"] < 1 << 47:
                 inj.syscall("munmap", r["start"], r["end"] - r["start"])
         for r in ckpt["regions"]:
-            if r["start"] <= stub.SCRATCH + PAGE and stub.BASE < r["end"]:
+            if r["start"] < stub.SCRATCH + PAGE and stub.BASE < r["end"]:
                 raise TraceError(f"checkpoint {ckpt['id']}: region {r['start']:#x}-{r['end']:#x} "
                                  f"overlaps the restorer at {stub.BASE:#x}")
         inj.map_scratch()

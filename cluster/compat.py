@@ -9,7 +9,7 @@ from .. import host
 FULL = 0xffffffff
 OBSERVABLE = [
     ("0x0.0", 0, FULL), ("0x0.0", 1, FULL), ("0x0.0", 2, FULL), ("0x0.0", 3, FULL),
-    ("0x1.0", 0, FULL), ("0x1.0", 1, 0x0000ffff), ("0x1.0", 2, FULL), ("0x1.0", 3, FULL),
+    ("0x1.0", 0, FULL), ("0x1.0", 1, 0x00ffffff), ("0x1.0", 2, FULL), ("0x1.0", 3, FULL),
     ("0x7.0", 0, FULL), ("0x7.0", 1, FULL), ("0x7.0", 2, FULL), ("0x7.0", 3, FULL),
     ("0x7.1", 0, FULL), ("0x7.1", 1, FULL), ("0x7.1", 2, FULL), ("0x7.1", 3, FULL),
     ("0xd.0", 0, FULL), ("0xd.0", 2, FULL), ("0xd.0", 3, FULL), ("0xd.1", 0, FULL),

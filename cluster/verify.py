@@ -13,7 +13,7 @@ import time
 
 from ..checkpoints.pages import PageStoreReader
 from ..errors import TraceError, UsageError
-from ..replayer.segment import SKIPPED, VERIFIED, WORKER_LOST, segment_bounds
+from ..replayer.segment import SKIPPED, TRACE_ERROR, VERIFIED, WORKER_LOST, segment_bounds
 from ..trace import Trace
 from . import reports
 
@@ -85,10 +85,19 @@ def verify(trace_path: str, *, workers: int, address: str | None = None, ship: b
     stop = False
 
     def submit(actor) -> None:
-        k, first, end = pending.pop()
-        bundle = segment_bundle(trace, pages, k, first, end) if ship else None
-        ref = actor.verify.remote(trace.path, k, shared_ref, bundle)
-        in_flight[ref] = (actor, k, first, end)
+        while pending:
+            k, first, end = pending.pop()
+            try:
+                bundle = segment_bundle(trace, pages, k, first, end) if ship else None
+            except TraceError as e:       # damage the driver met packing it: this segment's
+                report = {"segment": k, "first_event": first, "end_event": end,
+                          "status": TRACE_ERROR, "error": str(e)}
+                results.append(report)
+                progress_bar.update(report)
+                continue
+            ref = actor.verify.remote(trace.path, k, shared_ref, bundle)
+            in_flight[ref] = (actor, k, first, end)
+            return
 
     try:
         # Two segments queued per actor: it starts the next while the driver handles a result.
@@ -107,6 +116,8 @@ def verify(trace_path: str, *, workers: int, address: str | None = None, ship: b
                           "status": WORKER_LOST,
                           "error": f"worker lost after {retries} retries: {type(e).__name__}"}
                 actor = SegmentVerifier.options(**actor_options).remote()
+            if ship and "divergence" in report:   # name the driver's trace, not the worker's copy
+                report["divergence"]["reproduce"] = f"rrverify replay {trace.path} --segment {k}"
             results.append(report)
             progress_bar.update(report)
             if fail_fast and report["status"] != VERIFIED:

@@ -163,6 +163,11 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
                            "where it died")
         return True, describe_wait_status(status)
 
+    def died_in_checkpoint(status: int) -> tuple[bool, str]:
+        """The tracee runs no code of its own during a capture: whatever killed it came from
+        outside, at a point replay cannot find. The trace ends with the last event before."""
+        return False, f"the tracee was {describe_wait_status(status)} from outside during a checkpoint"
+
     try:
         err = ffi.new("char[256]")
         if lib.rrv_run_initial_exec(pid, err, 256) < 0:
@@ -188,7 +193,7 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
                     continue
                 status = rec.checkpoint(pid, events)
                 if status is not None:
-                    complete, reason = killed(status)
+                    complete, reason = died_in_checkpoint(status)
                     break
                 state.next_checkpoint_event = (events + checkpoint_every if checkpoint_every
                                                else 2**64 - 1)
@@ -196,7 +201,7 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
             elif stop == lib.RRV_STOP_EXEC:
                 status = exec_and_checkpoint()
                 if status is not None:
-                    complete, reason = killed(status)
+                    complete, reason = died_in_checkpoint(status)
                     break
                 state.events = events
             elif stop == lib.RRV_STOP_EXITED:

@@ -135,7 +135,6 @@ def replay(trace: Trace, *, start: int = 0, end: int | None = None, echo: bool =
     if not 0 <= start < len(checkpoints) or (end is not None and not start < end <= len(checkpoints)):
         raise TraceError(f"{trace.path}: no segment from checkpoint {start} to {end} "
                          f"(the trace has {len(checkpoints)} checkpoints)")
-    end_event = checkpoints[end]["event"] if end is not None and end < len(checkpoints) else None
     cpu = choose_cpu() if cpu is None else cpu
     t0 = time.monotonic()
     rp = Replayer(trace)
@@ -146,10 +145,13 @@ def replay(trace: Trace, *, start: int = 0, end: int | None = None, echo: bool =
     feed = EventFeed(trace, state)
     compared = 0
     notes: dict = {}
+    timing = {"restore_seconds": 0.0, "compare_seconds": 0.0}
 
     def start_from(k: int) -> int:
         ckpt = trace.checkpoint(k)
+        t = time.monotonic()
         pid = restore(trace, ckpt, cpu=cpu, pages=pages)
+        timing["restore_seconds"] += time.monotonic() - t
         rp.note_restored_mappings(ckpt)
         lib.rrv_replay_set_pid(state, pid)
         return pid
@@ -176,11 +178,14 @@ def replay(trace: Trace, *, start: int = 0, end: int | None = None, echo: bool =
             if stop == lib.RRV_STOP_NEED_EVENTS:
                 feed.refill()
             elif stop == lib.RRV_STOP_SEGMENT_END:
-                diffs = compare(pid, trace.checkpoint(next_k), trace, pages, notes)
+                t = time.monotonic()
+                ckpt = trace.checkpoint(next_k)
+                diffs = compare(pid, ckpt, trace, pages, notes)
+                timing["compare_seconds"] += time.monotonic() - t
                 compared += 1
                 if diffs:
                     res = result("diverged", divergence=R.describe_checkpoint(
-                        state.event_index, next_k, diffs, trace))
+                        state.event_index, next_k, diffs, trace, ckpt["tid"]))
                 elif end is not None and next_k == end:
                     res = result("verified")
                 else:
@@ -192,6 +197,9 @@ def replay(trace: Trace, *, start: int = 0, end: int | None = None, echo: bool =
                     raise TraceError(f"{trace.path}: event {ev.index} should be an exec event")
                 feed.skip_current()
                 if next_k >= len(checkpoints) or checkpoints[next_k]["event"] != state.event_index:
+                    if not trace.complete and feed.exhausted():
+                        res = result("verified")   # the recording stopped before it could take it
+                        continue
                     raise TraceError(f"{trace.path}: no checkpoint right after the exec at "
                                      f"event {ev.index}")
                 if end is not None and next_k == end:
@@ -213,6 +221,9 @@ def replay(trace: Trace, *, start: int = 0, end: int | None = None, echo: bool =
                     feed.skip_current()          # the SIGKILL exit: nothing to check
                 res = result("verified")
             elif stop == lib.RRV_STOP_DIVERGED:
+                if state.div.kind == lib.RRV_DIV_TRACE:    # malformed, not a divergence
+                    raise TraceError(f"{trace.path}: event {state.event_index}: "
+                                     + ffi.string(state.div.detail).decode(errors="replace"))
                 res = result("diverged", divergence=R.describe(state, feed, rp, pid, trace))
                 res.events += 1
             else:
@@ -223,5 +234,6 @@ def replay(trace: Trace, *, start: int = 0, end: int | None = None, echo: bool =
     res.seconds = time.monotonic() - t0
     res.stats = {"syscalls_emulated": state.syscalls_emulated,
                  "syscalls_executed": state.syscalls_executed,
-                 "signals": state.signals, "rdtsc": state.rdtscs, **notes}
+                 "signals": state.signals, "rdtsc": state.rdtscs, **notes,
+                 **{k: round(v, 6) for k, v in timing.items()}}
     return res

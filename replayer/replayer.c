@@ -94,11 +94,13 @@ static int apply_writes(struct rrv_replayer *r, const struct rrv_event *ev) {
     if (p + sizeof *w + stored > end) return diverge(r, RRV_DIV_TRACE, "event truncated");
     if (w->how == RRV_WRITE_BLOB) {
       size_t blen = 0;
-      if (rrv_py_blob_get(r->handle, p + sizeof *w, &data, &blen) || blen != len) {
+      if (rrv_py_blob_get(r->handle, p + sizeof *w, &data, &blen)) {
         snprintf(r->message, sizeof r->message, "cannot read a blob of event %llu",
                  (unsigned long long)r->event_index);
-        return RRV_STOP_ERROR;
+        return RRV_STOP_ERROR;   /* the callback's TraceError is what the driver raises */
       }
+      if (blen != len)
+        return diverge(r, RRV_DIV_TRACE, "a blob holds %zu bytes, the event says %zu", blen, len);
     } else {
       data = p + sizeof *w;
     }

@@ -130,7 +130,13 @@ def cmd_replay(args) -> int:
     from .replayer.report import format_text
     from .trace import Trace
     from . import tracedirs
+    from .cluster.compat import incompatibilities
     trace = Trace(tracedirs.resolve(args.trace))
+    problems = incompatibilities(trace.manifest["host"])
+    if problems:
+        raise UsageError(f"replay: this CPU shows the program other features than the "
+                         f"recording CPU did ({problems[0]}"
+                         + (f", and {len(problems) - 1} more" if len(problems) > 1 else "") + ")")
     if args.echo:
         sys.stdout.flush()
     if args.segment is not None:

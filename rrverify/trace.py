@@ -371,16 +371,17 @@ class Trace:
         """The checkpoint index: [{"id", "event"}], events strictly increasing."""
         if self._checkpoints is None:
             rows = self._jsonl("checkpoints.jsonl", "id", {"event": int})
+            if not self.complete:
+                # An interrupted recording may have indexed checkpoints whose events never
+                # reached the disk: replay could not go on from them.
+                rows = [r for r in rows if r["event"] < self.event_count]
             last = 0
             for row in rows:
                 if row["event"] <= last or row["event"] > self.event_count:
                     raise TraceError(f"{self.path}: checkpoints.jsonl: checkpoint {row['id']} "
                                      f"is at event {row['event']}, out of order or past the end")
                 last = row["event"]
-            # A checkpoint whose events never reached the disk (interrupted recording) is
-            # of no use: replay could not go on from it.
-            self._checkpoints = [r for r in rows if r["event"] < self.event_count or
-                                 self.complete]
+            self._checkpoints = rows
         return self._checkpoints
 
     def checkpoint(self, n: int) -> dict:

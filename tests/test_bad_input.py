@@ -119,3 +119,61 @@ def test_events_after_exit(trace):
     m["stats"]["events"] += 1
     set_manifest(trace, m)
     assert_one_line_error(replay(trace), 2, "truncated trace")
+
+
+def test_malformed_event_is_a_trace_error_not_a_divergence(trace):
+    """A memory write of an unknown kind inside a valid frame: exit 2, naming the event."""
+    import zstandard as z
+    from rrverify import events as E
+    from rrverify.trace import INDEX_MAGIC, INDEX_RECORD, Trace, frame_hash
+    t = Trace(str(trace))
+    frame = t.frames[0]
+    raw = bytearray(t.read_frame(frame))
+    pos, target = 0, None
+    for ev in E.iter_events(bytes(raw), frame.first_event):
+        if ev.kind == E.SYSCALL and ev.writes and ev.index > 5:
+            target = ev
+            break
+        pos += ev.size
+    assert target is not None
+    how_at = pos + E.HEADER.size + 12          # struct rrv_write: addr, len, how
+    raw[how_at:how_at + 4] = (7).to_bytes(4, "little")
+    comp = z.ZstdCompressor(write_checksum=True, write_content_size=True).compress(bytes(raw))
+    rest = (trace / "events.zst").read_bytes()[frame.compressed:]
+    (trace / "events.zst").write_bytes(comp + rest)
+    idx = bytearray((trace / "events.idx").read_bytes())
+    recs = [INDEX_RECORD.unpack_from(idx, 8 + i * INDEX_RECORD.size) for i in range(len(t.frames))]
+    shift = len(comp) - frame.compressed
+    out = bytearray(INDEX_MAGIC)
+    for i, (o, c, r, first, count, res, h) in enumerate(recs):
+        if i == 0:
+            out += INDEX_RECORD.pack(0, len(comp), r, first, count, res, frame_hash(comp))
+        else:
+            out += INDEX_RECORD.pack(o + shift, c, r, first, count, res, h)
+    (trace / "events.idx").write_bytes(bytes(out))
+    assert_one_line_error(replay(trace), 2, f"event {target.index}", "unknown memory-write kind 7")
+
+
+def test_replay_refuses_an_incompatible_cpu(trace):
+    m = manifest(trace)
+    m["host"]["cpuid"]["0x1.0"][2] ^= 1 << 0        # SSE3 "differed"
+    set_manifest(trace, m)
+    assert_one_line_error(replay(trace), 2, "CPUID 0x1.0 ecx")
+
+
+def test_interrupted_trace_drops_checkpoints_past_its_end(longrun, tmp_path):
+    """A recorder killed after indexing a checkpoint whose events never reached the disk."""
+    copy = tmp_path / "t"
+    shutil.copytree(longrun, copy)
+    m = manifest(copy)
+    m["complete"] = False
+    m.pop("stats")
+    set_manifest(copy, m)
+    idx = (copy / "events.idx").read_bytes()
+    (copy / "events.idx").write_bytes(idx[:8 + 48 * 2])       # only the first two frames
+    from rrverify.trace import Trace
+    t = Trace(str(copy))
+    assert t.checkpoints and all(c["event"] < t.event_count for c in t.checkpoints)
+    proc = replay(copy)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert b"incomplete trace" in proc.stdout

@@ -100,7 +100,6 @@ struct rrv_recorder {
   uint64_t checkpoint_every;        /* events between checkpoints (0: no event trigger) */
   uint64_t checkpoint_interval_ns;  /* time between checkpoints (0: no time trigger) */
   uint64_t next_checkpoint_event, last_checkpoint_ns;
-  int checkpoint_postponed;         /* Python found the tracee unfit (signal pending) */
   /* private */
   int resume_op, resume_sig, after_syscall;
   struct rrv_regs exit_regs;
