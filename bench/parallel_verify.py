@@ -106,13 +106,18 @@ def main() -> None:
                   f"(Ray start {t['startup_seconds']:.2f} s, not counted), "
                   f"{t['segment_seconds']:.2f} s of segment work")
         w1, w2 = runs[1], runs[2]
-        seg = [s["seconds"] for s in verify(trace_dir, workers=2, progress=False)["segments"]]
+        last = verify(trace_dir, workers=2, progress=False)["segments"]
+        seg = [s["seconds"] for s in last]
+        restores = [s["stats"]["restore_seconds"] for s in last]
+        compares = [s["stats"]["compare_seconds"] for s in last if s["stats"]["compare_seconds"]]
         overhead = (w1["wall_seconds"] - w1["segment_seconds"]) / n
         print()
         print(f"speedup 2 workers vs 1:     {w1['wall_seconds'] / w2['wall_seconds']:.2f}x "
               f"(parallel efficiency {w1['wall_seconds'] / w2['wall_seconds'] / 2:.0%})")
         print(f"speedup 2 workers vs sequential replay: {t_seq / w2['wall_seconds']:.2f}x")
         print(f"Ray overhead per segment:   {overhead * 1e3:.1f} ms")
+        print(f"restore per segment: median {statistics.median(restores) * 1e3:.0f} ms; compare: "
+              f"median {statistics.median(compares) * 1e3:.0f} ms")
         print(f"per segment: median {statistics.median(seg) * 1e3:.0f} ms, max "
               f"{max(seg) * 1e3:.0f} ms for {args.every} events "
               f"({statistics.median(seg) / args.every * 1e6:.0f} us per event incl. restore and "

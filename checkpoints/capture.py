@@ -68,7 +68,8 @@ class UnchangedPages:
 def memory_pagemap(mem: TraceeMemory, maps: list[dict], on_page=None,
                    unchanged: UnchangedPages | None = None):
     """(regions, pagemap): the regions we keep and the concatenated digests of their pages.
-    on_page(digest, data) sees every readable page that is new since `unchanged` saw it."""
+    on_page(digest, data, region, page index) sees every readable page that is new since
+    `unchanged` saw it."""
     regions, pagemap = [], bytearray()
     for r in maps:
         if r["path"] in SKIP_REGIONS:
@@ -86,23 +87,31 @@ def memory_pagemap(mem: TraceeMemory, maps: list[dict], on_page=None,
         if on_page is not None:
             for i in changed:
                 if i not in unreadable:
-                    on_page(digests[i], data[i * PAGE:(i + 1) * PAGE])
+                    on_page(digests[i], data[i * PAGE:(i + 1) * PAGE], r, i)
         regions.append({"start": r["start"], "end": r["end"], "perms": r["perms"],
                         "offset": r["offset"], "path": r["path"], "first_page": first})
     return regions, bytes(pagemap)
 
 
 def capture(pid: int, *, event: int, gadget: int, writer, pages,
-            unchanged: UnchangedPages | None = None) -> dict:
+            unchanged: UnchangedPages | None = None, mapped_files: dict | None = None) -> dict:
     """Capture the tracee (stopped at a syscall-exit stop, no signal pending) as the checkpoint
-    replay restores to run from `event` on. Returns the checkpoint record written."""
+    replay restores to run from `event` on. mapped_files: path -> (blob, content) of files
+    the trace stores, so pages equal to them are stored as references. Returns the checkpoint
+    record written."""
+    mapped_files = mapped_files or {}
+
+    def on_page(digest, data, region, i):
+        f = mapped_files.get(region["path"])
+        pages.add(digest, data, None if f is None else (f[0], region["offset"] + i * PAGE, f[1]))
+
     mem = TraceeMemory(pid)
     try:
         regs = getregs(pid)
         xstate = read_xstate(pid)
         signals, brk = Injector(pid, gadget, mem).task_state()
         mm = read_mm_layout(pid, brk)
-        regions, pagemap = memory_pagemap(mem, exec_image.read_maps(pid), pages.add, unchanged)
+        regions, pagemap = memory_pagemap(mem, exec_image.read_maps(pid), on_page, unchanged)
     finally:
         mem.close()
     pages.flush()   # every page this checkpoint names is in pages.idx before the checkpoint is

@@ -42,28 +42,20 @@ class PageStoreWriter:
         self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         os.write(self.fd, INDEX_MAGIC)
         self._chunk: list[tuple[bytes, bytes]] = []
-        self._file_pages_indexed: set[bytes] = set()
         self.stored_pages = 0
 
-    def index_file(self, file_blob: bytes, content: bytes) -> None:
-        """Make every page of a mapped file available by reference to the file's blob."""
-        if file_blob in self._file_pages_indexed:
-            return
-        self._file_pages_indexed.add(file_blob)
-        records = []
-        for off in range(0, len(content), PAGE):
-            page = content[off:off + PAGE].ljust(PAGE, b"\0")
-            d = page_digest(page)
-            if d not in self.known:
-                self.known.add(d)
-                records.append(RECORD.pack(d, FROM_FILE, file_blob, off))
-        if records:
-            os.write(self.fd, b"".join(records))
-
-    def add(self, digest: bytes, data: bytes) -> None:
+    def add(self, digest: bytes, data: bytes, file_page=None) -> None:
+        """A page a checkpoint holds. file_page: (file blob, offset, file content) when the
+        page lies in a mapping of that file: a page equal to the file's is stored as a
+        reference to it."""
         if digest in self.known:
             return
         self.known.add(digest)
+        if file_page is not None:
+            blob, offset, content = file_page
+            if content[offset:offset + PAGE].ljust(PAGE, b"\0") == data:
+                os.write(self.fd, RECORD.pack(digest, FROM_FILE, blob, offset))
+                return
         self._chunk.append((digest, data))
         if len(self._chunk) == CHUNK_PAGES:
             self.flush()

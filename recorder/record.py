@@ -23,6 +23,9 @@ from . import syscalls
 RECORDER_VERSION = 1
 DEFAULT_CHECKPOINT_EVERY = 20000       # events
 DEFAULT_CHECKPOINT_INTERVAL = 2.0      # seconds
+# Mapped files up to this size stay in memory while recording, so checkpoint pages equal to
+# them are stored as references to the file's blob instead of again.
+MAX_FILE_FOR_PAGE_SOURCES = 256 << 20
 
 
 @dataclass
@@ -67,6 +70,7 @@ class Recorder(CallbackTarget):
         self.pages = PageStoreWriter(writer.path, writer.put_blob)
         self.identities = exec_image.FileIdentities()
         self.file_index: dict[tuple, int] = {}
+        self.mapped_files: dict[str, tuple[bytes, bytes]] = {}   # path -> (blob, content)
         self.gadget = 0
         self.checkpoint_seconds = 0.0
         self.unchanged = UnchangedPages()
@@ -85,8 +89,12 @@ class Recorder(CallbackTarget):
         ident, data = self.identities.identify(open_path, display_path)
         key = (ident["path"], ident["blake2b"])
         if key not in self.file_index:
-            blob = self.writer.put_blob(data)
-            self.pages.index_file(blob, data)
+            if data is None:      # the same file under another name: read it again
+                with open(open_path, "rb") as f:
+                    data = f.read()
+            blob = self.writer.put_blob(data, bytes.fromhex(ident["blake2b"]))
+            if len(data) <= MAX_FILE_FOR_PAGE_SOURCES:
+                self.mapped_files[ident["path"]] = (blob, data)
             self.file_index[key] = self.writer.add_file(dict(ident, blob=blob.hex()))
         return self.file_index[key]
 
@@ -106,7 +114,7 @@ class Recorder(CallbackTarget):
         t0 = time.monotonic()
         try:
             capture(pid, event=event, gadget=self.gadget, writer=self.writer, pages=self.pages,
-                    unchanged=self.unchanged)
+                    unchanged=self.unchanged, mapped_files=self.mapped_files)
         except TraceeDied as e:
             return e.status
         except NativeError:

@@ -99,17 +99,19 @@ class FileIdentities:
     def __init__(self):
         self._cache: dict[tuple, dict] = {}
 
-    def identify(self, open_path: str, display_path: str) -> tuple[dict, bytes]:
-        """Identity (path, size, mtime, BLAKE2b-256) and content of the file at open_path
-        (which may be /proc/PID/fd/N, so deleted files and memfds work too)."""
+    def identify(self, open_path: str, display_path: str) -> tuple[dict, bytes | None]:
+        """Identity (path, size, mtime, BLAKE2b-256) of the file at open_path (which may be
+        /proc/PID/fd/N, so deleted files and memfds work too), and its content the first time
+        the file is seen (None after: a program maps a library four or five times)."""
         st = os.stat(open_path)
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, display_path)
+        if key in self._cache:
+            return self._cache[key], None
         with open(open_path, "rb") as f:
             data = f.read()
-        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, display_path)
-        if key not in self._cache:
-            self._cache[key] = {"path": display_path, "size": len(data),
-                                "mtime_ns": st.st_mtime_ns,
-                                "blake2b": hashlib.blake2b(data, digest_size=32).hexdigest()}
+        self._cache[key] = {"path": display_path, "size": len(data),
+                            "mtime_ns": st.st_mtime_ns,
+                            "blake2b": hashlib.blake2b(data, digest_size=32).hexdigest()}
         return self._cache[key], data
 
 

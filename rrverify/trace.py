@@ -110,7 +110,9 @@ class TraceWriter:
         self._ckpt_fd = os.open(os.path.join(path, "checkpoints.jsonl"), flags, 0o644)
         self.checkpoints = 0
         _write_all(self._index_fd, INDEX_MAGIC)
-        self._compressor = zstandard.ZstdCompressor(level=3, write_checksum=True,
+        # Level 1 for blobs (mapped files, pages): recording-time cost matters more here
+        # than the last few percent of size.
+        self._compressor = zstandard.ZstdCompressor(level=1, write_checksum=True,
                                                     write_content_size=True)
         self._pending = bytearray()
         self._pending_events = 0
@@ -166,8 +168,9 @@ class TraceWriter:
             except OSError as e:
                 self._writer_error = e
 
-    def put_blob(self, data: bytes) -> bytes:
-        digest = blob_digest(data)
+    def put_blob(self, data: bytes, digest: bytes | None = None) -> bytes:
+        """Store data once under its BLAKE2b-256 (digest: when the caller just computed it)."""
+        digest = digest or blob_digest(data)
         hexd = digest.hex()
         d = os.path.join(self.path, "blobs", hexd[:2])
         p = os.path.join(d, hexd + ".zst")
