@@ -178,3 +178,25 @@ def test_incompatible_cpu_is_refused_per_segment(trace_copy, tmp_path):
 def test_unusable_trace_exits_2(tmp_path):
     assert_one_line_error(run_cli(tmp_path, "--workers", 2), 2, "not an rrverify trace")
     assert_one_line_error(run_cli("verify", tmp_path / "nope"), 2, "no such trace directory")
+
+
+def test_joins_an_existing_cluster_with_address(longrun, tmp_path):
+    """A Ray cluster started apart (`ray start --head`), joined with --address, with --ship."""
+    import socket
+    import subprocess
+    import sys
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
+    start = subprocess.run([ray_cli, "start", "--head", "--num-cpus", "2", "--port", str(port),
+                            "--include-dashboard=false", "--disable-usage-stats"],
+                           env=env, capture_output=True, timeout=120)
+    assert start.returncode == 0, start.stderr.decode()
+    try:
+        proc, report = verify(longrun, tmp_path, "--address", f"127.0.0.1:{port}", "--ship")
+        assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
+        assert report["address"] == f"127.0.0.1:{port}" and report["status"] == "verified"
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], env=env, capture_output=True, timeout=120)
