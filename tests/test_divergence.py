@@ -128,3 +128,50 @@ def test_injected_memory_is_what_the_program_sees(fileio_trace):
     edit_one(fileio_trace, target, change)
     index, check = diverged_at(replay(fileio_trace))
     assert index > target.index
+
+
+def test_different_signal_is_a_signal_divergence(programs, tmp_path):
+    trace = tmp_path / "t"
+    assert record(trace, programs["segv_handler"]).returncode == 0
+    target = nth_event(trace, lambda e: e.kind == E.SIGNAL)
+    edit_one(trace, target, lambda ev: setattr(ev, "nr", 7))       # "SIGBUS" was recorded
+    index, check = diverged_at(replay(trace))
+    assert (index, check) == (target.index, "signal")
+
+
+@pytest.fixture
+def checkpointed(programs, tmp_path):
+    """fileio recorded with a checkpoint every 20 events; returns (trace, checkpoint 2 path)."""
+    from conftest import run_cli
+    trace = tmp_path / "ck"
+    proc = run_cli("record", "-o", trace, "--checkpoint-every", 20, "--",
+                   programs["fileio"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert replay(trace).returncode == 0
+    return trace, trace / "checkpoints" / "000002.json"
+
+
+def _edit_checkpoint(path, change):
+    c = json.loads(path.read_text())
+    change(c)
+    path.write_text(json.dumps(c))
+
+
+@pytest.mark.parametrize("what,change", [
+    ("registers", lambda c: c["regs"].__setitem__("r12", c["regs"]["r12"] ^ 8)),
+    ("fpu-state", lambda c: c.__setitem__("fpu_digest", c["fpu_digest"] ^ 1)),
+    ("brk", lambda c: c["mm"].__setitem__("brk", c["mm"]["brk"] + 4096)),
+    ("signal-state", lambda c: c["signals"].__setitem__("mask", c["signals"]["mask"] ^ (1 << 9))),
+    ("address-space", lambda c: c["regions"][0].__setitem__(
+        "perms", "rw" + c["regions"][0]["perms"][2:])),
+])
+def test_checkpoint_comparison_checks_fire(what, change, checkpointed):
+    """Segment 1 ends at checkpoint 2: a checkpoint that says otherwise than the replay."""
+    trace, path = checkpointed
+    _edit_checkpoint(path, change)
+    from conftest import run_cli
+    proc = run_cli("replay", trace, "--segment", 1)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    out = proc.stdout.decode()
+    assert "checkpoint: state differs from checkpoint 2: " in out
+    assert what in out.split("state differs from checkpoint 2: ")[1].splitlines()[0]
