@@ -145,7 +145,6 @@ void rrv_replay_set_pid(struct rrv_replayer *r, int pid);
 int rrv_replay_run(struct rrv_replayer *r);
 void rrv_kill(int pid);
 void rrv_cpuid(uint32_t leaf, uint32_t subleaf, uint32_t out[4]);
-uint64_t rrv_digest64(const uint8_t *data, size_t len);
 int rrv_getregs(int pid, struct rrv_regs *regs);
 int rrv_setregs(int pid, const struct rrv_regs *regs);
 int rrv_run_initial_exec(int pid, char *err, size_t errlen);

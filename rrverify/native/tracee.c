@@ -82,10 +82,6 @@ void rrv_page_hashes(const uint8_t *data, size_t npages, uint64_t *out) {
   for (size_t i = 0; i < npages; i++) out[i] = digest_update(0x243f6a8885a308d3ull, data + i * 4096, 4096);
 }
 
-uint64_t rrv_digest64(const uint8_t *data, size_t len) {
-  return digest_update(0x6a09e667f3bcc908ull ^ len, data, len);
-}
-
 /* The tracee side of spawning: everything here runs in the forked child before execve. */
 static void child_setup_and_exec(const struct rrv_spawn *s, int errpipe) {
   struct sock_filter filter[] = {BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRACE)};
