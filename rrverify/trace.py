@@ -114,7 +114,8 @@ class TraceWriter:
         # than the last few percent of size.
         self._compressor = zstandard.ZstdCompressor(level=1, write_checksum=True,
                                                     write_content_size=True)
-        self._pending = bytearray()
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
         self._pending_events = 0
         self.offset = 0
         self.events = 0
@@ -133,7 +134,8 @@ class TraceWriter:
                       json.dumps(self.manifest, indent=1, sort_keys=True).encode() + b"\n")
 
     def add_events(self, raw: bytes, count: int) -> None:
-        self._pending += raw
+        self._pending.append(raw)
+        self._pending_bytes += len(raw)
         self._pending_events += count
 
     def cut_frame(self) -> None:
@@ -141,9 +143,11 @@ class TraceWriter:
             raise TraceError(f"{self.path}: cannot write the trace: {self._writer_error}")
         if not self._pending_events:
             return
-        self._frames_out.put((bytes(self._pending), self.events, self._pending_events))
+        raw = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        self._frames_out.put((raw, self.events, self._pending_events))
         self.events += self._pending_events
-        self.raw_bytes += len(self._pending)
+        self.raw_bytes += self._pending_bytes
+        self._pending_bytes = 0
         self.frames += 1
         self._pending.clear()
         self._pending_events = 0
