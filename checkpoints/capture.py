@@ -112,6 +112,7 @@ def capture(pid: int, *, event: int, gadget: int, writer, pages,
         signals, brk = Injector(pid, gadget, mem).task_state()
         mm = read_mm_layout(pid, brk)
         regions, pagemap = memory_pagemap(mem, exec_image.read_maps(pid), on_page, unchanged)
+        getregs(pid)    # still there (a kill meanwhile would leave unreadable memory behind)
     finally:
         mem.close()
     pages.flush()   # every page this checkpoint names is in pages.idx before the checkpoint is

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import exec_image, host
 from .._native import ffi, lib
+from ..errors import TraceError
 from ..events import REG_NAMES
 from ..tracee import getregs
 from .capture import SKIP_REGIONS, memory_pagemap
@@ -91,6 +92,9 @@ def compare(pid: int, ckpt: dict, trace, pages, notes: dict | None = None) -> li
                           "expected": [f"{s:#x}-{e:#x} {p}" for s, e, p in _covered(ckpt["regions"])],
                           "found": [f"{s:#x}-{e:#x} {p}" for s, e, p in _covered(maps)]})
         recorded = trace.blob(ckpt["pagemap_blob"])
+        if len(recorded) != 16 * ckpt["pages"]:
+            raise TraceError(f"{trace.path}: checkpoint {ckpt['id']}: pagemap blob has the "
+                             f"wrong size")
         mem_diffs = []
         tolerated = 0
         for r in ckpt["regions"]:

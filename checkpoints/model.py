@@ -73,9 +73,9 @@ def load_checkpoint(trace, n: int) -> dict:
         sp, flags, size = sig["altstack"]
         _u64(trace, n, sp, "altstack")
         _u64(trace, n, size, "altstack")
-        if not isinstance(flags, int) or not -2**31 <= flags < 2**31:
+        if not isinstance(flags, int) or isinstance(flags, bool) or not -2**31 <= flags < 2**31:
             _fail(trace, n, "altstack")
-    except (TypeError, KeyError):
+    except (TypeError, KeyError, ValueError):
         _fail(trace, n, "signals")
     regions = c.get("regions")
     if not isinstance(regions, list):

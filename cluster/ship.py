@@ -11,14 +11,18 @@ import tempfile
 from .. import events as E
 from ..checkpoints.pages import PageStoreReader
 from ..recorder.syscalls import NUMBERS
-from ..trace import Trace, checkpoint_path
+from ..errors import TraceError
+from ..trace import Trace
 
 SHARED = ("manifest.json", "events.idx", "files.jsonl", "checkpoints.jsonl", "pages.idx")
 
 
 def _read(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise TraceError(f"{os.path.dirname(path)}: {os.path.basename(path)} is missing") from None
 
 
 def shared_bundle(trace: Trace) -> dict[str, bytes]:
@@ -52,6 +56,9 @@ def segment_bundle(trace: Trace, pages: PageStoreReader, k: int, first: int, end
                     continue
                 blobs |= {w.blob for w in ev.writes if w.blob is not None}
                 if ev.kind == E.SYSCALL and ev.nr == NUMBERS["mmap"] and ev.aux:
+                    if ev.aux > len(files):
+                        raise TraceError(f"{trace.path}: event {ev.index} maps file "
+                                         f"#{ev.aux - 1}, which files.jsonl does not have")
                     blobs.add(bytes.fromhex(files[ev.aux - 1]["blob"]))
     blob_files = {}
     for d in blobs:

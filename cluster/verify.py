@@ -82,18 +82,21 @@ def verify(trace_path: str, *, workers: int, address: str | None = None, ship: b
     pending = list(reversed(bounds))
     in_flight: dict = {}
     results: list[dict] = []
-    stop = False
+    stopping: list[int] = []      # segments that failed: with --fail-fast, submit no more
 
     def submit(actor) -> None:
-        while pending:
+        while pending and not stopping:
             k, first, end = pending.pop()
             try:
                 bundle = segment_bundle(trace, pages, k, first, end) if ship else None
-            except TraceError as e:       # damage the driver met packing it: this segment's
+            except (TraceError, ValueError) as e:   # damage met packing it: this segment's
                 report = {"segment": k, "first_event": first, "end_event": end,
                           "status": TRACE_ERROR, "error": str(e)}
                 results.append(report)
                 progress_bar.update(report)
+                if fail_fast:
+                    stopping.append(k)
+                    return
                 continue
             ref = actor.verify.remote(trace.path, k, shared_ref, bundle)
             in_flight[ref] = (actor, k, first, end)
@@ -121,9 +124,8 @@ def verify(trace_path: str, *, workers: int, address: str | None = None, ship: b
             results.append(report)
             progress_bar.update(report)
             if fail_fast and report["status"] != VERIFIED:
-                stop = True
-            if pending and not stop:
-                submit(actor)
+                stopping.append(k)
+            submit(actor)
         for k, first, end in reversed(pending):
             results.append({"segment": k, "first_event": first, "end_event": end,
                             "status": SKIPPED})

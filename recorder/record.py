@@ -89,9 +89,6 @@ class Recorder(CallbackTarget):
         ident, data = self.identities.identify(open_path, display_path)
         key = (ident["path"], ident["blake2b"])
         if key not in self.file_index:
-            if data is None:      # the same file under another name: read it again
-                with open(open_path, "rb") as f:
-                    data = f.read()
             blob = self.writer.put_blob(data, bytes.fromhex(ident["blake2b"]))
             if len(data) <= MAX_FILE_FOR_PAGE_SOURCES:
                 self.mapped_files[ident["path"]] = (blob, data)
@@ -113,18 +110,26 @@ class Recorder(CallbackTarget):
         from outside meanwhile (the checkpoint is then not written)."""
         t0 = time.monotonic()
         try:
-            capture(pid, event=event, gadget=self.gadget, writer=self.writer, pages=self.pages,
-                    unchanged=self.unchanged, mapped_files=self.mapped_files)
-        except TraceeDied as e:
-            return e.status
-        except NativeError:
-            dead, status = os.waitpid(pid, os.WNOHANG | 0x40000000)   # __WALL
-            if dead:
-                return status
-            raise
+            return died_meanwhile(pid, lambda: capture(
+                pid, event=event, gadget=self.gadget, writer=self.writer, pages=self.pages,
+                unchanged=self.unchanged, mapped_files=self.mapped_files))
         finally:
             self.checkpoint_seconds += time.monotonic() - t0
-        return None
+
+
+def died_meanwhile(pid: int, work) -> int | None:
+    """Run work() on the stopped tracee. If it fails because the tracee was killed from
+    outside meanwhile, return the tracee's wait status; otherwise None (or the failure)."""
+    try:
+        work()
+    except TraceeDied as e:
+        return e.status
+    except NativeError:
+        dead, status = os.waitpid(pid, os.WNOHANG | 0x40000000)   # __WALL
+        if dead:
+            return status
+        raise
+    return None
 
 
 def build_manifest(argv: list[str], exe: str, cpu: int, every: int, interval: float) -> dict:
@@ -162,7 +167,11 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
         events += count
 
     def exec_and_checkpoint():
-        add(rec.exec_event(pid), 1)
+        exec_event = []
+        status = died_meanwhile(pid, lambda: exec_event.append(rec.exec_event(pid)))
+        if status is not None:
+            return status
+        add(exec_event[0], 1)
         return rec.checkpoint(pid, events)
 
     def killed(status: int) -> tuple[bool, str]:

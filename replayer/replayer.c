@@ -73,6 +73,8 @@ static int check_state(struct rrv_replayer *r, const struct rrv_event *ev,
 static int expect_kind(struct rrv_replayer *r, const struct rrv_event *ev, int kind,
                        int64_t found_nr) {
   if (ev->kind == kind) return 0;
+  if (ev->kind < RRV_EVENT_SYSCALL || ev->kind > RRV_EVENT_EXIT)
+    return diverge(r, RRV_DIV_TRACE, "unknown event kind %d", ev->kind);
   r->div.expected_kind = ev->kind;
   r->div.found_kind = kind;
   r->div.expected_nr = ev->nr;
