@@ -12,6 +12,7 @@ from conftest import PROGRAM_SOURCES, native, record, replay
 EXPECT = {
     "exit_code": {"status": 3},
     "abort": {"status": 128 + 6},
+    "sigpipe": {"status": 128 + 13},
     "getrandom": {"deterministic": False},
     "clocks": {"deterministic": False},
     "rdtsc": {"deterministic": False},
