@@ -124,6 +124,14 @@ class EventFeed:
         return self.state.pos == len(self.buf) and self.next_frame >= len(self.trace.frames)
 
 
+def segment_checkpoints(trace: Trace, k: int) -> tuple[int, int | None]:
+    """Segment k runs from checkpoint k to checkpoint k+1, the last one to the trace's end."""
+    n = len(trace.checkpoints)
+    if not 0 <= k < n:
+        raise TraceError(f"{trace.path}: no segment {k} (the trace has segments 0 to {n - 1})")
+    return k, (k + 1 if k + 1 < n else None)
+
+
 def replay(trace: Trace, *, start: int = 0, end: int | None = None, echo: bool = False,
            cpu: int | None = None, pages: PageStoreReader | None = None) -> ReplayResult:
     """Replay from checkpoint `start` until checkpoint `end` (None: the trace's end),

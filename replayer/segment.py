@@ -10,7 +10,7 @@ import traceback
 from ..checkpoints.pages import PageStoreReader
 from ..errors import RRVerifyError, TraceError
 from ..trace import Trace
-from .replay import replay
+from .replay import replay, segment_checkpoints
 from .report import with_segment
 
 VERIFIED, DIVERGED, TRACE_ERROR = "verified", "diverged", "trace-error"
@@ -34,10 +34,8 @@ def verify_segment(trace_path: str, k: int, *, cpu: int | None = None,
               "cpu": cpu}
     try:
         trace = Trace(trace_path)
-        bounds = segment_bounds(trace)
-        if not 0 <= k < len(bounds):
-            raise TraceError(f"{trace_path}: no segment {k} (the trace has {len(bounds)})")
-        _, first, end = bounds[k]
+        start, last = segment_checkpoints(trace, k)
+        _, first, end = segment_bounds(trace)[k]
         report.update(first_event=first, end_event=end)
         if check_cpu:
             from ..cluster.compat import incompatibilities
@@ -45,7 +43,6 @@ def verify_segment(trace_path: str, k: int, *, cpu: int | None = None,
             if problems:
                 report.update(status=INCOMPATIBLE, error="; ".join(problems[:4]))
                 return report
-        last = k + 1 if k + 1 < len(bounds) else None
         pages = None
         if cache is not None:
             key = (trace.path, trace.manifest.get("uuid"))
@@ -53,7 +50,7 @@ def verify_segment(trace_path: str, k: int, *, cpu: int | None = None,
                 cache.clear()
                 cache.update(key=key, pages=PageStoreReader(trace))
             pages = cache["pages"]
-        res = replay(trace, start=k, end=last, cpu=cpu, pages=pages)
+        res = replay(trace, start=start, end=last, cpu=cpu, pages=pages)
         report.update(status=res.status, events=res.events, replay_seconds=round(res.seconds, 6),
                       stats=res.stats)
         if res.exit_status is not None:

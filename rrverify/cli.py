@@ -126,7 +126,8 @@ def cmd_record(args) -> int:
 
 
 def cmd_replay(args) -> int:
-    from .replayer.replay import replay
+    from .errors import TraceError
+    from .replayer.replay import replay, segment_checkpoints
     from .replayer.report import format_text
     from .trace import Trace
     from . import tracedirs
@@ -140,11 +141,11 @@ def cmd_replay(args) -> int:
     if args.echo:
         sys.stdout.flush()
     if args.segment is not None:
-        n = len(trace.checkpoints)
-        if not 0 <= args.segment < n:
-            raise UsageError(f"replay: --segment {args.segment}: the trace has segments 0 to {n - 1}")
-        result = replay(trace, start=args.segment,
-                        end=args.segment + 1 if args.segment + 1 < n else None, echo=args.echo)
+        try:
+            start, end = segment_checkpoints(trace, args.segment)
+        except TraceError as e:
+            raise UsageError(f"replay: --segment {args.segment}: {e}") from None
+        result = replay(trace, start=start, end=end, echo=args.echo)
     else:
         result = replay(trace, echo=args.echo)
     if args.json:
