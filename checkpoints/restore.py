@@ -16,7 +16,6 @@ from .._native import ffi, lib
 from ..errors import NativeError, TraceError
 from ..tracee import spawn
 from . import stub
-from .capture import SKIP_REGIONS
 from .inject import (MAP_ANONYMOUS, MAP_FIXED, MAP_GROWSDOWN, MAP_PRIVATE, MAP_SHARED,
                      PROT_EXEC, PROT_READ, PROT_WRITE, Injector, TraceeMemory)
 from .pages import PAGE, PageStoreReader

@@ -19,6 +19,7 @@ static size_t event_begin(struct rrv_recorder *r, int kind, int nr, const struct
   if (ensure_room(r, sizeof(struct rrv_event))) return (size_t)-1;
   size_t start = r->len;
   struct rrv_event *ev = (struct rrv_event *)(r->buf + start);
+  r->open_event = start;
   memset(ev, 0, sizeof *ev);
   ev->kind = kind;
   ev->nr = nr;
@@ -42,6 +43,7 @@ static int event_add_extra(struct rrv_recorder *r, size_t start, const void *dat
 }
 
 static void event_end(struct rrv_recorder *r, size_t start) {
+  r->open_event = (size_t)-1;
   event_at(r, start)->size = r->len - start;
   r->events++;
   r->buffered_events++;
@@ -87,17 +89,6 @@ static int capture(struct rrv_recorder *r, size_t start, uint64_t addr, uint64_t
   return 0;
 }
 
-static uint64_t arg_of(const struct rrv_regs *regs, int i) {
-  switch (i) {
-    case 0: return regs->rdi;
-    case 1: return regs->rsi;
-    case 2: return regs->rdx;
-    case 3: return regs->r10;
-    case 4: return regs->r8;
-    default: return regs->r9;
-  }
-}
-
 static uint32_t tracee_u32(int pid, uint64_t addr) {
   uint32_t v = 0;
   if (addr) rrv_read_mem(pid, addr, &v, 4);
@@ -128,11 +119,6 @@ static int capture_iovecs(struct rrv_recorder *r, size_t start, uint64_t iov, ui
     if (capture(r, start, addrs[i], lens[i])) return -1;
   return 0;
 }
-
-struct kernel_msghdr {
-  uint64_t name, namelen, iov, iovlen, control, controllen;
-  int32_t flags, pad;
-};
 
 static int capture_irregular(struct rrv_recorder *r, size_t start, int irregular,
                              const struct rrv_regs *a, int64_t result) {
@@ -173,43 +159,38 @@ static int capture_irregular(struct rrv_recorder *r, size_t start, int irregular
   return 0;
 }
 
-/* Digest of the data a write-family syscall sent, so replay can prove it sends the same. */
-static uint64_t sent_data_digest(struct rrv_recorder *r, const struct rrv_syscall_spec *spec,
-                                 const struct rrv_regs *a, int64_t result) {
-  uint64_t d = 0;
-  int rc = -1;
-  if (result <= 0) return 0;
-  if (spec->has_digest) {
-    rc = rrv_digest_range(r->pid, arg_of(a, spec->digest.arg), result, &d, -1);
-  } else if (spec->irregular == RRV_IRR_IOV_DIGEST) {
-    rc = rrv_digest_iovecs(r->pid, a->rsi, a->rdx, result, &d, -1);
-  } else if (spec->irregular == RRV_IRR_MSG_DIGEST) {
-    struct kernel_msghdr msg;
-    if (rrv_read_mem(r->pid, a->rsi, &msg, sizeof msg) == sizeof msg)
-      rc = rrv_digest_iovecs(r->pid, msg.iov, msg.iovlen, result, &d, -1);
-  }
-  return rc < 0 ? 0 : d;  /* unreadable data digests as 0 in recording and replay alike */
-}
-
 static int unsupported(struct rrv_recorder *r, int64_t nr, const char *fmt, const char *what) {
   r->stop_nr = nr;
   snprintf(r->message, sizeof r->message, fmt, what);
   return RRV_STOP_UNSUPPORTED;
 }
 
+/* An event begun but never sealed (its syscall could not be recorded) is dropped: the trace
+ * ends at the last whole event. */
+static void event_abort(struct rrv_recorder *r) {
+  if (r->open_event != (size_t)-1) r->len = r->open_event;
+  r->open_event = (size_t)-1;
+}
+
+static int record_exit(struct rrv_recorder *r, int status) {
+  r->status = status;
+  size_t ev = event_begin(r, RRV_EVENT_EXIT, status, NULL);
+  if (ev == (size_t)-1) {
+    snprintf(r->message, sizeof r->message, "out of memory");
+    return RRV_STOP_ERROR;
+  }
+  event_end(r, ev);
+  return RRV_STOP_EXITED;
+}
+
 static int fail(struct rrv_recorder *r, const char *what) {
   int err = errno, status;
+  event_abort(r);
   /* ESRCH: the tracee was killed from outside between two stops. It is a zombie now (or about
    * to be): its exit is the trace's last event, as when the kill is seen at a stop. */
   if (err == ESRCH && rrv_wait(r->pid, &status) == 0 &&
-      (WIFEXITED(status) || WIFSIGNALED(status))) {
-    r->status = status;
-    size_t ev = event_begin(r, RRV_EVENT_EXIT, status, NULL);
-    if (ev != (size_t)-1) {
-      event_end(r, ev);
-      return RRV_STOP_EXITED;
-    }
-  }
+      (WIFEXITED(status) || WIFSIGNALED(status)))
+    return record_exit(r, status);
   snprintf(r->message, sizeof r->message, "%s: %s", what, strerror(err));
   return RRV_STOP_ERROR;
 }
@@ -223,28 +204,12 @@ void rrv_record_free(struct rrv_recorder *r) {
 int rrv_record_init(struct rrv_recorder *r, int pid) {
   r->pid = pid;
   r->resume_op = PTRACE_CONT;
-  r->next_checkpoint_event = r->checkpoint_every ? r->checkpoint_every : (uint64_t)-1;
+  r->open_event = (size_t)-1;
   r->last_checkpoint_ns = rrv_now_ns();
   if (!r->flush_at) r->flush_at = 256 << 10;
   if (!r->blob_threshold) r->blob_threshold = 64 << 10;
   r->last_flush_ns = rrv_now_ns();
   return ensure_room(r, 1 << 20);
-}
-
-/* Wait for the exit stop of the syscall the tracee is in (through an exec event, for execve). */
-static int wait_syscall_exit(struct rrv_recorder *r, int *status) {
-  for (;;) {
-    if (ptrace(PTRACE_SYSCALL, r->pid, 0, 0) < 0) return -1;
-    if (rrv_wait(r->pid, status) < 0) return -1;
-    if (!WIFSTOPPED(*status)) return 0;                  /* died inside the syscall */
-    if (RRV_SYSCALL_EXIT_STOP(*status)) return 0;
-    if (RRV_EXEC_STOP(*status)) {
-      rrv_forget_mem();
-      continue;
-    }
-    errno = EPROTO;
-    return -1;
-  }
 }
 
 static int on_syscall(struct rrv_recorder *r) {
@@ -279,7 +244,6 @@ static int on_syscall(struct rrv_recorder *r) {
     r->syscalls++;
     r->after_syscall = 1;
     r->exit_regs = refused;
-    r->exit_regs.rax = -ENOSYS;
     return 0;
   }
   if (spec->handling == RRV_H_EXIT) {
@@ -292,14 +256,9 @@ static int on_syscall(struct rrv_recorder *r) {
   }
 
   int status;
-  if (wait_syscall_exit(r, &status) < 0) return fail(r, "waiting for a syscall's exit");
-  if (!WIFSTOPPED(status)) { /* killed inside the syscall (SIGKILL from outside) */
-    r->status = status;
-    size_t ev = event_begin(r, RRV_EVENT_EXIT, status, NULL);
-    if (ev == (size_t)-1) return fail(r, "out of memory");
-    event_end(r, ev);
-    return RRV_STOP_EXITED;
-  }
+  if (rrv_step_to_syscall_exit(r->pid, &status) < 0)
+    return fail(r, "waiting for a syscall's exit");
+  if (!WIFSTOPPED(status)) return record_exit(r, status); /* killed inside the syscall */
   struct rrv_regs after;
   if (rrv_getregs(r->pid, &after) < 0) return fail(r, "PTRACE_GETREGS");
   int64_t result = (int64_t)after.rax;
@@ -318,10 +277,11 @@ static int on_syscall(struct rrv_recorder *r) {
     }
     if (spec->irregular && capture_irregular(r, ev, spec->irregular, &regs, result))
       return fail(r, "recording a syscall's output");
-    event_at(r, ev)->aux = sent_data_digest(r, spec, &regs, result);
+    event_at(r, ev)->aux = rrv_sent_digest(r->pid, spec, &regs, result, -1);
     if (nr == SYS_mmap && !(regs.r10 & MAP_ANONYMOUS) && (int)regs.r8 >= 0) {
       uint64_t index = 0;
       if (rrv_py_file_mapped(r->handle, r->pid, (int)regs.r8, &index)) {
+        event_abort(r);
         snprintf(r->message, sizeof r->message, "cannot identify the file mapped from fd %d",
                  (int)regs.r8);
         return RRV_STOP_ERROR;
@@ -359,12 +319,8 @@ static int on_signal(struct rrv_recorder *r, int sig) {
   if (sig == SIGSEGV && si.si_code == SI_KERNEL && rrv_is_rdtsc(r->pid, regs.rip, &rdtscp)) {
     unsigned aux = 0;
     uint64_t tsc = rdtscp ? __rdtscp(&aux) : __rdtsc();
-    struct rrv_regs next = regs;
-    next.rax = (uint32_t)tsc;
-    next.rdx = tsc >> 32;
-    if (rdtscp) next.rcx = aux;
-    next.rip += rdtscp ? 3 : 2;
-    if (rrv_setregs(r->pid, &next) < 0) return fail(r, "PTRACE_SETREGS");
+    if (rrv_complete_rdtsc(r->pid, &regs, tsc, aux, rdtscp) < 0)
+      return fail(r, "PTRACE_SETREGS");
     size_t ev = event_begin(r, RRV_EVENT_RDTSC, 0, &regs);
     if (ev == (size_t)-1) return fail(r, "out of memory");
     event_at(r, ev)->result = tsc;
@@ -411,13 +367,7 @@ int rrv_record_run(struct rrv_recorder *r) {
     r->resume_op = PTRACE_CONT;
     int status;
     if (rrv_wait(r->pid, &status) < 0) return fail(r, "waitpid");
-    if (WIFEXITED(status) || WIFSIGNALED(status)) {
-      r->status = status;
-      size_t ev = event_begin(r, RRV_EVENT_EXIT, status, NULL);
-      if (ev == (size_t)-1) return fail(r, "out of memory");
-      event_end(r, ev);
-      return RRV_STOP_EXITED;
-    }
+    if (WIFEXITED(status) || WIFSIGNALED(status)) return record_exit(r, status);
     int rc;
     if (RRV_SECCOMP_STOP(status)) {
       rc = on_syscall(r);

@@ -91,7 +91,6 @@ ITIMERVAL = 32
 EPOLL_EVENT = 12
 POLLFD = 8
 STATX = 256
-MSGHDR = 56
 
 _TABLE: dict[str, dict] = {}
 

@@ -174,7 +174,6 @@ def replay(trace: Trace, *, start: int = 0, end: int | None = None, echo: bool =
                             checkpoints_compared=compared, **kw)
 
     pid = start_from(start)
-    lib.rrv_replay_init(state, pid)
     feed.seek(checkpoints[start]["event"])
     next_k = start + 1
     stop_at(next_k)

@@ -117,40 +117,13 @@ static int apply_writes(struct rrv_replayer *r, const struct rrv_event *ev) {
   return 0;
 }
 
-static int step_to_syscall_exit(struct rrv_replayer *r, int *status) {
-  for (;;) {
-    if (ptrace(PTRACE_SYSCALL, r->pid, 0, 0) < 0) return -1;
-    if (rrv_wait(r->pid, status) < 0) return -1;
-    if (!WIFSTOPPED(*status) || RRV_SYSCALL_EXIT_STOP(*status)) return 0;
-    if (RRV_EXEC_STOP(*status)) {
-      rrv_forget_mem();
-      continue;
-    }
-    errno = EPROTO;
-    return -1;
-  }
-}
-
 static int replay_sent_data(struct rrv_replayer *r, const struct rrv_syscall_spec *spec,
                             const struct rrv_regs *a, const struct rrv_event *ev) {
-  if (ev->result <= 0) return 0;
+  if (ev->result <= 0 || !rrv_sends_data(spec)) return 0;   /* aux means something else */
   int fd = (int)a->rdi;
   int echo = r->echo && (fd == 1 || fd == 2) &&
              (ev->nr == SYS_write || ev->nr == SYS_writev) ? fd : -1;
-  uint64_t d = 0;
-  int rc = 0;
-  if (spec->has_digest) {
-    rc = rrv_digest_range(r->pid, arg_of(a, spec->digest.arg), ev->result, &d, echo);
-  } else if (spec->irregular == RRV_IRR_IOV_DIGEST) {
-    rc = rrv_digest_iovecs(r->pid, a->rsi, a->rdx, ev->result, &d, echo);
-  } else if (spec->irregular == RRV_IRR_MSG_DIGEST) {
-    struct kernel_msghdr msg;
-    if (rrv_read_mem(r->pid, a->rsi, &msg, sizeof msg) == sizeof msg)
-      rc = rrv_digest_iovecs(r->pid, msg.iov, msg.iovlen, ev->result, &d, -1);
-  } else {
-    return 0;
-  }
-  if (rc < 0) d = 0;
+  uint64_t d = rrv_sent_digest(r->pid, spec, a, ev->result, echo);
   if (d != ev->aux) {
     r->div.expected_value = ev->aux;
     r->div.found_value = d;
@@ -249,7 +222,7 @@ static int replay_syscall(struct rrv_replayer *r) {
   if (!regs_match(&forced, &regs) && rrv_setregs(r->pid, &forced) < 0)
     return rfail(r, "PTRACE_SETREGS");
   int status;
-  if (step_to_syscall_exit(r, &status) < 0) return rfail(r, "executing a syscall");
+  if (rrv_step_to_syscall_exit(r->pid, &status) < 0) return rfail(r, "executing a syscall");
   if (!WIFSTOPPED(status)) {
     r->div.expected_value = ev->result;
     return diverge(r, RRV_DIV_EXITED_EARLY, "the tracee died inside %s (status 0x%x)",
@@ -289,12 +262,8 @@ static int replay_rdtsc(struct rrv_replayer *r, const struct rrv_regs *regs, int
     return diverge(r, RRV_DIV_EVENT_KIND, "recorded %s, replay executed %s",
                    rdtscp ? "rdtsc" : "rdtscp", rdtscp ? "rdtscp" : "rdtsc");
   }
-  struct rrv_regs next = *regs;
-  next.rax = (uint32_t)ev->result;
-  next.rdx = (uint64_t)ev->result >> 32;
-  if (rdtscp) next.rcx = ev->aux;
-  next.rip += rdtscp ? 3 : 2;
-  if (rrv_setregs(r->pid, &next) < 0) return rfail(r, "PTRACE_SETREGS");
+  if (rrv_complete_rdtsc(r->pid, regs, ev->result, ev->aux, rdtscp) < 0)
+    return rfail(r, "PTRACE_SETREGS");
   r->rdtscs++;
   advance(r);
   return 0;
@@ -332,11 +301,6 @@ static int replay_signal(struct rrv_replayer *r, int sig) {
   r->resume_sig = sig;
   r->signals++;
   advance(r);
-  return 0;
-}
-
-int rrv_replay_init(struct rrv_replayer *r, int pid) {
-  rrv_replay_set_pid(r, pid);
   return 0;
 }
 

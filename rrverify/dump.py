@@ -25,7 +25,7 @@ class RecordedMemory:
     """The minimal python-ptrace 'process' interface, answered from an event's recorded
     memory writes (the tracee is long gone)."""
 
-    def __init__(self, ev: E.Event, blob=None):
+    def __init__(self, ev: E.Event):
         self.writes = [(w.addr, w.data) for w in ev.writes if w.data is not None]
 
     def readBytes(self, address, size):

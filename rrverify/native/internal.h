@@ -24,11 +24,15 @@ int rrv_digest_range(int pid, uint64_t addr, uint64_t len, uint64_t *digest, int
 uint64_t rrv_now_ns(void);
 int rrv_is_rdtsc(int pid, uint64_t rip, int *is_rdtscp);
 
+struct kernel_msghdr {
+  uint64_t name, namelen, iov, iovlen, control, controllen;
+  int32_t flags, pad;
+};
+
 #define RRV_SECCOMP_STOP(status) (((status) >> 8) == (SIGTRAP | (PTRACE_EVENT_SECCOMP << 8)))
 #define RRV_EXEC_STOP(status) (((status) >> 8) == (SIGTRAP | (PTRACE_EVENT_EXEC << 8)))
 #define RRV_SYSCALL_EXIT_STOP(status) (WIFSTOPPED(status) && WSTOPSIG(status) == (SIGTRAP | 0x80))
 #define RRV_ALIGN8(n) (((n) + 7) & ~(size_t)7)
-#define RRV_EVENT_HEADER_SIZE sizeof(struct rrv_event)
 #define RRV_MAX_WRITE (1u << 31)
 #define RRV_EVENT_INLINE_MAX (1u << 20) /* beyond this an event's writes go to blobs */
 

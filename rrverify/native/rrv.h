@@ -87,7 +87,6 @@ struct rrv_spawn {
 struct rrv_recorder {
   int pid;
   int status;           /* wait status once exited */
-  int stop;
   int64_t stop_nr;      /* UNSUPPORTED: the syscall number (or -signal) */
   char message[512];
   uint8_t *buf;         /* events not yet handed to Python */
@@ -104,6 +103,7 @@ struct rrv_recorder {
   int resume_op, resume_sig, after_syscall;
   struct rrv_regs exit_regs;
   uint64_t last_flush_ns;
+  size_t open_event;    /* offset of an event not yet sealed, or (size_t)-1 */
 };
 
 struct rrv_divergence {
@@ -120,7 +120,6 @@ struct rrv_divergence {
 struct rrv_replayer {
   int pid;
   int status;
-  int stop;
   char message[512];
   const uint8_t *events;  /* decoded events supplied by Python */
   size_t len, pos;
@@ -140,7 +139,6 @@ int rrv_spawn(const struct rrv_spawn *spec, char *err, size_t errlen);
 int rrv_record_init(struct rrv_recorder *r, int pid);
 int rrv_record_run(struct rrv_recorder *r);
 void rrv_record_free(struct rrv_recorder *r);
-int rrv_replay_init(struct rrv_replayer *r, int pid);
 void rrv_replay_set_pid(struct rrv_replayer *r, int pid);
 int rrv_replay_run(struct rrv_replayer *r);
 void rrv_kill(int pid);

@@ -292,6 +292,57 @@ int rrv_digest_iovecs(int pid, uint64_t iov_addr, uint64_t iovcnt, uint64_t tota
   return 0;
 }
 
+uint64_t arg_of(const struct rrv_regs *regs, int i) {
+  switch (i) {
+    case 0: return regs->rdi;
+    case 1: return regs->rsi;
+    case 2: return regs->rdx;
+    case 3: return regs->r10;
+    case 4: return regs->r8;
+    default: return regs->r9;
+  }
+}
+
+int rrv_sends_data(const struct rrv_syscall_spec *spec) {
+  return spec->has_digest || spec->irregular == RRV_IRR_IOV_DIGEST ||
+         spec->irregular == RRV_IRR_MSG_DIGEST;
+}
+
+/* Digest of the data a write-family syscall sends (0 if none, or unreadable: the same in
+ * recording and replay). echo_fd >= 0 also copies the data there (replay --echo). */
+uint64_t rrv_sent_digest(int pid, const struct rrv_syscall_spec *spec, const struct rrv_regs *a,
+                         int64_t result, int echo_fd) {
+  uint64_t d = 0;
+  int rc = -1;
+  if (result <= 0) return 0;
+  if (spec->has_digest) {
+    rc = rrv_digest_range(pid, arg_of(a, spec->digest.arg), result, &d, echo_fd);
+  } else if (spec->irregular == RRV_IRR_IOV_DIGEST) {
+    rc = rrv_digest_iovecs(pid, a->rsi, a->rdx, result, &d, echo_fd);
+  } else if (spec->irregular == RRV_IRR_MSG_DIGEST) {
+    struct kernel_msghdr msg;
+    if (rrv_read_mem(pid, a->rsi, &msg, sizeof msg) == sizeof msg)
+      rc = rrv_digest_iovecs(pid, msg.iov, msg.iovlen, result, &d, -1);
+  }
+  return rc < 0 ? 0 : d;
+}
+
+/* Run the syscall the tracee stands at (seccomp stop) to its exit stop, through the exec
+ * event for an execve. Returns 0 with the wait status (a death inside is not an error). */
+int rrv_step_to_syscall_exit(int pid, int *status) {
+  for (;;) {
+    if (ptrace(PTRACE_SYSCALL, pid, 0, 0) < 0) return -1;
+    if (rrv_wait(pid, status) < 0) return -1;
+    if (!WIFSTOPPED(*status) || RRV_SYSCALL_EXIT_STOP(*status)) return 0;
+    if (RRV_EXEC_STOP(*status)) {
+      rrv_forget_mem();
+      continue;
+    }
+    errno = EPROTO;
+    return -1;
+  }
+}
+
 /* FPU/vector state digest. The kernel's ptrace XSTATE view fills components the task holds in
  * their init state with init values, so hashing component contents (never the XSTATE_BV
  * header, which tracks what the CPU happens to consider in use) is deterministic. Hashed: x87
@@ -356,21 +407,15 @@ int rrv_set_xstate(int pid, const uint8_t *buf, size_t len) {
 /* From rrv_spawn's stop to the exit stop of the tracee's execve: the first instruction of
  * the new image has not run yet. */
 int rrv_run_initial_exec(int pid, char *err, size_t errlen) {
-  int status;
+  int status = 0;
   struct rrv_regs regs;
   if (ptrace(PTRACE_CONT, pid, 0, 0) < 0 || rrv_wait(pid, &status) < 0 ||
       !RRV_SECCOMP_STOP(status)) {
     snprintf(err, errlen, "the tracee did not reach its execve (status 0x%x)", status);
     return -1;
   }
-  for (;;) {
-    if (ptrace(PTRACE_SYSCALL, pid, 0, 0) < 0 || rrv_wait(pid, &status) < 0) {
-      snprintf(err, errlen, "waiting for the execve: %s", strerror(errno));
-      return -1;
-    }
-    if (RRV_EXEC_STOP(status)) continue;
-    if (RRV_SYSCALL_EXIT_STOP(status)) break;
-    snprintf(err, errlen, "unexpected stop during the execve (status 0x%x)", status);
+  if (rrv_step_to_syscall_exit(pid, &status) < 0 || !WIFSTOPPED(status)) {
+    snprintf(err, errlen, "the tracee died in its execve (status 0x%x)", status);
     return -1;
   }
   rrv_forget_mem();
@@ -425,6 +470,18 @@ died: /* killed from outside meanwhile: hand its wait status to the caller */
   *result = status;
   snprintf(err, errlen, "the tracee died (wait status 0x%x)", status);
   return -2;
+}
+
+/* Finish a trapped rdtsc/rdtscp for the tracee: its result in edx:eax (and TSC_AUX in ecx),
+ * ip past the instruction. */
+int rrv_complete_rdtsc(int pid, const struct rrv_regs *regs, uint64_t tsc, uint64_t aux,
+                       int rdtscp) {
+  struct rrv_regs next = *regs;
+  next.rax = (uint32_t)tsc;
+  next.rdx = tsc >> 32;
+  if (rdtscp) next.rcx = (uint32_t)aux;
+  next.rip += rdtscp ? 3 : 2;
+  return rrv_setregs(pid, &next);
 }
 
 int rrv_is_rdtsc(int pid, uint64_t rip, int *is_rdtscp) {
