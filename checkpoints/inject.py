@@ -10,8 +10,7 @@ from .._native import ffi, lib
 from ..errors import NativeError, TraceeDied
 from . import stub
 
-SYS = {"mmap": 9, "mprotect": 10, "munmap": 11, "brk": 12, "rt_sigaction": 13,
-       "rt_sigprocmask": 14, "sigaltstack": 131, "prctl": 157}
+from ..recorder.syscalls import NUMBERS as SYS
 PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
 MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS = 0x01, 0x02, 0x10, 0x20
 MAP_GROWSDOWN, MAP_FIXED_NOREPLACE = 0x100, 0x100000

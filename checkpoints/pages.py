@@ -11,7 +11,7 @@ import os
 import struct
 
 from ..errors import TraceError
-from ..trace import read_records
+from ..trace import read_records, write_all
 
 PAGE = 4096
 CHUNK_PAGES = 64
@@ -40,8 +40,9 @@ class PageStoreWriter:
         self.known: set[bytes] = {ZERO, UNREADABLE}
         self.path = os.path.join(trace_dir, "pages.idx")
         self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-        os.write(self.fd, INDEX_MAGIC)
+        write_all(self.fd, INDEX_MAGIC)
         self._chunk: list[tuple[bytes, bytes]] = []
+        self._file_records: list[bytes] = []
         self.stored_pages = 0
 
     def add(self, digest: bytes, data: bytes, file_page=None) -> None:
@@ -54,20 +55,23 @@ class PageStoreWriter:
         if file_page is not None:
             blob, offset, content = file_page
             if content[offset:offset + PAGE].ljust(PAGE, b"\0") == data:
-                os.write(self.fd, RECORD.pack(digest, FROM_FILE, blob, offset))
+                self._file_records.append(RECORD.pack(digest, FROM_FILE, blob, offset))
                 return
         self._chunk.append((digest, data))
         if len(self._chunk) == CHUNK_PAGES:
             self.flush()
 
     def flush(self) -> None:
-        if not self._chunk:
-            return
-        blob = self.put_blob(b"".join(data for _, data in self._chunk))
-        os.write(self.fd, b"".join(RECORD.pack(d, FROM_CHUNK, blob, i)
-                                   for i, (d, _) in enumerate(self._chunk)))
-        self.stored_pages += len(self._chunk)
-        self._chunk.clear()
+        """Index every page added so far (pages.idx before the checkpoint naming them)."""
+        records = self._file_records
+        if self._chunk:
+            blob = self.put_blob(b"".join(data for _, data in self._chunk))
+            records += [RECORD.pack(d, FROM_CHUNK, blob, i) for i, (d, _) in enumerate(self._chunk)]
+            self.stored_pages += len(self._chunk)
+            self._chunk.clear()
+        if records:
+            write_all(self.fd, b"".join(records))
+        self._file_records = []
 
     def close(self) -> None:
         self.flush()

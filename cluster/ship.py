@@ -12,7 +12,7 @@ from .. import events as E
 from ..checkpoints.pages import PageStoreReader
 from ..recorder.syscalls import NUMBERS
 from ..errors import TraceError
-from ..trace import Trace
+from ..trace import Trace, blob_path
 
 SHARED = ("manifest.json", "events.idx", "files.jsonl", "checkpoints.jsonl", "pages.idx")
 
@@ -62,10 +62,9 @@ def segment_bundle(trace: Trace, pages: PageStoreReader, k: int, first: int, end
                     blobs.add(bytes.fromhex(files[ev.aux - 1]["blob"]))
     blob_files = {}
     for d in blobs:
-        h = d.hex()
-        p = os.path.join(trace.path, "blobs", h[:2], h + ".zst")
+        p = blob_path(trace.path, d)
         if os.path.exists(p):       # a missing blob stays missing: the worker reports it
-            blob_files[h] = _read(p)
+            blob_files[d.hex()] = _read(p)
     return {"frames": chunks, "blobs": blob_files}
 
 
@@ -86,8 +85,8 @@ def materialize(shared: dict[str, bytes], bundle: dict, root: str | None = None)
             f.seek(offset)
             f.write(data)
     for h, data in bundle["blobs"].items():
-        d = os.path.join(root, "blobs", h[:2])
-        os.makedirs(d, exist_ok=True)
-        with open(os.path.join(d, h + ".zst"), "wb") as f:
+        p = blob_path(root, bytes.fromhex(h))
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "wb") as f:
             f.write(data)
     return root

@@ -13,7 +13,8 @@ import time
 
 from ..checkpoints.pages import PageStoreReader
 from ..errors import TraceError, UsageError
-from ..replayer.segment import SKIPPED, TRACE_ERROR, VERIFIED, WORKER_LOST, segment_bounds
+from ..replayer.segment import (ERROR, SKIPPED, TRACE_ERROR, VERIFIED, WORKER_LOST,
+                                segment_bounds)
 from ..trace import Trace
 from . import reports
 
@@ -119,6 +120,9 @@ def verify(trace_path: str, *, workers: int, address: str | None = None, ship: b
                           "status": WORKER_LOST,
                           "error": f"worker lost after {retries} retries: {type(e).__name__}"}
                 actor = SegmentVerifier.options(**actor_options).remote()
+            except ray.exceptions.RayError as e:    # the worker failed outside the segment
+                report = {"segment": k, "first_event": first, "end_event": end,
+                          "status": ERROR, "error": str(e).strip().splitlines()[-1][:500]}
             if ship and "divergence" in report:   # name the driver's trace, not the worker's copy
                 report["divergence"]["reproduce"] = f"rrverify replay {trace.path} --segment {k}"
             results.append(report)

@@ -174,6 +174,12 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
         add(exec_event[0], 1)
         return rec.checkpoint(pid, events)
 
+    def checkpoint_taken():
+        """The next periodic checkpoint counts from this one, whatever its kind."""
+        state.events = events          # the native counter, after events Python added
+        state.next_checkpoint_event = events + checkpoint_every if checkpoint_every else 2**64 - 1
+        state.last_checkpoint_ns = lib.rrv_now_ns()
+
     def killed(status: int) -> tuple[bool, str]:
         if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
             return False, ("the tracee was killed by SIGKILL from outside; the trace ends "
@@ -193,8 +199,7 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
         if status is not None:
             raise NativeError(f"record: {exe} died right after its exec ({describe_wait_status(status)})")
         lib.rrv_record_init(state, pid)
-        state.events = events
-        state.next_checkpoint_event = events + checkpoint_every if checkpoint_every else 2**64 - 1
+        checkpoint_taken()
         while True:
             stop = lib.rrv_record_run(state)
             if state.len:
@@ -212,15 +217,13 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
                 if status is not None:
                     complete, reason = died_in_checkpoint(status)
                     break
-                state.next_checkpoint_event = (events + checkpoint_every if checkpoint_every
-                                               else 2**64 - 1)
-                state.last_checkpoint_ns = lib.rrv_now_ns()
+                checkpoint_taken()
             elif stop == lib.RRV_STOP_EXEC:
                 status = exec_and_checkpoint()
                 if status is not None:
                     complete, reason = died_in_checkpoint(status)
                     break
-                state.events = events
+                checkpoint_taken()
             elif stop == lib.RRV_STOP_EXITED:
                 status = state.status
                 complete, reason = killed(status)

@@ -41,14 +41,14 @@ class Replayer(CallbackTarget):
     def __init__(self, trace: Trace):
         super().__init__()
         self.trace = trace
-        self._blobs: dict[bytes, bytes] = {}
+        self._last_blob: bytes | None = None
         self._files: dict[int, bytes] = {}
         self.mappings: list[tuple[int, int, int, int]] = []   # start, end, file index, offset
 
     def blob_get(self, digest: bytes) -> bytes:
-        if digest not in self._blobs:
-            self._blobs[digest] = self.trace.blob(digest)
-        return self._blobs[digest]
+        # The native loop writes a blob into the tracee at once: keep only the latest alive.
+        self._last_blob = self.trace.blob(digest)
+        return self._last_blob
 
     def file_content(self, index: int, addr: int, length: int, offset: int) -> bytes:
         self.mappings.append((addr, addr + length, index, offset))

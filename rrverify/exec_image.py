@@ -16,13 +16,15 @@ from elftools.elf.elffile import ELFFile
 from elftools.common.exceptions import ELFError
 
 from .errors import NativeError, TraceError
+from .recorder.syscalls import NUMBERS
 
 AT_SYSINFO_EHDR = 33
 
 # vDSO function -> syscall number its stub makes (None: report ENOSYS so libc falls back to
 # the syscall itself).
-VDSO_SYSCALLS = {"clock_gettime": 228, "gettimeofday": 96, "time": 201, "getcpu": 309,
-                 "clock_getres": 229, "getrandom": None}
+VDSO_SYSCALLS = {name: NUMBERS[name] for name in
+                 ("clock_gettime", "gettimeofday", "time", "getcpu", "clock_getres")}
+VDSO_SYSCALLS["getrandom"] = None
 
 
 def _stub(nr: int | None) -> bytes:

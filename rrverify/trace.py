@@ -34,6 +34,12 @@ MAX_BLOB = 4 << 30
 MAX_MANIFEST = 16 << 20
 
 
+def blob_path(root: str, digest: bytes) -> str:
+    """Where blob `digest` lives under a trace directory (never outside it: the name is hex)."""
+    h = digest.hex()
+    return os.path.join(root, "blobs", h[:2], h + ".zst")
+
+
 def blob_digest(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=32).digest()
 
@@ -42,7 +48,7 @@ def frame_hash(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=16).digest()
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
@@ -109,7 +115,7 @@ class TraceWriter:
         self._files_fd = os.open(os.path.join(path, "files.jsonl"), flags, 0o644)
         self._ckpt_fd = os.open(os.path.join(path, "checkpoints.jsonl"), flags, 0o644)
         self.checkpoints = 0
-        _write_all(self._index_fd, INDEX_MAGIC)
+        write_all(self._index_fd, INDEX_MAGIC)
         # Level 1 for blobs (mapped files, pages): recording-time cost matters more here
         # than the last few percent of size.
         self._compressor = zstandard.ZstdCompressor(level=1, write_checksum=True,
@@ -165,8 +171,8 @@ class TraceWriter:
             raw, first, count = item
             try:
                 comp = compressor.compress(raw)
-                _write_all(self._events_fd, comp)
-                _write_all(self._index_fd, INDEX_RECORD.pack(self.offset, len(comp), len(raw),
+                write_all(self._events_fd, comp)
+                write_all(self._index_fd, INDEX_RECORD.pack(self.offset, len(comp), len(raw),
                                                              first, count, 0, frame_hash(comp)))
                 self.offset += len(comp)
             except OSError as e:
@@ -175,11 +181,9 @@ class TraceWriter:
     def put_blob(self, data: bytes, digest: bytes | None = None) -> bytes:
         """Store data once under its BLAKE2b-256 (digest: when the caller just computed it)."""
         digest = digest or blob_digest(data)
-        hexd = digest.hex()
-        d = os.path.join(self.path, "blobs", hexd[:2])
-        p = os.path.join(d, hexd + ".zst")
+        p = blob_path(self.path, digest)
         if not os.path.exists(p):
-            os.makedirs(d, exist_ok=True)
+            os.makedirs(os.path.dirname(p), exist_ok=True)
             comp = self._compressor.compress(data)
             with open(p + ".tmp", "wb") as f:
                 f.write(comp)
@@ -190,7 +194,7 @@ class TraceWriter:
     def add_file(self, identity: dict) -> int:
         index = self.files
         line = json.dumps(dict(identity, index=index), sort_keys=True) + "\n"
-        _write_all(self._files_fd, line.encode())
+        write_all(self._files_fd, line.encode())
         self.files += 1
         return index
 
@@ -203,7 +207,7 @@ class TraceWriter:
         _atomic_write(checkpoint_path(self.path, n),
                       json.dumps(ckpt, sort_keys=True).encode() + b"\n", sync=False)
         line = json.dumps({"id": n, "event": ckpt["event"]}) + "\n"
-        _write_all(self._ckpt_fd, line.encode())
+        write_all(self._ckpt_fd, line.encode())
         self.checkpoints += 1
         return n
 
@@ -328,7 +332,7 @@ class Trace:
         """A blob's content, checked against its name unless the caller checks every piece
         it uses itself (verify=False: the page store verifies each page's own digest)."""
         hexd = digest.hex()
-        p = os.path.join(self.path, "blobs", hexd[:2], hexd + ".zst")
+        p = blob_path(self.path, digest)
         try:
             with open(p, "rb") as f:
                 comp = f.read()

@@ -148,11 +148,15 @@ int rrv_spawn(const struct rrv_spawn *s, char *err, size_t errlen) {
   }
   if (pin_to_cpu(s->cpu) < 0) {
     snprintf(err, errlen, "cannot pin to CPU %d: %s", s->cpu, strerror(errno));
+    close(pipefd[0]);
+    close(pipefd[1]);
     return -1;
   }
   pid_t pid = fork();
   if (pid < 0) {
     snprintf(err, errlen, "fork: %s", strerror(errno));
+    close(pipefd[0]);
+    close(pipefd[1]);
     return -1;
   }
   if (pid == 0) {
