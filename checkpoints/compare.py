@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from .. import exec_image, host
 from .._native import ffi, lib
-from ..errors import TraceError
-from ..events import REG_NAMES
+from ..events import register_diff
 from ..tracee import getregs
-from .capture import SKIP_REGIONS, memory_pagemap
+from .capture import SKIP_REGIONS, read_region
+from .model import checkpoint_pagemap
+from .pages import PAGE, UNREADABLE, page_digest
 from .inject import Injector, TraceeMemory
 
-RF = 0x10000
 MAX_REPORTED_REGIONS = 8
 
 
@@ -67,11 +67,7 @@ def compare(pid: int, ckpt: dict, trace, pages, notes: dict | None = None) -> li
     given) receives "cpu_identity_bytes": bytes that differed only by the cores' APIC ids."""
     diffs = []
     pairs = identity_pairs(trace.manifest["host"])
-    regs = getregs(pid)
-    reg_diffs = [{"register": n, "expected": ckpt["regs"][n], "found": regs[n]}
-                 for n in REG_NAMES
-                 if (regs[n] & ~RF if n == "eflags" else regs[n]) !=
-                 (ckpt["regs"][n] & ~RF if n == "eflags" else ckpt["regs"][n])]
+    reg_diffs = register_diff(ckpt["regs"], getregs(pid))
     if reg_diffs:
         diffs.append({"what": "registers", "registers": reg_diffs})
     fpu = ffi.new("uint64_t *")
@@ -86,35 +82,30 @@ def compare(pid: int, ckpt: dict, trace, pages, notes: dict | None = None) -> li
             diffs.append({"what": "signal-state", "expected": ckpt["signals"], "found": signals})
         if brk != ckpt["mm"]["brk"]:
             diffs.append({"what": "brk", "expected": ckpt["mm"]["brk"], "found": brk})
-        maps = exec_image.read_maps(pid)
-        if _covered(maps) != _covered(ckpt["regions"]):
+        expected, found = _covered(ckpt["regions"]), _covered(exec_image.read_maps(pid))
+        if found != expected:
             diffs.append({"what": "address-space",
-                          "expected": [f"{s:#x}-{e:#x} {p}" for s, e, p in _covered(ckpt["regions"])],
-                          "found": [f"{s:#x}-{e:#x} {p}" for s, e, p in _covered(maps)]})
-        recorded = trace.blob(ckpt["pagemap_blob"])
-        if len(recorded) != 16 * ckpt["pages"]:
-            raise TraceError(f"{trace.path}: checkpoint {ckpt['id']}: pagemap blob has the "
-                             f"wrong size")
+                          "expected": [f"{s:#x}-{e:#x} {p}" for s, e, p in expected],
+                          "found": [f"{s:#x}-{e:#x} {p}" for s, e, p in found]})
+        recorded = checkpoint_pagemap(trace, ckpt)
         mem_diffs = []
         tolerated = 0
         for r in ckpt["regions"]:
-            n = (r["end"] - r["start"]) // 4096
-            _, found = memory_pagemap(mem, [dict(r, offset=r["offset"])])
+            n = (r["end"] - r["start"]) // PAGE
+            data, unreadable = read_region(mem, r["start"], r["end"])
             want = recorded[r["first_page"] * 16:(r["first_page"] + n) * 16]
-            if found != want:
-                bad = []
-                for i in range(n):
-                    d = want[i * 16:(i + 1) * 16]
-                    if found[i * 16:(i + 1) * 16] == d:
-                        continue
-                    addr = r["start"] + i * 4096
-                    explained = _explained(pages.page(d), mem.read(addr, 4096), pairs)
-                    if explained is None:
-                        bad.append(i)
-                    else:
-                        tolerated += explained
-                if not bad:
+            bad = []
+            for i in range(n):
+                d = want[i * 16:(i + 1) * 16]
+                page = data[i * PAGE:(i + 1) * PAGE]
+                if (UNREADABLE if i in unreadable else page_digest(page)) == d:
                     continue
+                explained = None if i in unreadable else _explained(pages.page(d), page, pairs)
+                if explained is None:
+                    bad.append(i)
+                else:
+                    tolerated += explained
+            if bad:
                 mem_diffs.append({"region": f"{r['start']:#x}-{r['end']:#x}",
                                   "path": r["path"] or "[anon]", "perms": r["perms"],
                                   "pages_differing": len(bad),

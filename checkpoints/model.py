@@ -34,6 +34,14 @@ def _digest(trace, n, value, what) -> bytes:
     return d
 
 
+def checkpoint_pagemap(trace, ckpt: dict) -> bytes:
+    """The checkpoint's page digests (16 bytes per page of its regions, in order)."""
+    pagemap = trace.blob(ckpt["pagemap_blob"])
+    if len(pagemap) != 16 * ckpt["pages"]:
+        raise TraceError(f"{trace.path}: checkpoint {ckpt['id']}: pagemap blob has the wrong size")
+    return pagemap
+
+
 def load_checkpoint(trace, n: int) -> dict:
     index = trace.checkpoints
     if not 0 <= n < len(index):

@@ -18,6 +18,7 @@ from ..tracee import spawn
 from . import stub
 from .inject import (MAP_ANONYMOUS, MAP_FIXED, MAP_GROWSDOWN, MAP_PRIVATE, MAP_SHARED,
                      PROT_EXEC, PROT_READ, PROT_WRITE, Injector, TraceeMemory)
+from .model import checkpoint_pagemap
 from .pages import PAGE, PageStoreReader
 
 _restorer_fd = None
@@ -54,9 +55,7 @@ def _runs(digests: list[bytes]):
 def restore(trace, ckpt: dict, *, cpu: int, pages: PageStoreReader | None = None) -> int:
     """A new process in the checkpoint's state; returns its pid (the caller owns it)."""
     pages = pages or PageStoreReader(trace)
-    pagemap = trace.blob(ckpt["pagemap_blob"])
-    if len(pagemap) != 16 * ckpt["pages"]:
-        raise TraceError(f"{trace.path}: checkpoint {ckpt['id']}: pagemap blob has the wrong size")
+    pagemap = checkpoint_pagemap(trace, ckpt)
     xstate = trace.blob(ckpt["xstate_blob"])
     m = trace.manifest
     rlimits = [l for l in m.get("rlimits", []) if l[0] != "RLIMIT_CORE"] + [["RLIMIT_CORE", 0, 0]]

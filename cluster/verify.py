@@ -123,8 +123,6 @@ def verify(trace_path: str, *, workers: int, address: str | None = None, ship: b
             except ray.exceptions.RayError as e:    # the worker failed outside the segment
                 report = {"segment": k, "first_event": first, "end_event": end,
                           "status": ERROR, "error": str(e).strip().splitlines()[-1][:500]}
-            if ship and "divergence" in report:   # name the driver's trace, not the worker's copy
-                report["divergence"]["reproduce"] = f"rrverify replay {trace.path} --segment {k}"
             results.append(report)
             progress_bar.update(report)
             if fail_fast and report["status"] != VERIFIED:

@@ -32,7 +32,8 @@ class SegmentVerifier:
             if not os.path.exists(marker):
                 open(marker, "w").close()
                 os.kill(os.getpid(), signal.SIGKILL)
-        if shared is not None:
-            self.shipped_root = materialize(shared, bundle, self.shipped_root)
-            trace_path = self.shipped_root
-        return verify_segment(trace_path, k, cpu=self.cpu, cache=self.cache)
+        if shared is None:
+            return verify_segment(trace_path, k, cpu=self.cpu, cache=self.cache)
+        self.shipped_root = materialize(shared, bundle, self.shipped_root)
+        return verify_segment(self.shipped_root, k, cpu=self.cpu, cache=self.cache,
+                              shown_path=trace_path)

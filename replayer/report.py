@@ -11,6 +11,7 @@ from .._native import ffi, lib
 from ..errors import TraceError
 from ..recorder import syscalls
 from ..symbolize import Symbolizer
+from ..tracee import regs_dict
 
 DIV_NAMES = {lib.RRV_DIV_EVENT_KIND: "event-kind", lib.RRV_DIV_SYSCALL: "syscall",
              lib.RRV_DIV_REGS: "registers", lib.RRV_DIV_FPU: "fpu-state",
@@ -18,7 +19,6 @@ DIV_NAMES = {lib.RRV_DIV_EVENT_KIND: "event-kind", lib.RRV_DIV_SYSCALL: "syscall
              lib.RRV_DIV_SIGINFO: "siginfo", lib.RRV_DIV_SIGNAL: "signal",
              lib.RRV_DIV_EXIT_STATUS: "exit-status", lib.RRV_DIV_EXITED_EARLY: "exited-early",
              lib.RRV_DIV_TRACE: "trace"}
-RF = 0x10000
 
 
 def event_label(kind: int, nr: int) -> str:
@@ -30,17 +30,6 @@ def event_label(kind: int, nr: int) -> str:
         except ValueError:
             return f"signal {nr}"
     return E.KIND_NAMES.get(kind, f"kind {kind}")
-
-
-def register_diff(expected, found) -> list[dict]:
-    diffs = []
-    for name in E.REG_NAMES:
-        a, b = getattr(expected, name), getattr(found, name)
-        if name == "eflags":
-            a, b = a & ~RF, b & ~RF
-        if a != b:
-            diffs.append({"register": name, "expected": a, "found": b})
-    return diffs
 
 
 def disassemble(pid: int, addr: int, count: int = 4) -> list[str]:
@@ -82,7 +71,7 @@ def describe(state, feed, replayer, pid: int, trace) -> dict:
         out["found"] = {"value": d.found_value & mask}
     if d.kind in (lib.RRV_DIV_REGS, lib.RRV_DIV_SYSCALL, lib.RRV_DIV_FPU, lib.RRV_DIV_DATA,
                   lib.RRV_DIV_SIGINFO, lib.RRV_DIV_SIGNAL):
-        out["registers"] = register_diff(d.expected_regs, d.found_regs)
+        out["registers"] = E.register_diff(regs_dict(d.expected_regs), regs_dict(d.found_regs))
     ip = d.found_regs.rip or d.expected_regs.rip
     if ip:
         files = trace.files

@@ -26,9 +26,12 @@ def segment_bounds(trace: Trace) -> list[tuple[int, int, int]]:
 
 
 def verify_segment(trace_path: str, k: int, *, cpu: int | None = None,
-                   check_cpu: bool = True, cache: dict | None = None) -> dict:
+                   check_cpu: bool = True, cache: dict | None = None,
+                   shown_path: str | None = None) -> dict:
     """cache: a dict the caller keeps across segments of the same trace (a worker does):
-    it holds the trace's page store reader, so pages shared by checkpoints are read once."""
+    it holds the trace's page store reader, so pages shared by checkpoints are read once.
+    shown_path: the trace's name in the report, when trace_path is a local copy (--ship)."""
+    shown = shown_path or trace_path
     t0 = time.monotonic()
     report = {"segment": k, "status": ERROR, "host": socket.gethostname(), "pid": os.getpid(),
               "cpu": cpu}
@@ -56,7 +59,7 @@ def verify_segment(trace_path: str, k: int, *, cpu: int | None = None,
         if res.exit_status is not None:
             report["exit_status"] = res.exit_status
         if res.divergence:
-            report["divergence"] = with_segment(res.divergence, k, trace_path)
+            report["divergence"] = with_segment(res.divergence, k, shown)
     except TraceError as e:
         report.update(status=TRACE_ERROR, error=str(e))
     except RRVerifyError as e:
@@ -66,4 +69,6 @@ def verify_segment(trace_path: str, k: int, *, cpu: int | None = None,
                       traceback=traceback.format_exc(limit=8))
     finally:
         report["seconds"] = round(time.monotonic() - t0, 6)
+        if "error" in report and shown != trace_path:
+            report["error"] = report["error"].replace(trace_path, shown)
     return report

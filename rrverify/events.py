@@ -17,6 +17,21 @@ DIGEST_BYTES = 32
 REG_NAMES = ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx",
              "rdx", "rsi", "rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss", "fs_base",
              "gs_base", "ds", "es", "fs", "gs")
+EFLAGS_RF = 0x10000    # the resume flag: set or cleared by the kernel on its own, never compared
+
+
+def register_diff(expected: dict, found: dict) -> list[dict]:
+    """The registers that differ, eflags' resume flag masked (docs/checks.md)."""
+    diffs = []
+    for name in REG_NAMES:
+        a, b = expected[name], found[name]
+        if name == "eflags":
+            a, b = a & ~EFLAGS_RF, b & ~EFLAGS_RF
+        if a != b:
+            diffs.append({"register": name, "expected": a, "found": b})
+    return diffs
+
+
 HEADER = struct.Struct("<IBBHiiqQQII27Q")
 WRITE = struct.Struct("<QII")
 assert HEADER.size == 264

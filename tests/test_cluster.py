@@ -200,3 +200,12 @@ def test_joins_an_existing_cluster_with_address(longrun, tmp_path):
         assert report["address"] == f"127.0.0.1:{port}" and report["status"] == "verified"
     finally:
         subprocess.run([ray_cli, "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+def test_shipped_reports_name_the_drivers_trace(trace_copy, tmp_path):
+    chunk = _last_chunk(trace_copy)
+    (trace_copy / "blobs" / chunk.hex()[:2] / f"{chunk.hex()}.zst").unlink()
+    proc, report = verify(trace_copy, tmp_path, "--ship")
+    assert proc.returncode == 1
+    errors = [s["error"] for s in report["segments"] if s["status"] == "trace-error"]
+    assert errors and all(str(trace_copy) in e and "rrverify-shipped" not in e for e in errors)
