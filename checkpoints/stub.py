@@ -29,7 +29,8 @@ def restorer_elf() -> bytes:
 
 
 def restorer_fd() -> int:
-    """A memfd holding the restorer, inheritable so a child can exec /proc/self/fd/N."""
-    fd = os.memfd_create("rrverify-restorer", 0)
+    """A memfd holding the restorer; a child exec's it by the path /proc/PARENT/fd/N, so it
+    need not (and does not) inherit the fd."""
+    fd = os.memfd_create("rrverify-restorer", os.MFD_CLOEXEC)
     os.write(fd, restorer_elf())
     return fd

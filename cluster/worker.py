@@ -1,7 +1,9 @@
 """The Ray side: a small actor per worker CPU that verifies segments one at a time."""
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import signal
 
 import ray
@@ -34,6 +36,10 @@ class SegmentVerifier:
                 os.kill(os.getpid(), signal.SIGKILL)
         if shared is None:
             return verify_segment(trace_path, k, cpu=self.cpu, cache=self.cache)
-        self.shipped_root = materialize(shared, bundle, self.shipped_root)
+        if self.shipped_root is None:
+            self.shipped_root = materialize(shared, bundle)
+            atexit.register(shutil.rmtree, self.shipped_root, True)
+        else:
+            materialize(shared, bundle, self.shipped_root)
         return verify_segment(self.shipped_root, k, cpu=self.cpu, cache=self.cache,
                               shown_path=trace_path)
