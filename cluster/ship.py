@@ -50,8 +50,9 @@ def segment_bundle(trace: Trace, pages: PageStoreReader, k: int, first: int, end
     with open(os.path.join(trace.path, "events.zst"), "rb") as f:
         for frame in frames:
             f.seek(frame.offset)
-            chunks.append((frame.offset, f.read(frame.compressed)))
-            for ev in E.iter_events(trace.read_frame(frame), frame.first_event):
+            comp = f.read(frame.compressed)
+            chunks.append((frame.offset, comp))
+            for ev in E.iter_events(trace.decode_frame(frame, comp), frame.first_event):
                 if not first <= ev.index <= end:
                     continue
                 blobs |= {w.blob for w in ev.writes if w.blob is not None}

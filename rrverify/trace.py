@@ -305,7 +305,10 @@ class Trace:
     def read_frame(self, frame: Frame) -> bytes:
         with open(os.path.join(self.path, "events.zst"), "rb") as f:
             f.seek(frame.offset)
-            comp = f.read(frame.compressed)
+            return self.decode_frame(frame, f.read(frame.compressed))
+
+    def decode_frame(self, frame: Frame, comp: bytes) -> bytes:
+        """A frame's events from its compressed bytes, checked against the index."""
         if len(comp) != frame.compressed:
             raise TraceError(f"{self.path}: events.zst truncated in frame {frame.number}")
         if frame_hash(comp) != frame.hash:
