@@ -2,12 +2,10 @@
 uses has the type and bounds it must have, or the trace is refused (TraceError)."""
 from __future__ import annotations
 
-import json
-import os
-
 from ..errors import TraceError
 from ..events import REG_NAMES
-from ..trace import checkpoint_path
+from ..trace import (MAX_MANIFEST, checkpoint_name, file_hash, is_hex_digest, is_int, is_u64,
+                     load_json)
 from .inject import MM_FIELDS
 
 U64 = 2**64
@@ -19,19 +17,15 @@ def _fail(trace, n, what):
 
 
 def _u64(trace, n, value, what) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < U64:
+    if not is_u64(value):
         _fail(trace, n, what)
     return value
 
 
 def _digest(trace, n, value, what) -> bytes:
-    try:
-        d = bytes.fromhex(value)
-    except (TypeError, ValueError):
-        d = b""
-    if len(d) != 32:
+    if not is_hex_digest(value):
         _fail(trace, n, what)
-    return d
+    return bytes.fromhex(value)
 
 
 def checkpoint_pagemap(trace, ckpt: dict) -> bytes:
@@ -46,16 +40,20 @@ def load_checkpoint(trace, n: int) -> dict:
     index = trace.checkpoints
     if not 0 <= n < len(index):
         raise TraceError(f"{trace.path}: no checkpoint {n} (the trace has {len(index)})")
-    path = checkpoint_path(trace.path, n)
+    name = checkpoint_name(n)
+    data = trace.read_file(name, MAX_MANIFEST, "checkpoint",
+                           f"{trace.path}: checkpoint {n} is missing ({name})")
+    if file_hash(data) != index[n]["blake2b"]:
+        _fail(trace, n, "hash mismatch")
     try:
-        with open(path, "rb") as f:
-            c = json.loads(f.read(16 << 20))
-    except FileNotFoundError:
-        raise TraceError(f"{trace.path}: checkpoint {n} is missing ({path})") from None
-    except ValueError:
+        c = load_json(data, name)
+    except TraceError:
         _fail(trace, n, "not JSON")
-    if not isinstance(c, dict) or c.get("id") != n or c.get("event") != index[n]["event"]:
+    if not isinstance(c, dict) or c.get("id") != n or c.get("event") != index[n]["event"] or \
+            not is_int(c["id"]) or not is_int(c["event"]):
         _fail(trace, n, "id or event do not match checkpoints.jsonl")
+    if not is_int(c.get("tid")):
+        _fail(trace, n, "tid")
     regs = c.get("regs")
     if not isinstance(regs, dict) or set(regs) != set(REG_NAMES):
         _fail(trace, n, "registers")
@@ -71,38 +69,38 @@ def load_checkpoint(trace, n: int) -> dict:
     for k, v in mm.items():
         _u64(trace, n, v, f"mm.{k}")
     sig = c.get("signals")
-    try:
-        _u64(trace, n, sig["mask"], "signal mask")
-        for a in sig["actions"]:
-            if len(a) != 5 or not 1 <= a[0] <= 64:
-                _fail(trace, n, "signal action")
-            for v in a:
-                _u64(trace, n, v, "signal action")
-        sp, flags, size = sig["altstack"]
-        _u64(trace, n, sp, "altstack")
-        _u64(trace, n, size, "altstack")
-        if not isinstance(flags, int) or isinstance(flags, bool) or not -2**31 <= flags < 2**31:
-            _fail(trace, n, "altstack")
-    except (TypeError, KeyError, ValueError):
+    if not isinstance(sig, dict) or not isinstance(sig.get("actions"), list) or \
+            not isinstance(sig.get("altstack"), list) or len(sig["altstack"]) != 3:
         _fail(trace, n, "signals")
+    _u64(trace, n, sig.get("mask"), "signal mask")
+    for a in sig["actions"]:
+        if not isinstance(a, list) or len(a) != 5 or not all(is_u64(v) for v in a) or \
+                not 1 <= a[0] <= 64:
+            _fail(trace, n, "signal action")
+    sp, flags, size = sig["altstack"]
+    _u64(trace, n, sp, "altstack")
+    _u64(trace, n, size, "altstack")
+    if not is_int(flags) or not -2**31 <= flags < 2**31:
+        _fail(trace, n, "altstack")
     regions = c.get("regions")
     if not isinstance(regions, list):
         _fail(trace, n, "regions")
     last_end, pages = 0, 0
     for r in regions:
-        try:
-            start, end, first = r["start"], r["end"], r["first_page"]
-            ok = (isinstance(r["perms"], str) and len(r["perms"]) == 4 and
-                  isinstance(r["path"], str) and isinstance(start, int) and
-                  isinstance(end, int) and start % 4096 == 0 and end % 4096 == 0 and
-                  last_end <= start < end <= TASK_SIZE and first == pages and
-                  isinstance(r["offset"], int) and 0 <= r["offset"] < U64)
-        except (TypeError, KeyError, ValueError):
-            ok = False
+        ok = (isinstance(r, dict) and isinstance(r.get("perms"), str) and len(r["perms"]) == 4
+              and isinstance(r.get("path"), str) and is_u64(r.get("offset"))
+              and all(is_int(r.get(k)) for k in ("start", "end", "first_page")))
+        if ok:
+            start, end = r["start"], r["end"]
+            ok = (start % 4096 == 0 and end % 4096 == 0 and last_end <= start < end <= TASK_SIZE
+                  and r["first_page"] == pages)
         if not ok:
             _fail(trace, n, f"region {r!r:.80}")
         last_end = end
         pages += (end - start) // 4096
     if pages != c["pages"]:
         _fail(trace, n, "page count")
+    c.setdefault("before_exit", False)   # taken with the process parked before its exit
+    if not isinstance(c["before_exit"], bool):
+        _fail(trace, n, "before_exit")
     return c

@@ -6,12 +6,13 @@ mapped file's blob at an offset (a page equal to its backing file is never store
 Zero pages are not stored at all: their name is ZERO. Layout: docs/trace-format.md."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import struct
 
 from ..errors import TraceError
-from ..trace import read_records, write_all
+from ..trace import MAX_INDEX, TraceWriter, read_records, write_all
 
 PAGE = 4096
 CHUNK_PAGES = 64
@@ -37,10 +38,16 @@ def page_digests(data: bytes) -> list[bytes]:
 class PageStoreWriter:
     def __init__(self, trace_dir: str, put_blob):
         self.put_blob = put_blob
+        # put_blob is a TraceWriter's: that writer must learn of a failed write of ours too
+        # (a full disk), so the trace's end says why, and refuse ours after one of its own.
+        owner = getattr(put_blob, "__self__", None)
+        self._writing = owner.writing if isinstance(owner, TraceWriter) else contextlib.nullcontext
         self.known: set[bytes] = {ZERO, UNREADABLE}
         self.path = os.path.join(trace_dir, "pages.idx")
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-        write_all(self.fd, INDEX_MAGIC)
+        with self._writing():
+            self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
+                              0o644)
+            write_all(self.fd, INDEX_MAGIC)
         self._chunk: list[tuple[bytes, bytes]] = []
         self._file_records: list[bytes] = []
         self.stored_pages = 0
@@ -70,28 +77,34 @@ class PageStoreWriter:
             self.stored_pages += len(self._chunk)
             self._chunk.clear()
         if records:
-            write_all(self.fd, b"".join(records))
+            with self._writing():
+                write_all(self.fd, b"".join(records))
         self._file_records = []
 
     def close(self) -> None:
-        self.flush()
-        os.fsync(self.fd)
-        os.close(self.fd)
+        try:
+            self.flush()
+            with self._writing():
+                os.fsync(self.fd)
+        except TraceError:
+            pass    # a failed write, which the trace writer reports; no checkpoint names these
+        finally:
+            os.close(self.fd)
 
 
 class PageStoreReader:
     def __init__(self, trace):
         self.trace = trace
         path = os.path.join(trace.path, "pages.idx")
-        try:
-            records = read_records(path, INDEX_MAGIC, RECORD, trace.complete, "page index")
-        except FileNotFoundError:
-            raise TraceError(f"{trace.path}: pages.idx is missing") from None
+        data = trace.read_file("pages.idx", MAX_INDEX, "page index",
+                               f"{trace.path}: pages.idx is missing")
+        records = read_records(data, path, INDEX_MAGIC, RECORD, trace.complete, "page index")
         self.sources: dict[bytes, tuple[int, bytes, int]] = {}
         for n, (d, kind, blob, where) in enumerate(records):
             if kind not in (FROM_CHUNK, FROM_FILE) or (kind == FROM_CHUNK and where >= CHUNK_PAGES):
                 raise TraceError(f"{path}: corrupted page index at record {n}")
             self.sources.setdefault(d, (kind, blob, where))
+        self.duplicates = len(records) - len(self.sources)     # the first record is used
         self._blobs: dict[bytes, bytes] = {}
         # Most pages are the same from one checkpoint to the next: a worker that keeps this
         # reader across segments decompresses and checks each page once.

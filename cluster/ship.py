@@ -4,7 +4,6 @@ reference for all), then per segment the event frames it replays and the blobs i
 maps or compares. The worker lays them out as a trace directory of its own."""
 from __future__ import annotations
 
-import glob
 import os
 import tempfile
 
@@ -12,24 +11,30 @@ from .. import events as E
 from ..checkpoints.pages import PageStoreReader
 from ..recorder.syscalls import NUMBERS
 from ..errors import TraceError
-from ..trace import Trace, blob_path
+from ..trace import (MAX_INDEX, MAX_MANIFEST, Trace, blob_path, checkpoint_name,
+                     open_trace_file, read_trace_file)
 
 SHARED = ("manifest.json", "events.idx", "files.jsonl", "checkpoints.jsonl", "pages.idx")
 
 
-def _read(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        raise TraceError(f"{os.path.dirname(path)}: {os.path.basename(path)} is missing") from None
-
-
 def shared_bundle(trace: Trace) -> dict[str, bytes]:
-    files = {name: _read(os.path.join(trace.path, name)) for name in SHARED}
-    for p in glob.glob(os.path.join(trace.path, "checkpoints", "*.json")):
-        files[os.path.join("checkpoints", os.path.basename(p))] = _read(p)
-    files["events.zst.size"] = str(os.path.getsize(os.path.join(trace.path, "events.zst"))).encode()
+    """The small tables, read as a reader reads them (regular files, capped, checked against
+    the manifest's integrity), and every indexed checkpoint file (checked by the worker)."""
+    files = {"manifest.json": read_trace_file(trace.path, "manifest.json", MAX_MANIFEST)}
+    for name in SHARED[1:]:
+        files[name] = trace.read_file(name, MAX_INDEX, name,
+                                      f"{trace.path}: {name} is missing")
+    for n in range(len(trace.checkpoints)):
+        try:
+            files[checkpoint_name(n)] = read_trace_file(trace.path, checkpoint_name(n),
+                                                        MAX_MANIFEST)
+        except TraceError:
+            pass    # damage stays the segments' own: segment_bundle loads theirs and says why
+    fd = open_trace_file(trace.path, "events.zst")
+    try:
+        files["events.zst.size"] = str(os.fstat(fd).st_size).encode()
+    finally:
+        os.close(fd)
     return files
 
 
@@ -47,10 +52,10 @@ def segment_bundle(trace: Trace, pages: PageStoreReader, k: int, first: int, end
         blobs |= pages.blobs_for({pagemap[i:i + 16] for i in range(0, len(pagemap), 16)})
     files = trace.files
     chunks = []
-    with open(os.path.join(trace.path, "events.zst"), "rb") as f:
+    fd = open_trace_file(trace.path, "events.zst")
+    try:
         for frame in frames:
-            f.seek(frame.offset)
-            comp = f.read(frame.compressed)
+            comp = trace.read_frame_bytes(frame, fd)
             chunks.append((frame.offset, comp))
             for ev in E.iter_events(trace.decode_frame(frame, comp), frame.first_event):
                 if not first <= ev.index <= end:
@@ -61,11 +66,12 @@ def segment_bundle(trace: Trace, pages: PageStoreReader, k: int, first: int, end
                         raise TraceError(f"{trace.path}: event {ev.index} maps file "
                                          f"#{ev.aux - 1}, which files.jsonl does not have")
                     blobs.add(bytes.fromhex(files[ev.aux - 1]["blob"]))
+    finally:
+        os.close(fd)
     blob_files = {}
     for d in blobs:
-        p = blob_path(trace.path, d)
-        if os.path.exists(p):       # a missing blob stays missing: the worker reports it
-            blob_files[d.hex()] = _read(p)
+        if os.path.lexists(blob_path(trace.path, d)):   # a missing blob stays missing: the
+            blob_files[d.hex()] = trace.blob_file(d)      # worker reports it
     return {"frames": chunks, "blobs": blob_files}
 
 

@@ -10,7 +10,7 @@ import sys
 
 from .errors import RRVerifyError, UsageError
 
-COMMANDS = ("record", "replay", "verify", "info", "dump", "demo")
+COMMANDS = ("record", "replay", "verify", "info", "dump", "check", "demo")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="print the manifest as JSON")
     d = sub.add_parser("dump", help="print one line per event")
     d.add_argument("trace", nargs="?")
+    c = sub.add_parser("check", help="read every byte of a trace and check every hash "
+                                     "(before uploading it)")
+    c.add_argument("trace", nargs="?")
     dm = sub.add_parser("demo", help="record a bundled program and verify it on a local Ray")
     dm.add_argument("--workers", type=int, default=None)
     return p
@@ -93,6 +96,11 @@ def _run(args) -> int:
         return cmd_info(args)
     if args.command == "dump":
         return cmd_dump(args)
+    if args.command == "check":
+        from .check import check
+        from . import tracedirs
+        print(check(tracedirs.resolve(args.trace)))
+        return 0
     if args.command == "demo":
         from .demo import run_demo
         return run_demo(args.workers)

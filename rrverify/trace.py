@@ -12,9 +12,12 @@ trace path and what is wrong.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
+import stat
 import queue
 import struct
 import threading
@@ -26,26 +29,56 @@ import zstandard
 from .errors import TraceError
 
 FORMAT_NAME = "rrverify-trace"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 INDEX_MAGIC = b"RRVEIDX1"
 INDEX_RECORD = struct.Struct("<QIIQII16s")
 MAX_FRAME_RAW = 64 << 20         # a frame larger than this is corrupt, not big
 MAX_BLOB = 4 << 30
-MAX_MANIFEST = 16 << 20
+MAX_MANIFEST = 16 << 20          # the manifest, a checkpoint file, files.jsonl, checkpoints.jsonl
+MAX_INDEX = 1 << 30              # events.idx, pages.idx
+MAX_BLOB_FILE = MAX_BLOB + (MAX_BLOB >> 7) + (1 << 20)   # zstd never grows data more than this
+# The files the final manifest's "integrity" covers (the others carry hashes of their own).
+INTEGRITY_FILES = ("events.idx", "pages.idx", "files.jsonl", "checkpoints.jsonl")
 
 
 def blob_path(root: str, digest: bytes) -> str:
     """Where blob `digest` lives under a trace directory (never outside it: the name is hex)."""
+    return os.path.join(root, blob_name(digest))
+
+
+def blob_name(digest: bytes) -> str:
     h = digest.hex()
-    return os.path.join(root, "blobs", h[:2], h + ".zst")
+    return os.path.join("blobs", h[:2], h + ".zst")
 
 
 def blob_digest(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=32).digest()
 
 
+def file_hash(data: bytes) -> str:
+    """What checkpoints.jsonl and the manifest's integrity record of a file's bytes."""
+    return blob_digest(data).hex()
+
+
 def frame_hash(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=16).digest()
+
+
+def frame_bound(raw: int) -> int:
+    """The most bytes zstd can compress `raw` bytes into (a generous ZSTD_compressBound)."""
+    return raw + (raw >> 7) + 1024
+
+
+def is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_u64(v) -> bool:
+    return is_int(v) and 0 <= v < 2**64
+
+
+def is_hex_digest(v) -> bool:
+    return isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v)
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -56,24 +89,118 @@ def write_all(fd: int, data: bytes) -> None:
 
 def _atomic_write(path: str, data: bytes, sync: bool = True) -> None:
     tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        if sync:
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            if sync:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        _unlink(tmp)   # a full disk: give back what the half-written copy took
+        raise
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def checkpoint_name(n: int) -> str:
+    return os.path.join("checkpoints", f"{n:06d}.json")
 
 
 def checkpoint_path(trace_dir: str, n: int) -> str:
-    return os.path.join(trace_dir, "checkpoints", f"{n:06d}.json")
+    return os.path.join(trace_dir, checkpoint_name(n))
 
 
-def read_records(path: str, magic: bytes, record: struct.Struct, complete: bool,
+# -- reading untrusted files ---------------------------------------------------------------
+
+def open_trace_file(root: str, name: str, missing: str | None = None) -> int:
+    """A read-only fd of the regular file `name` inside the trace `root`, or a TraceError.
+    A FIFO, a device or a symbolic link in its place, or a directory on its way that leads out
+    of the trace, is refused before anything is read (the trace root itself may be reached
+    through a symbolic link)."""
+    path = os.path.join(root, name)
+    sub = os.path.dirname(name)
+    if sub:
+        real_root = os.path.realpath(root)
+        real_sub = os.path.realpath(os.path.join(root, sub))
+        if os.path.commonpath([real_root, real_sub]) != real_root:
+            raise TraceError(f"{path}: leads out of the trace (through a symbolic link)")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise TraceError(missing or f"{path}: missing") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise TraceError(f"{path}: not a regular file (a symbolic link)") from None
+        raise TraceError(f"{path}: cannot open ({e.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise TraceError(f"{path}: not a regular file")
+    return fd
+
+
+def read_fd(fd: int, path: str, cap: int) -> bytes:
+    """The whole file, refused if it holds more than cap bytes (whatever its size claims)."""
+    chunks, total = [], 0
+    while chunk := os.read(fd, min(cap + 1 - total, 1 << 24)):
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > cap:
+            raise TraceError(f"{path}: implausibly large (more than {cap} bytes)")
+    return b"".join(chunks)
+
+
+def read_trace_file(root: str, name: str, cap: int, missing: str | None = None) -> bytes:
+    fd = open_trace_file(root, name, missing)
+    try:
+        return read_fd(fd, os.path.join(root, name), cap)
+    finally:
+        os.close(fd)
+
+
+def pread_exact(fd: int, offset: int, size: int) -> bytes:
+    """size bytes at offset, or fewer at the end of the file."""
+    chunks, total = [], 0
+    while total < size:
+        chunk = os.pread(fd, min(size - total, 1 << 24), offset + total)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
+
+
+def load_json(data: bytes, where: str):
+    """JSON from a trace; TraceError(where + ": ...") for anything that is not."""
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as e:      # UnicodeDecodeError is a ValueError
+        raise TraceError(f"{where}: not valid JSON ({type(e).__name__})") from None
+
+
+def decompress_blob(dctx, comp: bytes, cap: int) -> bytes:
+    """One whole zstd frame with its content size, nothing after it (zstandard would
+    silently ignore trailing bytes); raises zstandard.ZstdError."""
+    size = zstandard.frame_content_size(comp)
+    if not 0 <= size <= cap:
+        raise zstandard.ZstdError("no content size, or an implausible one" if size < 0 else
+                                  f"content size {size} is implausibly large")
+    obj = dctx.decompressobj()
+    data = obj.decompress(comp)
+    if not obj.eof or obj.unused_data or len(data) != size:
+        raise zstandard.ZstdError("not exactly one whole zstd frame")
+    return data
+
+
+def read_records(data: bytes, path: str, magic: bytes, record: struct.Struct, complete: bool,
                  what: str) -> list[tuple]:
     """A binary index: an 8-byte magic, then fixed-size records. A torn last record is what an
     interrupted recording leaves: dropped, but only in an incomplete trace."""
-    with open(path, "rb") as f:
-        data = f.read()
     if data[:8] != magic:
         raise TraceError(f"{path}: corrupted {what} (bad magic)")
     body = data[8:]
@@ -81,6 +208,16 @@ def read_records(path: str, magic: bytes, record: struct.Struct, complete: bool,
     if whole != len(body) and complete:
         raise TraceError(f"{path}: truncated {what}")
     return [record.unpack_from(body, off) for off in range(0, whole, record.size)]
+
+
+def integrity_of(root: str) -> dict:
+    """The manifest's "integrity": size and BLAKE2b-256 of each file it covers, as on disk."""
+    out = {}
+    for name in INTEGRITY_FILES:
+        with open(os.path.join(root, name), "rb") as f:
+            data = f.read()
+        out[name] = {"size": len(data), "blake2b": file_hash(data)}
+    return out
 
 
 @dataclass
@@ -99,23 +236,28 @@ class TraceWriter:
 
     Frames are compressed and written by a background thread kept off the CPU the tracer and
     tracee are pinned to (avoid_cpu): compression then overlaps recording instead of adding to
-    every event's cost."""
+    every event's cost.
+
+    A failed write (a full disk) is remembered: every later write is refused with the same
+    TraceError, so the files keep a whole prefix, and close() says why the trace ends."""
 
     def __init__(self, path: str, manifest: dict, avoid_cpu: int | None = None):
         self.path = path
         if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
             raise TraceError(f"{path}: already exists; choose another trace directory")
-        os.makedirs(os.path.join(path, "blobs"), exist_ok=True)
+        self._write_error: OSError | None = None
         self.manifest = dict(manifest, format=FORMAT_NAME, version=FORMAT_VERSION,
                              uuid=str(uuidlib.uuid4()), complete=False)
-        self._write_manifest()
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
-        self._events_fd = os.open(os.path.join(path, "events.zst"), flags, 0o644)
-        self._index_fd = os.open(os.path.join(path, "events.idx"), flags, 0o644)
-        self._files_fd = os.open(os.path.join(path, "files.jsonl"), flags, 0o644)
-        self._ckpt_fd = os.open(os.path.join(path, "checkpoints.jsonl"), flags, 0o644)
+        with self.writing():
+            os.makedirs(os.path.join(path, "blobs"), exist_ok=True)
+            self._write_manifest()
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+            self._events_fd = os.open(os.path.join(path, "events.zst"), flags, 0o644)
+            self._index_fd = os.open(os.path.join(path, "events.idx"), flags, 0o644)
+            self._files_fd = os.open(os.path.join(path, "files.jsonl"), flags, 0o644)
+            self._ckpt_fd = os.open(os.path.join(path, "checkpoints.jsonl"), flags, 0o644)
+            write_all(self._index_fd, INDEX_MAGIC)
         self.checkpoints = 0
-        write_all(self._index_fd, INDEX_MAGIC)
         # Level 1 for blobs (mapped files, pages): recording-time cost matters more here
         # than the last few percent of size.
         self._compressor = zstandard.ZstdCompressor(level=1, write_checksum=True,
@@ -129,11 +271,34 @@ class TraceWriter:
         self.raw_bytes = 0
         self.blob_bytes = 0
         self.files = 0
+        self.frames_written = self.events_written = 0     # by the writer thread
         self._frames_out: queue.Queue = queue.Queue(maxsize=16)
-        self._writer_error: BaseException | None = None
         self._writer = threading.Thread(target=self._write_frames, args=(avoid_cpu,),
                                          name="rrverify-frame-writer", daemon=True)
         self._writer.start()
+
+    @property
+    def write_failure(self) -> str | None:
+        """Why the trace could not be written, or None."""
+        e = self._write_error
+        if e is None:
+            return None
+        what = os.strerror(e.errno) if e.errno else str(e)
+        return "cannot write the trace: " + what[:1].lower() + what[1:]
+
+    def _failed(self) -> TraceError:
+        return TraceError(f"record: {self.write_failure}")
+
+    @contextlib.contextmanager
+    def writing(self):
+        """Run a write; an OSError is remembered and becomes the TraceError the user sees."""
+        if self._write_error is not None:
+            raise self._failed()
+        try:
+            yield
+        except OSError as e:
+            self._write_error = self._write_error or e
+            raise self._failed() from None
 
     def _write_manifest(self) -> None:
         _atomic_write(os.path.join(self.path, "manifest.json"),
@@ -145,8 +310,8 @@ class TraceWriter:
         self._pending_events += count
 
     def cut_frame(self) -> None:
-        if self._writer_error is not None:
-            raise TraceError(f"{self.path}: cannot write the trace: {self._writer_error}")
+        if self._write_error is not None:
+            raise self._failed()
         if not self._pending_events:
             return
         raw = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
@@ -165,9 +330,10 @@ class TraceWriter:
                 os.sched_setaffinity(0, others)   # this thread only
         compressor = zstandard.ZstdCompressor(level=3, write_checksum=True,
                                               write_content_size=True)
+        frames_failed = False
         while (item := self._frames_out.get()) is not None:
-            if self._writer_error is not None:
-                continue
+            if frames_failed:
+                continue       # a frame after a lost one would not be contiguous
             raw, first, count = item
             try:
                 comp = compressor.compress(raw)
@@ -175,26 +341,29 @@ class TraceWriter:
                 write_all(self._index_fd, INDEX_RECORD.pack(self.offset, len(comp), len(raw),
                                                              first, count, 0, frame_hash(comp)))
                 self.offset += len(comp)
+                self.frames_written += 1
+                self.events_written = first + count
             except OSError as e:
-                self._writer_error = e
+                frames_failed = True
+                self._write_error = self._write_error or e
 
     def put_blob(self, data: bytes, digest: bytes | None = None) -> bytes:
         """Store data once under its BLAKE2b-256 (digest: when the caller just computed it)."""
         digest = digest or blob_digest(data)
         p = blob_path(self.path, digest)
-        if not os.path.exists(p):
-            os.makedirs(os.path.dirname(p), exist_ok=True)
-            comp = self._compressor.compress(data)
-            with open(p + ".tmp", "wb") as f:
-                f.write(comp)
-            os.replace(p + ".tmp", p)
-            self.blob_bytes += len(comp)
+        with self.writing():
+            if not os.path.exists(p):
+                os.makedirs(os.path.dirname(p), exist_ok=True)
+                comp = self._compressor.compress(data)
+                _atomic_write(p, comp, sync=False)
+                self.blob_bytes += len(comp)
         return digest
 
     def add_file(self, identity: dict) -> int:
         index = self.files
         line = json.dumps(dict(identity, index=index), sort_keys=True) + "\n"
-        write_all(self._files_fd, line.encode())
+        with self.writing():
+            write_all(self._files_fd, line.encode())
         self.files += 1
         return index
 
@@ -202,36 +371,70 @@ class TraceWriter:
         """Write checkpoint number len(checkpoints) and index it (the index line last, so a
         reader never finds an index entry without its checkpoint)."""
         n = self.checkpoints
-        ckpt = dict(ckpt, id=n)
-        os.makedirs(os.path.join(self.path, "checkpoints"), exist_ok=True)
-        _atomic_write(checkpoint_path(self.path, n),
-                      json.dumps(ckpt, sort_keys=True).encode() + b"\n", sync=False)
-        line = json.dumps({"id": n, "event": ckpt["event"]}) + "\n"
-        write_all(self._ckpt_fd, line.encode())
+        data = json.dumps(dict(ckpt, id=n), sort_keys=True).encode() + b"\n"
+        line = json.dumps({"id": n, "event": ckpt["event"], "blake2b": file_hash(data)}) + "\n"
+        with self.writing():
+            os.makedirs(os.path.join(self.path, "checkpoints"), exist_ok=True)
+            _atomic_write(checkpoint_path(self.path, n), data, sync=False)
+            write_all(self._ckpt_fd, line.encode())
         self.checkpoints += 1
         return n
 
     def close(self, *, complete: bool, end: dict, stats: dict) -> None:
+        """Flush every frame that can be, and write the final manifest: the end, the stats and
+        the integrity of the files it covers. After a failed write, end.reason says so."""
         try:
             self.cut_frame()
+        except TraceError:
+            pass           # a failed write: reported below
         finally:
             self._frames_out.put(None)
             self._writer.join()
-        if self._writer_error is not None:
-            complete = False
-            end = dict(end, reason=f"cannot write the trace: {self._writer_error}")
         for fd in (self._events_fd, self._index_fd, self._files_fd, self._ckpt_fd):
-            os.fsync(fd)
+            try:
+                os.fsync(fd)
+            except OSError as e:
+                self._write_error = self._write_error or e
             os.close(fd)
-        self.manifest.update(complete=complete, end=end,
-                             stats=dict(stats, events=self.events, frames=self.frames,
+        if self._write_error is not None:
+            complete = False
+            end = dict(end, reason=self.write_failure)
+        self.manifest.update(complete=complete, end=end, integrity=integrity_of(self.path),
+                             stats=dict(stats, events=self.events_written,
+                                        frames=self.frames_written,
                                         event_bytes_raw=self.raw_bytes,
                                         event_bytes_compressed=self.offset,
                                         blob_bytes=self.blob_bytes, mapped_files=self.files,
                                         checkpoints=self.checkpoints))
-        self._write_manifest()
-        if self._writer_error is not None:
-            raise TraceError(f"{self.path}: cannot write the trace: {self._writer_error}")
+        self._write_final_manifest()
+        if self._write_error is not None:
+            raise self._failed()
+
+    def _write_final_manifest(self) -> None:
+        """On a full disk, retry smaller, and as a last resort overwrite the first manifest in
+        place (its blocks are already allocated): the trace must say how it ended."""
+        path = os.path.join(self.path, "manifest.json")
+        compact = json.dumps(self.manifest, sort_keys=True, separators=(",", ":")).encode()
+        try:
+            try:
+                self._write_manifest()
+            except OSError:
+                _atomic_write(path, compact + b"\n")
+        except OSError as e:
+            self._write_error = self._write_error or e
+            try:
+                old = os.path.getsize(path)
+                if len(compact) >= old:
+                    raise OSError(errno.ENOSPC, "the final manifest is larger than the first")
+                fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+                try:
+                    os.pwrite(fd, compact + b" " * (old - len(compact) - 1) + b"\n", 0)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except OSError:
+                raise TraceError(f"record: {self.write_failure}; the manifest could not be "
+                                 f"updated either: it says the recording never ended") from None
 
 
 class Trace:
@@ -242,35 +445,25 @@ class Trace:
         if not os.path.isdir(path):
             raise TraceError(f"{path}: no such trace directory")
         mpath = os.path.join(path, "manifest.json")
-        if not os.path.isfile(mpath):
-            raise TraceError(f"{path}: not an rrverify trace (no manifest.json)")
-        if os.path.getsize(mpath) > MAX_MANIFEST:
-            raise TraceError(f"{mpath}: implausibly large manifest")
-        try:
-            with open(mpath, "rb") as f:
-                m = json.loads(f.read())
-        except (ValueError, UnicodeDecodeError) as e:
-            raise TraceError(f"{mpath}: corrupted manifest ({e})") from None
+        m = load_json(read_trace_file(path, "manifest.json", MAX_MANIFEST,
+                                      f"{path}: not an rrverify trace (no manifest.json)"),
+                      f"{mpath}: corrupted manifest")
         if not isinstance(m, dict) or m.get("format") != FORMAT_NAME:
             raise TraceError(f"{path}: not an rrverify trace (manifest format is "
-                             f"{m.get('format') if isinstance(m, dict) else m!r})")
+                             f"{m.get('format') if isinstance(m, dict) else m!r:.40})")
         version = m.get("version")
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise TraceError(f"{mpath}: corrupted manifest (format version {version!r})")
+        if not is_int(version) or version < 1:
+            raise TraceError(f"{mpath}: corrupted manifest (format version {version!r:.40})")
         if version > FORMAT_VERSION:
             raise TraceError(f"{path}: trace format version {version} is newer than this rrverify "
                              f"reads (version {FORMAT_VERSION}); upgrade rrverify")
-        for key, typ in (("command", list), ("exe", str), ("env", list), ("cwd", str),
-                         ("complete", bool), ("host", dict)):
-            if not isinstance(m.get(key), typ):
-                raise TraceError(f"{mpath}: corrupted manifest (field {key!r} missing or invalid)")
-        rl = m.get("rlimits", [])
-        if not isinstance(rl, list) or not all(
-                isinstance(x, list) and len(x) == 3 and isinstance(x[0], str) and
-                all(isinstance(v, int) and not isinstance(v, bool) for v in x[1:]) for x in rl):
-            raise TraceError(f"{mpath}: corrupted manifest (field 'rlimits' invalid)")
+        if version < FORMAT_VERSION:
+            raise TraceError(f"{path}: trace format version {version} is older than this rrverify "
+                             f"reads (version {FORMAT_VERSION}); re-record it")
+        _check_manifest(m, mpath)
         self.manifest = m
         self.complete = m["complete"]
+        self.integrity = m.get("integrity") or {}
         self.frames = self._read_index()
         self.event_count = sum(f.events for f in self.frames)
         stats = m.get("stats") or {}
@@ -283,16 +476,37 @@ class Trace:
         self._files = None
         self._checkpoints = None
 
+    def read_file(self, name: str, cap: int, what: str, missing: str | None = None) -> bytes:
+        """One of the files the manifest's integrity covers (or a checkpoint file), whole,
+        checked against its recorded size and hash when the manifest has them."""
+        data = read_trace_file(self.path, name, cap, missing)
+        want = self.integrity.get(name)
+        if want is not None:
+            p = os.path.join(self.path, name)
+            if len(data) < want["size"]:
+                raise TraceError(f"{p}: truncated {what} ({len(data)} bytes, the manifest "
+                                 f"records {want['size']})")
+            if len(data) != want["size"] or file_hash(data) != want["blake2b"]:
+                raise TraceError(f"{p}: corrupted {what} (it does not match the manifest's "
+                                 f"integrity record)")
+        return data
+
     def _read_index(self) -> list[Frame]:
         ipath = os.path.join(self.path, "events.idx")
         epath = os.path.join(self.path, "events.zst")
-        if not os.path.isfile(ipath) or not os.path.isfile(epath):
-            raise TraceError(f"{self.path}: truncated trace (events.idx or events.zst missing)")
-        records = read_records(ipath, INDEX_MAGIC, INDEX_RECORD, self.complete, "frame index")
-        esize = os.path.getsize(epath)
+        missing = f"{self.path}: truncated trace (events.idx or events.zst missing)"
+        data = self.read_file("events.idx", MAX_INDEX, "frame index", missing)
+        records = read_records(data, ipath, INDEX_MAGIC, INDEX_RECORD, self.complete,
+                               "frame index")
+        fd = open_trace_file(self.path, "events.zst", missing)
+        try:
+            esize = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
         frames, expect_offset, expect_event = [], 0, 0
         for n, (o, c, r, first, count, _res, h) in enumerate(records):
-            if o != expect_offset or first != expect_event or r > MAX_FRAME_RAW or count == 0:
+            if (o != expect_offset or first != expect_event or r > MAX_FRAME_RAW or count == 0
+                    or not 0 < c <= frame_bound(r)):
                 raise TraceError(f"{ipath}: corrupted frame index at frame {n}")
             if o + c > esize:
                 if self.complete:
@@ -302,10 +516,20 @@ class Trace:
             expect_offset, expect_event = o + c, first + count
         return frames
 
+    def read_frame_bytes(self, frame: Frame, fd: int | None = None) -> bytes:
+        """A frame's compressed bytes, exactly as indexed (not yet checked)."""
+        own = fd is None
+        if own:
+            fd = open_trace_file(self.path, "events.zst",
+                                 f"{self.path}: truncated trace (events.zst missing)")
+        try:
+            return pread_exact(fd, frame.offset, frame.compressed)
+        finally:
+            if own:
+                os.close(fd)
+
     def read_frame(self, frame: Frame) -> bytes:
-        with open(os.path.join(self.path, "events.zst"), "rb") as f:
-            f.seek(frame.offset)
-            return self.decode_frame(frame, f.read(frame.compressed))
+        return self.decode_frame(frame, self.read_frame_bytes(frame))
 
     def decode_frame(self, frame: Frame, comp: bytes) -> bytes:
         """A frame's events from its compressed bytes, checked against the index."""
@@ -331,44 +555,41 @@ class Trace:
         for frame, raw in self.iter_frames():
             yield from iter_events(raw, frame.first_event)
 
+    def blob_file(self, digest: bytes) -> bytes:
+        """A blob's file as stored (compressed, not checked)."""
+        return read_trace_file(self.path, blob_name(digest), MAX_BLOB_FILE,
+                               f"{self.path}: blob {digest.hex()} is missing")
+
     def blob(self, digest: bytes, verify: bool = True) -> bytes:
         """A blob's content, checked against its name unless the caller checks every piece
         it uses itself (verify=False: the page store verifies each page's own digest)."""
-        hexd = digest.hex()
-        p = blob_path(self.path, digest)
+        comp = self.blob_file(digest)
         try:
-            with open(p, "rb") as f:
-                comp = f.read()
-            data = self._dctx.decompress(comp, max_output_size=MAX_BLOB)
-        except FileNotFoundError:
-            raise TraceError(f"{self.path}: blob {hexd} is missing") from None
+            data = decompress_blob(self._dctx, comp, MAX_BLOB)
         except zstandard.ZstdError as e:
-            raise TraceError(f"{self.path}: blob {hexd} is corrupted ({e})") from None
+            raise TraceError(f"{self.path}: blob {digest.hex()} is corrupted ({e})") from None
         if verify and blob_digest(data) != digest:
-            raise TraceError(f"{self.path}: blob {hexd} is corrupted (hash mismatch)")
+            raise TraceError(f"{self.path}: blob {digest.hex()} is corrupted (hash mismatch)")
         return data
 
     def _jsonl(self, name: str, key: str, required: dict) -> list[dict]:
         """An append-only JSON-lines table whose n-th line has key == n. A torn last line is
         what an interrupted recording leaves: tolerated only in an incomplete trace."""
         p = os.path.join(self.path, name)
-        try:
-            with open(p, "rb") as f:
-                lines = f.read(MAX_MANIFEST).split(b"\n")
-        except FileNotFoundError:
-            raise TraceError(f"{self.path}: {name} is missing") from None
+        lines = self.read_file(name, MAX_MANIFEST, "table",
+                               f"{self.path}: {name} is missing").split(b"\n")
         rows = []
         for n, line in enumerate(lines):
             if not line:
                 continue
             try:
-                row = json.loads(line)
-            except ValueError:
+                row = load_json(line, p)
+            except TraceError:
                 if n == len(lines) - 1 and not self.complete:
                     break
                 raise TraceError(f"{p}: corrupted at line {n + 1}") from None
-            if not isinstance(row, dict) or row.get(key) != len(rows) or any(
-                    not isinstance(row.get(k), t) for k, t in required.items()):
+            if not isinstance(row, dict) or row.get(key) != len(rows) or not is_int(row[key]) \
+                    or any(not check(row.get(k)) for k, check in required.items()):
                 raise TraceError(f"{p}: corrupted at line {n + 1}")
             rows.append(row)
         return rows
@@ -377,14 +598,16 @@ class Trace:
     def files(self) -> list[dict]:
         if self._files is None:
             self._files = self._jsonl("files.jsonl", "index",
-                                      {"path": str, "size": int, "blob": str})
+                                      {"path": lambda v: isinstance(v, str), "size": is_u64,
+                                       "blob": is_hex_digest})
         return self._files
 
     @property
     def checkpoints(self) -> list[dict]:
-        """The checkpoint index: [{"id", "event"}], events strictly increasing."""
+        """The checkpoint index: [{"id", "event", "blake2b"}], events strictly increasing."""
         if self._checkpoints is None:
-            rows = self._jsonl("checkpoints.jsonl", "id", {"event": int})
+            rows = self._jsonl("checkpoints.jsonl", "id",
+                               {"event": is_u64, "blake2b": is_hex_digest})
             if not self.complete:
                 # An interrupted recording may have indexed checkpoints whose events never
                 # reached the disk: replay could not go on from them.
@@ -401,3 +624,41 @@ class Trace:
     def checkpoint(self, n: int) -> dict:
         from .checkpoints.model import load_checkpoint
         return load_checkpoint(self, n)
+
+
+def _check_manifest(m: dict, mpath: str) -> None:
+    """The fields readers use have the types they use them as (version already checked)."""
+    def bad(key: str):
+        raise TraceError(f"{mpath}: corrupted manifest (field {key!r} missing or invalid)")
+    for key, typ in (("command", list), ("exe", str), ("env", list), ("cwd", str),
+                     ("complete", bool), ("host", dict)):
+        if not isinstance(m.get(key), typ):
+            bad(key)
+    if not all(isinstance(a, str) for a in m["command"]):
+        bad("command")
+    rl = m.get("rlimits", [])
+    if not isinstance(rl, list) or not all(
+            isinstance(x, list) and len(x) == 3 and isinstance(x[0], str) and
+            all(is_int(v) and -2**63 <= v < 2**64 for v in x[1:]) for x in rl):
+        bad("rlimits")
+    host = m["host"]
+    cpuid = host.get("cpuid", {})
+    if not isinstance(cpuid, dict) or not all(
+            isinstance(v, list) and len(v) == 4 and all(is_int(r) and 0 <= r < 2**32 for r in v)
+            for v in cpuid.values()):
+        bad("host.cpuid")
+    for key in ("cpu", "xsave"):
+        if not isinstance(host.get(key, {}), dict):
+            bad(f"host.{key}")
+    for key in ("end", "stats", "integrity"):
+        if not isinstance(m.get(key, {}), dict):
+            bad(key)
+    if "end" in m and "integrity" not in m:
+        raise TraceError(f"{mpath}: corrupted manifest (the recording ended but the manifest "
+                         f"has no integrity record)")
+    if "integrity" in m:
+        for name in INTEGRITY_FILES:
+            rec = m["integrity"].get(name)
+            if not isinstance(rec, dict) or not is_u64(rec.get("size")) or \
+                    not is_hex_digest(rec.get("blake2b")):
+                bad(f"integrity.{name}")

@@ -12,6 +12,7 @@ import pytest
 from rrverify.checkpoints.pages import RECORD, INDEX_MAGIC, FROM_CHUNK, ZERO
 from rrverify.trace import Trace, blob_digest
 from conftest import assert_one_line_error, run_cli
+from traceedit import rehash
 import zstandard
 
 
@@ -81,6 +82,7 @@ def test_altered_checkpoint_page_fails_exactly_its_segments(trace_copy, tmp_path
     c = json.loads(path.read_text())
     c["pagemap"] = digest.hex()
     path.write_text(json.dumps(c))
+    rehash(trace_copy)
     proc, report = verify(trace_copy, tmp_path)
     assert proc.returncode == 1
     st = statuses(report)

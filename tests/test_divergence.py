@@ -10,7 +10,7 @@ import pytest
 from rrverify import events as E
 from rrverify.recorder.syscalls import NUMBERS
 from conftest import record, replay
-from traceedit import nth_event, rewrite_events
+from traceedit import nth_event, rehash, rewrite_events
 
 
 def diverged_at(proc) -> tuple[int, str]:
@@ -155,6 +155,7 @@ def _edit_checkpoint(path, change):
     c = json.loads(path.read_text())
     change(c)
     path.write_text(json.dumps(c))
+    rehash(path.parent.parent)
 
 
 @pytest.mark.parametrize("what,change", [

@@ -1,0 +1,66 @@
+"""`rrverify check TRACE`: read every byte of a trace that replay may trust and check every
+hash on the way (for CI, before a trace is uploaded). The first problem is a TraceError."""
+from __future__ import annotations
+
+from . import events as E
+from .checkpoints.model import checkpoint_pagemap
+from .checkpoints.pages import UNREADABLE, ZERO, PageStoreReader
+from .errors import TraceError
+from .trace import Trace
+
+
+def check(path: str) -> str:
+    """The one-line summary of a trace whose every hash holds."""
+    trace = Trace(path)                       # the manifest, events.idx and its integrity
+    blobs: set[bytes] = set()
+
+    def blob(digest: bytes, length: int | None = None, what: str = "") -> None:
+        if digest not in blobs:
+            data = trace.blob(digest)         # decompressed and checked against its name
+            if length is not None and len(data) != length:
+                raise TraceError(f"{trace.path}: blob {digest.hex()} holds {len(data)} bytes, "
+                                 f"{what} says {length}")
+            blobs.add(digest)
+
+    events = 0
+    for frame in trace.frames:
+        raw = trace.read_frame(frame)
+        pos, index = 0, frame.first_event
+        while pos < len(raw):
+            try:
+                ev = E.decode_at(raw, pos, index)
+            except TraceError as e:
+                raise TraceError(f"{trace.path}: {e}") from None
+            for w in ev.writes:
+                if w.blob is not None:
+                    blob(w.blob, w.length, f"event {index}")
+            pos += ev.size
+            index += 1
+        if index - frame.first_event != frame.events:
+            raise TraceError(f"{trace.path}: events frame {frame.number} holds "
+                             f"{index - frame.first_event} events, events.idx says {frame.events}")
+        events += frame.events
+    for f in trace.files:
+        blob(bytes.fromhex(f["blob"]), f["size"], f"files.jsonl entry {f['index']}")
+    pages = PageStoreReader(trace)
+    if pages.duplicates:
+        raise TraceError(f"{trace.path}/pages.idx: {pages.duplicates} pages have more than one "
+                         f"record")
+    for _kind, digest, _where in pages.sources.values():
+        blob(digest)
+    checked: set[bytes] = set()
+    for digest in pages.sources:
+        pages.page(digest)
+        checked.add(digest)
+    for n in range(len(trace.checkpoints)):
+        ck = trace.checkpoint(n)              # its file's hash, then every field
+        blob(ck["xstate_blob"])
+        pagemap = checkpoint_pagemap(trace, ck)
+        blobs.add(ck["pagemap_blob"])
+        for i in range(0, len(pagemap), 16):
+            d = pagemap[i:i + 16]
+            if d not in checked and d not in (ZERO, UNREADABLE):
+                pages.page(d)
+                checked.add(d)
+    return (f"ok: {events} events, {len(trace.frames)} frames, {len(trace.checkpoints)} "
+            f"checkpoints, {len(blobs)} blobs, {len(checked)} pages checked")
