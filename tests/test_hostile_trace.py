@@ -1,0 +1,242 @@
+"""A trace is untrusted input (DESIGN.md §4, docs/trace-format.md §12): a FIFO, a device or a
+symbolic link in place of a trace file, JSON of the wrong shape, and bytes that do not match
+their hashes all give one line naming the file and exit 2, never a hang, a traceback or
+"verified". Also: `rrverify check`, and a disk that fills up while recording."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from rrverify.trace import Trace
+from conftest import assert_one_line_error, record, replay, run_cli
+from traceedit import rehash
+
+TIMEOUT = 60
+
+
+@pytest.fixture(scope="module")
+def good_trace(programs, tmp_path_factory):
+    trace = tmp_path_factory.mktemp("good") / "t"
+    proc = run_cli("record", "-o", trace, "--checkpoint-every", 20, "--",
+                   programs["fileio"], str(trace.parent))
+    assert proc.returncode == 0, proc.stderr
+    return trace
+
+
+@pytest.fixture
+def trace(good_trace, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(good_trace, copy)
+    return copy
+
+
+def _a_file_blob(trace) -> str:
+    line = (trace / "files.jsonl").read_text().splitlines()[0]
+    h = json.loads(line)["blob"]
+    return f"blobs/{h[:2]}/{h}.zst"
+
+
+def _name(trace, which: str) -> str:
+    return _a_file_blob(trace) if which == "blob" else which
+
+
+FILES = ["manifest.json", "events.zst", "events.idx", "files.jsonl", "checkpoints.jsonl",
+         "checkpoints/000000.json", "pages.idx", "blob"]
+
+
+@pytest.mark.parametrize("which", FILES)
+@pytest.mark.parametrize("how", ["fifo", "dev-zero"])
+def test_a_special_file_in_place_of_a_trace_file(which, how, trace):
+    name = _name(trace, which)
+    path = trace / name
+    path.unlink()
+    if how == "fifo":
+        os.mkfifo(path)
+        why = "not a regular file"
+    else:
+        os.symlink("/dev/zero", path)
+        why = "not a regular file (a symbolic link)"
+    assert_one_line_error(replay(trace, timeout=TIMEOUT), 2, f"{trace}/{name}: {why}")
+    assert_one_line_error(run_cli("check", trace, timeout=TIMEOUT), 2, f"{name}: {why}")
+
+
+def test_a_symlink_to_a_regular_file_is_refused_too(trace, tmp_path):
+    outside = tmp_path / "elsewhere.json"
+    shutil.copy(trace / "checkpoints" / "000001.json", outside)
+    (trace / "checkpoints" / "000001.json").unlink()
+    os.symlink(outside, trace / "checkpoints" / "000001.json")
+    assert_one_line_error(replay(trace, timeout=TIMEOUT), 2,
+                          "checkpoints/000001.json: not a regular file (a symbolic link)")
+
+
+def test_a_directory_leading_out_of_the_trace_is_refused(trace, tmp_path):
+    outside = tmp_path / "elsewhere"
+    shutil.move(trace / "checkpoints", outside)
+    os.symlink(outside, trace / "checkpoints")
+    assert_one_line_error(replay(trace, timeout=TIMEOUT), 2,
+                          "checkpoints/000000.json: leads out of the trace")
+
+
+def test_the_trace_itself_may_be_a_symlink(good_trace, tmp_path):
+    os.symlink(good_trace, tmp_path / "latest")
+    proc = replay(tmp_path / "latest", timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_fifo_checkpoint_is_a_trace_error_for_its_segments(trace):
+    from rrverify.replayer.segment import verify_segment
+    (trace / "checkpoints" / "000002.json").unlink()
+    os.mkfifo(trace / "checkpoints" / "000002.json")
+    report = verify_segment(str(trace), 2)
+    assert report["status"] == "trace-error", report
+    assert "000002.json: not a regular file" in report["error"]
+
+
+def _edit_json(path, change) -> None:
+    value = json.loads(path.read_text())
+    value = change(value) or value
+    path.write_text(value if isinstance(value, str) else json.dumps(value))
+
+
+def _deep(_):
+    return "[" * 100000 + "]" * 100000     # too deep for json.loads: RecursionError
+
+
+MANIFEST_LIES = {
+    "version 1": (lambda m: m.update(version=1),
+                  "trace format version 1 is older than this rrverify reads (version 2); "
+                  "re-record it"),
+    "cpuid a list": (lambda m: m["host"].update(cpuid=[1, 2]), "'host.cpuid'"),
+    "cpuid leaf of strings": (lambda m: m["host"]["cpuid"].update({"0x1.0": ["a"] * 4}),
+                              "'host.cpuid'"),
+    "stats a list": (lambda m: m.update(stats=[]), "'stats'"),
+    "rlimit a string": (lambda m: m["rlimits"][0].__setitem__(1, "7"), "'rlimits'"),
+    "command of ints": (lambda m: m.update(command=[1]), "'command'"),
+    "integrity dropped": (lambda m: m.pop("integrity") and None, "has no integrity record"),
+    "integrity a bool size": (lambda m: m["integrity"]["pages.idx"].update(size=True),
+                              "'integrity.pages.idx'"),
+    "deep nesting": (_deep, "corrupted manifest"),
+}
+
+
+@pytest.mark.parametrize("lie", sorted(MANIFEST_LIES))
+def test_manifest_of_the_wrong_shape(lie, trace):
+    change, fragment = MANIFEST_LIES[lie]
+    _edit_json(trace / "manifest.json", change)
+    assert_one_line_error(replay(trace, timeout=TIMEOUT), 2, fragment)
+
+
+CHECKPOINT_LIES = {
+    "register a string": lambda c: c["regs"].update(r12="1"),
+    "id a bool": lambda c: c.update(id=True),
+    "tid a list": lambda c: c.update(tid=[]),
+    "altstack of 2": lambda c: c["signals"].update(altstack=[0, 2]),
+    "actions a dict": lambda c: c["signals"].update(actions={"1": 2}),
+    "region a list": lambda c: c["regions"].__setitem__(0, [1, 2]),
+    "region start a bool": lambda c: c["regions"][0].update(first_page=False, start=False),
+    "signals a list": lambda c: c.update(signals=[]),
+    "pagemap uppercase": lambda c: c.update(pagemap=c["pagemap"].upper()),
+    "deep nesting": _deep,
+}
+
+
+@pytest.mark.parametrize("lie", sorted(CHECKPOINT_LIES))
+def test_checkpoint_of_the_wrong_shape(lie, trace):
+    """Hashes rebuilt: only the checks of the checkpoint's fields stand in the way."""
+    _edit_json(trace / "checkpoints" / "000001.json", CHECKPOINT_LIES[lie])
+    rehash(trace)
+    proc = replay(trace, "--segment", 1, timeout=TIMEOUT)
+    assert_one_line_error(proc, 2, "checkpoint 1 is corrupted")
+
+
+def test_checkpoint_edited_without_its_hash(trace):
+    _edit_json(trace / "checkpoints" / "000001.json", lambda c: c["regs"].update(r12=1))
+    assert_one_line_error(replay(trace, timeout=TIMEOUT), 2,
+                          "checkpoint 1 is corrupted (hash mismatch)")
+
+
+@pytest.mark.parametrize("name,what", [("files.jsonl", "table"), ("checkpoints.jsonl", "table"),
+                                       ("pages.idx", "page index"), ("events.idx", "frame index")])
+def test_a_file_that_does_not_match_the_manifest_integrity(name, what, trace):
+    data = bytearray((trace / name).read_bytes())
+    data[-3] ^= 1
+    (trace / name).write_bytes(bytes(data))
+    assert_one_line_error(replay(trace, timeout=TIMEOUT), 2,
+                          f"{name}: corrupted {what} (it does not match the manifest's "
+                          f"integrity record)")
+
+
+def test_an_index_line_of_the_wrong_type(trace):
+    p = trace / "checkpoints.jsonl"
+    rows = [json.loads(line) for line in p.read_text().splitlines()]
+    rows[1]["event"] = str(rows[1]["event"])
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rehash(trace)
+    assert_one_line_error(replay(trace, timeout=TIMEOUT), 2, "checkpoints.jsonl: corrupted at line 2")
+
+
+def test_blob_with_trailing_bytes_is_corrupted(trace):
+    name = _a_file_blob(trace)
+    with open(trace / name, "ab") as f:
+        f.write(b"tail")
+    assert_one_line_error(run_cli("check", trace, timeout=TIMEOUT), 2, "is corrupted",
+                          "not exactly one whole zstd frame")
+
+
+def test_check_reads_everything(good_trace, trace):
+    proc = run_cli("check", good_trace, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    t = Trace(str(good_trace))
+    line = proc.stdout.decode().strip()
+    assert line.startswith(f"ok: {t.event_count} events, {len(t.frames)} frames, "
+                           f"{len(t.checkpoints)} checkpoints, "), line
+    # A page no replay of this trace reads (the last chunk's last page, if only the last
+    # checkpoint holds it) still fails check: check reads every page of pages.idx.
+    from rrverify.checkpoints.pages import INDEX_MAGIC, RECORD
+    data = (trace / "pages.idx").read_bytes()
+    last = RECORD.unpack_from(data, len(data) - RECORD.size)
+    blob = last[2].hex()
+    (trace / "blobs" / blob[:2] / f"{blob}.zst").unlink()
+    assert data[:8] == INDEX_MAGIC
+    assert_one_line_error(run_cli("check", trace, timeout=TIMEOUT), 2, f"blob {blob} is missing")
+
+
+def _mount_tmpfs(path, kib: int) -> bool:
+    os.makedirs(path, exist_ok=True)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(path)],
+                          capture_output=True).returncode == 0
+
+
+def test_disk_full_while_recording(tmp_path):
+    """A trace directory that fills up: one line, the manifest says why, and the trace
+    verifies up to where it ends."""
+    if os.geteuid() != 0 or not os.path.exists("/bin/dd"):
+        pytest.skip("needs root (to mount a small tmpfs) and /bin/dd")
+    dd = ["/bin/dd", "if=/dev/urandom", "of=/dev/null", "bs=4096"]
+    base = tmp_path / "base"
+    assert record(base, *dd, "count=4", timeout=TIMEOUT).returncode == 0
+    kib = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(base) for f in fs) >> 10
+    mnt = tmp_path / "small"
+    if not _mount_tmpfs(mnt, kib + 400):     # room for the start and a few frames of random data
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        trace = mnt / "t"
+        proc = record(trace, *dd, "count=4000", timeout=120)
+        assert_one_line_error(proc, 2, "rrverify: record: cannot write the trace: no space left "
+                                       "on device")
+        m = json.loads((trace / "manifest.json").read_text())
+        assert m["complete"] is False
+        assert m["end"]["reason"] == "cannot write the trace: no space left on device"
+        assert "integrity" in m
+        t = Trace(str(trace))
+        assert t.event_count > 10 and t.checkpoints
+        rep = replay(trace, timeout=TIMEOUT)
+        assert rep.returncode == 0, rep.stdout + rep.stderr
+        assert b"incomplete trace: verified up to its end" in rep.stdout
+        assert run_cli("check", trace, timeout=TIMEOUT).returncode == 0
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
