@@ -94,11 +94,13 @@ def memory_pagemap(mem: TraceeMemory, maps: list[dict], on_page=None,
 
 
 def capture(pid: int, *, event: int, gadget: int, writer, pages,
-            unchanged: UnchangedPages | None = None, mapped_files: dict | None = None) -> dict:
+            unchanged: UnchangedPages | None = None, mapped_files: dict | None = None,
+            parked_mask: int | None = None) -> dict:
     """Capture the tracee (stopped at a syscall-exit stop, no signal pending) as the checkpoint
     replay restores to run from `event` on. mapped_files: path -> (blob, content) of files
-    the trace stores, so pages equal to them are stored as references. Returns the checkpoint
-    record written."""
+    the trace stores, so pages equal to them are stored as references. parked_mask: the
+    tracee is parked before its exit (rrv_record_park_for_exit) with every signal blocked
+    meanwhile, and this is its own mask. Returns the checkpoint record written."""
     mapped_files = mapped_files or {}
 
     def on_page(digest, data, region, i):
@@ -110,6 +112,8 @@ def capture(pid: int, *, event: int, gadget: int, writer, pages,
         regs = getregs(pid)
         xstate = read_xstate(pid)
         signals, brk = Injector(pid, gadget, mem).task_state()
+        if parked_mask is not None:
+            signals["mask"] = parked_mask
         mm = read_mm_layout(pid, brk)
         regions, pagemap = memory_pagemap(mem, exec_image.read_maps(pid), on_page, unchanged)
         getregs(pid)    # still there (a kill meanwhile would leave unreadable memory behind)
@@ -122,5 +126,7 @@ def capture(pid: int, *, event: int, gadget: int, writer, pages,
             "signals": signals, "mm": mm, "regions": regions,
             "pagemap": writer.put_blob(pagemap).hex(),
             "pages": len(pagemap) // 16}
+    if parked_mask is not None:
+        ckpt["before_exit"] = True
     writer.add_checkpoint(ckpt)
     return ckpt

@@ -9,7 +9,7 @@ from ..tracee import getregs
 from .capture import SKIP_REGIONS, read_region
 from .model import checkpoint_pagemap
 from .pages import PAGE, UNREADABLE, page_digest
-from .inject import Injector, TraceeMemory
+from .inject import TraceeMemory, VerifierSite
 
 MAX_REPORTED_REGIONS = 8
 
@@ -77,7 +77,8 @@ def compare(pid: int, ckpt: dict, trace, pages, notes: dict | None = None) -> li
                       "found": f"{fpu[0]:#018x}"})
     mem = TraceeMemory(pid)
     try:
-        signals, brk = Injector(pid, ckpt["gadget"], mem).task_state()
+        with VerifierSite(pid, mem) as injector:
+            signals, brk = injector.task_state()
         if signals != ckpt["signals"]:
             diffs.append({"what": "signal-state", "expected": ckpt["signals"], "found": signals})
         if brk != ckpt["mm"]["brk"]:

@@ -7,7 +7,7 @@ import os
 import struct
 
 from .._native import ffi, lib
-from ..errors import NativeError, TraceeDied
+from ..errors import InjectionRefused, NativeError, TraceeDied
 from . import stub
 
 from ..recorder.syscalls import NUMBERS as SYS
@@ -67,6 +67,8 @@ class Injector:
                                     self._err, 256)
         if rc == -2:
             raise TraceeDied(self.pid, self._result[0])
+        if rc == -3:
+            raise InjectionRefused(f"pid {self.pid}: {ffi.string(self._err).decode(errors='replace')}")
         if rc < 0:
             raise NativeError(f"pid {self.pid}: {ffi.string(self._err).decode(errors='replace')}")
         result = self._result[0]
@@ -129,6 +131,41 @@ class Injector:
         data = PRCTL_MM_MAP.pack(*(mm[f] for f in MM_FIELDS), 0, 0, 0xffffffff)
         self.mem.write(stub.SCRATCH, data)
         self.syscall("prctl", PR_SET_MM, PR_SET_MM_MAP, stub.SCRATCH, len(data), 0)
+
+
+class VerifierSite:
+    """The verifier's own `syscall` instruction in a replayed process, for as long as a
+    comparison injects syscalls: the restorer's code page (stub.CODE at stub.BASE), mapped again
+    and unmapped afterwards. Nothing a trace says chooses where injected syscalls run.
+
+    Mapping that page takes one syscall before any site of ours exists: for it, the two bytes
+    at the tracee's ip become `syscall` and are put back at once. In replay every mapping is
+    anonymous, so the patch touches no file; the stop check of rrv_inject_syscall refuses
+    anything but the injected mmap."""
+
+    def __init__(self, pid: int, mem: TraceeMemory):
+        self.pid, self.mem = pid, mem
+
+    def __enter__(self) -> Injector:
+        from ..tracee import getregs
+        ip = getregs(self.pid)["rip"]
+        saved = self.mem.read(ip, 2)
+        if len(saved) != 2:
+            raise NativeError(f"pid {self.pid}: cannot read the code at its ip {ip:#x}")
+        try:
+            self.mem.write(ip, b"\x0f\x05")
+            Injector(self.pid, ip, self.mem).syscall(
+                "mmap", stub.BASE, 4096, PROT_READ | PROT_EXEC,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0)
+        finally:
+            self.mem.write(ip, saved)
+        self.mem.write(stub.SYSCALL_GADGET, stub.CODE)
+        self.injector = Injector(self.pid, stub.SYSCALL_GADGET, self.mem)
+        return self.injector
+
+    def __exit__(self, *exc) -> None:
+        if exc[0] is None:      # after a failure the caller kills the tracee
+            self.injector.syscall("munmap", stub.BASE, 4096)
 
 
 def read_mm_layout(pid: int, brk: int) -> dict:

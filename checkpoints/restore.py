@@ -9,7 +9,6 @@ registers. It stands at a syscall-exit stop, as the recording did when the check
 taken."""
 from __future__ import annotations
 
-import os
 
 from .. import exec_image
 from .._native import ffi, lib
@@ -24,11 +23,13 @@ from .pages import PAGE, PageStoreReader
 _restorer_fd = None
 
 
-def _restorer_path() -> str:
+def _restorer() -> int:
+    """The restorer's memfd (close-on-exec: the restored process executes it by descriptor,
+    then holds no descriptor of ours)."""
     global _restorer_fd
     if _restorer_fd is None:
         _restorer_fd = stub.restorer_fd()
-    return f"/proc/{os.getpid()}/fd/{_restorer_fd}"
+    return _restorer_fd
 
 
 def prot_of(perms: str) -> int:
@@ -59,8 +60,8 @@ def restore(trace, ckpt: dict, *, cpu: int, pages: PageStoreReader | None = None
     xstate = trace.blob(ckpt["xstate_blob"])
     m = trace.manifest
     rlimits = [l for l in m.get("rlimits", []) if l[0] != "RLIMIT_CORE"] + [["RLIMIT_CORE", 0, 0]]
-    pid = spawn(_restorer_path(), ["rrverify-restorer"], [], cwd=None, cpu=cpu,
-                devnull_stdio=True, rlimits=rlimits)
+    pid = spawn("rrverify-restorer", ["rrverify-restorer"], [], cwd=None, cpu=cpu,
+                exec_fd=_restorer(), sandbox=True, rlimits=rlimits)
     try:
         _build(pid, trace, ckpt, pages, pagemap, xstate)
     except BaseException:

@@ -38,6 +38,23 @@ class RecordResult:
     checkpoints: int = 0
 
 
+class STOP:
+    """The tracee being recorded, and the signal that ended the recording (if one did)."""
+    pid: int | None = None
+    signum: int | None = None
+
+
+def stop_recording(signum: int) -> None:
+    """End the recording from another thread (rrverify record on SIGTERM/SIGHUP): the tracee
+    is killed, the record loop returns with its death, and the trace ends incomplete."""
+    STOP.signum = signum
+    try:
+        if STOP.pid is not None:
+            os.kill(STOP.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def wait_status_to_exit_code(status: int) -> int:
     if os.WIFEXITED(status):
         return os.WEXITSTATUS(status)
@@ -105,14 +122,15 @@ class Recorder(CallbackTarget):
         return E.encode(E.EXEC, regs=getregs(pid), tid=pid,
                         extra=struct.pack(f"<{len(files)}I", *files))
 
-    def checkpoint(self, pid: int, event: int) -> int | None:
+    def checkpoint(self, pid: int, event: int, parked_mask: int | None = None) -> int | None:
         """Capture a checkpoint. Returns None, or the tracee's wait status if it was killed
         from outside meanwhile (the checkpoint is then not written)."""
         t0 = time.monotonic()
         try:
             return died_meanwhile(pid, lambda: capture(
                 pid, event=event, gadget=self.gadget, writer=self.writer, pages=self.pages,
-                unchanged=self.unchanged, mapped_files=self.mapped_files))
+                unchanged=self.unchanged, mapped_files=self.mapped_files,
+                parked_mask=parked_mask))
         finally:
             self.checkpoint_seconds += time.monotonic() - t0
 
@@ -130,6 +148,22 @@ def died_meanwhile(pid: int, work) -> int | None:
             return status
         raise
     return None
+
+
+def unsupported_reason(state) -> str:
+    """The one line that says what the recording could not go past."""
+    what = ffi.string(state.message).decode(errors="replace")
+    nr = state.stop_nr
+    if state.stop_what == lib.RRV_UNSUP_FOREIGN_SYSCALL:
+        abi, name = syscalls.foreign_abi(state.stop_arch, nr)
+        return (f"unsupported {abi} syscall {nr & ~syscalls.X32_SYSCALL_BIT} ({name}) made at "
+                f"{state.stop_addr:#x}: only x86-64 syscalls can be recorded; it was not run")
+    if state.stop_what == lib.RRV_UNSUP_SIGNAL:
+        return f"unsupported signal {nr}: {what}"
+    known = syscalls.TABLE.get(nr)
+    if known is not None and known.why:
+        what = known.why
+    return f"unsupported syscall {nr} ({syscalls.name_of(nr)}): {what}"
 
 
 def build_manifest(argv: list[str], exe: str, cpu: int, every: int, interval: float) -> dict:
@@ -157,7 +191,9 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
     state.checkpoint_every = checkpoint_every
     state.checkpoint_interval_ns = int(checkpoint_interval * 1e9)
     t0 = time.monotonic()
-    pid = spawn(exe, argv, writer.manifest["env"], cwd=None, cpu=cpu)
+    pid = STOP.pid = spawn(exe, argv, writer.manifest["env"], cwd=None, cpu=cpu)
+    if STOP.signum is not None:     # it came before the tracee was known
+        os.kill(pid, signal.SIGKILL)
     complete, reason, status = False, "", None
     events = 0      # events handed to the writer
 
@@ -174,8 +210,11 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
         add(exec_event[0], 1)
         return rec.checkpoint(pid, events)
 
+    last_checkpoint = [0]
+
     def checkpoint_taken():
         """The next periodic checkpoint counts from this one, whatever its kind."""
+        last_checkpoint[0] = events
         state.events = events          # the native counter, after events Python added
         state.next_checkpoint_event = events + checkpoint_every if checkpoint_every else 2**64 - 1
         state.last_checkpoint_ns = lib.rrv_now_ns()
@@ -218,6 +257,24 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
                     complete, reason = died_in_checkpoint(status)
                     break
                 checkpoint_taken()
+            elif stop == lib.RRV_STOP_CHECKPOINT_AT_EXIT:
+                # The final state is compared too: a checkpoint before the exit, unless one
+                # was just taken at this very event (the native loop then records the exit).
+                if last_checkpoint[0] == events:
+                    continue
+                rc = lib.rrv_record_park_for_exit(state)
+                if rc == -2:
+                    status = state.status
+                    complete, reason = died_in_checkpoint(status)
+                    break
+                if rc < 0:
+                    raise NativeError(f"record: cannot stop pid {pid} before its exit: "
+                                      f"{os.strerror(ffi.errno)}")
+                status = rec.checkpoint(pid, events, parked_mask=state.parked_mask)
+                if status is not None:
+                    complete, reason = died_in_checkpoint(status)
+                    break
+                checkpoint_taken()
             elif stop == lib.RRV_STOP_EXEC:
                 status = exec_and_checkpoint()
                 if status is not None:
@@ -229,21 +286,18 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
                 complete, reason = killed(status)
                 break
             elif stop == lib.RRV_STOP_UNSUPPORTED:
-                what = ffi.string(state.message).decode(errors="replace")
-                nr = state.stop_nr
-                known = syscalls.TABLE.get(nr)
-                if known is not None and known.why:
-                    what = known.why
-                where = (f"syscall {nr} ({syscalls.name_of(nr)})" if nr >= 0 else "signal")
-                reason = f"unsupported {where}: {what}"
+                reason = unsupported_reason(state)
                 raise UnsupportedError(f"record: {reason}; trace left incomplete at {trace_dir}")
             else:
                 what = ffi.string(state.message).decode(errors="replace")
                 reason = f"recorder error: {what}"
                 raise NativeError(f"record: {what}; trace left incomplete at {trace_dir}")
     finally:
+        STOP.pid = None
         if status is None:
             lib.rrv_kill(pid)
+        if STOP.signum is not None and not complete:
+            reason = f"the recorder received {signal.Signals(STOP.signum).name}"
         elapsed = time.monotonic() - t0
         end = {"reason": reason, "wait_status": status,
                "exit_code": None if status is None else wait_status_to_exit_code(status)}

@@ -160,6 +160,7 @@ static int capture_irregular(struct rrv_recorder *r, size_t start, int irregular
 }
 
 static int unsupported(struct rrv_recorder *r, int64_t nr, const char *fmt, const char *what) {
+  r->stop_what = RRV_UNSUP_SYSCALL;
   r->stop_nr = nr;
   snprintf(r->message, sizeof r->message, fmt, what);
   return RRV_STOP_UNSUPPORTED;
@@ -247,6 +248,16 @@ static int on_syscall(struct rrv_recorder *r) {
     return 0;
   }
   if (spec->handling == RRV_H_EXIT) {
+    if (!r->exit_checkpoint_offered) {  /* the final state, before it is gone: Python decides */
+      r->exit_checkpoint_offered = 1;
+      r->exit_pending = 1;
+      return RRV_STOP_CHECKPOINT_AT_EXIT;
+    }
+    r->exit_checkpoint_offered = 0;
+    if (r->parked) {   /* issued again after the checkpoint: the program's own mask back */
+      r->parked = 0;
+      if (rrv_set_sigmask(r->pid, r->parked_mask) < 0) return fail(r, "PTRACE_SETSIGMASK");
+    }
     size_t ev = event_begin(r, RRV_EVENT_SYSCALL, nr, &regs);
     if (ev == (size_t)-1) return fail(r, "out of memory");
     event_at(r, ev)->fpu_digest = fpu;
@@ -315,6 +326,13 @@ static int on_signal(struct rrv_recorder *r, int sig) {
   int after_syscall = r->after_syscall && same_regs(&regs, &r->exit_regs);
   r->after_syscall = 0;
 
+  if (RRV_FOREIGN_SYSCALL(sig, &si)) {   /* never run: the filter trapped it */
+    r->stop_what = RRV_UNSUP_FOREIGN_SYSCALL;
+    r->stop_nr = si.si_syscall;
+    r->stop_arch = si.si_arch;
+    r->stop_addr = (uint64_t)(uintptr_t)si.si_call_addr;
+    return RRV_STOP_UNSUPPORTED;
+  }
   int rdtscp;
   if (sig == SIGSEGV && si.si_code == SI_KERNEL && rrv_is_rdtsc(r->pid, regs.rip, &rdtscp)) {
     unsigned aux = 0;
@@ -335,7 +353,8 @@ static int on_signal(struct rrv_recorder *r, int sig) {
   int fault = (sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE ||
                sig == SIGTRAP) && si.si_code > 0;
   if (!fault && !after_syscall) {
-    r->stop_nr = -sig;
+    r->stop_what = RRV_UNSUP_SIGNAL;
+    r->stop_nr = sig;
     snprintf(r->message, sizeof r->message,
              "asynchronous signal %d (%s) arrived while the tracee ran user code: "
              "asynchronous signals are not supported yet", sig, strsignal(sig));
@@ -351,7 +370,29 @@ static int on_signal(struct rrv_recorder *r, int sig) {
   return 0;
 }
 
+/* After RRV_STOP_CHECKPOINT_AT_EXIT: skip the exit, to be issued again once the checkpoint is
+ * taken. Every signal stays blocked until then (a pending one would otherwise be delivered
+ * before the exit, as it never was); parked_mask keeps the program's own mask for the
+ * checkpoint. Returns 0, -1, or -2 if the tracee died (status). */
+int rrv_record_park_for_exit(struct rrv_recorder *r) {
+  int status = 0;
+  if (rrv_get_sigmask(r->pid, &r->parked_mask) < 0 || rrv_set_sigmask(r->pid, ~0ull) < 0)
+    return -1;
+  int rc = rrv_park_before_syscall(r->pid, &status);
+  if (rc == -2) r->status = status;
+  if (rc == 0) {
+    r->exit_pending = 0;
+    r->parked = 1;
+  }
+  return rc;
+}
+
 int rrv_record_run(struct rrv_recorder *r) {
+  if (r->exit_pending) {   /* no checkpoint was taken: record the exit where it stands */
+    r->exit_pending = 0;
+    int rc = on_syscall(r);
+    if (rc) return rc;
+  }
   for (uint64_t n = 0;; n++) {
     if (r->len >= r->flush_at) return RRV_STOP_FLUSH;
     if ((n & 255) == 255 && r->buffered_events) {

@@ -278,3 +278,18 @@ TABLE: dict[int, Syscall] = _build()
 
 def name_of(nr: int) -> str:
     return NAMES.get(nr, f"syscall_{nr}")
+
+
+AUDIT_ARCH_I386, AUDIT_ARCH_X86_64 = 0x40000003, 0xc000003e
+X32_SYSCALL_BIT = 0x40000000
+
+
+def foreign_abi(arch: int, nr: int) -> tuple[str, str]:
+    """(ABI, syscall name) of a syscall the tracee filter trapped: i386 through `int $0x80`
+    (its own numbers: 10 is unlink there), or an x32 number (bit 30 set)."""
+    if arch == AUDIT_ARCH_I386:
+        from ptrace.syscall.linux.i386 import SYSCALL_NAMES as I386_NAMES
+        return "32-bit i386 (int $0x80)", I386_NAMES.get(nr, f"syscall_{nr}")
+    if arch == AUDIT_ARCH_X86_64 and nr & X32_SYSCALL_BIT:
+        return "x32", NAMES.get(nr & ~X32_SYSCALL_BIT, "?")
+    return f"arch {arch:#x}", f"syscall_{nr}"

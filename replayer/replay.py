@@ -166,8 +166,16 @@ def replay(trace: Trace, *, start: int = 0, end: int | None = None, echo: bool =
 
     def stop_at(k: int) -> None:
         state.stop_at_event = checkpoints[k]["event"] if k < len(checkpoints) else 0
+        state.stop_before_exit = k < len(checkpoints) and trace.checkpoint(k)["before_exit"]
 
     def result(status, **kw) -> ReplayResult:
+        if status == "verified":
+            expected = checkpoints[end]["event"] if end is not None else trace.event_count
+            if state.event_index != expected:   # a structural lie, never "verified"
+                raise TraceError(f"{trace.path}: replay from event {checkpoints[start]['event']} "
+                                 f"ended at event {state.event_index}, but the "
+                                 + (f"segment ends at checkpoint {end} (event {expected})"
+                                    if end is not None else f"trace has {expected} events"))
         return ReplayResult(status, state.event_index - checkpoints[start]["event"],
                             trace.event_count, trace.complete,
                             first_event=checkpoints[start]["event"], end_event=state.event_index,
@@ -220,12 +228,19 @@ def replay(trace: Trace, *, start: int = 0, end: int | None = None, echo: bool =
                 alive = False
                 if not feed.exhausted():
                     raise TraceError(f"{trace.path}: events follow the tracee's exit")
+                exit_event = state.exit_syscall_event - 1
+                if exit_event >= 0 and not any(c["event"] == exit_event for c in checkpoints):
+                    raise TraceError(f"{trace.path}: the exit at event {exit_event} has no "
+                                     f"checkpoint: the process's final state cannot be compared")
                 res = result("verified", exit_status=state.status)
             elif stop == lib.RRV_STOP_END_OF_TRACE:
                 if trace.complete:
                     raise TraceError(f"{trace.path}: the trace ends before the tracee exits")
                 if state.pos < len(feed.buf) and feed.current().kind == E.EXIT:
                     feed.skip_current()          # the SIGKILL exit: nothing to check
+                if not feed.exhausted():
+                    raise TraceError(f"{trace.path}: events follow the tracee's exit at event "
+                                     f"{state.event_index - 1}")
                 res = result("verified")
             elif stop == lib.RRV_STOP_DIVERGED:
                 if state.div.kind == lib.RRV_DIV_TRACE:    # malformed, not a divergence

@@ -150,6 +150,12 @@ static int fill_file_mapping(struct rrv_replayer *r, const struct rrv_event *ev,
   return 0;
 }
 
+/* Does the segment end at the syscall-exit stop the tracee is at (or will reach next)? Not
+ * for a checkpoint taken before an exit: that one ends at the exit's entry. */
+static int segment_ends_here(const struct rrv_replayer *r) {
+  return r->event_index == r->stop_at_event && !r->stop_before_exit;
+}
+
 static int replay_syscall(struct rrv_replayer *r) {
   struct rrv_regs regs;
   if (rrv_getregs(r->pid, &regs) < 0) return rfail(r, "PTRACE_GETREGS");
@@ -169,6 +175,23 @@ static int replay_syscall(struct rrv_replayer *r) {
     return diverge(r, RRV_DIV_TRACE, "the trace holds syscall %lld, which this rrverify's "
                    "syscall table does not know", (long long)nr);
   const struct rrv_syscall_spec *spec = &rrv_syscalls[nr];
+  if (r->stop_before_exit && r->event_index == r->stop_at_event) {
+    /* The final checkpoint: the recorder parked the process before this exit (see
+     * rrv_park_before_syscall); so does replay, and the comparison runs. Resumed, the
+     * process issues the exit again and it is replayed as any event. */
+    if (spec->handling != RRV_H_EXIT)
+      return diverge(r, RRV_DIV_TRACE, "the checkpoint at this event says the process exits "
+                     "here, but the event is %s", spec->name);
+    int status;
+    int prc = rrv_park_before_syscall(r->pid, &status);
+    if (prc == -2) {
+      r->div.expected_value = ev->result;
+      return diverge(r, RRV_DIV_EXITED_EARLY, "the tracee died before its %s (status 0x%x)",
+                     spec->name, status);
+    }
+    if (prc < 0) return rfail(r, "stopping the tracee before its exit");
+    return RRV_STOP_SEGMENT_END;
+  }
   if ((rc = replay_sent_data(r, spec, &regs, ev))) return rc;
 
   const struct rrv_event *next = next_event(r);
@@ -194,11 +217,12 @@ static int replay_syscall(struct rrv_replayer *r) {
     r->last_nr = nr;
     advance(r);
     /* Stop again at this syscall's exit to inject a signal there or to end the segment. */
-    if (signal_at_exit || r->event_index == r->stop_at_event) r->resume_op = PTRACE_SYSCALL;
+    if (signal_at_exit || segment_ends_here(r)) r->resume_op = PTRACE_SYSCALL;
     return 0;
   }
   if (spec->handling == RRV_H_EXIT) {
     r->syscalls_executed++;
+    r->exit_syscall_event = r->event_index + 1;
     advance(r);
     return 0;
   }
@@ -247,7 +271,7 @@ static int replay_syscall(struct rrv_replayer *r) {
   if (file_mapping && (rc = fill_file_mapping(r, ev, &regs))) return rc;
   if ((rc = apply_writes(r, ev))) return rc;
   advance(r);
-  if (r->event_index == r->stop_at_event) return RRV_STOP_SEGMENT_END;
+  if (segment_ends_here(r)) return RRV_STOP_SEGMENT_END;
   if (signal_at_exit) r->resume_sig = next->nr; /* injected from the exit stop */
   return 0;
 }
@@ -274,6 +298,15 @@ static int replay_signal(struct rrv_replayer *r, int sig) {
   struct rrv_regs regs;
   if (ptrace(PTRACE_GETSIGINFO, r->pid, 0, &si) < 0) return rfail(r, "PTRACE_GETSIGINFO");
   if (rrv_getregs(r->pid, &regs) < 0) return rfail(r, "PTRACE_GETREGS");
+  if (RRV_FOREIGN_SYSCALL(sig, &si)) {   /* trapped by the filter, never run */
+    r->div.expected_nr = cur_event(r)->nr;
+    r->div.found_nr = si.si_syscall;
+    r->div.expected_regs = cur_event(r)->regs;
+    r->div.found_regs = regs;
+    return diverge(r, RRV_DIV_SYSCALL, "the replayed program made syscall %d of another ABI "
+                   "(audit arch 0x%x, at %p), which replay never runs", si.si_syscall,
+                   si.si_arch, si.si_call_addr);
+  }
   int rdtscp;
   if (sig == SIGSEGV && si.si_code == SI_KERNEL && rrv_is_rdtsc(r->pid, regs.rip, &rdtscp))
     return replay_rdtsc(r, &regs, rdtscp);
@@ -318,8 +351,11 @@ int rrv_replay_run(struct rrv_replayer *r) {
     if (!have_events(r, 1)) return RRV_STOP_END_OF_TRACE;
     /* SIGKILL from outside struck at a point replay cannot find: the trace ends here. */
     if (cur_event(r)->kind == RRV_EVENT_EXIT &&
-        WIFSIGNALED(cur_event(r)->nr) && WTERMSIG(cur_event(r)->nr) == SIGKILL)
+        WIFSIGNALED(cur_event(r)->nr) && WTERMSIG(cur_event(r)->nr) == SIGKILL) {
+      if (have_events(r, 2))    /* the loop's first test: else nothing follows */
+        return diverge(r, RRV_DIV_TRACE, "the trace goes on after the tracee's exit");
       return RRV_STOP_END_OF_TRACE;
+    }
     int sig = r->resume_sig;
     r->resume_sig = 0;
     if (ptrace(r->resume_op, r->pid, 0, sig) < 0) return rfail(r, "resuming the tracee");
@@ -350,7 +386,7 @@ int rrv_replay_run(struct rrv_replayer *r) {
         regs.orig_rax = r->last_nr;
         if (rrv_setregs(r->pid, &regs) < 0) return rfail(r, "PTRACE_SETREGS");
       }
-      if (r->event_index == r->stop_at_event) return RRV_STOP_SEGMENT_END;
+      if (segment_ends_here(r)) return RRV_STOP_SEGMENT_END;
       const struct rrv_event *ev = cur_event(r);
       if ((rc = expect_kind(r, ev, RRV_EVENT_SIGNAL, 0))) return rc;
       r->resume_sig = ev->nr;

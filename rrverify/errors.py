@@ -28,3 +28,8 @@ class TraceeDied(NativeError):
     def __init__(self, pid: int, status: int):
         super().__init__(f"pid {pid} died (wait status {status:#x})")
         self.status = status
+
+
+class InjectionRefused(TraceError):
+    """A syscall the verifier injected arrived at its stop as another one (the code at the
+    injection site was not ours): it was not run, and the trace is not trusted further."""

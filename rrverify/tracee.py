@@ -36,11 +36,12 @@ def current_rlimits() -> list[list]:
 
 
 def spawn(exe: str, argv: list[str], env: list[str], *, cwd: str | None, cpu: int,
-          devnull_stdio: bool = False, rlimits: list | None = None) -> int:
+          sandbox: bool = False, exec_fd: int | None = None, rlimits: list | None = None) -> int:
     """Fork a tracee that stops right before execve(exe, argv, env), under our seccomp filter,
     with ASLR off, rdtsc trapping, default signal dispositions and an empty signal mask.
-    devnull_stdio (replay) also detaches it from the terminal: /dev/null for its stdio, and its
-    own process group. Returns its pid."""
+    exec_fd: execute that open file instead of the path exe (the restorer's memfd). sandbox
+    (replay): confined so that it can reach nothing of this machine (docs/checks.md §1.1).
+    Returns its pid."""
     keep = []
 
     def cstr(s: str):
@@ -56,8 +57,8 @@ def spawn(exe: str, argv: list[str], env: list[str], *, cwd: str | None, cpu: in
     spec.envp = c_env
     spec.cwd = cstr(cwd) if cwd else ffi.NULL
     spec.cpu = cpu
-    spec.stdio_devnull = int(devnull_stdio)
-    spec.own_process_group = int(devnull_stdio)
+    spec.exec_fd = -1 if exec_fd is None else exec_fd
+    spec.sandbox = int(sandbox)
     limits = [(RLIMITS[n], c, m) for n, c, m in (rlimits or []) if n in RLIMITS]
     if len(limits) > 16:
         raise NativeError("too many resource limits")

@@ -22,6 +22,9 @@ EXPECT = {
     "unknown_syscall": {"record": "unsupported"},
     "async_signal": {"record": "unsupported"},
     "syscall_loop": {"args": ["2000", "500"]},
+    "int80_unlink": {"record": "unsupported"},
+    "x32_syscall": {"record": "unsupported"},
+    "read_then_exit": {"args": ["/etc/passwd"]},
 }
 NAMES = [n for n in (os.path.splitext(os.path.basename(p))[0] for p in PROGRAM_SOURCES)
          if EXPECT.get(n, {}).get("record") != "unsupported"]   # test_unsupported.py has those

@@ -32,6 +32,10 @@ struct kernel_msghdr {
 #define RRV_SECCOMP_STOP(status) (((status) >> 8) == (SIGTRAP | (PTRACE_EVENT_SECCOMP << 8)))
 #define RRV_EXEC_STOP(status) (((status) >> 8) == (SIGTRAP | (PTRACE_EVENT_EXEC << 8)))
 #define RRV_SYSCALL_EXIT_STOP(status) (WIFSTOPPED(status) && WSTOPSIG(status) == (SIGTRAP | 0x80))
+#define RRV_X32_SYSCALL_BIT 0x40000000u
+#define RRV_SYS_SECCOMP 1 /* si_code of the SIGSYS a SECCOMP_RET_TRAP raises */
+/* A SIGSYS from the tracee filter: a syscall of a foreign ABI that was never run. */
+#define RRV_FOREIGN_SYSCALL(sig, si) ((sig) == SIGSYS && (si)->si_code == RRV_SYS_SECCOMP)
 #define RRV_ALIGN8(n) (((n) + 7) & ~(size_t)7)
 #define RRV_MAX_WRITE (1u << 31)
 #define RRV_EVENT_INLINE_MAX (1u << 20) /* beyond this an event's writes go to blobs */

@@ -30,6 +30,12 @@
 #define RRV_STOP_CHECKPOINT 9     /* record: take a checkpoint; tracee at a syscall-exit stop */
 #define RRV_STOP_SEGMENT_END 10   /* replay: reached stop_at_event, at a syscall-exit stop */
 #define RRV_STOP_EXEC_RESTORE 11  /* replay: the recorded execve succeeded: restore its checkpoint */
+#define RRV_STOP_CHECKPOINT_AT_EXIT 12 /* record: at an exit's seccomp stop, not yet recorded */
+
+/* What an RRV_STOP_UNSUPPORTED recording stopped at (rrv_recorder.stop_what). */
+#define RRV_UNSUP_SYSCALL 1         /* stop_nr: the x86-64 syscall number */
+#define RRV_UNSUP_SIGNAL 2          /* stop_nr: the signal number */
+#define RRV_UNSUP_FOREIGN_SYSCALL 3 /* stop_nr, stop_arch, stop_addr: from the SIGSYS */
 
 /* Kinds of divergence found by the replayer. */
 #define RRV_DIV_EVENT_KIND 1
@@ -78,8 +84,8 @@ struct rrv_spawn {
   char **envp;
   const char *cwd;
   int cpu;              /* pin tracee (and caller) to this CPU; -1: don't */
-  int stdio_devnull;    /* replay: the tracee's stdin/out/err are /dev/null */
-  int own_process_group; /* replay: keep the terminal's signals away from the tracee */
+  int exec_fd;          /* >= 0: execute this file (execveat AT_EMPTY_PATH), not `path` */
+  int sandbox;          /* replay: confine the tracee (tracee.c: enter_replay_sandbox) */
   int nrlimits;
   struct rrv_rlimit rlimits[16];
 };
@@ -87,7 +93,10 @@ struct rrv_spawn {
 struct rrv_recorder {
   int pid;
   int status;           /* wait status once exited */
-  int64_t stop_nr;      /* UNSUPPORTED: the syscall number (or -signal) */
+  int stop_what;        /* UNSUPPORTED: RRV_UNSUP_* */
+  int64_t stop_nr;
+  uint32_t stop_arch;   /* AUDIT_ARCH_* of a foreign syscall */
+  uint64_t stop_addr;   /* the address of a foreign syscall's instruction */
   char message[512];
   uint8_t *buf;         /* events not yet handed to Python */
   size_t len, cap;
@@ -99,7 +108,11 @@ struct rrv_recorder {
   uint64_t checkpoint_every;        /* events between checkpoints (0: no event trigger) */
   uint64_t checkpoint_interval_ns;  /* time between checkpoints (0: no time trigger) */
   uint64_t next_checkpoint_event, last_checkpoint_ns;
+  int exit_pending;     /* CHECKPOINT_AT_EXIT returned; the exit is recorded on the next run
+                           unless rrv_record_park_for_exit parked the tracee */
+  uint64_t parked_mask; /* the signal mask of a parked tracee (blocked meanwhile) */
   /* private */
+  int parked, exit_checkpoint_offered;
   int resume_op, resume_sig, after_syscall;
   struct rrv_regs exit_regs;
   uint64_t last_flush_ns;
@@ -130,6 +143,9 @@ struct rrv_replayer {
   struct rrv_divergence div;
   uint64_t syscalls_executed, syscalls_emulated, signals, rdtscs;
   uint64_t stop_at_event;   /* stop with SEGMENT_END once this event is next (0: never) */
+  int stop_before_exit;     /* ...at that event's exit syscall, parked (else at the syscall-
+                               exit stop before it) */
+  uint64_t exit_syscall_event; /* 1 + the index of the exit/exit_group event replayed, or 0 */
   /* private */
   int resume_op, resume_sig;
   int64_t last_nr;
@@ -138,6 +154,7 @@ struct rrv_replayer {
 int rrv_spawn(const struct rrv_spawn *spec, char *err, size_t errlen);
 int rrv_record_init(struct rrv_recorder *r, int pid);
 int rrv_record_run(struct rrv_recorder *r);
+int rrv_record_park_for_exit(struct rrv_recorder *r);
 void rrv_record_free(struct rrv_recorder *r);
 void rrv_replay_set_pid(struct rrv_replayer *r, int pid);
 int rrv_replay_run(struct rrv_replayer *r);
@@ -147,9 +164,12 @@ int rrv_getregs(int pid, struct rrv_regs *regs);
 int rrv_setregs(int pid, const struct rrv_regs *regs);
 int rrv_run_initial_exec(int pid, char *err, size_t errlen);
 /* 0: done, *result is the syscall's; -1: failed (err); -2: the tracee died, *result is its
- * wait status */
+ * wait status; -3: another syscall than the injected one arrived (not run) */
 int rrv_inject_syscall(int pid, uint64_t gadget, int64_t nr, const uint64_t args[6],
                        int64_t *result, char *err, size_t errlen);
+int rrv_park_before_syscall(int pid, int *status);
+int rrv_get_sigmask(int pid, uint64_t *mask);
+int rrv_set_sigmask(int pid, uint64_t mask);
 int rrv_get_xstate(int pid, uint8_t *buf, size_t cap);
 int rrv_set_xstate(int pid, const uint8_t *buf, size_t len);
 uint64_t rrv_fpu_digest_of(const uint8_t *area, size_t len);

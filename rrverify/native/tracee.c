@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/audit.h>
+#include <linux/close_range.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sched.h>
@@ -83,9 +84,71 @@ void rrv_page_hashes(const uint8_t *data, size_t npages, uint64_t *out) {
 }
 
 /* The tracee side of spawning: everything here runs in the forked child before execve. */
+/* Every x86-64 syscall stops at the tracer (SECCOMP_RET_TRACE). A syscall of another ABI
+ * (i386 through `int $0x80`, x32 numbers) is never run: it raises SIGSYS with si_code
+ * SYS_SECCOMP instead, which the recorder refuses and the replayer reports. The same numbers
+ * mean other syscalls there (i386 10 is unlink, x86-64 10 is mprotect): a filter that does not
+ * check the architecture first misreads them. */
+static struct sock_filter tracee_filter[] = {
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRAP),
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+    BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, RRV_X32_SYSCALL_BIT, 0, 1),
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRAP),
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRACE),
+};
+
+/* Landlock (linux/landlock.h; the installed headers may predate the parts used here). */
+struct rrv_landlock_ruleset_attr { uint64_t handled_access_fs, handled_access_net, scoped; };
+#define RRV_SYS_landlock_create_ruleset 444
+#define RRV_SYS_landlock_restrict_self 446
+#define RRV_LANDLOCK_CREATE_RULESET_VERSION 1
+
+/* A replayed process must touch nothing of the verifying machine, even through a syscall
+ * that slipped past the tracer's checks: it holds no descriptor of the verifier but
+ * /dev/null on 0-2 (everything else is closed at its exec), has its own network namespace
+ * (only a loopback, down) and IPC namespace when the verifier may create them (EPERM without
+ * CAP_SYS_ADMIN: then Landlock alone stands), and a Landlock
+ * domain that handles every filesystem right, TCP bind/connect, abstract unix sockets and
+ * signals, with no rule granting any: no file can be opened, executed, created or removed.
+ * Returns what failed, or NULL. */
+static const char *enter_replay_sandbox(void) {
+  int fd = open("/dev/null", O_RDWR);
+  if (fd < 0) return "open /dev/null";
+  for (int i = 0; i < 3; i++) dup2(fd, i);
+  if (fd > 2) close(fd);
+  if (syscall(SYS_close_range, 3, ~0u, CLOSE_RANGE_CLOEXEC) < 0) return "close_range";
+  if (setpgid(0, 0) < 0) return "setpgid";     /* the terminal's signals stay away */
+  if (chdir("/") < 0) return "chdir /";
+  if (unshare(CLONE_NEWNET | CLONE_NEWIPC) < 0 && errno != EPERM) return "unshare";
+  long abi = syscall(RRV_SYS_landlock_create_ruleset, NULL, 0,
+                     RRV_LANDLOCK_CREATE_RULESET_VERSION);
+  if (abi < 1) return "Landlock (this kernel cannot confine a replayed process)";
+  struct rrv_landlock_ruleset_attr attr = {.handled_access_fs = (1ull << 13) - 1};
+  size_t size = sizeof attr.handled_access_fs;
+  if (abi >= 2) attr.handled_access_fs |= 1ull << 13;  /* REFER */
+  if (abi >= 3) attr.handled_access_fs |= 1ull << 14;  /* TRUNCATE */
+  if (abi >= 5) attr.handled_access_fs |= 1ull << 15;  /* IOCTL_DEV */
+  if (abi >= 4) {
+    attr.handled_access_net = 3;                        /* BIND_TCP, CONNECT_TCP */
+    size = 2 * sizeof(uint64_t);
+  }
+  if (abi >= 6) {
+    attr.scoped = 3;                                    /* ABSTRACT_UNIX_SOCKET, SIGNAL */
+    size = sizeof attr;
+  }
+  int ruleset = syscall(RRV_SYS_landlock_create_ruleset, &attr, size, 0);
+  if (ruleset < 0) return "landlock_create_ruleset";
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) return "prctl(PR_SET_NO_NEW_PRIVS)";
+  if (syscall(RRV_SYS_landlock_restrict_self, ruleset, 0) < 0) return "landlock_restrict_self";
+  close(ruleset);
+  return NULL;
+}
+
 static void child_setup_and_exec(const struct rrv_spawn *s, int errpipe) {
-  struct sock_filter filter[] = {BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRACE)};
-  struct sock_fprog prog = {.len = 1, .filter = filter};
+  struct sock_fprog prog = {.len = sizeof tracee_filter / sizeof tracee_filter[0],
+                            .filter = tracee_filter};
   const char *what = "signal dispositions";
   /* Every recording and replay starts from the same signal state: default dispositions and
    * an empty mask (an inherited SIG_IGN, e.g. Python's SIGPIPE, would otherwise leak in). */
@@ -94,8 +157,6 @@ static void child_setup_and_exec(const struct rrv_spawn *s, int errpipe) {
   sigset_t none;
   sigemptyset(&none);
   if (sigprocmask(SIG_SETMASK, &none, NULL) < 0) goto fail;
-  what = "setpgid";
-  if (s->own_process_group && setpgid(0, 0) < 0) goto fail;
   what = "personality";
   if (personality(ADDR_NO_RANDOMIZE) < 0) goto fail;
   what = "prctl(PR_SET_TSC)";
@@ -107,13 +168,7 @@ static void child_setup_and_exec(const struct rrv_spawn *s, int errpipe) {
   }
   what = "chdir";
   if (s->cwd && chdir(s->cwd) < 0) goto fail;
-  if (s->stdio_devnull) {
-    what = "open /dev/null";
-    int fd = open("/dev/null", O_RDWR);
-    if (fd < 0) goto fail;
-    for (int i = 0; i < 3; i++) dup2(fd, i);
-    if (fd > 2) close(fd);
-  }
+  if (s->sandbox && (what = enter_replay_sandbox())) goto fail;
   what = "ptrace(TRACEME)";
   if (ptrace(PTRACE_TRACEME, 0, 0, 0) < 0) goto fail;
   raise(SIGSTOP);
@@ -121,7 +176,10 @@ static void child_setup_and_exec(const struct rrv_spawn *s, int errpipe) {
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) goto fail;
   what = "seccomp";
   if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0) goto fail;
-  execve(s->path, s->argv, s->envp);
+  if (s->exec_fd >= 0)
+    syscall(SYS_execveat, s->exec_fd, "", s->argv, s->envp, AT_EMPTY_PATH);
+  else
+    execve(s->path, s->argv, s->envp);
   what = "execve";
 fail:;
   char msg[256];
@@ -347,6 +405,32 @@ int rrv_step_to_syscall_exit(int pid, int *status) {
   }
 }
 
+/* A tracee at a syscall's seccomp stop, made ready for a checkpoint before that syscall runs
+ * (the final checkpoint before an exit): the syscall is skipped, and at the skip's exit stop
+ * the tracee is set to issue it again when resumed (ip back on its 2-byte `syscall`, rax the
+ * number, orig_rax -1), a state a checkpoint can hold and a restore can resume from. Returns
+ * 0, -1 (errno), or -2 if the tracee died (*status). */
+int rrv_park_before_syscall(int pid, int *status) {
+  struct rrv_regs entry, parked;
+  if (rrv_getregs(pid, &entry) < 0) return -1;
+  parked = entry;
+  parked.orig_rax = -1;
+  if (rrv_setregs(pid, &parked) < 0) return -1;
+  if (rrv_step_to_syscall_exit(pid, status) < 0) return -1;
+  if (!WIFSTOPPED(*status)) return -2;
+  parked.rip = entry.rip - 2;
+  parked.rax = entry.orig_rax;
+  return rrv_setregs(pid, &parked);
+}
+
+int rrv_get_sigmask(int pid, uint64_t *mask) {
+  return ptrace(PTRACE_GETSIGMASK, pid, (void *)sizeof *mask, mask);
+}
+
+int rrv_set_sigmask(int pid, uint64_t mask) {
+  return ptrace(PTRACE_SETSIGMASK, pid, (void *)sizeof mask, &mask);
+}
+
 /* FPU/vector state digest. The kernel's ptrace XSTATE view fills components the task holds in
  * their init state with init values, so hashing component contents (never the XSTATE_BV
  * header, which tracks what the CPU happens to consider in use) is deterministic. Hashed: x87
@@ -432,7 +516,9 @@ int rrv_run_initial_exec(int pid, char *err, size_t errlen) {
 
 /* Make the tracee run one syscall for us: it must be at a syscall-exit stop (or the exec stop
  * after rrv_run_initial_exec) with no signal pending. `gadget` is the address of a `syscall`
- * instruction in its address space. Its registers are restored afterwards. */
+ * instruction in its address space. Its registers are restored afterwards. Returns 0; -1 on a
+ * ptrace failure; -2 if the tracee died (*result: its wait status); -3 if the syscall that
+ * arrived at the stop was not the one injected (it was not run; the tracee is left there). */
 int rrv_inject_syscall(int pid, uint64_t gadget, int64_t nr, const uint64_t a[6],
                        int64_t *result, char *err, size_t errlen) {
   struct rrv_regs saved, regs;
@@ -455,6 +541,20 @@ int rrv_inject_syscall(int pid, uint64_t gadget, int64_t nr, const uint64_t a[6]
     snprintf(err, errlen, "injected syscall %lld: unexpected stop (status 0x%x)",
              (long long)nr, status);
     return -1;
+  }
+  /* What arrives must be exactly what we injected, from the `syscall` at the gadget: the
+   * gadget lies in memory a trace may have written, and the filter stopped the syscall
+   * before it ran, so anything else is refused here, never executed. */
+  struct rrv_regs arrived;
+  if (rrv_getregs(pid, &arrived) < 0) goto sys_fail;
+  if ((int64_t)arrived.orig_rax != nr || arrived.rip != gadget + 2 || arrived.rdi != a[0] ||
+      arrived.rsi != a[1] || arrived.rdx != a[2] || arrived.r10 != a[3] || arrived.r8 != a[4] ||
+      arrived.r9 != a[5]) {
+    snprintf(err, errlen, "injected syscall %lld through 0x%llx arrived as syscall %lld from "
+             "0x%llx: the code at the injection site is not a plain `syscall`",
+             (long long)nr, (unsigned long long)gadget, (long long)arrived.orig_rax,
+             (unsigned long long)arrived.rip - 2);
+    return -3;
   }
   if (ptrace(PTRACE_SYSCALL, pid, 0, 0) < 0 || rrv_wait(pid, &status) < 0) goto sys_fail;
   if (WIFEXITED(status) || WIFSIGNALED(status)) goto died;
