@@ -78,8 +78,7 @@ def summary_lines(report: dict) -> list[str]:
             lines.extend("  " + l for l in format_text(s["divergence"]))
         elif s["status"] != "skipped":
             lines.append(f"{head}: {s.get('error', '')}")
-    bad = {k: t[k] for k in ("diverged", "trace-error", "incompatible-worker", "worker-lost",
-                             "error", "skipped") if t[k]}
+    bad = {k: t[k] for k in STATUSES if k != VERIFIED and t[k]}
     verdict = "verified" if report["status"] == "verified" else "FAILED"
     note = "" if report["complete_trace"] else " (incomplete trace: verified up to its end)"
     lines.append(f"{verdict}: {t['verified']}/{t['segments']} segments, {t['events']} events"

@@ -3,17 +3,20 @@
 An embedded local Ray by default; --address joins a cluster. Workers read the trace from a
 path all nodes share, or (--ship) from what the driver sends through the object store. A
 worker lost mid-segment is retried on a fresh actor; a segment that still cannot finish is
-reported as worker-lost, never dropped."""
+reported as worker-lost, never dropped. A segment without a result after --segment-timeout is
+reported as timeout, and its worker killed and replaced."""
 from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 import time
+from dataclasses import dataclass
 
 from ..checkpoints.pages import PageStoreReader
 from ..errors import TraceError, UsageError
-from ..replayer.segment import (ERROR, SKIPPED, TRACE_ERROR, VERIFIED, WORKER_LOST,
+from ..replayer.segment import (ERROR, SKIPPED, TIMEOUT, TRACE_ERROR, VERIFIED, WORKER_LOST,
                                 segment_bounds)
 from ..trace import Trace
 from . import reports
@@ -25,6 +28,15 @@ def _ray():
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     import ray
     return ray
+
+
+@dataclass
+class InFlight:
+    actor: object
+    k: int
+    first: int
+    end: int
+    started: float | None        # None: queued behind another segment on its actor
 
 
 class Progress:
@@ -47,8 +59,30 @@ class Progress:
             sys.stderr.write("\n")
 
 
+PROBE_SECONDS = 5       # to reach --address, before Ray itself tries (for minutes)
+
+
+def join(ray, address: str) -> None:
+    """Join the cluster at address, or fail with one line: in seconds when nothing answers
+    there, and when Ray gives up on what answers."""
+    hostport = address.removeprefix("ray://")
+    host, _, port = hostport.rpartition(":")
+    if host and port.isdigit():
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), PROBE_SECONDS).close()
+        except OSError as e:
+            why = "no answer in %d s" % PROBE_SECONDS if isinstance(e, TimeoutError) else e.strerror
+            raise UsageError(f"--address {address}: cannot reach {host}:{port}: {why or e}") \
+                from None
+    try:
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+    except ConnectionError as e:
+        raise UsageError(f"--address {address}: no Ray cluster answers there: {e}") from None
+
+
 def verify(trace_path: str, *, workers: int, address: str | None = None, ship: bool = False,
-           fail_fast: bool = False, retries: int = 2, progress: bool | None = None) -> dict:
+           fail_fast: bool = False, retries: int = 2, segment_timeout: float = 600.0,
+           progress: bool | None = None) -> dict:
     if workers < 1:
         raise UsageError("--workers must be at least 1")
     trace = Trace(os.path.abspath(trace_path))
@@ -66,10 +100,10 @@ def verify(trace_path: str, *, workers: int, address: str | None = None, ship: b
         from ..tracee import ORIGINAL_AFFINITY
         os.sched_setaffinity(0, ORIGINAL_AFFINITY)
         if address:
-            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
-        else:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
-                     logging_level=logging.WARNING)
+            join(ray, address)
+        else:   # "local": a new Ray, even if one was started on this machine (`ray start`)
+            ray.init(address="local", num_cpus=workers, include_dashboard=False,
+                     log_to_driver=False, logging_level=logging.WARNING)
     t_start = time.monotonic()
     progress_bar = Progress(len(bounds), sys.stderr.isatty() if progress is None else progress)
     actor_options = {"max_restarts": retries, "max_task_retries": retries}
@@ -81,7 +115,7 @@ def verify(trace_path: str, *, workers: int, address: str | None = None, ship: b
     shared_ref = ray.put(shared_bundle(trace)) if ship else None
     pages = PageStoreReader(trace) if ship else None
     pending = list(reversed(bounds))
-    in_flight: dict = {}
+    in_flight: dict[object, InFlight] = {}
     results: list[dict] = []
     stopping: list[int] = []      # segments that failed: with --fail-fast, submit no more
 
@@ -100,8 +134,27 @@ def verify(trace_path: str, *, workers: int, address: str | None = None, ship: b
                     return
                 continue
             ref = actor.verify.remote(trace.path, k, shared_ref, bundle)
-            in_flight[ref] = (actor, k, first, end)
+            # A segment's clock starts when its actor starts it: now, or when the one queued
+            # before it on the same actor finishes.
+            busy = any(f.actor is actor for f in in_flight.values())
+            in_flight[ref] = InFlight(actor, k, first, end, None if busy else time.monotonic())
             return
+
+    def overdue() -> tuple:
+        """The segment past its deadline: reported, its actor killed and replaced, and the
+        segments queued behind it handed out again."""
+        ref = min((r for r in in_flight if in_flight[r].started is not None),
+                  key=lambda r: in_flight[r].started)
+        f = in_flight.pop(ref)
+        ray.kill(f.actor, no_restart=True)
+        for r in [r for r, q in in_flight.items() if q.actor is f.actor]:
+            q = in_flight.pop(r)
+            pending.append((q.k, q.first, q.end))
+        report = {"segment": f.k, "first_event": f.first, "end_event": f.end, "status": TIMEOUT,
+                  "seconds": round(time.monotonic() - f.started, 3),
+                  "error": f"no result after {segment_timeout:g} s (--segment-timeout); "
+                           f"its worker was killed"}
+        return report, SegmentVerifier.options(**actor_options).remote()
 
     try:
         # Two segments queued per actor: it starts the next while the driver handles a result.
@@ -110,23 +163,31 @@ def verify(trace_path: str, *, workers: int, address: str | None = None, ship: b
                 if pending:
                     submit(actor)
         while in_flight:
-            ready, _ = ray.wait(list(in_flight), num_returns=1)
-            ref = ready[0]
-            actor, k, first, end = in_flight.pop(ref)
-            try:
-                report = ray.get(ref)
-            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as e:
-                report = {"segment": k, "first_event": first, "end_event": end,
-                          "status": WORKER_LOST,
-                          "error": f"worker lost after {retries} retries: {type(e).__name__}"}
-                actor = SegmentVerifier.options(**actor_options).remote()
-            except ray.exceptions.RayError as e:    # the worker failed outside the segment
-                report = {"segment": k, "first_event": first, "end_event": end,
-                          "status": ERROR, "error": str(e).strip().splitlines()[-1][:500]}
+            starts = [f.started for f in in_flight.values() if f.started is not None]
+            wait = max(0.0, min(starts) + segment_timeout - time.monotonic()) if starts else None
+            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=wait)
+            if not ready:
+                report, actor = overdue()
+            else:
+                f = in_flight.pop(ready[0])
+                actor, k, first, end = f.actor, f.k, f.first, f.end
+                for q in in_flight.values():
+                    if q.actor is actor:
+                        q.started = time.monotonic()
+                try:
+                    report = ray.get(ready[0])
+                except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as e:
+                    report = {"segment": k, "first_event": first, "end_event": end,
+                              "status": WORKER_LOST,
+                              "error": f"worker lost after {retries} retries: {type(e).__name__}"}
+                    actor = SegmentVerifier.options(**actor_options).remote()
+                except ray.exceptions.RayError as e:    # the worker failed outside the segment
+                    report = {"segment": k, "first_event": first, "end_event": end,
+                              "status": ERROR, "error": str(e).strip().splitlines()[-1][:500]}
             results.append(report)
             progress_bar.update(report)
             if fail_fast and report["status"] != VERIFIED:
-                stopping.append(k)
+                stopping.append(report["segment"])
             submit(actor)
         for k, first, end in reversed(pending):
             results.append({"segment": k, "first_event": first, "end_event": end,

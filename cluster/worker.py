@@ -5,6 +5,7 @@ import atexit
 import os
 import shutil
 import signal
+import time
 
 import ray
 
@@ -13,8 +14,20 @@ from .cpuslot import claim_cpu
 from .ship import materialize
 
 # Fault injection for the test suite: "SEGMENT:MARKER_FILE" makes the worker that first picks
-# up SEGMENT die by SIGKILL (once: it leaves MARKER_FILE behind), as a lost node would.
-FAULT_ENV = "RRVERIFY_TEST_KILL_WORKER"
+# up SEGMENT die by SIGKILL, as a lost node would, or hang, as a stuck replay would (once: it
+# leaves MARKER_FILE behind).
+KILL_ENV = "RRVERIFY_TEST_KILL_WORKER"
+HANG_ENV = "RRVERIFY_TEST_HANG_WORKER"
+
+
+def _fault(env: str, k: int) -> bool:
+    spec = os.environ.get(env, "")
+    if spec.startswith(f"{k}:"):
+        marker = spec.split(":", 1)[1]
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            return True
+    return False
 
 
 @ray.remote(num_cpus=1)
@@ -28,12 +41,11 @@ class SegmentVerifier:
         return self.cpu
 
     def verify(self, trace_path: str, k: int, shared=None, bundle=None) -> dict:
-        fault = os.environ.get(FAULT_ENV, "")
-        if fault.startswith(f"{k}:"):
-            marker = fault.split(":", 1)[1]
-            if not os.path.exists(marker):
-                open(marker, "w").close()
-                os.kill(os.getpid(), signal.SIGKILL)
+        if _fault(KILL_ENV, k):
+            os.kill(os.getpid(), signal.SIGKILL)
+        if _fault(HANG_ENV, k):
+            while True:
+                time.sleep(3600)
         if shared is None:
             return verify_segment(trace_path, k, cpu=self.cpu, cache=self.cache)
         if self.shipped_root is None:

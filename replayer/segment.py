@@ -15,7 +15,8 @@ from .report import with_segment
 
 VERIFIED, DIVERGED, TRACE_ERROR = "verified", "diverged", "trace-error"
 INCOMPATIBLE, WORKER_LOST, ERROR, SKIPPED = "incompatible-worker", "worker-lost", "error", "skipped"
-STATUSES = (VERIFIED, DIVERGED, TRACE_ERROR, INCOMPATIBLE, WORKER_LOST, ERROR, SKIPPED)
+TIMEOUT = "timeout"
+STATUSES = (VERIFIED, DIVERGED, TRACE_ERROR, INCOMPATIBLE, WORKER_LOST, TIMEOUT, ERROR, SKIPPED)
 
 
 def segment_bounds(trace: Trace) -> list[tuple[int, int, int]]:
@@ -41,8 +42,8 @@ def verify_segment(trace_path: str, k: int, *, cpu: int | None = None,
         _, first, end = segment_bounds(trace)[k]
         report.update(first_event=first, end_event=end)
         if check_cpu:
-            from ..cluster.compat import incompatibilities
-            problems = incompatibilities(trace.manifest["host"])
+            from ..cluster.compat import incompatibilities, rlimit_shortfalls
+            problems = incompatibilities(trace.manifest["host"]) + rlimit_shortfalls(trace.manifest)
             if problems:
                 report.update(status=INCOMPATIBLE, error="; ".join(problems[:4]))
                 return report

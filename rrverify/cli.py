@@ -3,39 +3,70 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
 import signal
 import sys
+import threading
 
 from .errors import RRVerifyError, UsageError
 
 COMMANDS = ("record", "replay", "verify", "info", "dump", "check", "demo")
+DEFAULT_SEGMENT_TIMEOUT = 600.0     # seconds; generous: a segment normally takes well under 10 s
+MAX_COUNT = 2**63 - 1               # the recorder's event counters are 64-bit
+MAX_SECONDS = 10**9                 # and its clock is u64 nanoseconds
+
+
+class StdoutError(UsageError):
+    """stdout is closed or cannot be written: the report has nowhere to go."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):       # one line, like every other failure
+        self.exit(2, f"rrverify: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _number(convert, lo, hi):
+    """An argparse type: a number from lo to hi (nan and inf are out of range)."""
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{text} is out of range ({lo} to {hi})")
+        return value
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="rrverify",
         description="Record a Linux x86-64 program without a PMU and verify its replay.")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("record", help="record a command: rrverify record [-o DIR] -- CMD ...")
     r.add_argument("-o", "--output", help="trace directory (default: $RRVERIFY_TRACE_DIR or "
                                           "~/.local/share/rrverify/<prog>-<n>)")
-    r.add_argument("--checkpoint-every", type=int, metavar="N", default=None,
+    r.add_argument("--checkpoint-every", type=_number(int, 0, MAX_COUNT), metavar="N",
+                   default=None,
                    help="take a checkpoint every N events (default 20000; 0: never)")
-    r.add_argument("--checkpoint-interval", type=float, metavar="SEC", default=None,
+    r.add_argument("--checkpoint-interval", type=_number(float, 0, MAX_SECONDS), metavar="SEC",
+                   default=None,
                    help="...and at least every SEC seconds (default 2; 0: never)")
     r.add_argument("cmd", nargs=argparse.REMAINDER)
     v = sub.add_parser("replay", help="replay a trace on this machine and verify every event")
     v.add_argument("trace", nargs="?")
-    v.add_argument("--segment", type=int, metavar="K",
+    v.add_argument("--segment", type=_number(int, 0, MAX_COUNT), metavar="K",
                    help="only segment K: from checkpoint K to checkpoint K+1")
     v.add_argument("--echo", action="store_true", help="re-emit the tracee's stdout/stderr")
     v.add_argument("--json", metavar="FILE", help="write the result as JSON")
     w = sub.add_parser("verify", help="verify a trace's segments in parallel on Ray "
                                       "(also: rrverify TRACE)")
     w.add_argument("trace", nargs="?")
-    w.add_argument("--workers", type=int, default=max(1, len(os.sched_getaffinity(0))),
+    w.add_argument("--workers", type=_number(int, 1, 2**20),
+                   default=max(1, len(os.sched_getaffinity(0))),
                    help="Ray workers (default: this machine's CPUs)")
     w.add_argument("--address", help="join a Ray cluster (ray://HOST:10001 or HOST:6379) "
                                      "instead of starting a local one")
@@ -45,7 +76,12 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--json", metavar="FILE", help="write the report as JSON")
     w.add_argument("--junit", metavar="FILE", help="write the report as JUnit XML")
     w.add_argument("--fail-fast", action="store_true", help="stop at the first failed segment")
-    w.add_argument("--retries", type=int, default=2, help="retries of a lost worker (default 2)")
+    w.add_argument("--retries", type=_number(int, 0, 100), default=2,
+                   help="retries of a lost worker (default 2)")
+    w.add_argument("--segment-timeout", type=_number(float, 0.001, MAX_SECONDS), metavar="SEC",
+                   default=DEFAULT_SEGMENT_TIMEOUT,
+                   help=f"report a segment without a result after SEC seconds as timeout and "
+                        f"replace its worker (default {DEFAULT_SEGMENT_TIMEOUT:g})")
     i = sub.add_parser("info", help="describe a trace")
     i.add_argument("trace", nargs="?")
     i.add_argument("--json", action="store_true", help="print the manifest as JSON")
@@ -55,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
                                      "(before uploading it)")
     c.add_argument("trace", nargs="?")
     dm = sub.add_parser("demo", help="record a bundled program and verify it on a local Ray")
-    dm.add_argument("--workers", type=int, default=None)
+    dm.add_argument("--workers", type=_number(int, 1, 2**20), default=None)
     return p
 
 
@@ -66,23 +102,102 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["verify"] + argv
     args = _parser().parse_args(argv)
     try:
-        return _run(args)
+        if args.command != "record":        # record's stdout is the tracee's
+            _require_stdout()
+            sys.stdout = _GuardedStdout(sys.stdout)
+        code = _run(args)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # `rrverify dump | head`: the reader left; that is not an error.
+        _discard_stdout()
+        return 0
     except RRVerifyError as e:
+        if isinstance(e, StdoutError):
+            _discard_stdout()
         print(f"rrverify: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("rrverify: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        # `rrverify dump | head`: the reader left; that is not an error.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
     except Exception as e:  # noqa: BLE001 -- one line, not a traceback; RRVERIFY_DEBUG=1 for it
         if os.environ.get("RRVERIFY_DEBUG"):
             raise
         print(f"rrverify: internal error: {type(e).__name__}: {e} "
               f"(RRVERIFY_DEBUG=1 shows where)", file=sys.stderr)
         return 2
+
+
+def _require_stdout() -> None:
+    try:
+        if sys.stdout is None:
+            raise OSError("closed")
+        os.fstat(sys.stdout.fileno())
+    except OSError:
+        raise StdoutError("stdout is closed: nowhere to write the output "
+                          "(redirect it to a file or /dev/null instead)") from None
+
+
+class _GuardedStdout:
+    """stdout, whose write failures (a full disk, a closed terminal) say so in one line."""
+
+    def __init__(self, f):
+        self._f = f
+
+    def write(self, s: str) -> int:
+        try:
+            return self._f.write(s)
+        except OSError as e:
+            _stdout_failed(e)
+
+    def flush(self) -> None:
+        try:
+            self._f.flush()
+        except OSError as e:
+            _stdout_failed(e)
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+
+def _stdout_failed(e: OSError):
+    if isinstance(e, BrokenPipeError):
+        raise e
+    raise StdoutError(f"cannot write to stdout: {e.strerror or e}") from None
+
+
+def _discard_stdout() -> None:
+    """What is left in stdout's buffer goes nowhere (not into a traceback at exit)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+
+
+def _check_writable(path: str | None, option: str) -> None:
+    """Fail before a long run, not after it, when a report cannot be written."""
+    if path is None:
+        return
+    existed = os.path.lexists(path)
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as e:
+        raise UsageError(f"{option} {path}: cannot write it: {e.strerror or e}") from None
+    if not existed:
+        os.unlink(path)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Ray and the processes it starts write to fd 1 too: while it runs, that goes to stderr,
+    so stdout carries rrverify's report only."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _run(args) -> int:
@@ -108,29 +223,66 @@ def _run(args) -> int:
 
 
 def cmd_record(args) -> int:
-    from .recorder.record import record
+    from .recorder import record as recorder
     from . import tracedirs
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
         raise UsageError("record: no command given (rrverify record -- CMD ...)")
-    out = args.output or tracedirs.new_trace_dir(cmd[0])
-    if not args.output:
-        tracedirs.set_latest(out)
-    # The tracee shares our terminal: let it, not us, take the keyboard's signals.
-    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGQUIT)}
+    if args.output:
+        out, made = args.output, tracedirs.prepare(args.output)
+    else:
+        out, made = tracedirs.new_trace_dir(cmd[0]), True
     opts = {}
     if args.checkpoint_every is not None:
         opts["checkpoint_every"] = args.checkpoint_every
     if args.checkpoint_interval is not None:
         opts["checkpoint_interval"] = args.checkpoint_interval
+    # The tracee shares our terminal: let it, not us, take the keyboard's signals.
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGQUIT)}
     try:
-        result = record(cmd, out, **opts)
+        with _stop_recording_on(signal.SIGTERM, signal.SIGHUP):
+            try:
+                result = recorder.record(cmd, out, **opts)
+            except RRVerifyError:
+                if recorder.STOP.signum is None:
+                    raise
+            finally:
+                started = tracedirs.has_checkpoint(out)
+                if not started:         # a failed start leaves nothing behind
+                    shutil.rmtree(out, ignore_errors=True)
+                    if not made:
+                        os.mkdir(out)   # as the user gave it: empty
+                elif not args.output:
+                    tracedirs.set_latest(out)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+    if recorder.STOP.signum is not None:
+        name = signal.Signals(recorder.STOP.signum).name
+        print(f"rrverify: record: the recorder received {name}: "
+              + (f"trace incomplete at {out}" if started else "nothing recorded"),
+              file=sys.stderr)
+        return 128 + recorder.STOP.signum
     if not result.complete:
         print(f"rrverify: record: trace incomplete: {result.reason}", file=sys.stderr)
     return result.exit_status
+
+
+@contextlib.contextmanager
+def _stop_recording_on(*signums):
+    """These signals end a recording cleanly. The record loop blocks in a native waitpid,
+    where a Python handler would not run: the signals are blocked and taken by a thread,
+    which kills the tracee, so that the loop returns with its death."""
+    from .recorder.record import stop_recording
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, signums)
+
+    def take():
+        stop_recording(signal.sigwait(signums))
+    threading.Thread(target=take, name="rrverify-stop-signals", daemon=True).start()
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
 
 def cmd_replay(args) -> int:
@@ -139,13 +291,18 @@ def cmd_replay(args) -> int:
     from .replayer.report import format_text
     from .trace import Trace
     from . import tracedirs
-    from .cluster.compat import incompatibilities
+    from .cluster.compat import incompatibilities, rlimit_shortfalls
+    _check_writable(args.json, "--json")
     trace = Trace(tracedirs.resolve(args.trace))
     problems = incompatibilities(trace.manifest["host"])
     if problems:
         raise UsageError(f"replay: this CPU shows the program other features than the "
                          f"recording CPU did ({problems[0]}"
                          + (f", and {len(problems) - 1} more" if len(problems) > 1 else "") + ")")
+    problems = rlimit_shortfalls(trace.manifest, here="this process")
+    if problems:
+        raise UsageError(f"replay: this process cannot give the program the resource limits it "
+                         f"was recorded with ({'; '.join(problems)})")
     if args.echo:
         sys.stdout.flush()
     if args.segment is not None:
@@ -178,8 +335,12 @@ def cmd_verify(args) -> int:
     from .cluster.reports import summary_lines, write_json, write_junit
     from .cluster.verify import verify
     from . import tracedirs
-    report = verify(tracedirs.resolve(args.trace), workers=args.workers, address=args.address,
-                    ship=args.ship, fail_fast=args.fail_fast, retries=args.retries)
+    _check_writable(args.json, "--json")
+    _check_writable(args.junit, "--junit")
+    with _stdout_to_stderr():
+        report = verify(tracedirs.resolve(args.trace), workers=args.workers,
+                        address=args.address, ship=args.ship, fail_fast=args.fail_fast,
+                        retries=args.retries, segment_timeout=args.segment_timeout)
     if args.json:
         write_json(report, args.json)
     if args.junit:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from .errors import TraceError
+from .errors import TraceError, UsageError
 
 
 def base_dir() -> str:
@@ -26,6 +26,29 @@ def new_trace_dir(program: str) -> str:
             n += 1
 
 
+def prepare(path: str) -> bool:
+    """Check that `record -o PATH` can write there, before anything runs; True if this
+    created the directory."""
+    if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
+        raise UsageError(f"record: {path}: already exists; choose another trace directory")
+    made = not os.path.exists(path)
+    try:
+        os.makedirs(path, exist_ok=True)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as e:
+        raise UsageError(f"record: cannot write a trace at {path}: {e.strerror or e}") from None
+    return made
+
+
+def has_checkpoint(path: str) -> bool:
+    """Did the recording get as far as a verifiable trace (its first checkpoint)?"""
+    try:
+        return os.path.getsize(os.path.join(path, "checkpoints.jsonl")) > 0
+    except OSError:
+        return False
+
+
 def set_latest(path: str) -> None:
     link = os.path.join(base_dir(), "latest-trace")
     tmp = link + ".tmp"
@@ -44,4 +67,7 @@ def resolve(trace: str | None) -> str:
     if not os.path.lexists(link):
         raise TraceError(f"no trace given and no {link}: record one first "
                          f"(rrverify record -- CMD)")
+    if not os.path.exists(link):
+        raise TraceError(f"no trace given, and {link} points to {os.readlink(link)}, which no "
+                         f"longer exists: give a trace, or record one")
     return link

@@ -180,3 +180,100 @@ def test_interrupted_trace_drops_checkpoints_past_its_end(longrun, tmp_path):
     proc = replay(copy)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert b"incomplete trace" in proc.stdout
+
+
+# -- bad command lines and environments: one line, exit 2, before anything runs ----------------
+
+@pytest.mark.parametrize("option,value", [
+    ("--checkpoint-every", "-1"), ("--checkpoint-every", str(2**64)),
+    ("--checkpoint-every", "1e3"), ("--checkpoint-interval", "-1"),
+    ("--checkpoint-interval", "nan"), ("--checkpoint-interval", "inf"),
+    ("--checkpoint-interval", "1e300"),
+])
+def test_record_refuses_checkpoint_options_out_of_range(option, value, programs, tmp_path):
+    out = tmp_path / "t"
+    proc = run_cli("record", "-o", out, f"{option}={value}", "--", programs["hello"])
+    assert_one_line_error(proc, 2, option)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("args,option", [
+    (("verify", "--workers", "0"), "--workers"), (("verify", "--workers", "-2"), "--workers"),
+    (("verify", "--retries", "-1"), "--retries"),
+    (("verify", "--segment-timeout", "nan"), "--segment-timeout"),
+    (("verify", "--segment-timeout", "0"), "--segment-timeout"),
+    (("replay", "--segment", "-1"), "--segment"),
+])
+def test_verify_and_replay_refuse_options_out_of_range(args, option, good_trace):
+    assert_one_line_error(run_cli(*args[:1], good_trace, *args[1:]), 2, option, "out of range")
+
+
+def test_unwritable_output_directory(programs, tmp_path):
+    (tmp_path / "file").write_text("")
+    assert_one_line_error(run_cli("record", "-o", tmp_path / "file" / "t", "--", programs["hello"]),
+                          2, "cannot write a trace at", "Not a directory")
+
+
+@pytest.mark.parametrize("command,option", [("verify", "--json"), ("verify", "--junit"),
+                                            ("replay", "--json")])
+def test_unwritable_report_is_refused_before_the_run(command, option, good_trace, tmp_path):
+    import time
+    t0 = time.monotonic()
+    proc = run_cli(command, good_trace, option, tmp_path / "no-such-dir" / "r")
+    assert_one_line_error(proc, 2, option, "No such file or directory")
+    assert proc.stdout == b"" and time.monotonic() - t0 < 3     # Ray never started
+    assert_one_line_error(run_cli(command, good_trace, option, tmp_path), 2, "Is a directory")
+
+
+@pytest.mark.parametrize("command", ["info", "dump", "replay", "verify"])
+def test_closed_stdout(command, good_trace):
+    import subprocess
+    import sys
+    proc = subprocess.run(f"{sys.executable} -m rrverify {command} {good_trace} >&-",
+                          shell=True, capture_output=True, timeout=120)
+    assert_one_line_error(proc, 2, "stdout is closed")
+
+
+@pytest.mark.parametrize("command", ["info", "dump"])
+def test_full_stdout(command, good_trace):
+    import subprocess
+    import sys
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "rrverify", command, str(good_trace)],
+                              stdout=full, stderr=subprocess.PIPE, timeout=120)
+    assert_one_line_error(proc, 2, "cannot write to stdout", "No space left on device")
+
+
+def test_dangling_latest_trace_link(tmp_path):
+    (tmp_path / "latest-trace").symlink_to(tmp_path / "gone-0")
+    proc = run_cli("replay", env={"RRVERIFY_TRACE_DIR": str(tmp_path)})
+    assert_one_line_error(proc, 2, "latest-trace points to", "gone-0", "no longer exists")
+
+
+def test_a_failed_start_leaves_latest_trace_alone(programs, tmp_path):
+    env = {"RRVERIFY_TRACE_DIR": str(tmp_path)}
+    assert run_cli("record", "--", programs["hello"], env=env).returncode == 0
+    assert_one_line_error(run_cli("record", "--", "/nonexistent", env=env), 2, "/nonexistent")
+    assert os.path.realpath(tmp_path / "latest-trace") == str(tmp_path / "hello-0")
+    assert sorted(os.listdir(tmp_path)) == ["hello-0", "latest-trace"]
+
+
+def nofile_below_recorded(trace):
+    """(the trace's recorded hard RLIMIT_NOFILE, a lower one, a preexec_fn that sets it)."""
+    import resource
+    recorded = dict((n, h) for n, _, h in manifest(trace)["rlimits"])["RLIMIT_NOFILE"]
+    lower = 4096 if recorded < 0 or recorded > 4096 else recorded // 2
+    return recorded, lower, lambda: resource.setrlimit(resource.RLIMIT_NOFILE,
+                                                       (min(lower, 1024), lower))
+
+
+def test_replay_refuses_lower_hard_rlimits(good_trace):
+    """Restore would set the recorded limits in the tracee: a lower hard limit here cannot be
+    raised (EPERM) without privilege, or changes what the program sees."""
+    import subprocess
+    import sys
+    recorded, lower, limit = nofile_below_recorded(good_trace)
+    proc = subprocess.run([sys.executable, "-m", "rrverify", "replay", str(good_trace)],
+                          capture_output=True, timeout=120, preexec_fn=limit)
+    assert_one_line_error(proc, 2, f"RLIMIT_NOFILE: recorded hard limit {recorded}, "
+                                   f"this process allows {lower}")

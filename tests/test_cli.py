@@ -1,11 +1,17 @@
 """The command line: default trace locations, info, dump, exit statuses."""
 from __future__ import annotations
 
+import json
 import os
+import re
+import signal
 import subprocess
 import sys
 
+import pytest
+
 from conftest import record, run_cli
+from test_interrupted import _assert_incomplete_but_verifies, _start_long_recording, _tracee_of
 
 
 def test_default_trace_dir_and_latest_link(programs, tmp_path):
@@ -62,3 +68,29 @@ def test_dump_into_a_closed_pipe(recorded_hello):
 def test_existing_output_directory_is_refused(recorded_hello):
     proc = record(recorded_hello, "/bin/true")
     assert proc.returncode == 2 and b"already exists" in proc.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_to_the_recorder_ends_the_trace_cleanly(signum, programs, tmp_path):
+    """The tracee is killed, the trace ends incomplete naming the signal and verifies up to
+    there, and record exits with 128 + signal after one line."""
+    trace = tmp_path / "t"
+    proc = _start_long_recording(programs, trace)
+    tracee = _tracee_of(proc.pid)
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signum
+    lines = err.decode().splitlines()
+    assert lines == [f"rrverify: record: the recorder received {signum.name}: "
+                     f"trace incomplete at {trace}"]
+    assert not os.path.exists(f"/proc/{tracee}") or \
+        open(f"/proc/{tracee}/stat").read().split()[2] == "Z"
+    m = json.loads((trace / "manifest.json").read_text())
+    assert m["complete"] is False and m["end"]["reason"] == f"the recorder received {signum.name}"
+    _assert_incomplete_but_verifies(trace)
+
+
+def test_verify_stdout_is_the_report_only(recorded_hello):
+    proc = run_cli(recorded_hello, "--workers", 1)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert re.fullmatch(rb"verified: (\d+)/\1 segments, \d+ events; .* on 1 workers\n", proc.stdout)

@@ -5,6 +5,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -12,6 +17,7 @@ import pytest
 from rrverify.checkpoints.pages import RECORD, INDEX_MAGIC, FROM_CHUNK, ZERO
 from rrverify.trace import Trace, blob_digest
 from conftest import assert_one_line_error, run_cli
+from test_bad_input import nofile_below_recorded
 from traceedit import rehash
 import zstandard
 
@@ -182,26 +188,85 @@ def test_unusable_trace_exits_2(tmp_path):
     assert_one_line_error(run_cli("verify", tmp_path / "nope"), 2, "no such trace directory")
 
 
-def test_joins_an_existing_cluster_with_address(longrun, tmp_path):
-    """A Ray cluster started apart (`ray start --head`), joined with --address, with --ship."""
-    import socket
-    import subprocess
-    import sys
+def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ray_head():
+    """A Ray cluster started apart (`ray start --head`, with a Ray client server): (GCS port,
+    client port). Stopped by killing its own process group, not every Ray on the machine."""
+    port, client_port = _free_port(), _free_port()
     ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
-    start = subprocess.run([ray_cli, "start", "--head", "--num-cpus", "2", "--port", str(port),
-                            "--include-dashboard=false", "--disable-usage-stats"],
-                           env=env, capture_output=True, timeout=120)
-    assert start.returncode == 0, start.stderr.decode()
+    head = subprocess.Popen([ray_cli, "start", "--head", "--block", "--num-cpus", "2",
+                             "--port", str(port), "--ray-client-server-port", str(client_port),
+                             "--include-dashboard=false", "--disable-usage-stats"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     try:
-        proc, report = verify(longrun, tmp_path, "--address", f"127.0.0.1:{port}", "--ship")
-        assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
-        assert report["address"] == f"127.0.0.1:{port}" and report["status"] == "verified"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", client_port), 1).close()
+                break
+            except OSError:
+                assert head.poll() is None and time.monotonic() < deadline, "no Ray head"
+                time.sleep(0.2)
+        yield port, client_port
     finally:
-        subprocess.run([ray_cli, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        os.killpg(head.pid, signal.SIGKILL)
+        head.wait(timeout=30)
+
+
+@pytest.mark.parametrize("scheme", ["", "ray://"])
+def test_joins_an_existing_cluster_with_address(scheme, ray_head, longrun, tmp_path):
+    """By its GCS address, and through the Ray client (ray://, which needs ray[client]);
+    with --ship. stdout carries the report only."""
+    address = f"{scheme}127.0.0.1:{ray_head[1] if scheme else ray_head[0]}"
+    proc, report = verify(longrun, tmp_path, "--address", address, "--ship")
+    assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
+    assert report["address"] == address and report["status"] == "verified"
+    assert proc.stdout.decode().splitlines() == [l for l in proc.stdout.decode().splitlines()
+                                                 if l.startswith("verified: ")]
+
+
+@pytest.mark.parametrize("scheme", ["", "ray://"])
+def test_unreachable_address_fails_fast_with_one_line(scheme, longrun):
+    address = f"{scheme}127.0.0.1:{_free_port()}"
+    t0 = time.monotonic()
+    proc = run_cli(longrun, "--address", address)
+    assert time.monotonic() - t0 < 15
+    assert_one_line_error(proc, 2, f"--address {address}: cannot reach", "Connection refused")
+
+
+def test_a_stuck_segment_times_out_and_the_run_finishes(longrun, tmp_path):
+    marker = tmp_path / "hung-once"
+    proc, report = verify(longrun, tmp_path, "--segment-timeout", 3,
+                          env={"RRVERIFY_TEST_HANG_WORKER": f"2:{marker}"})
+    assert marker.exists()                      # a worker really hung on segment 2
+    assert proc.returncode == 1
+    st = statuses(report)
+    assert st.pop(2) == "timeout" and set(st.values()) == {"verified"}
+    assert report["totals"]["timeout"] == 1
+    assert "no result after 3 s" in report["segments"][2]["error"]
+    error = ET.parse(tmp_path / "r.xml").getroot().find("testsuite/testcase[3]/error")
+    assert error is not None and error.get("type") == "timeout"
+    assert b"segment 2 (events" in proc.stdout and b"1 timeout" in proc.stdout
+
+
+def test_lower_hard_rlimits_make_the_worker_incompatible(recorded_hello, tmp_path):
+    recorded, lower, limit = nofile_below_recorded(recorded_hello)
+    proc = subprocess.run([sys.executable, "-m", "rrverify", "verify", str(recorded_hello),
+                           "--workers", "1", "--json", str(tmp_path / "r.json")],
+                          capture_output=True, timeout=300, preexec_fn=limit)
+    assert proc.returncode == 1, proc.stderr.decode()
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert {s["status"] for s in report["segments"]} == {"incompatible-worker"}
+    assert report["segments"][0]["error"] == \
+        f"RLIMIT_NOFILE: recorded hard limit {recorded}, this worker allows {lower}"
 
 
 def test_shipped_reports_name_the_drivers_trace(trace_copy, tmp_path):
