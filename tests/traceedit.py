@@ -12,27 +12,43 @@ from rrverify.trace import (INDEX_MAGIC, INDEX_RECORD, Trace, checkpoint_path, f
                             frame_hash, integrity_of)
 
 
+def _replace(path: str, data: bytes) -> None:
+    """A new file in place of the old (a trace copied as hard links keeps its original)."""
+    with open(path + ".new", "wb") as f:
+        f.write(data)
+    os.replace(path + ".new", path)
+
+
 def rehash(trace_dir) -> None:
     """After an edit: every checkpoint's hash in checkpoints.jsonl and the manifest's
-    integrity record say what the files now hold (a lie the hashes cannot catch)."""
+    integrity record say what the files now hold (a lie the hashes cannot catch). Lines and
+    manifests that are no longer what they were are left as they are."""
     d = str(trace_dir)
     index = os.path.join(d, "checkpoints.jsonl")
     with open(index) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    for row in rows:
-        p = checkpoint_path(d, row["id"])
+        lines = f.read().splitlines()
+    for i, line in enumerate(lines):
+        row = _json(line)
+        p = checkpoint_path(d, row["id"]) if isinstance(row, dict) and \
+            isinstance(row.get("id"), int) else ""
         if os.path.isfile(p):
             with open(p, "rb") as f:
                 row["blake2b"] = file_hash(f.read())
-    with open(index, "w") as f:
-        f.writelines(json.dumps(row) + "\n" for row in rows)
+            lines[i] = json.dumps(row)
+    _replace(index, "".join(line + "\n" for line in lines).encode())
     mpath = os.path.join(d, "manifest.json")
-    with open(mpath) as f:
-        m = json.load(f)
-    if "integrity" in m:
+    with open(mpath, "rb") as f:
+        m = _json(f.read())
+    if isinstance(m, dict) and "integrity" in m:
         m["integrity"] = integrity_of(d)
-    with open(mpath, "w") as f:
-        json.dump(m, f, indent=1, sort_keys=True)
+        _replace(mpath, json.dumps(m, indent=1, sort_keys=True).encode())
+
+
+def _json(text):
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
 
 
 def rewrite_events(trace_dir, edit) -> None:
@@ -43,16 +59,15 @@ def rewrite_events(trace_dir, edit) -> None:
     for frame, raw in trace.iter_frames():
         out = b"".join(E.reencode(edit(ev)) for ev in E.iter_events(raw, frame.first_event))
         frames.append((frame, out))
-    offset = 0
-    with open(os.path.join(trace_dir, "events.zst"), "wb") as ev_f, \
-            open(os.path.join(trace_dir, "events.idx"), "wb") as idx_f:
-        idx_f.write(INDEX_MAGIC)
-        for frame, raw in frames:
-            comp = cctx.compress(raw)
-            ev_f.write(comp)
-            idx_f.write(INDEX_RECORD.pack(offset, len(comp), len(raw), frame.first_event,
-                                          frame.events, 0, frame_hash(comp)))
-            offset += len(comp)
+    offset, zst, idx = 0, [], [INDEX_MAGIC]
+    for frame, raw in frames:
+        comp = cctx.compress(raw)
+        zst.append(comp)
+        idx.append(INDEX_RECORD.pack(offset, len(comp), len(raw), frame.first_event,
+                                     frame.events, 0, frame_hash(comp)))
+        offset += len(comp)
+    _replace(os.path.join(trace_dir, "events.zst"), b"".join(zst))
+    _replace(os.path.join(trace_dir, "events.idx"), b"".join(idx))
     rehash(trace_dir)
 
 
