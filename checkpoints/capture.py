@@ -22,8 +22,13 @@ def read_xstate(pid: int) -> bytes:
     return bytes(ffi.buffer(buf, n))
 
 
+# Memory is read, hashed, restored and compared this many pages at a time: a process of any
+# size costs the recorder and a worker a bounded buffer, not a copy of itself.
+CHUNK_PAGES = 4096                  # 16 MiB
+
+
 def read_region(mem: TraceeMemory, start: int, end: int) -> tuple[bytes, set[int]]:
-    """The region's bytes, and the indexes of pages the kernel refuses to read (a file
+    """The range's bytes, and the indexes of pages the kernel refuses to read (a file
     mapping past the file's end), which read as zeros here."""
     data = mem.read(start, end - start)
     if len(data) == end - start:
@@ -36,6 +41,14 @@ def read_region(mem: TraceeMemory, start: int, end: int) -> tuple[bytes, set[int
             page = bytes(PAGE)
         pages.append(page)
     return b"".join(pages), unreadable
+
+
+def region_chunks(mem: TraceeMemory, start: int, end: int):
+    """(index of the chunk's first page in the region, its bytes, its unreadable pages'
+    indexes within the chunk) for consecutive chunks of at most CHUNK_PAGES pages."""
+    for addr in range(start, end, CHUNK_PAGES * PAGE):
+        data, unreadable = read_region(mem, addr, min(end, addr + CHUNK_PAGES * PAGE))
+        yield (addr - start) // PAGE, data, unreadable
 
 
 class UnchangedPages:
@@ -75,19 +88,19 @@ def memory_pagemap(mem: TraceeMemory, maps: list[dict], on_page=None,
         if r["path"] in SKIP_REGIONS:
             continue
         first = len(pagemap) // 16
-        data, unreadable = read_region(mem, r["start"], r["end"])
-        if unchanged is not None:
-            digests, changed = unchanged.digests(r["start"], data)
-        else:
-            digests = [page_digest(data[i:i + PAGE]) for i in range(0, len(data), PAGE)]
-            changed = range(len(digests))
-        for i in unreadable:
-            digests[i] = UNREADABLE
-        pagemap += b"".join(digests)
-        if on_page is not None:
-            for i in changed:
-                if i not in unreadable:
-                    on_page(digests[i], data[i * PAGE:(i + 1) * PAGE], r, i)
+        for i0, data, unreadable in region_chunks(mem, r["start"], r["end"]):
+            if unchanged is not None:
+                digests, changed = unchanged.digests(r["start"] + i0 * PAGE, data)
+            else:
+                digests = [page_digest(data[i:i + PAGE]) for i in range(0, len(data), PAGE)]
+                changed = range(len(digests))
+            for i in unreadable:
+                digests[i] = UNREADABLE
+            pagemap += b"".join(digests)
+            if on_page is not None:
+                for i in changed:
+                    if i not in unreadable:
+                        on_page(digests[i], data[i * PAGE:(i + 1) * PAGE], r, i0 + i)
         regions.append({"start": r["start"], "end": r["end"], "perms": r["perms"],
                         "offset": r["offset"], "path": r["path"], "first_page": first})
     return regions, bytes(pagemap)

@@ -6,8 +6,8 @@ from .. import exec_image, host
 from .._native import ffi, lib
 from ..events import register_diff
 from ..tracee import getregs
-from .capture import SKIP_REGIONS, read_region
-from .model import checkpoint_pagemap
+from .capture import SKIP_REGIONS, region_chunks
+from .model import check_contents, checkpoint_pagemap
 from .pages import PAGE, UNREADABLE, page_digest
 from .inject import TraceeMemory, VerifierSite
 
@@ -65,6 +65,7 @@ def _covered(maps: list[dict]) -> list[tuple[int, int, str]]:
 def compare(pid: int, ckpt: dict, trace, pages, notes: dict | None = None) -> list[dict]:
     """Differences between the stopped tracee and the checkpoint; [] when equal. notes (if
     given) receives "cpu_identity_bytes": bytes that differed only by the cores' APIC ids."""
+    check_contents(trace, ckpt, pages)
     diffs = []
     pairs = identity_pairs(trace.manifest["host"])
     reg_diffs = register_diff(ckpt["regs"], getregs(pid))
@@ -92,20 +93,19 @@ def compare(pid: int, ckpt: dict, trace, pages, notes: dict | None = None) -> li
         mem_diffs = []
         tolerated = 0
         for r in ckpt["regions"]:
-            n = (r["end"] - r["start"]) // PAGE
-            data, unreadable = read_region(mem, r["start"], r["end"])
-            want = recorded[r["first_page"] * 16:(r["first_page"] + n) * 16]
             bad = []
-            for i in range(n):
-                d = want[i * 16:(i + 1) * 16]
-                page = data[i * PAGE:(i + 1) * PAGE]
-                if (UNREADABLE if i in unreadable else page_digest(page)) == d:
-                    continue
-                explained = None if i in unreadable else _explained(pages.page(d), page, pairs)
-                if explained is None:
-                    bad.append(i)
-                else:
-                    tolerated += explained
+            for i0, data, unreadable in region_chunks(mem, r["start"], r["end"]):
+                first = r["first_page"] + i0
+                for j in range(len(data) // PAGE):
+                    d = recorded[(first + j) * 16:(first + j + 1) * 16]
+                    page = data[j * PAGE:(j + 1) * PAGE]
+                    if (UNREADABLE if j in unreadable else page_digest(page)) == d:
+                        continue
+                    explained = None if j in unreadable else _explained(pages.page(d), page, pairs)
+                    if explained is None:
+                        bad.append(i0 + j)
+                    else:
+                        tolerated += explained
             if bad:
                 mem_diffs.append({"region": f"{r['start']:#x}-{r['end']:#x}",
                                   "path": r["path"] or "[anon]", "perms": r["perms"],

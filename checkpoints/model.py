@@ -36,6 +36,25 @@ def checkpoint_pagemap(trace, ckpt: dict) -> bytes:
     return pagemap
 
 
+def checkpoint_xstate(trace, ckpt: dict) -> bytes:
+    """The checkpoint's XSAVE area; its fpu_digest must be that of the area."""
+    from .._native import lib
+    xstate = trace.blob(ckpt["xstate_blob"])
+    if lib.rrv_fpu_digest_of(xstate, len(xstate)) != ckpt["fpu_digest"]:
+        _fail(trace, ckpt["id"], "fpu_digest is not that of its XSAVE area")
+    return xstate
+
+
+def check_contents(trace, ckpt: dict, pages) -> None:
+    """Read and check everything a restore of the checkpoint would read (its XSAVE area and
+    every page it names), so that a replay that only compares with it fails on damage exactly
+    where a restore of it would."""
+    checkpoint_xstate(trace, ckpt)
+    pagemap = checkpoint_pagemap(trace, ckpt)
+    for digest in {pagemap[i:i + 16] for i in range(0, len(pagemap), 16)}:
+        pages.page(digest)
+
+
 def load_checkpoint(trace, n: int) -> dict:
     index = trace.checkpoints
     if not 0 <= n < len(index):

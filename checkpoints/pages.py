@@ -16,7 +16,8 @@ from ..trace import MAX_INDEX, TraceWriter, read_records, write_all
 
 PAGE = 4096
 CHUNK_PAGES = 64
-MAX_CACHED_PAGES = 1 << 16       # 256 MiB of verified pages kept by a reader
+MAX_CACHED_PAGES = 1 << 14       # 64 MiB of verified pages kept by a reader
+MAX_CACHED_BLOB_BYTES = 64 << 20  # and decompressed blobs (the one being read may be larger)
 ZERO = bytes(16)                 # the name of an all-zero page
 UNREADABLE = b"\xff" * 16        # a page the kernel would not let us read (past a file's end)
 ZERO_PAGE = bytes(PAGE)
@@ -105,16 +106,22 @@ class PageStoreReader:
                 raise TraceError(f"{path}: corrupted page index at record {n}")
             self.sources.setdefault(d, (kind, blob, where))
         self.duplicates = len(records) - len(self.sources)     # the first record is used
-        self._blobs: dict[bytes, bytes] = {}
+        self._blobs: dict[bytes, bytes] = {}     # decompressed, oldest first
+        self._blob_bytes = 0
         # Most pages are the same from one checkpoint to the next: a worker that keeps this
         # reader across segments decompresses and checks each page once.
         self._verified: dict[bytes, bytes] = {}
 
     def _blob(self, digest: bytes) -> bytes:
-        if digest not in self._blobs:
+        data = self._blobs.get(digest)
+        if data is None:
             # Every page taken from it is checked against its own digest below.
-            self._blobs[digest] = self.trace.blob(digest, verify=False)
-        return self._blobs[digest]
+            data = self.trace.blob(digest, verify=False)
+            while self._blobs and self._blob_bytes + len(data) > MAX_CACHED_BLOB_BYTES:
+                self._blob_bytes -= len(self._blobs.pop(next(iter(self._blobs))))  # oldest
+            self._blobs[digest] = data
+            self._blob_bytes += len(data)
+        return data
 
     def page(self, digest: bytes) -> bytes | None:
         """The page's bytes; None for a page that was unreadable when captured."""
@@ -137,7 +144,6 @@ class PageStoreReader:
                              f"is corrupted")
         if len(self._verified) >= MAX_CACHED_PAGES:
             self._verified.clear()
-            self._blobs.clear()
         self._verified[digest] = page
         return page
 

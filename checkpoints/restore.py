@@ -17,7 +17,8 @@ from ..tracee import spawn
 from . import stub
 from .inject import (MAP_ANONYMOUS, MAP_FIXED, MAP_GROWSDOWN, MAP_PRIVATE, MAP_SHARED,
                      PROT_EXEC, PROT_READ, PROT_WRITE, Injector, TraceeMemory)
-from .model import checkpoint_pagemap
+from .capture import CHUNK_PAGES
+from .model import checkpoint_pagemap, checkpoint_xstate
 from .pages import PAGE, PageStoreReader
 
 _restorer_fd = None
@@ -38,14 +39,14 @@ def prot_of(perms: str) -> int:
 
 
 def _runs(digests: list[bytes]):
-    """(first page index, [digests]) runs of pages that are not all-zero."""
+    """(first page index, [digests]) runs of at most CHUNK_PAGES pages that are not all-zero."""
     run_start, run = None, []
     for i, d in enumerate(digests):
-        if d == bytes(16):
+        if d == bytes(16) or len(run) == CHUNK_PAGES:
             if run:
                 yield run_start, run
             run_start, run = None, []
-        else:
+        if d != bytes(16):
             if not run:
                 run_start = i
             run.append(d)
@@ -57,7 +58,7 @@ def restore(trace, ckpt: dict, *, cpu: int, pages: PageStoreReader | None = None
     """A new process in the checkpoint's state; returns its pid (the caller owns it)."""
     pages = pages or PageStoreReader(trace)
     pagemap = checkpoint_pagemap(trace, ckpt)
-    xstate = trace.blob(ckpt["xstate_blob"])
+    xstate = checkpoint_xstate(trace, ckpt)
     m = trace.manifest
     rlimits = [l for l in m.get("rlimits", []) if l[0] != "RLIMIT_CORE"] + [["RLIMIT_CORE", 0, 0]]
     pid = spawn("rrverify-restorer", ["rrverify-restorer"], [], cwd=None, cpu=cpu,

@@ -323,8 +323,9 @@ static int on_signal(struct rrv_recorder *r, int sig) {
   if (ptrace(PTRACE_GETSIGINFO, r->pid, 0, &si) < 0) return fail(r, "PTRACE_GETSIGINFO");
   if (rrv_getregs(r->pid, &regs) < 0) return fail(r, "PTRACE_GETREGS");
   rrv_fpu_digest(r->pid, &fpu);
+  /* Still at the last syscall's exit if no user code ran since (the registers say so): so are
+   * further signals that follow one without a handler (SIGSTOP, then SIGCONT). */
   int after_syscall = r->after_syscall && same_regs(&regs, &r->exit_regs);
-  r->after_syscall = 0;
 
   if (RRV_FOREIGN_SYSCALL(sig, &si)) {   /* never run: the filter trapped it */
     r->stop_what = RRV_UNSUP_FOREIGN_SYSCALL;
@@ -404,13 +405,24 @@ int rrv_record_run(struct rrv_recorder *r) {
     }
     int sig = r->resume_sig;
     r->resume_sig = 0;
-    if (ptrace(r->resume_op, r->pid, 0, sig) < 0) return fail(r, "resuming the tracee");
+    if (r->listening)       /* stopped by job control: it goes on when SIGCONT comes */
+      r->listening = 0;
+    else if (ptrace(r->resume_op, r->pid, 0, sig) < 0)
+      return fail(r, "resuming the tracee");
     r->resume_op = PTRACE_CONT;
     int status;
     if (rrv_wait(r->pid, &status) < 0) return fail(r, "waitpid");
     if (WIFEXITED(status) || WIFSIGNALED(status)) return record_exit(r, status);
-    int rc;
-    if (RRV_SECCOMP_STOP(status)) {
+    int rc = 0;
+    if (RRV_GROUP_STOP(status)) {
+      /* The stop signal's delivery was recorded; the stop itself is left in place, as
+       * without a tracer, until SIGCONT ends it (then reported with SIGTRAP: resume). */
+      int stop = WSTOPSIG(status);
+      if (stop == SIGSTOP || stop == SIGTSTP || stop == SIGTTIN || stop == SIGTTOU) {
+        if (ptrace(PTRACE_LISTEN, r->pid, 0, 0) < 0) return fail(r, "PTRACE_LISTEN");
+        r->listening = 1;
+      }
+    } else if (RRV_SECCOMP_STOP(status)) {
       rc = on_syscall(r);
     } else if (WSTOPSIG(status) == SIGTRAP && (status >> 16)) {
       snprintf(r->message, sizeof r->message, "unexpected ptrace event %d", status >> 16);

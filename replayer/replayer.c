@@ -333,6 +333,13 @@ static int replay_signal(struct rrv_replayer *r, int sig) {
   if (ptrace(PTRACE_SETSIGINFO, r->pid, 0, &recorded) < 0) return rfail(r, "PTRACE_SETSIGINFO");
   r->resume_sig = sig;
   r->signals++;
+  /* A signal recorded right after this one at the same syscall exit (SIGCONT after a SIGSTOP,
+   * a second one whose default is to do nothing): queued now, so that the kernel delivers it
+   * next, where the recording saw it. */
+  const struct rrv_event *next = next_event(r);
+  if (next && next->kind == RRV_EVENT_SIGNAL && (next->flags & RRV_EF_AT_SYSCALL_EXIT) &&
+      syscall(SYS_tgkill, r->pid, r->pid, next->nr) < 0)
+    return rfail(r, "queueing the next recorded signal");
   advance(r);
   return 0;
 }
@@ -376,7 +383,9 @@ int rrv_replay_run(struct rrv_replayer *r) {
       advance(r);
       return RRV_STOP_EXITED;
     }
-    if (RRV_SECCOMP_STOP(status)) {
+    if (RRV_GROUP_STOP(status)) {
+      rc = 0;   /* a stop signal's stop, or its end: nobody sends SIGCONT in replay: go on */
+    } else if (RRV_SECCOMP_STOP(status)) {
       rc = replay_syscall(r);
     } else if (RRV_SYSCALL_EXIT_STOP(status)) {
       /* Reached only after an emulated syscall, to end a segment or inject a signal. */

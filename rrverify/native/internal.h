@@ -32,6 +32,9 @@ struct kernel_msghdr {
 #define RRV_SECCOMP_STOP(status) (((status) >> 8) == (SIGTRAP | (PTRACE_EVENT_SECCOMP << 8)))
 #define RRV_EXEC_STOP(status) (((status) >> 8) == (SIGTRAP | (PTRACE_EVENT_EXEC << 8)))
 #define RRV_SYSCALL_EXIT_STOP(status) (WIFSTOPPED(status) && WSTOPSIG(status) == (SIGTRAP | 0x80))
+/* A job-control stop (WSTOPSIG: the stop signal), or its end after SIGCONT (SIGTRAP): only a
+ * PTRACE_SEIZE'd tracee reports these, as PTRACE_EVENT_STOP. */
+#define RRV_GROUP_STOP(status) (WIFSTOPPED(status) && ((status) >> 16) == PTRACE_EVENT_STOP)
 #define RRV_X32_SYSCALL_BIT 0x40000000u
 #define RRV_SYS_SECCOMP 1 /* si_code of the SIGSYS a SECCOMP_RET_TRAP raises */
 /* A SIGSYS from the tracee filter: a syscall of a foreign ABI that was never run. */

@@ -112,7 +112,7 @@ struct rrv_recorder {
                            unless rrv_record_park_for_exit parked the tracee */
   uint64_t parked_mask; /* the signal mask of a parked tracee (blocked meanwhile) */
   /* private */
-  int parked, exit_checkpoint_offered;
+  int parked, exit_checkpoint_offered, listening;
   int resume_op, resume_sig, after_syscall;
   struct rrv_regs exit_regs;
   uint64_t last_flush_ns;

@@ -146,7 +146,7 @@ static const char *enter_replay_sandbox(void) {
   return NULL;
 }
 
-static void child_setup_and_exec(const struct rrv_spawn *s, int errpipe) {
+static void child_setup_and_exec(const struct rrv_spawn *s, int errpipe, int go) {
   struct sock_fprog prog = {.len = sizeof tracee_filter / sizeof tracee_filter[0],
                             .filter = tracee_filter};
   const char *what = "signal dispositions";
@@ -169,8 +169,9 @@ static void child_setup_and_exec(const struct rrv_spawn *s, int errpipe) {
   what = "chdir";
   if (s->cwd && chdir(s->cwd) < 0) goto fail;
   if (s->sandbox && (what = enter_replay_sandbox())) goto fail;
-  what = "ptrace(TRACEME)";
-  if (ptrace(PTRACE_TRACEME, 0, 0, 0) < 0) goto fail;
+  what = "waiting for the tracer";
+  char g;
+  if (read(go, &g, 1) != 1) goto fail;
   raise(SIGSTOP);
   what = "prctl(PR_SET_NO_NEW_PRIVS)";
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) goto fail;
@@ -196,51 +197,58 @@ static int pin_to_cpu(int cpu) {
   return sched_setaffinity(0, sizeof set, &set);
 }
 
-/* Start a tracee stopped right before its execve, with our ptrace options set.
+/* Start a tracee stopped right before its execve, attached with PTRACE_SEIZE (so that a
+ * job-control stop can be reported as one and left in place, PTRACE_LISTEN) and our options.
+ * The child waits on `go` until it is attached, then stops itself with SIGSTOP.
  * Returns its pid, or -1 with a message in err. */
 int rrv_spawn(const struct rrv_spawn *s, char *err, size_t errlen) {
-  int pipefd[2];
-  if (pipe2(pipefd, O_CLOEXEC) < 0) {
+  int report[2], go[2];
+  if (pipe2(report, O_CLOEXEC) < 0) {
     snprintf(err, errlen, "pipe: %s", strerror(errno));
     return -1;
   }
+  if (pipe2(go, O_CLOEXEC) < 0) {
+    snprintf(err, errlen, "pipe: %s", strerror(errno));
+    close(report[0]);
+    close(report[1]);
+    return -1;
+  }
+  pid_t pid = -1;
   if (pin_to_cpu(s->cpu) < 0) {
     snprintf(err, errlen, "cannot pin to CPU %d: %s", s->cpu, strerror(errno));
-    close(pipefd[0]);
-    close(pipefd[1]);
-    return -1;
+    goto out;
   }
-  pid_t pid = fork();
+  pid = fork();
   if (pid < 0) {
     snprintf(err, errlen, "fork: %s", strerror(errno));
-    close(pipefd[0]);
-    close(pipefd[1]);
-    return -1;
+    goto out;
   }
   if (pid == 0) {
-    close(pipefd[0]);
-    child_setup_and_exec(s, pipefd[1]);
+    close(report[0]);
+    close(go[1]);
+    child_setup_and_exec(s, report[1], go[0]);
   }
-  close(pipefd[1]);
-  int status;
-  if (rrv_wait(pid, &status) < 0 || !WIFSTOPPED(status) || WSTOPSIG(status) != SIGSTOP) {
-    char msg[256] = "";
-    ssize_t n = read(pipefd[0], msg, sizeof msg - 1);
-    msg[n > 0 ? n : 0] = 0;
-    snprintf(err, errlen, "tracee setup failed: %s", msg[0] ? msg : "it did not stop");
-    close(pipefd[0]);
-    rrv_kill(pid);
-    return -1;
+  close(report[1]);
+  close(go[0]);
+  report[1] = go[0] = -1;
+  int status = 0;
+  int seized = ptrace(PTRACE_SEIZE, pid, 0, RRV_PTRACE_OPTIONS) == 0;
+  int seize_errno = errno;
+  if (seized && write(go[1], "g", 1) == 1 && rrv_wait(pid, &status) == 0 &&
+      WIFSTOPPED(status) && WSTOPSIG(status) == SIGSTOP && !(status >> 16))
+    goto out;
+  char msg[256] = "";
+  ssize_t n = read(report[0], msg, sizeof msg - 1);
+  msg[n > 0 ? n : 0] = 0;
+  if (!msg[0] && !seized) snprintf(msg, sizeof msg, "PTRACE_SEIZE: %s", strerror(seize_errno));
+  snprintf(err, errlen, "tracee setup failed: %s", msg[0] ? msg : "it did not stop");
+  rrv_kill(pid);
+  pid = -1;
+out:
+  for (int i = 0; i < 2; i++) {
+    if (report[i] >= 0) close(report[i]);
+    if (go[i] >= 0) close(go[i]);
   }
-  if (ptrace(PTRACE_SETOPTIONS, pid, 0, RRV_PTRACE_OPTIONS) < 0) {
-    snprintf(err, errlen, "PTRACE_SETOPTIONS: %s", strerror(errno));
-    close(pipefd[0]);
-    rrv_kill(pid);
-    return -1;
-  }
-  /* The child reports setup failures after the SIGSTOP through the pipe too; the caller sees
-   * them as the tracee exiting with 127 before its exec. Keep it simple: close our end. */
-  close(pipefd[0]);
   return pid;
 }
 
