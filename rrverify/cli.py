@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import json
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -171,16 +170,21 @@ def _discard_stdout() -> None:
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
 
 
+@contextlib.contextmanager
+def _writing(path: str, option: str):
+    try:
+        yield
+    except OSError as e:
+        raise UsageError(f"{option} {path}: cannot write it: {e.strerror or e}") from None
+
+
 def _check_writable(path: str | None, option: str) -> None:
     """Fail before a long run, not after it, when a report cannot be written."""
     if path is None:
         return
     existed = os.path.lexists(path)
-    try:
-        with open(path, "a"):
-            pass
-    except OSError as e:
-        raise UsageError(f"{option} {path}: cannot write it: {e.strerror or e}") from None
+    with _writing(path, option), open(path, "a"):
+        pass
     if not existed:
         os.unlink(path)
 
@@ -247,13 +251,7 @@ def cmd_record(args) -> int:
                 if recorder.STOP.signum is None:
                     raise
             finally:
-                started = tracedirs.has_checkpoint(out)
-                if not started:         # a failed start leaves nothing behind
-                    shutil.rmtree(out, ignore_errors=True)
-                    if not made:
-                        os.mkdir(out)   # as the user gave it: empty
-                elif not args.output:
-                    tracedirs.set_latest(out)
+                started = tracedirs.settle(out, made=made, latest=not args.output)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
@@ -314,7 +312,7 @@ def cmd_replay(args) -> int:
     else:
         result = replay(trace, echo=args.echo)
     if args.json:
-        with open(args.json, "w") as f:
+        with _writing(args.json, "--json"), open(args.json, "w") as f:
             json.dump({"trace": trace.path, "status": result.status, "events": result.events,
                        "trace_events": result.trace_events, "complete": result.complete_trace,
                        "divergence": result.divergence, "stats": result.stats,
@@ -342,9 +340,11 @@ def cmd_verify(args) -> int:
                         address=args.address, ship=args.ship, fail_fast=args.fail_fast,
                         retries=args.retries, segment_timeout=args.segment_timeout)
     if args.json:
-        write_json(report, args.json)
+        with _writing(args.json, "--json"):
+            write_json(report, args.json)
     if args.junit:
-        write_junit(report, args.junit)
+        with _writing(args.junit, "--junit"):
+            write_junit(report, args.junit)
     for line in summary_lines(report):
         print(line)
     return 0 if report["status"] == "verified" else 1

@@ -42,7 +42,6 @@ def run_demo(workers: int | None = None) -> int:
     from .cluster.verify import verify
     workers = workers or max(2, len(os.sched_getaffinity(0)))
     trace_dir = tracedirs.new_trace_dir("demo")
-    tracedirs.set_latest(trace_dir)
     work = tempfile.mkdtemp(prefix="rrverify-demo-")
     try:
         print(f"recording: python3 -c <demo workload>  ->  {trace_dir}")
@@ -51,6 +50,7 @@ def run_demo(workers: int | None = None) -> int:
         t_rec = time.monotonic() - t0
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        tracedirs.settle(trace_dir, made=True, latest=True)
     print(f"recorded {rec.events} events and {rec.checkpoints} checkpoints in {t_rec:.2f} s "
           f"({rec.reason})")
     print(f"verifying {rec.checkpoints} segments on a local Ray with {workers} workers...")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 from .errors import TraceError, UsageError
 
@@ -41,12 +42,22 @@ def prepare(path: str) -> bool:
     return made
 
 
-def has_checkpoint(path: str) -> bool:
-    """Did the recording get as far as a verifiable trace (its first checkpoint)?"""
+def settle(path: str, *, made: bool, latest: bool) -> bool:
+    """After a recording, whether it failed or not. One that got as far as a verifiable trace
+    (its first checkpoint) is kept and, if `latest`, becomes latest-trace; a failed start
+    leaves nothing behind (a directory that was there before stays, empty). Returns whether
+    the recording got that far."""
     try:
-        return os.path.getsize(os.path.join(path, "checkpoints.jsonl")) > 0
+        started = os.path.getsize(os.path.join(path, "checkpoints.jsonl")) > 0
     except OSError:
-        return False
+        started = False
+    if not started:
+        shutil.rmtree(path, ignore_errors=True)
+        if not made:
+            os.mkdir(path)
+    elif latest:
+        set_latest(path)
+    return started
 
 
 def set_latest(path: str) -> None:

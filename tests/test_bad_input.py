@@ -277,3 +277,10 @@ def test_replay_refuses_lower_hard_rlimits(good_trace):
                           capture_output=True, timeout=120, preexec_fn=limit)
     assert_one_line_error(proc, 2, f"RLIMIT_NOFILE: recorded hard limit {recorded}, "
                                    f"this process allows {lower}")
+
+
+@pytest.mark.parametrize("command,option", [("replay", "--json"), ("verify", "--junit")])
+def test_a_report_that_cannot_be_written_after_the_run(command, option, good_trace):
+    proc = run_cli(command, good_trace, option, "/dev/full")
+    assert_one_line_error(proc, 2, f"{option} /dev/full: cannot write it: No space left")
+    assert b"verified" not in proc.stdout
