@@ -3,7 +3,8 @@
 traceback or an internal error; a mutant that changes bytes the command reads must not pass.
 Semantic lies with their hashes rebuilt may verify or diverge: only the no-crash rules apply.
 
-RRVERIFY_FUZZ_SEED picks another seed, RRVERIFY_FUZZ_MUTANTS the mutants per kind."""
+RRVERIFY_FUZZ_SEED picks another seed, RRVERIFY_FUZZ_MUTANTS the mutants per kind, and
+RRVERIFY_FUZZ_SHOW=1 (with pytest -s) prints every mutant's exit codes and first line."""
 from __future__ import annotations
 
 import json
@@ -11,6 +12,7 @@ import os
 import random
 import select
 import shutil
+import struct
 import subprocess
 import sys
 import threading
@@ -20,7 +22,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from rrverify.checkpoints.pages import RECORD
 from rrverify.events import REG_NAMES
+from rrverify.trace import INDEX_RECORD
 from conftest import HERE, run_cli
 from traceedit import rehash, rewrite_events
 
@@ -117,6 +121,7 @@ class Mutant:
     touched: set = field(default_factory=set)   # files whose bytes changed or cannot be read
     broken_manifest: bool = False
     results: dict = field(default_factory=dict)
+    segment: int = 0
     reads: set = field(default_factory=set)     # what a whole replay reads where it ran
 
     @property
@@ -382,19 +387,64 @@ class Mutator:
         return Mutant(f"manifest: {what} changed")
 
 
+    def index_lie(self, t):
+        """A record of events.idx or pages.idx, or a line of files.jsonl or checkpoints.jsonl,
+        that says something else, the manifest's integrity rebuilt."""
+        r = self.rng
+        name = r.choice(["events.idx", "pages.idx", "files.jsonl", "checkpoints.jsonl"])
+        p = os.path.join(t, name)
+        data = bytearray(_read(p))
+        if name.endswith(".idx"):
+            rec = INDEX_RECORD if name == "events.idx" else RECORD
+            n = (len(data) - 8) // rec.size
+            if not n:
+                return Mutant(f"{name} has no record")
+            at = 8 + rec.size * r.randrange(n)
+            fields = list(rec.unpack_from(data, at))
+            i = r.randrange(len(fields))
+            if isinstance(fields[i], bytes):
+                other = 8 + rec.size * r.randrange(n)
+                fields[i] = rec.unpack_from(data, other)[i] if r.random() < 0.5 else \
+                    bytes(r.getrandbits(8) for _ in fields[i])
+            else:
+                fields[i] = r.choice([0, 1, 2, 63, 64, 4096, fields[i] + 1, fields[i] - 1 if
+                                      fields[i] else 0, r.getrandbits(32)])
+            try:
+                packed = rec.pack(*fields)
+            except struct.error:            # too large for its field (the page kind: u8)
+                fields[i] %= 256
+                packed = rec.pack(*fields)
+            data[at:at + rec.size] = packed
+            what = f"record {(at - 8) // rec.size} field {i}"
+        else:
+            lines = data.decode().splitlines()
+            line = r.randrange(len(lines))
+            row = json.loads(lines[line])
+            key = r.choice(sorted(row))
+            other = json.loads(r.choice(lines))
+            row[key] = other[key] if r.random() < 0.5 else (
+                row[key] + r.choice([-1, 1, 4096]) if isinstance(row[key], int) else "x")
+            lines[line] = json.dumps(row)
+            data = "".join(l + "\n" for l in lines).encode()
+            what = f"line {line + 1} {key}"
+        _rewrite(p, bytes(data))
+        rehash(t)
+        return Mutant(f"{name} {what} changed, hashes rebuilt")
+
+
 KINDS = ["truncate", "flip", "zero", "delete", "swap", "special", "outside_dir", "json_type",
-         "checkpoint_lie", "event_lie", "manifest_lie"]
+         "checkpoint_lie", "event_lie", "manifest_lie", "index_lie"]
 
 
 def _judge(m: Mutant) -> list[str]:
     problems = []
     for cmd, res in m.results.items():
         rc, err = res["rc"], res["stderr"]
-        if rc not in ((0, 1, 2) if cmd == "replay" else (0, 2)):
+        if rc not in ((0, 2) if cmd == "check" else (0, 1, 2)):
             problems.append(f"{cmd}: exit {rc}")
         if "Traceback" in err or "internal error" in err:
             problems.append(f"{cmd}: {err.strip()[-300:]}")
-        must = m.replay_must_fail if cmd == "replay" else m.check_must_fail
+        must = {"replay": m.replay_must_fail, "check": m.check_must_fail}.get(cmd, False)
         if must and rc == 0:
             problems.append(f"{cmd}: exit 0 ({res['stdout'].strip()[:120]})")
     return problems
@@ -410,7 +460,9 @@ def test_mutants(kind, base, workers, tmp_path):
     for i in range(PER_KIND):
         t = str(tmp_path / f"m{i}")
         shutil.copytree(trace, t, copy_function=os.link)
-        mutants.append((t, getattr(mutator, kind)(t)))
+        m = getattr(mutator, kind)(t)
+        m.segment = rng.randrange(10)
+        mutants.append((t, m))
     lock = threading.Lock()
     free = list(workers)
 
@@ -422,6 +474,8 @@ def test_mutants(kind, base, workers, tmp_path):
             m.reads = w.reads
             for cmd in ("replay", "check"):
                 m.results[cmd] = w.ask({"argv": [cmd, t]})
+            # one segment: another restore, another end (no-crash rules only)
+            m.results["segment"] = w.ask({"argv": ["replay", t, "--segment", str(m.segment)]})
         finally:
             with lock:
                 free.append(w)
@@ -430,5 +484,10 @@ def test_mutants(kind, base, workers, tmp_path):
     with ThreadPoolExecutor(len(workers)) as pool:
         done = list(pool.map(run, mutants))
     assert _tree(trace) == before, "a mutation changed the base trace"
+    if os.environ.get("RRVERIFY_FUZZ_SHOW"):
+        for m in done:
+            print(kind, [m.results[c]["rc"] for c in ("replay", "check", "segment")], m.what[:90],
+                  "|", m.results["replay"]["stderr"].strip()[:150] or
+                  m.results["replay"]["stdout"].strip()[:150])
     failures = [f"{m.what}: {'; '.join(p)}" for m in done if (p := _judge(m))]
     assert not failures, f"{len(failures)} of {len(done)} mutants:\n" + "\n".join(failures)
