@@ -29,7 +29,7 @@ from conftest import HERE, run_cli
 from traceedit import rehash, rewrite_events
 
 SEED = int(os.environ.get("RRVERIFY_FUZZ_SEED", "20261128"))
-PER_KIND = int(os.environ.get("RRVERIFY_FUZZ_MUTANTS", "48"))
+PER_KIND = int(os.environ.get("RRVERIFY_FUZZ_MUTANTS", "64"))
 TIMEOUT = 30          # seconds per command; a replay of the base trace takes about 0.1 s
 WORKERS = max(1, min(4, len(os.sched_getaffinity(0))))
 MAX_RSS = 2 << 30
@@ -432,8 +432,28 @@ class Mutator:
         return Mutant(f"{name} {what} changed, hashes rebuilt")
 
 
+    def killed(self, t):
+        """As a killed recorder leaves a trace (the first manifest only: no integrity), then
+        truncated, flipped or zeroed. Readers keep a prefix of the tables now, so only bytes
+        that carry their own hash (frames, checkpoint files, blobs) must fail."""
+        p = os.path.join(t, "manifest.json")
+        m = json.loads(_read(p))
+        m["complete"] = False
+        for k in ("end", "stats", "integrity"):
+            m.pop(k)
+        _rewrite(p, json.dumps(m).encode())
+        op = self.rng.choice(["truncate", "flip", "zero"])
+        mutant = getattr(self, op)(t)
+        mutant.what = "killed recorder, " + mutant.what
+        if op == "truncate" or mutant.broken_manifest:
+            mutant.touched, mutant.broken_manifest = set(), False
+        mutant.touched = {f for f in mutant.touched
+                          if f == "events.zst" or f.startswith(("blobs/", "checkpoints/"))}
+        return mutant
+
+
 KINDS = ["truncate", "flip", "zero", "delete", "swap", "special", "outside_dir", "json_type",
-         "checkpoint_lie", "event_lie", "manifest_lie", "index_lie"]
+         "checkpoint_lie", "event_lie", "manifest_lie", "index_lie", "killed"]
 
 
 def _judge(m: Mutant) -> list[str]:
