@@ -108,7 +108,7 @@ def memory_pagemap(mem: TraceeMemory, maps: list[dict], on_page=None,
 
 def capture(pid: int, *, event: int, gadget: int, writer, pages,
             unchanged: UnchangedPages | None = None, mapped_files: dict | None = None,
-            parked_mask: int | None = None) -> dict:
+            parked_mask: int | None = None, trap: str = "none") -> dict:
     """Capture the tracee (stopped at a syscall-exit stop, no signal pending) as the checkpoint
     replay restores to run from `event` on. mapped_files: path -> (blob, content) of files
     the trace stores, so pages equal to them are stored as references. parked_mask: the
@@ -141,5 +141,6 @@ def capture(pid: int, *, event: int, gadget: int, writer, pages,
             "pages": len(pagemap) // 16}
     if parked_mask is not None:
         ckpt["before_exit"] = True
+    ckpt["trap"] = trap
     writer.add_checkpoint(ckpt)
     return ckpt

@@ -9,6 +9,7 @@ from ..trace import (MAX_MANIFEST, checkpoint_name, file_hash, is_hex_digest, is
 from .inject import MM_FIELDS
 
 U64 = 2**64
+TRAPS = ("none", "rdtsc", "other")       # indexed by RRV_TRAP_*
 TASK_SIZE = 0x7ffffffff000
 
 
@@ -122,4 +123,7 @@ def load_checkpoint(trace, n: int) -> dict:
     c.setdefault("before_exit", False)   # taken with the process parked before its exit
     if not isinstance(c["before_exit"], bool):
         _fail(trace, n, "before_exit")
+    c.setdefault("trap", "none")         # what last set the kernel's per-thread trap state
+    if c["trap"] not in TRAPS:
+        _fail(trace, n, "trap")
     return c

@@ -75,6 +75,8 @@ def _build(pid, trace, ckpt, pages, pagemap, xstate) -> None:
     err = ffi.new("char[256]")
     if lib.rrv_run_initial_exec(pid, err, 256) < 0:
         raise NativeError(f"restorer: {ffi.string(err).decode(errors='replace')}")
+    if ckpt["trap"] == "rdtsc" and lib.rrv_trap_rdtsc_at(pid, stub.RDTSC) < 0:
+        raise NativeError(f"pid {pid}: cannot set the kernel's trap state with an rdtsc")
     mem = TraceeMemory(pid)
     inj = Injector(pid, stub.SYSCALL_GADGET, mem)
     try:

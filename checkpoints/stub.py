@@ -15,7 +15,8 @@ BASE = 0x200000000000
 SCRATCH = BASE + 0x1000      # a page for syscall arguments, mapped only while restoring
 CODE_OFFSET = 0x40 + 0x38           # after the ELF header and the one program header
 SYSCALL_GADGET = BASE + CODE_OFFSET  # the `syscall` instruction
-CODE = b"\x0f\x05\xcc\xeb\xfd"       # syscall; int3; jmp back to int3
+CODE = b"\x0f\x05\xcc\xeb\xfd\x0f\x31"   # syscall; int3; jmp back to int3; rdtsc
+RDTSC = SYSCALL_GADGET + 5          # a trapped rdtsc sets the kernel's trap state as one did
 
 
 def restorer_elf() -> bytes:

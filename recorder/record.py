@@ -13,6 +13,7 @@ from .. import events as E
 from .. import exec_image, host
 from .._native import ffi, lib
 from ..checkpoints.capture import UnchangedPages, capture
+from ..checkpoints.model import TRAPS
 from ..checkpoints.inject import signal_pending
 from ..checkpoints.pages import PageStoreWriter
 from ..errors import NativeError, TraceeDied, UnsupportedError, UsageError
@@ -81,8 +82,9 @@ def resolve_program(program: str) -> str:
 
 
 class Recorder(CallbackTarget):
-    def __init__(self, writer: TraceWriter):
+    def __init__(self, writer: TraceWriter, state):
         super().__init__()
+        self.state = state          # the native loop's: what last set the trap state
         self.writer = writer
         self.pages = PageStoreWriter(writer.path, writer.put_blob)
         self.identities = exec_image.FileIdentities()
@@ -130,7 +132,7 @@ class Recorder(CallbackTarget):
             return died_meanwhile(pid, lambda: capture(
                 pid, event=event, gadget=self.gadget, writer=self.writer, pages=self.pages,
                 unchanged=self.unchanged, mapped_files=self.mapped_files,
-                parked_mask=parked_mask))
+                parked_mask=parked_mask, trap=TRAPS[self.state.last_trap]))
         finally:
             self.checkpoint_seconds += time.monotonic() - t0
 
@@ -185,8 +187,8 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
     os.sched_setaffinity(0, {cpu})   # this thread: the manifest's CPUID is the recording core's
     writer = TraceWriter(trace_dir, build_manifest(argv, exe, cpu, checkpoint_every,
                                                    checkpoint_interval), avoid_cpu=cpu)
-    rec = Recorder(writer)
     state = ffi.new("struct rrv_recorder *")
+    rec = Recorder(writer, state)
     state.handle = rec.handle
     state.checkpoint_every = checkpoint_every
     state.checkpoint_interval_ns = int(checkpoint_interval * 1e9)

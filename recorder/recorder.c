@@ -340,6 +340,7 @@ static int on_signal(struct rrv_recorder *r, int sig) {
     uint64_t tsc = rdtscp ? __rdtscp(&aux) : __rdtsc();
     if (rrv_complete_rdtsc(r->pid, &regs, tsc, aux, rdtscp) < 0)
       return fail(r, "PTRACE_SETREGS");
+    r->last_trap = RRV_TRAP_RDTSC;
     size_t ev = event_begin(r, RRV_EVENT_RDTSC, 0, &regs);
     if (ev == (size_t)-1) return fail(r, "out of memory");
     event_at(r, ev)->result = tsc;
@@ -353,6 +354,7 @@ static int on_signal(struct rrv_recorder *r, int sig) {
    * same signal. (int3 and general-protection faults report SI_KERNEL.) */
   int fault = (sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE ||
                sig == SIGTRAP) && si.si_code > 0;
+  if (fault) r->last_trap = RRV_TRAP_OTHER;
   if (!fault && !after_syscall) {
     r->stop_what = RRV_UNSUP_SIGNAL;
     r->stop_nr = sig;

@@ -93,3 +93,18 @@ def test_mid_trace_exec_restores_its_checkpoint(programs, tmp_path):
     assert len(execs) == 2
     assert [c["event"] for c in t.checkpoints][:2] == [1, execs[1] + 1]
     assert run_cli("replay", trace).returncode == 0
+
+
+def test_a_restored_process_has_the_kernels_trap_state(programs, tmp_path):
+    """The kernel writes its per-thread trap state (trapno 13 once an rdtsc has trapped) into
+    every signal frame: a process restored mid-run must have it too, or a segment's final
+    stack page differs where a later frame was written."""
+    proc = run_cli("record", "-o", tmp_path / "t2", "--checkpoint-every", 50, "--",
+                   programs["sigjmp_timer"])
+    assert proc.returncode == 0 and proc.stdout == b"hits 50\n", proc.stderr
+    t = Trace(str(tmp_path / "t2"))
+    assert len(t.checkpoints) >= 5
+    assert {t.checkpoint(k)["trap"] for k in range(1, len(t.checkpoints))} == {"rdtsc"}
+    for k in range(len(t.checkpoints)):
+        res = replay(t, start=k, end=k + 1 if k + 1 < len(t.checkpoints) else None)
+        assert res.status == "verified", (k, res.divergence)

@@ -32,6 +32,13 @@
 #define RRV_STOP_EXEC_RESTORE 11  /* replay: the recorded execve succeeded: restore its checkpoint */
 #define RRV_STOP_CHECKPOINT_AT_EXIT 12 /* record: at an exit's seccomp stop, not yet recorded */
 
+/* The kernel's per-thread trap state (thread.trap_nr, error_code, cr2) is set by every fault
+ * that raises a signal and written into every later signal frame (sigcontext trapno, err, cr2):
+ * a checkpoint says what set it last, so that a restore can set it again. */
+#define RRV_TRAP_NONE 0
+#define RRV_TRAP_RDTSC 1        /* a trapped rdtsc: #GP, error code 0 */
+#define RRV_TRAP_OTHER 2        /* another fault: not restored (docs/checks.md §11) */
+
 /* What an RRV_STOP_UNSUPPORTED recording stopped at (rrv_recorder.stop_what). */
 #define RRV_UNSUP_SYSCALL 1         /* stop_nr: the x86-64 syscall number */
 #define RRV_UNSUP_SIGNAL 2          /* stop_nr: the signal number */
@@ -112,6 +119,7 @@ struct rrv_recorder {
                            unless rrv_record_park_for_exit parked the tracee */
   uint64_t parked_mask; /* the signal mask of a parked tracee (blocked meanwhile) */
   /* private */
+  int last_trap;        /* RRV_TRAP_*: what last set the kernel's per-thread trap state */
   int parked, exit_checkpoint_offered, listening;
   int resume_op, resume_sig, after_syscall;
   struct rrv_regs exit_regs;
@@ -169,6 +177,7 @@ int rrv_inject_syscall(int pid, uint64_t gadget, int64_t nr, const uint64_t args
                        int64_t *result, char *err, size_t errlen);
 int rrv_park_before_syscall(int pid, int *status);
 int rrv_get_sigmask(int pid, uint64_t *mask);
+int rrv_trap_rdtsc_at(int pid, uint64_t rip);
 int rrv_set_sigmask(int pid, uint64_t mask);
 int rrv_get_xstate(int pid, uint8_t *buf, size_t cap);
 int rrv_set_xstate(int pid, const uint8_t *buf, size_t len);

@@ -431,6 +431,24 @@ int rrv_park_before_syscall(int pid, int *status) {
   return rrv_setregs(pid, &parked);
 }
 
+/* Make a tracee at a syscall-exit stop run the rdtsc at `rip` (with rdtsc trapping on, it
+ * faults: #GP, which leaves the kernel's per-thread trap state as a recorded rdtsc left it) and
+ * stop at that SIGSEGV, which the next resume discards. 0, or -1. */
+int rrv_trap_rdtsc_at(int pid, uint64_t rip) {
+  struct rrv_regs regs;
+  int status;
+  if (rrv_getregs(pid, &regs) < 0) return -1;
+  regs.rip = rip;
+  if (rrv_setregs(pid, &regs) < 0 || ptrace(PTRACE_CONT, pid, 0, 0) < 0 ||
+      rrv_wait(pid, &status) < 0)
+    return -1;
+  if (!WIFSTOPPED(status) || WSTOPSIG(status) != SIGSEGV || (status >> 16)) {
+    errno = EPROTO;
+    return -1;
+  }
+  return 0;
+}
+
 int rrv_get_sigmask(int pid, uint64_t *mask) {
   return ptrace(PTRACE_GETSIGMASK, pid, (void *)sizeof *mask, mask);
 }
