@@ -6,6 +6,7 @@ from . import events as E
 from .checkpoints.model import checkpoint_pagemap
 from .checkpoints.pages import UNREADABLE, ZERO, PageStoreReader
 from .errors import TraceError
+from .recorder.syscalls import NUMBERS
 from .trace import Trace
 
 
@@ -22,6 +23,7 @@ def check(path: str) -> str:
                                  f"{what} says {length}")
             blobs.add(digest)
 
+    files = trace.files
     events = 0
     for frame in trace.frames:
         raw = trace.read_frame(frame)
@@ -34,13 +36,17 @@ def check(path: str) -> str:
             for w in ev.writes:
                 if w.blob is not None:
                     blob(w.blob, w.length, f"event {index}")
+            for f in _files_named(ev):
+                if not 0 <= f < len(files):
+                    raise TraceError(f"{trace.path}: event {index} names mapped file #{f}, "
+                                     f"which files.jsonl does not have")
             pos += ev.size
             index += 1
         if index - frame.first_event != frame.events:
             raise TraceError(f"{trace.path}: events frame {frame.number} holds "
                              f"{index - frame.first_event} events, events.idx says {frame.events}")
         events += frame.events
-    for f in trace.files:
+    for f in files:
         blob(bytes.fromhex(f["blob"]), f["size"], f"files.jsonl entry {f['index']}")
     pages = PageStoreReader(trace)
     if pages.duplicates:
@@ -64,3 +70,12 @@ def check(path: str) -> str:
                 checked.add(d)
     return (f"ok: {events} events, {len(trace.frames)} frames, {len(trace.checkpoints)} "
             f"checkpoints, {len(blobs)} blobs, {len(checked)} pages checked")
+
+
+def _files_named(ev) -> list[int]:
+    """The files.jsonl indices an event refers to (a file mmap, the files an exec mapped)."""
+    if ev.kind == E.SYSCALL and ev.nr == NUMBERS["mmap"] and ev.aux:
+        return [ev.aux - 1]
+    if ev.kind == E.EXEC:
+        return [int.from_bytes(ev.extra[i:i + 4], "little") for i in range(0, len(ev.extra) - 3, 4)]
+    return []
