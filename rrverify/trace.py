@@ -5,10 +5,13 @@ Layout (docs/trace-format.md is the contract):
   events.zst      event records in independently decompressible zstd frames
   events.idx      one fixed-size record per frame: where it is, its events, its hash
   files.jsonl     identities of the files the tracee mapped, one JSON object per line
+  checkpoints.jsonl, checkpoints/NNNNNN.json   the checkpoint index (with each file's hash)
+  pages.idx       the page store's index (checkpoints/pages.py)
   blobs/xx/<hex>.zst  content-addressed store: BLAKE2b-256 of the content names the file
 
-Everything read from a trace is bounded and validated; failures raise TraceError with the
-trace path and what is wrong.
+A trace is untrusted input: every file is opened by open_trace_file (regular files inside the
+trace only), every read is capped, every byte replay trusts is covered by a hash reachable
+from the manifest, and failures raise TraceError with the file and what is wrong.
 """
 from __future__ import annotations
 
