@@ -315,6 +315,9 @@ class TraceWriter:
     def cut_frame(self) -> None:
         if self._write_error is not None:
             raise self._failed()
+        self._queue_pending()
+
+    def _queue_pending(self) -> None:
         if not self._pending_events:
             return
         raw = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
@@ -387,9 +390,7 @@ class TraceWriter:
         """Flush every frame that can be, and write the final manifest: the end, the stats and
         the integrity of the files it covers. After a failed write, end.reason says so."""
         try:
-            self.cut_frame()
-        except TraceError:
-            pass           # a failed write: reported below
+            self._queue_pending()    # whole events, even after a failed write elsewhere
         finally:
             self._frames_out.put(None)
             self._writer.join()
