@@ -240,3 +240,55 @@ def test_disk_full_while_recording(tmp_path):
         assert run_cli("check", trace, timeout=TIMEOUT).returncode == 0
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _fill(directory) -> None:
+    """Take every free byte of the filesystem holding directory."""
+    fd = os.open(os.path.join(directory, "filler"), os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        while True:
+            os.write(fd, b"\xff" * 512)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("first_manifest", ["large", "small"])
+def test_disk_full_at_the_final_manifest(first_manifest, tmp_path):
+    """The disk fills up before the recording ends: the final manifest is written in place of
+    the first if it fits there, and otherwise the error says the manifest still says
+    nothing of the end."""
+    from rrverify.checkpoints.pages import PageStoreWriter
+    from rrverify.errors import TraceError
+    from rrverify.trace import TraceWriter
+    if os.geteuid() != 0:
+        pytest.skip("needs root (to mount a small tmpfs)")
+    mnt = tmp_path / "small"
+    if not _mount_tmpfs(mnt, 256):
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        # As a real host's CPUID leaves do, indent=1 makes the first manifest larger than
+        # the final one written compactly.
+        leaves = 300 if first_manifest == "large" else 0
+        host = {"cpuid": {f"{i:#x}.0": [0, 1, 2, 3] for i in range(leaves)}}
+        w = TraceWriter(str(mnt / "t"), {"command": ["x"], "exe": "/x", "env": [], "cwd": "/",
+                                         "host": host})
+        pages = PageStoreWriter(w.path, w.put_blob)
+        w.add_events(b"\0" * 264, 1)
+        _fill(mnt)
+        pages.add(b"\1" * 16, b"\1" * 4096)
+        pages.close()                   # as the recorder does: the page store first
+        with pytest.raises(TraceError) as e:
+            w.close(complete=True, end={"reason": "exited with status 0"}, stats={})
+        m = json.loads((mnt / "t" / "manifest.json").read_text())
+        if first_manifest == "large":
+            assert str(e.value) == "record: cannot write the trace: no space left on device"
+            assert m["complete"] is False and "integrity" in m
+            assert m["end"]["reason"] == "cannot write the trace: no space left on device"
+            assert Trace(str(mnt / "t")).event_count == 0
+        else:
+            assert "the manifest could not be updated either" in str(e.value)
+            assert "end" not in m and m["complete"] is False
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
