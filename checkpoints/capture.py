@@ -102,7 +102,8 @@ def memory_pagemap(mem: TraceeMemory, maps: list[dict], on_page=None,
                     if i not in unreadable:
                         on_page(digests[i], data[i * PAGE:(i + 1) * PAGE], r, i0 + i)
         regions.append({"start": r["start"], "end": r["end"], "perms": r["perms"],
-                        "offset": r["offset"], "path": r["path"], "first_page": first})
+                        "offset": r["offset"], "path": r["path"], "first_page": first,
+                        **({"file": r["file"]} if "file" in r else {})})
     return regions, bytes(pagemap)
 
 
@@ -110,15 +111,18 @@ def capture(pid: int, *, event: int, gadget: int, writer, pages,
             unchanged: UnchangedPages | None = None, mapped_files: dict | None = None,
             parked_mask: int | None = None, trap: str = "none") -> dict:
     """Capture the tracee (stopped at a syscall-exit stop, no signal pending) as the checkpoint
-    replay restores to run from `event` on. mapped_files: path -> (blob, content) of files
-    the trace stores, so pages equal to them are stored as references. parked_mask: the
+    replay restores to run from `event` on. mapped_files: (dev, inode) -> (blob, content or
+    None, files.jsonl index) of the files the trace stores: a region mapping one names it
+    (restore maps the file's content there), and pages equal to it are stored as references
+    into its blob. parked_mask: the
     tracee is parked before its exit (rrv_record_park_for_exit) with every signal blocked
     meanwhile, and this is its own mask. Returns the checkpoint record written."""
     mapped_files = mapped_files or {}
 
     def on_page(digest, data, region, i):
-        f = mapped_files.get(region["path"])
-        pages.add(digest, data, None if f is None else (f[0], region["offset"] + i * PAGE, f[1]))
+        f = mapped_files.get((region["dev"], region["inode"]))
+        pages.add(digest, data, None if f is None or f[1] is None else
+                  (f[0], region["offset"] + i * PAGE, f[1]))
 
     mem = TraceeMemory(pid)
     try:
@@ -128,7 +132,12 @@ def capture(pid: int, *, event: int, gadget: int, writer, pages,
         if parked_mask is not None:
             signals["mask"] = parked_mask
         mm = read_mm_layout(pid, brk)
-        regions, pagemap = memory_pagemap(mem, exec_image.read_maps(pid), on_page, unchanged)
+        maps = exec_image.read_maps(pid)
+        for m in maps:
+            f = mapped_files.get((m["dev"], m["inode"])) if m["inode"] else None
+            if f is not None:
+                m["file"] = f[2]
+        regions, pagemap = memory_pagemap(mem, maps, on_page, unchanged)
         getregs(pid)    # still there (a kill meanwhile would leave unreadable memory behind)
     finally:
         mem.close()

@@ -168,6 +168,38 @@ class VerifierSite:
             self.injector.syscall("munmap", stub.BASE, 4096)
 
 
+MFD_CLOEXEC = 1
+
+
+def file_memfd(injector: Injector, mem: TraceeMemory, content: bytes) -> int:
+    """A memfd in the tracee holding exactly `content`: what replay and restore map a recorded
+    file from (past its end a mapping faults, MADV_DONTNEED goes back to it, shared mappings
+    share it, as with the file). The scratch page must be mapped. Returns the tracee's fd."""
+    mem.write(stub.SCRATCH, b"rrverify-file\0")
+    fd = injector.syscall("memfd_create", stub.SCRATCH, MFD_CLOEXEC)
+    if content:
+        injector.syscall("ftruncate", fd, len(content))
+        size = -(-len(content) // 4096) * 4096
+        addr = injector.syscall("mmap", 0, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+        mem.write(addr, content)
+        injector.syscall("munmap", addr, size)
+    return fd
+
+
+def make_file_memfd(pid: int, content: bytes) -> int:
+    """file_memfd in a replayed process stopped at a syscall-exit stop, through the verifier's
+    own site."""
+    mem = TraceeMemory(pid)
+    try:
+        with VerifierSite(pid, mem) as injector:
+            injector.map_scratch()
+            fd = file_memfd(injector, mem, content)
+            injector.unmap_scratch()
+        return fd
+    finally:
+        mem.close()
+
+
 def read_mm_layout(pid: int, brk: int) -> dict:
     """Address-space bounds from /proc/PID/stat (fields 26-28 and 45-51), plus brk."""
     with open(f"/proc/{pid}/stat") as f:

@@ -110,6 +110,8 @@ def load_checkpoint(trace, n: int) -> dict:
         ok = (isinstance(r, dict) and isinstance(r.get("perms"), str) and len(r["perms"]) == 4
               and isinstance(r.get("path"), str) and is_u64(r.get("offset"))
               and all(is_int(r.get(k)) for k in ("start", "end", "first_page")))
+        if ok and "file" in r:      # the files.jsonl index of the file it maps
+            ok = is_int(r["file"]) and r["file"] >= 0
         if ok:
             start, end = r["start"], r["end"]
             ok = (start % 4096 == 0 and end % 4096 == 0 and last_end <= start < end <= TASK_SIZE

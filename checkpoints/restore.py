@@ -9,17 +9,16 @@ registers. It stands at a syscall-exit stop, as the recording did when the check
 taken."""
 from __future__ import annotations
 
-
 from .. import exec_image
 from .._native import ffi, lib
 from ..errors import NativeError, TraceError
 from ..tracee import spawn
 from . import stub
 from .inject import (MAP_ANONYMOUS, MAP_FIXED, MAP_GROWSDOWN, MAP_PRIVATE, MAP_SHARED,
-                     PROT_EXEC, PROT_READ, PROT_WRITE, Injector, TraceeMemory)
+                     PROT_EXEC, PROT_READ, PROT_WRITE, Injector, TraceeMemory, file_memfd)
 from .capture import CHUNK_PAGES
 from .model import checkpoint_pagemap, checkpoint_xstate
-from .pages import PAGE, PageStoreReader
+from .pages import PAGE, UNREADABLE, ZERO, PageStoreReader, page_digest
 
 _restorer_fd = None
 
@@ -38,15 +37,17 @@ def prot_of(perms: str) -> int:
             (PROT_EXEC if perms[2] == "x" else 0))
 
 
-def _runs(digests: list[bytes]):
-    """(first page index, [digests]) runs of at most CHUNK_PAGES pages that are not all-zero."""
+def _runs(digests: list[bytes], own):
+    """(first page index, [digests]) runs of at most CHUNK_PAGES pages i for which
+    own(i, digest) is false: the pages a restore must write."""
     run_start, run = None, []
     for i, d in enumerate(digests):
-        if d == bytes(16) or len(run) == CHUNK_PAGES:
+        mine = own(i, d)
+        if mine or len(run) == CHUNK_PAGES:
             if run:
                 yield run_start, run
             run_start, run = None, []
-        if d != bytes(16):
+        if not mine:
             if not run:
                 run_start = i
             run.append(d)
@@ -88,8 +89,10 @@ def _build(pid, trace, ckpt, pages, pagemap, xstate) -> None:
                 raise TraceError(f"checkpoint {ckpt['id']}: region {r['start']:#x}-{r['end']:#x} "
                                  f"overlaps the restorer at {stub.BASE:#x}")
         inj.map_scratch()
+        files = _RecordedFiles(trace, inj, mem)
         for r in ckpt["regions"]:
-            _map_region(inj, mem, pages, r, pagemap)
+            _map_region(inj, mem, pages, r, pagemap, files)
+        files.close()
         inj.set_mm(ckpt["mm"])
         inj.set_signal_state(ckpt["signals"])
         inj.unmap_scratch()
@@ -106,22 +109,57 @@ def _build(pid, trace, ckpt, pages, pagemap, xstate) -> None:
 
 
 def _map_region(inj: Injector, mem: TraceeMemory, pages: PageStoreReader, r: dict,
-                pagemap: bytes) -> None:
+                pagemap: bytes, files: "_RecordedFiles") -> None:
+    """Map one region and write the pages it does not get from its mapping: a region that
+    mapped a recorded file maps it again (from a memfd of its recorded content and size: past
+    its end the pages fault, as they did), so only pages that differ from the file's are
+    written; an anonymous region gets every page that is not zero. Pages are written while
+    the mapping is writable; its recorded protection comes after."""
     start, end = r["start"], r["end"]
-    # A shared mapping of a file becomes private, as in replay (record refuses writable ones):
-    # only anonymous shared memory stays shared. Pages are written while the mapping is
-    # writable; its recorded protection comes after.
-    shared = r["perms"][3] == "s" and not r["path"].startswith("/")
-    flags = MAP_FIXED | MAP_ANONYMOUS | (MAP_SHARED if shared else MAP_PRIVATE)
-    if r["path"] == "[stack]":
-        flags |= MAP_GROWSDOWN
-    prot = prot_of(r["perms"])
-    inj.syscall("mmap", start, end - start, PROT_READ | PROT_WRITE, flags, -1, 0)
     n = (end - start) // PAGE
     first = r["first_page"]
     digests = [pagemap[(first + i) * 16:(first + i + 1) * 16] for i in range(n)]
-    for i, run in _runs(digests):
+    sharing = MAP_SHARED if r["perms"][3] == "s" else MAP_PRIVATE
+    if "file" in r:
+        fd, content = files.get(r["file"])
+        inj.syscall("mmap", start, end - start, PROT_READ | PROT_WRITE, MAP_FIXED | sharing,
+                    fd, r["offset"])
+
+        def own(i: int, d: bytes) -> bool:   # what the mapping already shows there
+            off = r["offset"] + i * PAGE
+            return d == UNREADABLE or (off < len(content) and
+                                       d == page_digest(content[off:off + PAGE].ljust(PAGE, b"\0")))
+    else:
+        flags = MAP_FIXED | MAP_ANONYMOUS | sharing
+        if r["path"] == "[stack]":
+            flags |= MAP_GROWSDOWN
+        inj.syscall("mmap", start, end - start, PROT_READ | PROT_WRITE, flags, -1, 0)
+
+        def own(i: int, d: bytes) -> bool:
+            return d == ZERO
+    for i, run in _runs(digests, own):
         data = b"".join(p if (p := pages.page(d)) is not None else bytes(PAGE) for d in run)
         mem.write(start + i * PAGE, data)
+    prot = prot_of(r["perms"])
     if prot != PROT_READ | PROT_WRITE:
         inj.syscall("mprotect", start, end - start, prot)
+
+
+class _RecordedFiles:
+    """The memfds a restore maps recorded files from, made in the restored process on first
+    use and closed once every region is mapped (the mappings keep them)."""
+
+    def __init__(self, trace, inj: Injector, mem: TraceeMemory):
+        self.trace, self.inj, self.mem = trace, inj, mem
+        self.open: dict[int, tuple[int, bytes]] = {}
+
+    def get(self, index: int) -> tuple[int, bytes]:
+        if index not in self.open:
+            content = exec_image.recorded_file(self.trace, index)
+            self.open[index] = (file_memfd(self.inj, self.mem, content), content)
+        return self.open[index]
+
+    def close(self) -> None:
+        for fd, _ in self.open.values():
+            self.inj.syscall("close", fd)
+        self.open.clear()

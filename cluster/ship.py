@@ -9,6 +9,7 @@ import tempfile
 
 from .. import events as E
 from ..checkpoints.pages import PageStoreReader
+from ..events import MMAP_ZERO_DEVICE
 from ..recorder.syscalls import NUMBERS
 from ..errors import TraceError
 from ..trace import (MAX_INDEX, MAX_MANIFEST, Trace, blob_path, checkpoint_name,
@@ -45,12 +46,18 @@ def segment_bundle(trace: Trace, pages: PageStoreReader, k: int, first: int, end
     blobs: set[bytes] = set()
     # Checkpoint k is restored; k+1 is compared with, and a page that differs there is read
     # to see whether only the cores' APIC ids explain it: both need their pages.
+    files = trace.files
     for c in range(k, min(k + 2, len(trace.checkpoints))):
         ck = trace.checkpoint(c)
         blobs |= {ck["xstate_blob"], ck["pagemap_blob"]}
         pagemap = trace.blob(ck["pagemap_blob"])
         blobs |= pages.blobs_for({pagemap[i:i + 16] for i in range(0, len(pagemap), 16)})
-    files = trace.files
+        for r in ck["regions"]:         # restore maps the files its regions mapped
+            if "file" in r:
+                if r["file"] >= len(files):
+                    raise TraceError(f"{trace.path}: checkpoint {c} maps file #{r['file']}, "
+                                     f"which files.jsonl does not have")
+                blobs.add(bytes.fromhex(files[r["file"]]["blob"]))
     chunks = []
     fd = open_trace_file(trace.path, "events.zst")
     try:
@@ -61,7 +68,8 @@ def segment_bundle(trace: Trace, pages: PageStoreReader, k: int, first: int, end
                 if not first <= ev.index <= end:
                     continue
                 blobs |= {w.blob for w in ev.writes if w.blob is not None}
-                if ev.kind == E.SYSCALL and ev.nr == NUMBERS["mmap"] and ev.aux:
+                if (ev.kind == E.SYSCALL and ev.nr == NUMBERS["mmap"] and ev.aux
+                        and ev.aux != MMAP_ZERO_DEVICE):
                     if ev.aux > len(files):
                         raise TraceError(f"{trace.path}: event {ev.index} maps file "
                                          f"#{ev.aux - 1}, which files.jsonl does not have")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import stat
 import struct
 import time
 from dataclasses import dataclass
@@ -27,6 +28,10 @@ DEFAULT_CHECKPOINT_INTERVAL = 2.0      # seconds
 # Mapped files up to this size stay in memory while recording, so checkpoint pages equal to
 # them are stored as references to the file's blob instead of again.
 MAX_FILE_FOR_PAGE_SOURCES = 256 << 20
+# A mapped file's whole content goes into the trace: a larger one ends the recording clearly
+# (a sparse 1 TiB file would otherwise be read whole).
+MAX_STORED_FILE = 1 << 30
+ZERO_DEVICE = E.MMAP_ZERO_DEVICE - 1    # file_mapped's answer for /dev/zero (aux = index + 1)
 
 
 @dataclass
@@ -88,8 +93,9 @@ class Recorder(CallbackTarget):
         self.writer = writer
         self.pages = PageStoreWriter(writer.path, writer.put_blob)
         self.identities = exec_image.FileIdentities()
-        self.file_index: dict[tuple, int] = {}
-        self.mapped_files: dict[str, tuple[bytes, bytes]] = {}   # path -> (blob, content)
+        self.file_index: dict[tuple, tuple] = {}   # (path, blake2b) -> (blob, content, index)
+        # (dev, inode) as /proc/PID/maps shows them -> (blob, content or None, files.jsonl index)
+        self.mapped_files: dict[tuple, tuple] = {}
         self.gadget = 0
         self.checkpoint_seconds = 0.0
         self.unchanged = UnchangedPages()
@@ -99,20 +105,34 @@ class Recorder(CallbackTarget):
         return self.writer.put_blob(data)
 
     def file_mapped(self, pid: int, fd: int) -> int:
+        """The files.jsonl index of the file an mmap mapped from fd, or ZERO_DEVICE for
+        /dev/zero (an anonymous mapping by another name: nothing to store)."""
         link = f"/proc/{pid}/fd/{fd}"
-        return self._file_index(link, os.readlink(link))
+        st = os.stat(link)
+        path = os.readlink(link)
+        if stat.S_ISCHR(st.st_mode) and (os.major(st.st_rdev), os.minor(st.st_rdev)) == (1, 5):
+            return ZERO_DEVICE
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsupportedError(f"unsupported mmap of {path} (not a regular file: a device "
+                                   f"or special file cannot be recorded)")
+        if st.st_size > MAX_STORED_FILE:
+            raise UnsupportedError(f"unsupported mmap of {path}: the file has {st.st_size} "
+                                   f"bytes, and files over {MAX_STORED_FILE >> 30} GiB are "
+                                   f"not stored yet")
+        return self._file_index(link, path)
 
     def _file_index(self, open_path: str, display_path: str) -> int:
         """Store a mapped file's content (replay never reads the recording machine's files)
         and make its pages known to the page store."""
-        ident, data = self.identities.identify(open_path, display_path)
+        ident, data, where = self.identities.identify(open_path, display_path)
         key = (ident["path"], ident["blake2b"])
         if key not in self.file_index:
             blob = self.writer.put_blob(data, bytes.fromhex(ident["blake2b"]))
-            if len(data) <= MAX_FILE_FOR_PAGE_SOURCES:
-                self.mapped_files[ident["path"]] = (blob, data)
-            self.file_index[key] = self.writer.add_file(dict(ident, blob=blob.hex()))
-        return self.file_index[key]
+            index = self.writer.add_file(dict(ident, blob=blob.hex()))
+            self.file_index[key] = (blob, data if len(data) <= MAX_FILE_FOR_PAGE_SOURCES
+                                    else None, index)
+        self.mapped_files[where] = self.file_index[key]
+        return self.file_index[key][2]
 
     # -- the exec image and checkpoints ---------------------------------------------------
     def exec_event(self, pid: int) -> bytes:
@@ -247,7 +267,12 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
                 add(bytes(ffi.buffer(state.buf, state.len)), state.buffered_events)
                 state.len = 0
                 state.buffered_events = 0
-            rec.reraise()
+            try:
+                rec.reraise()
+            except UnsupportedError as e:     # a callback met what cannot be recorded
+                reason = str(e)
+                raise UnsupportedError(f"record: {reason}; trace left incomplete at "
+                                       f"{trace_dir}") from None
             if stop == lib.RRV_STOP_FLUSH:
                 writer.cut_frame()
             elif stop == lib.RRV_STOP_CHECKPOINT:

@@ -13,6 +13,7 @@ from .. import exec_image
 from .._native import ffi, lib
 from ..checkpoints.compare import compare
 from ..checkpoints.pages import PageStoreReader
+from ..checkpoints.inject import make_file_memfd
 from ..checkpoints.restore import restore
 from ..errors import NativeError, TraceError
 from ..trace import Trace
@@ -42,31 +43,33 @@ class Replayer(CallbackTarget):
         super().__init__()
         self.trace = trace
         self._last_blob: bytes | None = None
-        self._files: dict[int, bytes] = {}
         self.mappings: list[tuple[int, int, int, int]] = []   # start, end, file index, offset
+        self.file_fds: dict[int, int] = {}    # file index -> the tracee's memfd of it
 
     def blob_get(self, digest: bytes) -> bytes:
         # The native loop writes a blob into the tracee at once: keep only the latest alive.
         self._last_blob = self.trace.blob(digest)
         return self._last_blob
 
-    def file_content(self, index: int, addr: int, length: int, offset: int) -> bytes:
-        self.mappings.append((addr, addr + length, index, offset))
-        return self.file(index)
+    def file_fd(self, index: int, addr: int, length: int, offset: int) -> int:
+        """The tracee's memfd of recorded file `index`, or -1: the driver makes it first
+        (RRV_STOP_FILE_FD) and the mmap is issued again."""
+        if not 0 <= index < len(self.trace.files):
+            raise TraceError(f"{self.trace.path}: mapped file #{index} is not in files.jsonl")
+        fd = self.file_fds.get(index, -1)
+        if fd >= 0:
+            self.mappings.append((addr, addr + length, index, offset))
+        return fd
 
     def file(self, index: int) -> bytes:
-        if index not in self._files:
-            files = self.trace.files
-            if index >= len(files):
-                raise TraceError(f"{self.trace.path}: mapped file #{index} is not in files.jsonl")
-            self._files[index] = exec_image.load_recorded_file(files[index], self.trace)
-        return self._files[index]
+        return exec_image.recorded_file(self.trace, index)
 
-    def note_restored_mappings(self, ckpt: dict) -> None:
-        """File-backed regions of a restored checkpoint, for symbolizing reports."""
-        by_path = {f["path"]: f["index"] for f in self.trace.files}
-        self.mappings = [(r["start"], r["end"], by_path[r["path"]], r["offset"])
-                         for r in ckpt["regions"] if r["path"] in by_path]
+    def restored(self, ckpt: dict) -> None:
+        """A fresh process from ckpt: it holds no memfd of ours yet; its file-backed regions
+        are known for symbolizing reports."""
+        self.file_fds = {}
+        self.mappings = [(r["start"], r["end"], r["file"], r["offset"])
+                         for r in ckpt["regions"] if "file" in r]
 
 
 class EventFeed:
@@ -160,7 +163,7 @@ def replay(trace: Trace, *, start: int = 0, end: int | None = None, echo: bool =
         t = time.monotonic()
         pid = restore(trace, ckpt, cpu=cpu, pages=pages)
         timing["restore_seconds"] += time.monotonic() - t
-        rp.note_restored_mappings(ckpt)
+        rp.restored(ckpt)
         lib.rrv_replay_set_pid(state, pid)
         return pid
 
@@ -206,6 +209,9 @@ def replay(trace: Trace, *, start: int = 0, end: int | None = None, echo: bool =
                 else:
                     next_k += 1
                     stop_at(next_k)
+            elif stop == lib.RRV_STOP_FILE_FD:
+                index = state.file_index
+                rp.file_fds[index] = make_file_memfd(pid, rp.file(index))
             elif stop == lib.RRV_STOP_EXEC_RESTORE:
                 ev = feed.current()
                 if ev.kind != E.EXEC:

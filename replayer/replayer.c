@@ -132,24 +132,6 @@ static int replay_sent_data(struct rrv_replayer *r, const struct rrv_syscall_spe
   return 0;
 }
 
-/* Fill an anonymous mapping that stands for a recorded file mapping with the file's bytes. */
-static int fill_file_mapping(struct rrv_replayer *r, const struct rrv_event *ev,
-                             const struct rrv_regs *a) {
-  const uint8_t *data;
-  size_t size;
-  if (rrv_py_file_content(r->handle, ev->aux - 1, ev->result, a->rsi, a->r9, &data, &size)) {
-    snprintf(r->message, sizeof r->message, "mapped file #%llu of event %llu is unavailable",
-             (unsigned long long)(ev->aux - 1), (unsigned long long)r->event_index);
-    return RRV_STOP_ERROR;
-  }
-  uint64_t off = a->r9, len = a->rsi;
-  if (off >= size) return 0;
-  if (len > size - off) len = size - off;
-  if (rrv_write_mem(r->pid, ev->result, data + off, len) != (ssize_t)len)
-    return rfail(r, "filling a file mapping");
-  return 0;
-}
-
 /* Does the segment end at the syscall-exit stop the tracee is at (or will reach next)? Not
  * for a checkpoint taken before an exit: that one ends at the exit's entry. */
 static int segment_ends_here(const struct rrv_replayer *r) {
@@ -227,17 +209,40 @@ static int replay_syscall(struct rrv_replayer *r) {
     return 0;
   }
   struct rrv_regs forced = regs;
-  int file_mapping = 0;
   if (spec->handling == RRV_H_MMAP) {
     forced.rdi = ev->result;
     forced.r10 |= MAP_FIXED;
     forced.r10 &= ~(uint64_t)MAP_FIXED_NOREPLACE;
-    if (ev->aux) {
-      file_mapping = 1;
-      forced.r10 = (forced.r10 & ~(uint64_t)(MAP_SHARED | MAP_SHARED_VALIDATE)) |
-                   MAP_PRIVATE | MAP_ANONYMOUS;
+    if (ev->aux == RRV_MMAP_ZERO_DEVICE) {    /* /dev/zero: an anonymous mapping */
+      forced.r10 |= MAP_ANONYMOUS;
       forced.r8 = -1;
       forced.r9 = 0;
+    } else if (ev->aux) {
+      /* A recorded file: mapped from a memfd of the recorded content and size that the
+       * tracee holds (so past its end it faults, MADV_DONTNEED goes back to it, a shared
+       * mapping shares it). The first time, the tracee is parked before this mmap while
+       * the driver makes that memfd, then issues the mmap again. */
+      int64_t fd = -1;
+      if (rrv_py_file_fd(r->handle, ev->aux - 1, ev->result, regs.rsi, regs.r9, &fd)) {
+        snprintf(r->message, sizeof r->message, "mapped file #%llu of event %llu is "
+                 "unavailable", (unsigned long long)(ev->aux - 1),
+                 (unsigned long long)r->event_index);
+        return RRV_STOP_ERROR;   /* the callback's TraceError is what the driver raises */
+      }
+      if (fd < 0) {
+        int status;
+        int prc = rrv_park_before_syscall(r->pid, &status);
+        if (prc == -2) {
+          r->div.expected_value = ev->result;
+          return diverge(r, RRV_DIV_EXITED_EARLY, "the tracee died before its %s (status "
+                         "0x%x)", spec->name, status);
+        }
+        if (prc < 0) return rfail(r, "stopping the tracee before an mmap");
+        r->file_index = ev->aux - 1;
+        return RRV_STOP_FILE_FD;
+      }
+      forced.r10 &= ~(uint64_t)MAP_ANONYMOUS;
+      forced.r8 = fd;
     }
   } else if (spec->handling == RRV_H_MREMAP && (uint64_t)ev->result != regs.rdi) {
     forced.r10 |= MREMAP_MAYMOVE | MREMAP_FIXED;
@@ -268,7 +273,6 @@ static int replay_syscall(struct rrv_replayer *r) {
     after.r9 = regs.r9;
     if (rrv_setregs(r->pid, &after) < 0) return rfail(r, "PTRACE_SETREGS");
   }
-  if (file_mapping && (rc = fill_file_mapping(r, ev, &regs))) return rc;
   if ((rc = apply_writes(r, ev))) return rc;
   advance(r);
   if (segment_ends_here(r)) return RRV_STOP_SEGMENT_END;

@@ -12,6 +12,7 @@ SYSCALL, RDTSC, SIGNAL, EXEC, EXIT = 1, 2, 3, 4, 5
 KIND_NAMES = {SYSCALL: "syscall", RDTSC: "rdtsc", SIGNAL: "signal", EXEC: "exec", EXIT: "exit"}
 EF_AT_SYSCALL_EXIT, EF_RDTSCP, EF_REFUSED = 1, 2, 4
 WRITE_INLINE, WRITE_BLOB = 0, 1
+MMAP_ZERO_DEVICE = 2**64 - 1   # the aux of an mmap of /dev/zero (an anonymous mapping)
 DIGEST_BYTES = 32
 
 REG_NAMES = ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx",

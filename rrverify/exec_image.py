@@ -47,7 +47,7 @@ def read_maps(pid: int) -> list[dict]:
             parts = line.split(maxsplit=5)
             start, end = (int(x, 16) for x in parts[0].split("-"))
             regions.append({"start": start, "end": end, "perms": parts[1],
-                            "offset": int(parts[2], 16), "inode": int(parts[4]),
+                            "offset": int(parts[2], 16), "dev": parts[3], "inode": int(parts[4]),
                             "path": parts[5].strip() if len(parts) > 5 else ""})
     return regions
 
@@ -101,20 +101,30 @@ class FileIdentities:
     def __init__(self):
         self._cache: dict[tuple, dict] = {}
 
-    def identify(self, open_path: str, display_path: str) -> tuple[dict, bytes | None]:
+    def identify(self, open_path: str, display_path: str) -> tuple[dict, bytes | None, tuple]:
         """Identity (path, size, mtime, BLAKE2b-256) of the file at open_path (which may be
-        /proc/PID/fd/N, so deleted files and memfds work too), and its content the first time
-        the file is seen (None after: a program maps a library four or five times)."""
+        /proc/PID/fd/N, so deleted files and memfds work too), its content the first time
+        the file is seen (None after: a program maps a library four or five times), and the
+        (dev, inode) by which /proc/PID/maps names it."""
         st = os.stat(open_path)
+        where = (f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}", st.st_ino)
         key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, display_path)
         if key in self._cache:
-            return self._cache[key], None
+            return self._cache[key], None, where
         with open(open_path, "rb") as f:
             data = f.read()
         self._cache[key] = {"path": display_path, "size": len(data),
                             "mtime_ns": st.st_mtime_ns,
                             "blake2b": hashlib.blake2b(data, digest_size=32).hexdigest()}
-        return self._cache[key], data
+        return self._cache[key], data, where
+
+
+def recorded_file(trace, index: int) -> bytes:
+    """The content of files.jsonl entry `index`, from the trace's blob store."""
+    files = trace.files
+    if not 0 <= index < len(files):
+        raise TraceError(f"{trace.path}: mapped file #{index} is not in files.jsonl")
+    return load_recorded_file(files[index], trace)
 
 
 def load_recorded_file(ident: dict, trace) -> bytes:

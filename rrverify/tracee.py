@@ -139,8 +139,6 @@ def rrv_py_file_mapped(target, pid, fd, index_out):
 
 @ffi.def_extern()
 @_guard
-def rrv_py_file_content(target, index, addr, length, offset, data_out, len_out):
-    buf = target.file_content(index, addr, length, offset)
-    data_out[0] = ffi.from_buffer(buf)
-    len_out[0] = len(buf)
+def rrv_py_file_fd(target, index, addr, length, offset, fd_out):
+    fd_out[0] = target.file_fd(index, addr, length, offset)
     return 0

@@ -10,7 +10,7 @@ import pytest
 from rrverify import events as E
 from rrverify.recorder.syscalls import NUMBERS
 from conftest import record, replay
-from traceedit import nth_event, rehash, rewrite_events
+from traceedit import nth_event, put_blob, rehash, rewrite_events
 
 
 def diverged_at(proc) -> tuple[int, str]:
@@ -158,9 +158,22 @@ def _edit_checkpoint(path, change):
     rehash(path.parent.parent)
 
 
+def _other_xmm0(trace_dir):
+    """A change to a checkpoint: XMM0 in its XSAVE area differs, its fpu_digest follows."""
+    from rrverify._native import lib
+    from rrverify.trace import Trace
+
+    def change(c):
+        area = bytearray(Trace(str(trace_dir)).blob(bytes.fromhex(c["xstate"])))
+        area[160] ^= 1                                   # XMM0's first byte (legacy area)
+        c["xstate"] = put_blob(trace_dir, bytes(area)).hex()
+        c["fpu_digest"] = lib.rrv_fpu_digest_of(bytes(area), len(area))
+    return change
+
+
 @pytest.mark.parametrize("what,change", [
     ("registers", lambda c: c["regs"].__setitem__("r12", c["regs"]["r12"] ^ 8)),
-    ("fpu-state", lambda c: c.__setitem__("fpu_digest", c["fpu_digest"] ^ 1)),
+    ("fpu-state", "xmm0"),
     ("brk", lambda c: c["mm"].__setitem__("brk", c["mm"]["brk"] + 4096)),
     ("signal-state", lambda c: c["signals"].__setitem__("mask", c["signals"]["mask"] ^ (1 << 9))),
     ("address-space", lambda c: c["regions"][0].__setitem__(
@@ -169,7 +182,7 @@ def _edit_checkpoint(path, change):
 def test_checkpoint_comparison_checks_fire(what, change, checkpointed):
     """Segment 1 ends at checkpoint 2: a checkpoint that says otherwise than the replay."""
     trace, path = checkpointed
-    _edit_checkpoint(path, change)
+    _edit_checkpoint(path, _other_xmm0(trace) if change == "xmm0" else change)
     from conftest import run_cli
     proc = run_cli("replay", trace, "--segment", 1)
     assert proc.returncode == 1, proc.stdout + proc.stderr

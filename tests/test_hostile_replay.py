@@ -186,3 +186,13 @@ def test_a_replayed_process_has_no_network(restored_hello):
     sent = injector.syscall("sendto", fd, stub.SCRATCH + len(addr), 1, 0, stub.SCRATCH, len(addr),
                             check=False)
     assert sent == -101        # ENETUNREACH: the namespace's loopback is down
+
+
+def test_a_checkpoint_whose_fpu_digest_is_not_its_xsave_areas_is_refused(recorded_hello):
+    path = recorded_hello / "checkpoints" / "000001.json"
+    ckpt = json.loads(path.read_text())
+    ckpt["fpu_digest"] ^= 1
+    path.write_text(json.dumps(ckpt, sort_keys=True) + "\n")
+    rehash(recorded_hello)
+    proc = replay(recorded_hello)
+    assert_one_line_error(proc, 2, "checkpoint 1 is corrupted", "fpu_digest is not that of its XSAVE")

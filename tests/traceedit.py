@@ -80,3 +80,14 @@ def nth_event(trace_dir, predicate, n=0) -> E.Event:
                 return ev
             seen += 1
     raise LookupError("no such event")
+
+
+def put_blob(trace_dir, data: bytes) -> bytes:
+    """Store a blob in the trace as the recorder does; returns its name."""
+    from rrverify.trace import blob_digest, blob_path
+    digest = blob_digest(data)
+    path = blob_path(str(trace_dir), digest)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(zstandard.ZstdCompressor(write_checksum=True, write_content_size=True).compress(data))
+    return digest

@@ -31,6 +31,11 @@
 #define RRV_STOP_SEGMENT_END 10   /* replay: reached stop_at_event, at a syscall-exit stop */
 #define RRV_STOP_EXEC_RESTORE 11  /* replay: the recorded execve succeeded: restore its checkpoint */
 #define RRV_STOP_CHECKPOINT_AT_EXIT 12 /* record: at an exit's seccomp stop, not yet recorded */
+#define RRV_STOP_FILE_FD 13       /* replay: make the tracee a memfd of file_index (it is parked
+                                     before the mmap that maps it, issued again on resume) */
+
+/* The aux of an mmap of /dev/zero (an anonymous mapping by another name). */
+#define RRV_MMAP_ZERO_DEVICE 0xffffffffffffffffull
 
 /* The kernel's per-thread trap state (thread.trap_nr, error_code, cr2) is set by every fault
  * that raises a signal and written into every later signal frame (sigcontext trapno, err, cr2):
@@ -157,6 +162,7 @@ struct rrv_replayer {
   /* private */
   int resume_op, resume_sig;
   int64_t last_nr;
+  uint64_t file_index;     /* FILE_FD: the files.jsonl index */
 };
 
 int rrv_spawn(const struct rrv_spawn *spec, char *err, size_t errlen);
