@@ -76,8 +76,10 @@ def join(ray, address: str) -> None:
                 from None
     try:
         ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
-    except ConnectionError as e:
-        raise UsageError(f"--address {address}: no Ray cluster answers there: {e}") from None
+    except ConnectionError as e:    # its message can hold the server's traceback: one line
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [repr(e)]
+        why = lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
+        raise UsageError(f"--address {address}: no Ray cluster answers there: {why}") from None
 
 
 def verify(trace_path: str, *, workers: int, address: str | None = None, ship: bool = False,
@@ -107,9 +109,22 @@ def verify(trace_path: str, *, workers: int, address: str | None = None, ship: b
     t_start = time.monotonic()
     progress_bar = Progress(len(bounds), sys.stderr.isatty() if progress is None else progress)
     actor_options = {"max_restarts": retries, "max_task_retries": retries}
-    actors = [SegmentVerifier.options(**actor_options).remote()
-              for _ in range(min(workers, len(bounds)))]
-    ray.get([a.ready.remote() for a in actors])     # worker processes up: start the clock
+    # Worker processes up: start the clock. A cluster with fewer free CPUs than --workers
+    # starts fewer: go on with those that started within --segment-timeout.
+    starting = {a.ready.remote(): a for a in (SegmentVerifier.options(**actor_options).remote()
+                                             for _ in range(min(workers, len(bounds))))}
+    up, late = ray.wait(list(starting), num_returns=len(starting), timeout=segment_timeout)
+    for ref in late:
+        ray.kill(starting[ref], no_restart=True)
+    if not up:
+        raise UsageError(f"no Ray worker started within {segment_timeout:g} s "
+                         f"(--segment-timeout): the cluster has no free CPU for one")
+    if late:
+        print(f"rrverify: {len(up)} of {len(starting)} workers started within "
+              f"{segment_timeout:g} s (--segment-timeout); going on with {len(up)}",
+              file=sys.stderr)
+    ray.get(up)
+    actors = [starting[ref] for ref in up]
     t0 = time.monotonic()
     startup = t0 - t_start
     shared_ref = ray.put(shared_bundle(trace)) if ship else None
@@ -200,4 +215,5 @@ def verify(trace_path: str, *, workers: int, address: str | None = None, ship: b
     report = reports.aggregate(trace, results, wall_seconds=wall,
                                workers=workers, address=address, ship=ship)
     report["totals"]["startup_seconds"] = round(startup, 3)
+    report["workers_started"] = len(actors)
     return report

@@ -136,8 +136,9 @@ def test_damaged_blob_is_a_trace_error_for_its_segments_only(damage, trace_copy,
         path.write_bytes(zstandard.ZstdCompressor().compress(b"x" * 4096))
     proc, report = verify(trace_copy, tmp_path)
     assert proc.returncode == 1
+    readers = users | {k - 1 for k in users}    # segment k restores C_k and checks C_k+1
     for s in report["segments"]:
-        if s["segment"] in users:
+        if s["segment"] in readers:
             assert s["status"] == "trace-error", s
             assert chunk.hex() in s["error"] and damage in s["error"]
         else:
@@ -227,10 +228,24 @@ def test_joins_an_existing_cluster_with_address(scheme, ray_head, longrun, tmp_p
     with --ship. stdout carries the report only."""
     address = f"{scheme}127.0.0.1:{ray_head[1] if scheme else ray_head[0]}"
     proc, report = verify(longrun, tmp_path, "--address", address, "--ship")
+    if b"Starting Ray client server failed" in proc.stderr:
+        # Ray's client proxy starts a server per client on the first free port from 23000,
+        # machine-wide: a Ray client of a concurrent test run can take it first. Once more.
+        proc, report = verify(longrun, tmp_path, "--address", address, "--ship")
     assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
     assert report["address"] == address and report["status"] == "verified"
     assert proc.stdout.decode().splitlines() == [l for l in proc.stdout.decode().splitlines()
                                                  if l.startswith("verified: ")]
+
+
+def test_more_workers_than_the_cluster_has_cpus(ray_head, longrun, tmp_path):
+    """The head has 2 CPUs: a third worker never starts, and verify goes on without it."""
+    proc, report = verify(longrun, tmp_path, "--address", f"127.0.0.1:{ray_head[0]}",
+                          "--workers", 3, "--segment-timeout", 8)
+    assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
+    assert report["status"] == "verified" and report["workers"] == 3
+    assert report["workers_started"] in (1, 2)
+    assert b"workers started within 8 s (--segment-timeout); going on with" in proc.stderr
 
 
 @pytest.mark.parametrize("scheme", ["", "ray://"])
