@@ -236,7 +236,7 @@ def cmd_record(args) -> int:
         out, made = args.output, tracedirs.prepare(args.output)
     else:
         out, made = tracedirs.new_trace_dir(cmd[0]), True
-    opts = {}
+    opts, result = {}, None
     if args.checkpoint_every is not None:
         opts["checkpoint_every"] = args.checkpoint_every
     if args.checkpoint_interval is not None:
@@ -255,7 +255,7 @@ def cmd_record(args) -> int:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-    if recorder.STOP.signum is not None:
+    if recorder.STOP.signum is not None and not (result and result.complete):
         name = signal.Signals(recorder.STOP.signum).name
         print(f"rrverify: record: the recorder received {name}: "
               + (f"trace incomplete at {out}" if started else "nothing recorded"),
