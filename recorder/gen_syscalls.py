@@ -43,6 +43,13 @@ def generate() -> str:
         irr = f"RRV_IRR_{sc.irregular.upper()}" if sc.irregular else "0"
         lines.append(f'  [{nr}] = {{"{sc.name}", RRV_H_{sc.handling}, {irr}, {len(sc.outputs)}, '
                      f'{1 if sc.digest else 0}, {{{outs}}}, {digest}}},')
+    lines += ["};", "",
+              "/* Numbers some kernel assigns: any other number is ENOSYS on every kernel. */",
+              f"#define RRV_NUMBERS {S.NUMBERS_RANGE}",
+              "static const unsigned char rrv_assigned[RRV_NUMBERS] = {"]
+    assigned = sorted(nr for nr in S.NAMES if 0 <= nr < S.NUMBERS_RANGE)
+    lines += ["  " + ", ".join(f"[{nr}] = 1" for nr in assigned[i:i + 12]) + ","
+              for i in range(0, len(assigned), 12)]
     lines += ["};", ""]
     for nr in sorted(S.TABLE):
         name = S.TABLE[nr].name

@@ -205,12 +205,87 @@ void rrv_record_free(struct rrv_recorder *r) {
 int rrv_record_init(struct rrv_recorder *r, int pid) {
   r->pid = pid;
   r->resume_op = PTRACE_CONT;
+  if (!r->program_tsc_mode) r->program_tsc_mode = PR_TSC_ENABLE;
   r->open_event = (size_t)-1;
   r->last_checkpoint_ns = rrv_now_ns();
   if (!r->flush_at) r->flush_at = 256 << 10;
   if (!r->blob_threshold) r->blob_threshold = 64 << 10;
   r->last_flush_ns = rrv_now_ns();
   return ensure_room(r, 1 << 20);
+}
+
+/* A syscall the recorder answers itself instead of running it: `result`, and the tracee
+ * memory [outs[i][0], +outs[i][1]) the recorder wrote, are recorded like any syscall's, and
+ * replay injects them. exit_stop: the tracee goes on through a syscall exit (the kernel skips
+ * the syscall), so a signal there is one at this syscall's exit; a vsyscall has none. */
+static int record_answer(struct rrv_recorder *r, int64_t nr, const struct rrv_regs *regs,
+                         uint64_t fpu, int64_t result, int flags, const uint64_t outs[][2],
+                         int nouts, int exit_stop) {
+  struct rrv_regs after = *regs;
+  after.orig_rax = -1;
+  after.rax = result;
+  if (rrv_setregs(r->pid, &after) < 0) return fail(r, "PTRACE_SETREGS");
+  size_t ev = event_begin(r, RRV_EVENT_SYSCALL, nr, regs);
+  if (ev == (size_t)-1) return fail(r, "out of memory");
+  event_at(r, ev)->result = result;
+  event_at(r, ev)->flags = flags;
+  event_at(r, ev)->fpu_digest = fpu;
+  for (int i = 0; i < nouts; i++)
+    if (capture(r, ev, outs[i][0], outs[i][1])) return fail(r, "recording a syscall's output");
+  event_end(r, ev);
+  r->syscalls++;
+  r->after_syscall = exit_stop;
+  r->exit_regs = after;
+  return 0;
+}
+
+/* The legacy vsyscall page's time, gettimeofday and getcpu: the kernel emulates them on a
+ * page fault, runs the seccomp filter, and has no syscall exit. The recorder answers them
+ * (on the tracee's CPU, which it shares) and the kernel, seeing the syscall skipped, returns
+ * to the caller. */
+static int answer_vsyscall(struct rrv_recorder *r, int64_t nr, const struct rrv_regs *regs,
+                           uint64_t fpu) {
+  uint64_t outs[2][2] = {{0}};
+  int n = 0;
+  int64_t result = 0;
+  if (nr == SYS_time) {
+    int64_t t = time(NULL);
+    result = t;
+    if (regs->rdi && rrv_write_mem(r->pid, regs->rdi, &t, 8) == 8) outs[n][0] = regs->rdi, outs[n++][1] = 8;
+  } else if (nr == SYS_gettimeofday) {
+    struct timeval tv;
+    struct { int minuteswest, dsttime; } tz = {0, 0};
+    gettimeofday(&tv, NULL);
+    if (regs->rdi && rrv_write_mem(r->pid, regs->rdi, &tv, sizeof tv) == sizeof tv)
+      outs[n][0] = regs->rdi, outs[n++][1] = sizeof tv;
+    if (regs->rsi && rrv_write_mem(r->pid, regs->rsi, &tz, sizeof tz) == sizeof tz)
+      outs[n][0] = regs->rsi, outs[n++][1] = sizeof tz;
+  } else if (nr == SYS_getcpu) {
+    unsigned cpu = sched_getcpu(), node = 0;
+    if (regs->rdi && rrv_write_mem(r->pid, regs->rdi, &cpu, 4) == 4) outs[n][0] = regs->rdi, outs[n++][1] = 4;
+    if (regs->rsi && rrv_write_mem(r->pid, regs->rsi, &node, 4) == 4) outs[n][0] = regs->rsi, outs[n++][1] = 4;
+  } else {
+    result = -ENOSYS;
+  }
+  return record_answer(r, nr, regs, fpu, result, 0, outs, n, 0);
+}
+
+/* prctl(PR_SET_TSC/PR_GET_TSC) on the program's own view of its TSC mode: the tracee really
+ * runs with rdtsc trapped, and an rdtsc of a program in PR_TSC_SIGSEGV mode gets its SIGSEGV
+ * (recorder.c: on_signal). */
+static int answer_tsc_prctl(struct rrv_recorder *r, int64_t nr, const struct rrv_regs *regs,
+                            uint64_t fpu) {
+  uint64_t outs[1][2] = {{regs->rsi, 4}};
+  if (regs->rdi == PR_GET_TSC) {
+    int mode = r->program_tsc_mode;
+    if (rrv_write_mem(r->pid, regs->rsi, &mode, 4) != 4)
+      return record_answer(r, nr, regs, fpu, -EFAULT, 0, outs, 0, 1);
+    return record_answer(r, nr, regs, fpu, 0, 0, outs, 1, 1);
+  }
+  if (regs->rsi != PR_TSC_ENABLE && regs->rsi != PR_TSC_SIGSEGV)
+    return record_answer(r, nr, regs, fpu, -EINVAL, 0, outs, 0, 1);
+  r->program_tsc_mode = regs->rsi;
+  return record_answer(r, nr, regs, fpu, 0, 0, outs, 0, 1);
 }
 
 static int on_syscall(struct rrv_recorder *r) {
@@ -222,31 +297,23 @@ static int on_syscall(struct rrv_recorder *r) {
   const struct rrv_syscall_spec *spec =
       nr >= 0 && nr < RRV_NSYSCALLS && rrv_syscalls[nr].handling ? &rrv_syscalls[nr] : NULL;
   r->after_syscall = 0;
+  if (regs.rip >= RRV_VSYSCALL_PAGE && regs.rip < RRV_VSYSCALL_PAGE + 4096)
+    return answer_vsyscall(r, nr, &regs, fpu);
+  if (!spec && (nr < 0 || nr >= RRV_NUMBERS || !rrv_assigned[nr]))
+    /* No kernel has it: ENOSYS, as without rrverify. */
+    return record_answer(r, nr, &regs, fpu, -ENOSYS, RRV_EF_REFUSED, NULL, 0, 1);
   if (!spec) return unsupported(r, nr, "%s syscall is not in rrverify's syscall table", "this");
   if (spec->handling == RRV_H_UNSUPPORTED) return unsupported(r, nr, "%s", spec->name);
-  if (spec->irregular == RRV_IRR_PRCTL &&
-      (regs.rdi == PR_SET_TSC || regs.rdi == PR_SET_SECCOMP))
-    return unsupported(r, nr, "%s changing the TSC mode or seccomp", "prctl");
+  if (spec->irregular == RRV_IRR_PRCTL && (regs.rdi == PR_SET_TSC || regs.rdi == PR_GET_TSC))
+    return answer_tsc_prctl(r, nr, &regs, fpu);
+  if (spec->irregular == RRV_IRR_PRCTL && regs.rdi == PR_SET_SECCOMP)
+    return unsupported(r, nr, "%s installing a seccomp filter", "prctl");
   if (nr == SYS_mmap && (regs.r10 & MAP_SHARED) && (regs.rdx & PROT_WRITE) &&
       !(regs.r10 & MAP_ANONYMOUS))
     return unsupported(r, nr, "%s of a file, shared and writable", "mmap");
 
-  if (spec->handling == RRV_H_REFUSE) {
-    struct rrv_regs refused = regs;
-    refused.orig_rax = -1;
-    refused.rax = -ENOSYS;
-    if (rrv_setregs(r->pid, &refused) < 0) return fail(r, "PTRACE_SETREGS");
-    size_t ev = event_begin(r, RRV_EVENT_SYSCALL, nr, &regs);
-    if (ev == (size_t)-1) return fail(r, "out of memory");
-    event_at(r, ev)->result = -ENOSYS;
-    event_at(r, ev)->flags = RRV_EF_REFUSED;
-    event_at(r, ev)->fpu_digest = fpu;
-    event_end(r, ev);
-    r->syscalls++;
-    r->after_syscall = 1;
-    r->exit_regs = refused;
-    return 0;
-  }
+  if (spec->handling == RRV_H_REFUSE)
+    return record_answer(r, nr, &regs, fpu, -ENOSYS, RRV_EF_REFUSED, NULL, 0, 1);
   if (spec->handling == RRV_H_EXIT) {
     if (!r->exit_checkpoint_offered) {  /* the final state, before it is gone: Python decides */
       r->exit_checkpoint_offered = 1;
@@ -335,7 +402,10 @@ static int on_signal(struct rrv_recorder *r, int sig) {
     return RRV_STOP_UNSUPPORTED;
   }
   int rdtscp;
-  if (sig == SIGSEGV && si.si_code == SI_KERNEL && rrv_is_rdtsc(r->pid, regs.rip, &rdtscp)) {
+  /* A trapped rdtsc is answered here, unless the program asked for PR_TSC_SIGSEGV itself:
+   * then it is the fault the program expects, recorded and delivered as one. */
+  if (sig == SIGSEGV && si.si_code == SI_KERNEL && r->program_tsc_mode != PR_TSC_SIGSEGV &&
+      rrv_is_rdtsc(r->pid, regs.rip, &rdtscp)) {
     unsigned aux = 0;
     uint64_t tsc = rdtscp ? __rdtscp(&aux) : __rdtsc();
     if (rrv_complete_rdtsc(r->pid, &regs, tsc, aux, rdtscp) < 0)

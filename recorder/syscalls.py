@@ -70,7 +70,8 @@ _EXTRA_NUMBERS = {
     "map_shadow_stack": 453, "futex_wake": 454, "futex_wait": 455, "futex_requeue": 456,
     "statmount": 457, "listmount": 458, "lsm_get_self_attr": 459, "mseal": 462,
 }
-NUMBERS = {name: nr for nr, name in _PTRACE_NAMES.items() if nr < 512}
+NUMBERS_RANGE = 512         # x86-64 syscall numbers lie below (x32 numbers are trapped)
+NUMBERS = {name: nr for nr, name in _PTRACE_NAMES.items() if nr < NUMBERS_RANGE}
 NUMBERS.update(_EXTRA_NUMBERS)
 NAMES = {nr: name for name, nr in NUMBERS.items()}
 

@@ -138,6 +138,30 @@ static int segment_ends_here(const struct rrv_replayer *r) {
   return r->event_index == r->stop_at_event && !r->stop_before_exit;
 }
 
+/* The syscall at this seccomp stop is not run: the recorded result and writes are injected. */
+static int emulate(struct rrv_replayer *r, const struct rrv_event *ev, const struct rrv_regs *regs) {
+  const struct rrv_event *next = next_event(r);
+  int signal_at_exit = next && next->kind == RRV_EVENT_SIGNAL &&
+                       (next->flags & RRV_EF_AT_SYSCALL_EXIT);
+  int stop_at_exit = signal_at_exit || (r->event_index + 1 == r->stop_at_event &&
+                                        !r->stop_before_exit);
+  /* The vsyscall page's syscalls have no syscall exit (recorder.c: answer_vsyscall). */
+  if (stop_at_exit && regs->rip >= RRV_VSYSCALL_PAGE && regs->rip < RRV_VSYSCALL_PAGE + 4096)
+    return diverge(r, RRV_DIV_TRACE, "the trace stops at the exit of a vsyscall, which has none");
+  struct rrv_regs emulated = *regs;
+  emulated.orig_rax = -1;
+  emulated.rax = ev->result;
+  if (rrv_setregs(r->pid, &emulated) < 0) return rfail(r, "PTRACE_SETREGS");
+  int rc = apply_writes(r, ev);
+  if (rc) return rc;
+  r->syscalls_emulated++;
+  r->last_nr = (int64_t)regs->orig_rax;
+  advance(r);
+  /* Stop again at this syscall's exit to inject a signal there or to end the segment. */
+  if (stop_at_exit) r->resume_op = PTRACE_SYSCALL;
+  return 0;
+}
+
 static int replay_syscall(struct rrv_replayer *r) {
   struct rrv_regs regs;
   if (rrv_getregs(r->pid, &regs) < 0) return rfail(r, "PTRACE_GETREGS");
@@ -153,6 +177,7 @@ static int replay_syscall(struct rrv_replayer *r) {
     return diverge(r, RRV_DIV_SYSCALL, "a different syscall was made");
   }
   if ((rc = check_state(r, ev, &regs))) return rc;
+  if (ev->flags & RRV_EF_REFUSED) return emulate(r, ev, &regs);   /* never run, any number */
   if (nr < 0 || nr >= RRV_NSYSCALLS || !rrv_syscalls[nr].handling)
     return diverge(r, RRV_DIV_TRACE, "the trace holds syscall %lld, which this rrverify's "
                    "syscall table does not know", (long long)nr);
@@ -189,19 +214,7 @@ static int replay_syscall(struct rrv_replayer *r) {
                 (spec->handling == RRV_H_EXECUTE || spec->handling == RRV_H_EXIT ||
                  ((spec->handling == RRV_H_MMAP || spec->handling == RRV_H_MREMAP) &&
                   ev->result >= 0));
-  if (!execute) {
-    struct rrv_regs emulated = regs;
-    emulated.orig_rax = -1;
-    emulated.rax = ev->result;
-    if (rrv_setregs(r->pid, &emulated) < 0) return rfail(r, "PTRACE_SETREGS");
-    if ((rc = apply_writes(r, ev))) return rc;
-    r->syscalls_emulated++;
-    r->last_nr = nr;
-    advance(r);
-    /* Stop again at this syscall's exit to inject a signal there or to end the segment. */
-    if (signal_at_exit || segment_ends_here(r)) r->resume_op = PTRACE_SYSCALL;
-    return 0;
-  }
+  if (!execute) return emulate(r, ev, &regs);
   if (spec->handling == RRV_H_EXIT) {
     r->syscalls_executed++;
     r->exit_syscall_event = r->event_index + 1;
@@ -311,8 +324,9 @@ static int replay_signal(struct rrv_replayer *r, int sig) {
                    "(audit arch 0x%x, at %p), which replay never runs", si.si_syscall,
                    si.si_arch, si.si_call_addr);
   }
-  int rdtscp;
-  if (sig == SIGSEGV && si.si_code == SI_KERNEL && rrv_is_rdtsc(r->pid, regs.rip, &rdtscp))
+  int rdtscp;   /* a trapped rdtsc, unless the recording delivered it (PR_TSC_SIGSEGV) */
+  if (sig == SIGSEGV && si.si_code == SI_KERNEL && cur_event(r)->kind != RRV_EVENT_SIGNAL &&
+      rrv_is_rdtsc(r->pid, regs.rip, &rdtscp))
     return replay_rdtsc(r, &regs, rdtscp);
   const struct rrv_event *ev = cur_event(r);
   int rc = expect_kind(r, ev, RRV_EVENT_SIGNAL, sig);

@@ -35,7 +35,9 @@ struct kernel_msghdr {
 /* A job-control stop (WSTOPSIG: the stop signal), or its end after SIGCONT (SIGTRAP): only a
  * PTRACE_SEIZE'd tracee reports these, as PTRACE_EVENT_STOP. */
 #define RRV_GROUP_STOP(status) (WIFSTOPPED(status) && ((status) >> 16) == PTRACE_EVENT_STOP)
+#define RRV_VSYSCALL_PAGE 0xffffffffff600000ull  /* the legacy vsyscall page */
 #define RRV_X32_SYSCALL_BIT 0x40000000u
+#define RRV_X32_RANGE_MASK 0xfffffc00u    /* x32's numbers: 0x40000000 to 0x400003ff */
 #define RRV_SYS_SECCOMP 1 /* si_code of the SIGSYS a SECCOMP_RET_TRAP raises */
 /* A SIGSYS from the tracee filter: a syscall of a foreign ABI that was never run. */
 #define RRV_FOREIGN_SYSCALL(sig, si) ((sig) == SIGSYS && (si)->si_code == RRV_SYS_SECCOMP)

@@ -125,6 +125,7 @@ struct rrv_recorder {
   uint64_t parked_mask; /* the signal mask of a parked tracee (blocked meanwhile) */
   /* private */
   int last_trap;        /* RRV_TRAP_*: what last set the kernel's per-thread trap state */
+  int program_tsc_mode; /* the TSC mode the program set (PR_SET_TSC) and sees (PR_GET_TSC) */
   int parked, exit_checkpoint_offered, listening;
   int resume_op, resume_sig, after_syscall;
   struct rrv_regs exit_regs;

@@ -85,7 +85,8 @@ void rrv_page_hashes(const uint8_t *data, size_t npages, uint64_t *out) {
 
 /* The tracee side of spawning: everything here runs in the forked child before execve. */
 /* Every x86-64 syscall stops at the tracer (SECCOMP_RET_TRACE). A syscall of another ABI
- * (i386 through `int $0x80`, x32 numbers) is never run: it raises SIGSYS with si_code
+ * (i386 through `int $0x80`, x32 numbers: bit 30 and below 1024 past it; other large numbers,
+ * -1 included, are ENOSYS on every kernel and go to the tracer) is never run: it raises SIGSYS with si_code
  * SYS_SECCOMP instead, which the recorder refuses and the replayer reports. The same numbers
  * mean other syscalls there (i386 10 is unlink, x86-64 10 is mprotect): a filter that does not
  * check the architecture first misreads them. */
@@ -94,7 +95,8 @@ static struct sock_filter tracee_filter[] = {
     BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
     BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRAP),
     BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-    BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, RRV_X32_SYSCALL_BIT, 0, 1),
+    BPF_STMT(BPF_ALU | BPF_AND | BPF_K, RRV_X32_RANGE_MASK),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, RRV_X32_SYSCALL_BIT, 0, 1),
     BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRAP),
     BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRACE),
 };
