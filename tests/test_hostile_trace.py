@@ -292,3 +292,22 @@ def test_disk_full_at_the_final_manifest(first_manifest, tmp_path):
             assert "end" not in m and m["complete"] is False
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_ship_reads_as_the_reader_does(trace):
+    """--ship packs a segment's files through the same checks: damage stays its segments'."""
+    from rrverify.checkpoints.pages import PageStoreReader
+    from rrverify.cluster.ship import segment_bundle, shared_bundle
+    from rrverify.errors import TraceError
+    from rrverify.replayer.segment import segment_bounds
+    (trace / "checkpoints" / "000003.json").unlink()
+    os.mkfifo(trace / "checkpoints" / "000003.json")
+    t = Trace(str(trace))
+    shared = shared_bundle(t)
+    assert "checkpoints/000000.json" in shared and "checkpoints/000003.json" not in shared
+    pages = PageStoreReader(t)
+    bounds = segment_bounds(t)
+    assert segment_bundle(t, pages, *bounds[0])["frames"]
+    for k in (2, 3):          # segment 2 compares with checkpoint 3, segment 3 restores it
+        with pytest.raises(TraceError, match="000003.json: not a regular file"):
+            segment_bundle(t, pages, *bounds[k])
