@@ -74,7 +74,7 @@ def check(path: str) -> str:
 
 def _files_named(ev) -> list[int]:
     """The files.jsonl indices an event refers to (a file mmap, the files an exec mapped)."""
-    if ev.kind == E.SYSCALL and ev.nr == NUMBERS["mmap"] and ev.aux:
+    if ev.kind == E.SYSCALL and ev.nr == NUMBERS["mmap"] and ev.aux not in (0, E.MMAP_ZERO_DEVICE):
         return [ev.aux - 1]
     if ev.kind == E.EXEC:
         return [int.from_bytes(ev.extra[i:i + 4], "little") for i in range(0, len(ev.extra) - 3, 4)]

@@ -205,6 +205,15 @@ def test_check_reads_everything(good_trace, trace):
     assert_one_line_error(run_cli("check", trace, timeout=TIMEOUT), 2, f"blob {blob} is missing")
 
 
+def test_check_a_trace_of_mapped_files(programs, tmp_path):
+    """File mappings of every kind, /dev/zero's (no file behind it) too."""
+    trace = tmp_path / "t"
+    assert record(trace, programs["file_mappings"], tmp_path, timeout=TIMEOUT).returncode == 0
+    proc = run_cli("check", trace, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(b"ok: ")
+
+
 def _mount_tmpfs(path, kib: int) -> bool:
     os.makedirs(path, exist_ok=True)
     return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(path)],
