@@ -4,7 +4,7 @@ from __future__ import annotations
 from .. import exec_image
 from .._native import ffi, lib
 from ..errors import NativeError
-from ..tracee import getregs
+from ..tracee import current_rlimits, getregs, personality
 from .inject import Injector, TraceeMemory, read_mm_layout
 from .pages import PAGE, UNREADABLE, page_digest
 
@@ -12,6 +12,13 @@ from .pages import PAGE, UNREADABLE, page_digest
 # vsyscall page): neither stored nor compared.
 SKIP_REGIONS = ("[vvar]", "[vvar_vclock]", "[vsyscall]")
 XSTATE_MAX = 16384
+
+
+def task_attributes(pid: int) -> dict:
+    """What else of the process the kernel keeps and the program's executed syscalls act on:
+    its resource limits (RLIMIT_STACK bounds stack growth) and personality
+    (READ_IMPLIES_EXEC changes mmap's protections)."""
+    return {"rlimits": current_rlimits(pid), "personality": personality(pid)}
 
 
 def read_xstate(pid: int) -> bytes:
@@ -132,6 +139,7 @@ def capture(pid: int, *, event: int, gadget: int, writer, pages,
         if parked_mask is not None:
             signals["mask"] = parked_mask
         mm = read_mm_layout(pid, brk)
+        attributes = task_attributes(pid)
         maps = exec_image.read_maps(pid)
         for m in maps:
             f = mapped_files.get((m["dev"], m["inode"])) if m["inode"] else None
@@ -145,7 +153,7 @@ def capture(pid: int, *, event: int, gadget: int, writer, pages,
     ckpt = {"event": event, "tid": pid, "regs": regs, "gadget": gadget,
             "xstate": writer.put_blob(xstate).hex(),
             "fpu_digest": lib.rrv_fpu_digest_of(xstate, len(xstate)),
-            "signals": signals, "mm": mm, "regions": regions,
+            "signals": signals, "mm": mm, "regions": regions, **attributes,
             "pagemap": writer.put_blob(pagemap).hex(),
             "pages": len(pagemap) // 16}
     if parked_mask is not None:

@@ -6,7 +6,7 @@ from .. import exec_image, host
 from .._native import ffi, lib
 from ..events import register_diff
 from ..tracee import getregs
-from .capture import SKIP_REGIONS, region_chunks
+from .capture import SKIP_REGIONS, region_chunks, task_attributes
 from .model import check_contents, checkpoint_pagemap
 from .pages import PAGE, UNREADABLE, page_digest
 from .inject import TraceeMemory, VerifierSite
@@ -84,6 +84,13 @@ def compare(pid: int, ckpt: dict, trace, pages, notes: dict | None = None) -> li
             diffs.append({"what": "signal-state", "expected": ckpt["signals"], "found": signals})
         if brk != ckpt["mm"]["brk"]:
             diffs.append({"what": "brk", "expected": ckpt["mm"]["brk"], "found": brk})
+        found = task_attributes(pid)
+        for key in ("rlimits", "personality"):
+            want, have = ckpt[key], found[key]
+            if key == "rlimits":    # replay never dumps core: RLIMIT_CORE is its own
+                want, have = ([l for l in x if l[0] != "RLIMIT_CORE"] for x in (want, have))
+            if want != have:
+                diffs.append({"what": key, "expected": want, "found": have})
         expected, found = _covered(ckpt["regions"]), _covered(exec_image.read_maps(pid))
         if found != expected:
             diffs.append({"what": "address-space",

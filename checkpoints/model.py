@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ..errors import TraceError
 from ..events import REG_NAMES
-from ..trace import (MAX_MANIFEST, checkpoint_name, file_hash, is_hex_digest, is_int, is_u64,
-                     load_json)
+from ..trace import (MAX_MANIFEST, checkpoint_name, file_hash, is_hex_digest, is_int,
+                     is_rlimits, is_u64, load_json)
 from .inject import MM_FIELDS
 
 U64 = 2**64
@@ -125,6 +125,10 @@ def load_checkpoint(trace, n: int) -> dict:
     c.setdefault("before_exit", False)   # taken with the process parked before its exit
     if not isinstance(c["before_exit"], bool):
         _fail(trace, n, "before_exit")
+    if not is_rlimits(c.setdefault("rlimits", trace.manifest.get("rlimits", []))):
+        _fail(trace, n, "rlimits")
+    if not is_u64(c.setdefault("personality", 0x0040000)):   # ADDR_NO_RANDOMIZE
+        _fail(trace, n, "personality")
     c.setdefault("trap", "none")         # what last set the kernel's per-thread trap state
     if c["trap"] not in TRAPS:
         _fail(trace, n, "trap")

@@ -60,8 +60,9 @@ def restore(trace, ckpt: dict, *, cpu: int, pages: PageStoreReader | None = None
     pages = pages or PageStoreReader(trace)
     pagemap = checkpoint_pagemap(trace, ckpt)
     xstate = checkpoint_xstate(trace, ckpt)
-    m = trace.manifest
-    rlimits = [l for l in m.get("rlimits", []) if l[0] != "RLIMIT_CORE"] + [["RLIMIT_CORE", 0, 0]]
+    # The checkpoint's limits (the program may have changed its own), except that replay never
+    # dumps core.
+    rlimits = [l for l in ckpt["rlimits"] if l[0] != "RLIMIT_CORE"] + [["RLIMIT_CORE", 0, 0]]
     pid = spawn("rrverify-restorer", ["rrverify-restorer"], [], cwd=None, cpu=cpu,
                 exec_fd=_restorer(), sandbox=True, rlimits=rlimits)
     try:
@@ -94,6 +95,7 @@ def _build(pid, trace, ckpt, pages, pagemap, xstate) -> None:
             _map_region(inj, mem, pages, r, pagemap, files)
         files.close()
         inj.set_mm(ckpt["mm"])
+        inj.syscall("personality", ckpt["personality"])
         inj.set_signal_state(ckpt["signals"])
         inj.unmap_scratch()
         inj.syscall("munmap", stub.BASE, PAGE)

@@ -9,6 +9,8 @@ Handling (what replay does with the syscall):
   EMULATE      not executed; the recorded result and memory writes are injected.
   EXECUTE      executed again (it shapes the address space or signal state); the result must
                equal the recorded one.
+  EXECUTE_SELF executed like EXECUTE when its first argument is 0 (the calling process: what
+               it changes, the process observes, e.g. RLIMIT_STACK), emulated otherwise.
   MMAP/MREMAP  executed with the recorded address forced; a file mapping becomes an anonymous
                one filled with the recorded file's contents.
   EXEC         execve: executed; the new image is then checked against the recorded one.
@@ -27,9 +29,10 @@ from dataclasses import dataclass, field
 
 from ptrace.syscall.linux.x86_64 import SYSCALL_NAMES as _PTRACE_NAMES
 
-EMULATE, EXECUTE, MMAP, MREMAP, EXEC, EXIT, REFUSE, UNSUPPORTED = (
-    "EMULATE", "EXECUTE", "MMAP", "MREMAP", "EXEC", "EXIT", "REFUSE", "UNSUPPORTED")
-HANDLINGS = (EMULATE, EXECUTE, MMAP, MREMAP, EXEC, EXIT, REFUSE, UNSUPPORTED)
+EMULATE, EXECUTE, EXECUTE_SELF, MMAP, MREMAP, EXEC, EXIT, REFUSE, UNSUPPORTED = (
+    "EMULATE", "EXECUTE", "EXECUTE_SELF", "MMAP", "MREMAP", "EXEC", "EXIT", "REFUSE",
+    "UNSUPPORTED")
+HANDLINGS = (EMULATE, EXECUTE, EXECUTE_SELF, MMAP, MREMAP, EXEC, EXIT, REFUSE, UNSUPPORTED)
 
 # Irregular syscalls whose outputs depend on more than the table can say: hand-written C.
 IRREGULAR = ("ioctl", "fcntl", "iov_result", "recvmsg", "prctl", "iov_digest", "msg_digest")
@@ -222,7 +225,7 @@ for _n in ("getpid", "getppid", "gettid", "getuid", "geteuid", "getgid", "getegi
            "setgroups", "sched_yield", "getpriority", "setpriority", "sched_setaffinity",
            "sched_getscheduler", "sched_setscheduler", "sched_get_priority_max",
            "sched_get_priority_min", "ioprio_get", "ioprio_set", "membarrier",
-           "set_robust_list", "futex", "personality", "setrlimit", "sethostname",
+           "set_robust_list", "futex", "personality", "sethostname",
            "setdomainname", "sched_setparam", "sched_setattr"):
     _sc(_n)
 _sc("set_tid_address")
@@ -232,7 +235,8 @@ _sc("getgroups", out=[(1, ResultTimes(4))])
 _sc("uname", out=[(0, Fixed(UTSNAME))])
 _sc("sysinfo", out=[(0, Fixed(SYSINFO))])
 _sc("getrlimit", out=[(1, Fixed(RLIMIT))])
-_sc("prlimit64", out=[(3, Fixed(RLIMIT))])
+_sc("setrlimit", EXECUTE)
+_sc("prlimit64", EXECUTE_SELF, out=[(3, Fixed(RLIMIT))])
 _sc("getrusage", out=[(1, Fixed(RUSAGE))])
 _sc("getrandom", out=[(0, Result())])
 _sc("getcpu", out=[(0, Fixed(4)), (1, Fixed(4))])

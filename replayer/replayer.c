@@ -212,6 +212,7 @@ static int replay_syscall(struct rrv_replayer *r) {
   }
   int execute = !(ev->flags & RRV_EF_REFUSED) &&
                 (spec->handling == RRV_H_EXECUTE || spec->handling == RRV_H_EXIT ||
+                 (spec->handling == RRV_H_EXECUTE_SELF && regs.rdi == 0) ||
                  ((spec->handling == RRV_H_MMAP || spec->handling == RRV_H_MREMAP) &&
                   ev->result >= 0));
   if (!execute) return emulate(r, ev, &regs);

@@ -72,6 +72,14 @@ def frame_bound(raw: int) -> int:
     return raw + (raw >> 7) + 1024
 
 
+def is_rlimits(value) -> bool:
+    """A list of [RLIMIT_NAME, soft, hard] (-1: unlimited), as the manifest and checkpoints
+    hold them."""
+    return isinstance(value, list) and all(
+        isinstance(x, list) and len(x) == 3 and isinstance(x[0], str) and
+        all(is_int(v) and -2**63 <= v < 2**64 for v in x[1:]) for x in value)
+
+
 def is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -640,10 +648,7 @@ def _check_manifest(m: dict, mpath: str) -> None:
             bad(key)
     if not all(isinstance(a, str) for a in m["command"]):
         bad("command")
-    rl = m.get("rlimits", [])
-    if not isinstance(rl, list) or not all(
-            isinstance(x, list) and len(x) == 3 and isinstance(x[0], str) and
-            all(is_int(v) and -2**63 <= v < 2**64 for v in x[1:]) for x in rl):
+    if not is_rlimits(m.get("rlimits", [])):
         bad("rlimits")
     host = m["host"]
     cpuid = host.get("cpuid", {})

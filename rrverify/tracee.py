@@ -25,14 +25,21 @@ def choose_cpu() -> int:
     return allowed[-1]
 
 
-def current_rlimits() -> list[list]:
+def current_rlimits(pid: int = 0) -> list[list]:
+    """[name, soft, hard] of every resource limit of process pid (0: this one), -1 for
+    unlimited, by resource number."""
     out = []
     for name, res in sorted(RLIMITS.items(), key=lambda kv: kv[1]):
         if name in ("RLIMIT_OFILE",):
             continue
-        cur, mx = resource.getrlimit(res)
+        cur, mx = resource.prlimit(pid, res)
         out.append([name, cur, mx])
     return out
+
+
+def personality(pid: int) -> int:
+    with open(f"/proc/{pid}/personality") as f:
+        return int(f.read(), 16)
 
 
 def spawn(exe: str, argv: list[str], env: list[str], *, cwd: str | None, cpu: int,

@@ -110,17 +110,18 @@ def test_a_restored_process_has_the_kernels_trap_state(programs, tmp_path):
         assert res.status == "verified", (k, res.divergence)
 
 
-@pytest.mark.parametrize("cmd", [["/bin/ls", "/"], ["file_mappings"]])
+@pytest.mark.parametrize("cmd", [["/bin/ls", "/"], ["file_mappings", "DIR"], ["stack_limit"]])
 def test_a_checkpoint_at_every_event_verifies_every_segment(cmd, programs, tmp_path):
     """Checkpoints taken between ld.so's mapping of a library and its fix-up of the pages past
-    the file's end (unreadable: they fault) must restore as they were, and a file mapping
-    restored mid-run must still fault past the end, go back to the file on MADV_DONTNEED..."""
-    argv = [programs.get(cmd[0], cmd[0]), *cmd[1:]] + ([str(tmp_path)] if cmd[0] in programs
-                                                         else [])
+    the file's end (unreadable: they fault) must restore as they were; a file mapping restored
+    mid-run must still fault past the end, go back to the file on MADV_DONTNEED...; a process
+    restored after lowering its own RLIMIT_STACK must have that limit."""
+    argv = [programs.get(a, a) for a in cmd]
+    argv = [str(tmp_path) if a == "DIR" else a for a in argv]
     proc = run_cli("record", "-o", tmp_path / "t", "--checkpoint-every", 1, "--", *argv)
     assert proc.returncode == 0, proc.stderr
     t = Trace(str(tmp_path / "t"))
-    assert len(t.checkpoints) > 40
+    assert len(t.checkpoints) > 30
     for k in range(len(t.checkpoints)):
         res = replay(t, start=k, end=k + 1 if k + 1 < len(t.checkpoints) else None)
         assert res.status == "verified", (k, res.divergence)
