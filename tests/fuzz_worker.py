@@ -1,7 +1,7 @@
 """A long-lived process for tests/test_fuzz_trace.py: runs `rrverify` commands in-process (one
 Python start-up for hundreds of mutants). Reads one JSON request a line on stdin, answers one
-JSON line: {"rc", "stdout", "stderr"}; or, for {"reads": TRACE}, the names of the trace files a
-whole replay opens."""
+JSON line: {"rc", "stdout", "stderr"}; for {"reads": TRACE}, also the names of the trace files
+a whole replay opens; for {"ship": TRACE, "segment": K}, what --ship makes of segment K."""
 from __future__ import annotations
 
 import json
@@ -41,12 +41,46 @@ def _reads(trace: str) -> dict:
     return dict(result, reads=sorted(opened))
 
 
+def _ship(trace: str, k: int) -> dict:
+    """What --ship does for segment k, without Ray: pack it from the trace, lay it out as a
+    worker does, verify it there."""
+    import shutil
+    from rrverify.checkpoints.pages import PageStoreReader
+    from rrverify.cluster.ship import materialize, segment_bundle, shared_bundle
+    from rrverify.errors import RRVerifyError
+    from rrverify.replayer.segment import segment_bounds, verify_segment
+    from rrverify.trace import Trace
+    try:
+        t = Trace(trace)
+        shared, bounds = shared_bundle(t), segment_bounds(t)
+        if not bounds:
+            return {"rc": 2, "stdout": "", "stderr": "rrverify: no segment"}
+        k %= len(bounds)
+        bundle = segment_bundle(t, PageStoreReader(t), *bounds[k])
+    except RRVerifyError as e:
+        return {"rc": 2, "stdout": "", "stderr": f"rrverify: {e}"}
+    except Exception as e:  # noqa: BLE001 -- the test fails on it
+        return {"rc": 2, "stdout": "", "stderr": f"internal error: {e!r}"}
+    root = materialize(shared, bundle)
+    try:
+        report = verify_segment(root, k, shown_path=trace)
+    finally:
+        shutil.rmtree(root)
+    rc = {"verified": 0, "diverged": 1}.get(report["status"], 2)
+    return {"rc": rc, "stdout": report["status"], "stderr": report.get("error", "")}
+
+
 def main() -> None:
     answers = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)     # whatever else writes to fd 1
     for line in sys.stdin:
         req = json.loads(line)
-        answer = _reads(req["reads"]) if "reads" in req else _run(req["argv"])
+        if "reads" in req:
+            answer = _reads(req["reads"])
+        elif "ship" in req:
+            answer = _ship(req["ship"], req["segment"])
+        else:
+            answer = _run(req["argv"])
         answers.write(json.dumps(answer) + "\n")
 
 

@@ -1,7 +1,8 @@
 """A seeded trace fuzzer: one small real recording, a few hundred mutants of it, each given to
-`rrverify replay` and `rrverify check`. Whatever a mutant is, neither may hang, crash, print a
-traceback or an internal error; a mutant that changes bytes the command reads must not pass.
-Semantic lies with their hashes rebuilt may verify or diverge: only the no-crash rules apply.
+`rrverify replay`, `rrverify check`, `rrverify replay --segment K` and what `--ship` makes of
+segment K. Whatever a mutant is, none may hang, crash, print a traceback or an internal error;
+a mutant that changes bytes a whole replay or check reads must not pass them. Semantic lies
+with their hashes rebuilt may verify or diverge: only the no-crash rules apply.
 
 RRVERIFY_FUZZ_SEED picks another seed, RRVERIFY_FUZZ_MUTANTS the mutants per kind, and
 RRVERIFY_FUZZ_SHOW=1 (with pytest -s) prints every mutant's exit codes and first line."""
@@ -29,7 +30,7 @@ from conftest import HERE, run_cli
 from traceedit import rehash, rewrite_events
 
 SEED = int(os.environ.get("RRVERIFY_FUZZ_SEED", "20261128"))
-PER_KIND = int(os.environ.get("RRVERIFY_FUZZ_MUTANTS", "64"))
+PER_KIND = int(os.environ.get("RRVERIFY_FUZZ_MUTANTS", "48"))
 TIMEOUT = 30          # seconds per command; a replay of the base trace takes about 0.1 s
 WORKERS = max(1, min(4, len(os.sched_getaffinity(0))))
 MAX_RSS = 2 << 30
@@ -507,6 +508,8 @@ def test_mutants(kind, base, workers, tmp_path):
                 m.results[cmd] = w.ask({"argv": [cmd, t]})
             # one segment: another restore, another end (no-crash rules only)
             m.results["segment"] = w.ask({"argv": ["replay", t, "--segment", str(m.segment)]})
+            # the same segment as --ship packs it and a worker lays it out (no-crash rules)
+            m.results["ship"] = w.ask({"ship": t, "segment": m.segment})
         finally:
             with lock:
                 free.append(w)
