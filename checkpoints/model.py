@@ -14,7 +14,7 @@ TASK_SIZE = 0x7ffffffff000
 
 
 def _fail(trace, n, what):
-    raise TraceError(f"{trace.path}: checkpoint {n} is corrupted ({what})")
+    raise TraceError(f"{trace.path}/{checkpoint_name(n)}: checkpoint {n} is corrupted ({what})")
 
 
 def _u64(trace, n, value, what) -> int:
