@@ -43,7 +43,7 @@ def check(path: str) -> str:
             pos += ev.size
             index += 1
         if index - frame.first_event != frame.events:
-            raise TraceError(f"{trace.path}: events frame {frame.number} holds "
+            raise TraceError(f"{trace.path}/events.zst: events frame {frame.number} holds "
                              f"{index - frame.first_event} events, events.idx says {frame.events}")
         events += frame.events
     for f in files:

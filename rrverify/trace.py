@@ -546,16 +546,16 @@ class Trace:
     def decode_frame(self, frame: Frame, comp: bytes) -> bytes:
         """A frame's events from its compressed bytes, checked against the index."""
         if len(comp) != frame.compressed:
-            raise TraceError(f"{self.path}: events.zst truncated in frame {frame.number}")
+            raise TraceError(f"{self.path}/events.zst: truncated in frame {frame.number}")
         if frame_hash(comp) != frame.hash:
-            raise TraceError(f"{self.path}: events frame {frame.number} is corrupted "
+            raise TraceError(f"{self.path}/events.zst: events frame {frame.number} is corrupted "
                              f"(hash mismatch)")
         try:
             raw = self._dctx.decompress(comp, max_output_size=frame.raw)
         except zstandard.ZstdError as e:
-            raise TraceError(f"{self.path}: events frame {frame.number} is corrupted ({e})") from None
+            raise TraceError(f"{self.path}/events.zst: events frame {frame.number} is corrupted ({e})") from None
         if len(raw) != frame.raw:
-            raise TraceError(f"{self.path}: events frame {frame.number} has the wrong size")
+            raise TraceError(f"{self.path}/events.zst: events frame {frame.number} has the wrong size")
         return raw
 
     def iter_frames(self):
