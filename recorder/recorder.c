@@ -437,10 +437,36 @@ static int on_signal(struct rrv_recorder *r, int sig) {
   if (ev == (size_t)-1) return fail(r, "out of memory");
   event_at(r, ev)->flags = fault ? 0 : RRV_EF_AT_SYSCALL_EXIT;
   event_at(r, ev)->fpu_digest = fpu;
-  if (event_add_extra(r, ev, &si, sizeof si)) return fail(r, "out of memory");
-  event_end(r, ev);
+  /* Delivered by single-step: the next stop shows whether the kernel wrote a signal frame,
+   * which then becomes this event's writes (finish_recorded_delivery). */
+  memcpy(r->delivered_siginfo, &si, sizeof si);
+  r->delivering = 1;
   r->resume_sig = sig;
+  r->resume_op = PTRACE_SINGLESTEP;
   return 0;
+}
+
+/* The first stop after a signal delivered by single-step: the signal frame the kernel wrote,
+ * if it wrote one, is recorded as the SIGNAL event's writes, and the event is sealed. Returns
+ * 1 if the stop was only the single-step trap (nothing else to do), 0 if it is to be handled
+ * as usual, or an RRV_STOP_*. */
+static int finish_recorded_delivery(struct rrv_recorder *r, int status) {
+  size_t ev = r->open_event;
+  const struct rrv_event *sig_ev = event_at(r, ev);
+  int sig = sig_ev->nr;
+  r->delivering = 0;
+  struct rrv_regs regs;
+  uint64_t frame[2][2];
+  int n = WIFSTOPPED(status) && rrv_getregs(r->pid, &regs) == 0 ?
+              rrv_signal_frame(r->pid, &regs, sig, frame) : 0;
+  for (int i = 0; i < n; i++)
+    if (capture(r, ev, frame[i][0], frame[i][1])) return fail(r, "recording a signal frame");
+  if (event_add_extra(r, ev, r->delivered_siginfo, sizeof r->delivered_siginfo))
+    return fail(r, "out of memory");
+  event_end(r, ev);
+  siginfo_t si;
+  return WIFSTOPPED(status) && ptrace(PTRACE_GETSIGINFO, r->pid, 0, &si) == 0 &&
+         RRV_DELIVERY_STEP(status, &si);
 }
 
 /* After RRV_STOP_CHECKPOINT_AT_EXIT: skip the exit, to be issued again once the checkpoint is
@@ -467,8 +493,8 @@ int rrv_record_run(struct rrv_recorder *r) {
     if (rc) return rc;
   }
   for (uint64_t n = 0;; n++) {
-    if (r->len >= r->flush_at) return RRV_STOP_FLUSH;
-    if ((n & 255) == 255 && r->buffered_events) {
+    if (r->len >= r->flush_at && !r->delivering) return RRV_STOP_FLUSH;
+    if ((n & 255) == 255 && r->buffered_events && !r->delivering) {
       uint64_t now = rrv_now_ns();
       if (now - r->last_flush_ns > 200000000ull) {
         r->last_flush_ns = now;
@@ -484,8 +510,12 @@ int rrv_record_run(struct rrv_recorder *r) {
     r->resume_op = PTRACE_CONT;
     int status;
     if (rrv_wait(r->pid, &status) < 0) return fail(r, "waitpid");
-    if (WIFEXITED(status) || WIFSIGNALED(status)) return record_exit(r, status);
     int rc = 0;
+    if (r->delivering && (rc = finish_recorded_delivery(r, status))) {
+      if (rc == 1) continue;     /* the single-step trap: resume */
+      return rc;
+    }
+    if (WIFEXITED(status) || WIFSIGNALED(status)) return record_exit(r, status);
     if (RRV_GROUP_STOP(status)) {
       /* The stop signal's delivery was recorded; the stop itself is left in place, as
        * without a tracer, until SIGCONT ends it (then reported with SIGTRAP: resume). */

@@ -350,6 +350,13 @@ static int replay_signal(struct rrv_replayer *r, int sig) {
                    sig, si.si_code, si.si_addr, recorded.si_code, recorded.si_addr);
   }
   if (ptrace(PTRACE_SETSIGINFO, r->pid, 0, &recorded) < 0) return rfail(r, "PTRACE_SETSIGINFO");
+  /* Delivered by single-step, as recorded: the next stop shows the frame (finish_replayed_delivery). */
+  free(r->delivered_event);
+  r->delivered_event = malloc(ev->size);
+  if (!r->delivered_event) return rfail(r, "out of memory");
+  memcpy(r->delivered_event, ev, ev->size);
+  r->delivering = 1;
+  r->resume_op = PTRACE_SINGLESTEP;
   r->resume_sig = sig;
   r->signals++;
   /* A signal recorded right after this one at the same syscall exit (SIGCONT after a SIGSTOP,
@@ -363,11 +370,37 @@ static int replay_signal(struct rrv_replayer *r, int sig) {
   return 0;
 }
 
+/* The first stop after a signal delivered by single-step: the kernel wrote a signal frame if
+ * the signal has a handler, and the recording then captured it as the SIGNAL event's writes.
+ * Both must agree; the frame is written back as recorded (its FPU area depends on what the CPU
+ * happened to consider in use, tracee.c: rrv_signal_frame). Returns 1 if the stop was only
+ * the single-step trap, 0 to handle it as usual, or an RRV_STOP_*. */
+static int finish_replayed_delivery(struct rrv_replayer *r, int status) {
+  const struct rrv_event *ev = r->delivered_event;
+  r->delivering = 0;
+  struct rrv_regs regs;
+  uint64_t frame[2][2];
+  int framed = WIFSTOPPED(status) && rrv_getregs(r->pid, &regs) == 0 &&
+               rrv_signal_frame(r->pid, &regs, ev->nr, frame) > 0;
+  if (framed != (ev->nwrites > 0)) {
+    r->div.expected_value = ev->nwrites > 0;
+    r->div.found_value = framed;
+    return diverge(r, RRV_DIV_SIGNAL, "signal %d was delivered %s a handler in the recording, "
+                   "%s in replay", ev->nr, ev->nwrites ? "to" : "without", framed ? "to one" : "without");
+  }
+  int rc = framed ? apply_writes(r, ev) : 0;
+  if (rc) return rc;
+  siginfo_t si;
+  return WIFSTOPPED(status) && ptrace(PTRACE_GETSIGINFO, r->pid, 0, &si) == 0 &&
+         RRV_DELIVERY_STEP(status, &si);
+}
+
 /* Continue with another process: a fresh restore, standing at a syscall-exit stop. */
 void rrv_replay_set_pid(struct rrv_replayer *r, int pid) {
   r->pid = pid;
   r->resume_op = PTRACE_CONT;
   r->resume_sig = 0;
+  r->delivering = 0;
   rrv_forget_mem();
 }
 
@@ -389,6 +422,10 @@ int rrv_replay_run(struct rrv_replayer *r) {
     int status;
     if (rrv_wait(r->pid, &status) < 0) return rfail(r, "waitpid");
     int rc;
+    if (r->delivering && (rc = finish_replayed_delivery(r, status))) {
+      if (rc == 1) continue;     /* the single-step trap: resume */
+      return rc;
+    }
     if (WIFEXITED(status) || WIFSIGNALED(status)) {
       r->status = status;
       const struct rrv_event *ev = cur_event(r);

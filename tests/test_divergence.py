@@ -189,3 +189,18 @@ def test_checkpoint_comparison_checks_fire(what, change, checkpointed):
     out = proc.stdout.decode()
     assert "checkpoint: state differs from checkpoint 2: " in out
     assert what in out.split("state differs from checkpoint 2: ")[1].splitlines()[0]
+
+
+def test_a_signal_frame_the_recording_did_not_write_diverges(programs, tmp_path):
+    """The recording captures the frame the kernel wrote for a handler; a trace whose SIGNAL
+    event says no frame was written (no handler) while replay writes one diverges there."""
+    trace = tmp_path / "t"
+    assert record(trace, programs["signal_handler_sync"]).returncode == 0
+    assert replay(trace).returncode == 0
+    handled = nth_event(trace, lambda e: e.kind == E.SIGNAL and e.writes)
+    assert handled.writes[0].length == 440           # struct rt_sigframe, then its FPU area
+    edit_one(trace, handled, lambda ev: ev.writes.clear())
+    proc = replay(trace)
+    index, check = diverged_at(proc)
+    assert check == "signal"
+    assert "was delivered without a handler in the recording, to one in replay" in proc.stdout.decode()

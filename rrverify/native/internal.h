@@ -23,6 +23,13 @@ int rrv_digest_iovecs(int pid, uint64_t iov_addr, uint64_t iovcnt, uint64_t tota
 int rrv_digest_range(int pid, uint64_t addr, uint64_t len, uint64_t *digest, int echo_fd);
 uint64_t rrv_now_ns(void);
 int rrv_is_rdtsc(int pid, uint64_t rip, int *is_rdtscp);
+int rrv_signal_frame(int pid, const struct rrv_regs *regs, int sig, uint64_t ranges[2][2]);
+/* The stop that ends a signal delivery made with PTRACE_SINGLESTEP: SIGTRAP, reported by the
+ * kernel right after it wrote a handler's frame (si_code SIGTRAP: a ptrace notification), or
+ * after one instruction when there was no handler (si_code TRAP_TRACE). */
+#define RRV_DELIVERY_STEP(status, si) \
+  (WIFSTOPPED(status) && WSTOPSIG(status) == SIGTRAP && !((status) >> 16) && \
+   ((si)->si_code == SIGTRAP || (si)->si_code == 2 /* TRAP_TRACE */))
 
 struct kernel_msghdr {
   uint64_t name, namelen, iov, iovlen, control, controllen;

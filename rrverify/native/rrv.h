@@ -127,6 +127,8 @@ struct rrv_recorder {
   int last_trap;        /* RRV_TRAP_*: what last set the kernel's per-thread trap state */
   int program_tsc_mode; /* the TSC mode the program set (PR_SET_TSC) and sees (PR_GET_TSC) */
   int parked, exit_checkpoint_offered, listening;
+  int delivering;       /* a signal being delivered by single-step; its event still open */
+  uint8_t delivered_siginfo[128];
   int resume_op, resume_sig, after_syscall;
   struct rrv_regs exit_regs;
   uint64_t last_flush_ns;
@@ -164,6 +166,8 @@ struct rrv_replayer {
   int resume_op, resume_sig;
   int64_t last_nr;
   uint64_t file_index;     /* FILE_FD: the files.jsonl index */
+  int delivering;          /* a signal delivered by single-step; its frame is applied next */
+  void *delivered_event;   /* a copy of that SIGNAL event (its writes are the frame) */
 };
 
 int rrv_spawn(const struct rrv_spawn *spec, char *err, size_t errlen);

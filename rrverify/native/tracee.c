@@ -451,6 +451,29 @@ int rrv_trap_rdtsc_at(int pid, uint64_t rip) {
   return 0;
 }
 
+/* Where the kernel put a signal frame: after delivering `sig` with PTRACE_SINGLESTEP, the
+ * tracee stops in its handler (at or after its first instruction) with rdi = sig, rsi =
+ * &frame->info, rdx = &frame->uc, rsp = frame (struct rt_sigframe: return address, ucontext,
+ * siginfo: 440 bytes). The frame's FPU area, which its sigcontext points to, says its own
+ * size. Returns the number of ranges (0: no frame: the signal had no handler; else 2, the
+ * frame and its FPU area). The FPU area's contents depend on what the CPU considers in use
+ * (XINUSE), which the kernel's context switches change at random: recording captures the
+ * frame and replay writes it back. */
+int rrv_signal_frame(int pid, const struct rrv_regs *regs, int sig, uint64_t ranges[2][2]) {
+  if (regs->rdi != (uint64_t)sig || regs->rsi != regs->rsp + 312 || regs->rdx != regs->rsp + 8)
+    return 0;
+  uint64_t fpstate = 0;
+  struct { uint32_t magic1, extended_size; } sw = {0, 0};
+  ranges[0][0] = regs->rsp;
+  ranges[0][1] = 440;
+  if (rrv_read_mem(pid, regs->rsp + 232, &fpstate, 8) != 8 || !fpstate) return 1;
+  rrv_read_mem(pid, fpstate + 464, &sw, sizeof sw);
+  ranges[1][0] = fpstate;
+  ranges[1][1] = sw.magic1 == 0x46505853 && sw.extended_size >= 512 && sw.extended_size <= 65536
+                     ? sw.extended_size : 512;      /* FP_XSTATE_MAGIC1; else legacy FXSAVE */
+  return 2;
+}
+
 int rrv_get_sigmask(int pid, uint64_t *mask) {
   return ptrace(PTRACE_GETSIGMASK, pid, (void *)sizeof *mask, mask);
 }
