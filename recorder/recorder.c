@@ -145,6 +145,10 @@ static int capture_irregular(struct rrv_recorder *r, size_t start, int irregular
       return 0;
     case RRV_IRR_IOV_RESULT:
       return capture_iovecs(r, start, a->rsi, a->rdx, result);
+    case RRV_IRR_PROCESS_VM:   /* on itself: readv wrote its local iovecs, writev the remote */
+      return a->orig_rax == SYS_process_vm_readv
+                 ? capture_iovecs(r, start, a->rsi, a->rdx, result)
+                 : capture_iovecs(r, start, a->r10, a->r8, result);
     case RRV_IRR_RECVMSG:
       if (rrv_read_mem(r->pid, a->rsi, &msg, sizeof msg) != sizeof msg) return 0;
       if (capture(r, start, a->rsi, sizeof msg)) return -1;
@@ -157,6 +161,68 @@ static int capture_irregular(struct rrv_recorder *r, size_t start, int irregular
       return 0;
   }
   return 0;
+}
+
+/* Descriptors of the tracee's own /proc/PID/mem: what it writes through one changes its own
+ * memory, which replay (where the write is emulated) must get as an output. Kept from the
+ * opens that return one and the dups of one. Returns whether fd-based syscall `nr` (at its
+ * exit, result >= 0) is a write through such a descriptor. */
+static int is_self_mem(struct rrv_recorder *r, int fd) {
+  char link[64], target[64], want[64];
+  snprintf(link, sizeof link, "/proc/%d/fd/%d", r->pid, fd);
+  ssize_t n = readlink(link, target, sizeof target - 1);
+  if (n <= 0) return 0;
+  target[n] = 0;
+  snprintf(want, sizeof want, "/proc/%d/mem", r->pid);
+  return strcmp(target, want) == 0;
+}
+
+static int track_self_mem(struct rrv_recorder *r, int64_t nr, const struct rrv_regs *a,
+                          int64_t result) {
+  uint64_t fd = a->rdi;
+  int marked = fd < sizeof r->self_mem_fds && r->self_mem_fds[fd];
+  if (result < 0) return 0;
+  switch (nr) {
+    case SYS_open: case SYS_openat: case SYS_openat2:
+      if (result < (int64_t)sizeof r->self_mem_fds) r->self_mem_fds[result] = is_self_mem(r, result);
+      return 0;
+    case SYS_dup: case SYS_dup2: case SYS_dup3:
+      if (result < (int64_t)sizeof r->self_mem_fds) r->self_mem_fds[result] = marked;
+      return 0;
+    case SYS_fcntl:
+      if ((a->rsi == F_DUPFD || a->rsi == F_DUPFD_CLOEXEC) &&
+          result < (int64_t)sizeof r->self_mem_fds)
+        r->self_mem_fds[result] = marked;
+      return 0;
+    case SYS_close:
+      if (fd < sizeof r->self_mem_fds) r->self_mem_fds[fd] = 0;
+      return 0;
+    case SYS_write: case SYS_writev: case SYS_pwrite64: case SYS_pwritev: case SYS_pwritev2:
+      return marked && result > 0 && is_self_mem(r, fd);
+  }
+  return 0;
+}
+
+/* The memory a write through the tracee's own /proc/PID/mem changed: [offset, +result), the
+ * offset from the syscall, or for write/writev the file position it started at. */
+static int capture_self_mem_write(struct rrv_recorder *r, size_t ev, int64_t nr,
+                                  const struct rrv_regs *a, int64_t result) {
+  uint64_t start;
+  if (nr == SYS_pwrite64 || nr == SYS_pwritev || nr == SYS_pwritev2) {
+    start = a->r10;         /* the offset (pwritev's pos_l holds all 64 bits) */
+  } else {
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%d/fdinfo/%d", r->pid, (int)a->rdi);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+    if (fd >= 0) close(fd);
+    unsigned long long pos;
+    if (n <= 0) return -1;
+    buf[n] = 0;
+    if (sscanf(buf, "pos: %llu", &pos) != 1) return -1;
+    start = pos - result;
+  }
+  return capture(r, ev, start, result);
 }
 
 static int unsupported(struct rrv_recorder *r, int64_t nr, const char *fmt, const char *what) {
@@ -306,6 +372,8 @@ static int on_syscall(struct rrv_recorder *r) {
   if (spec->handling == RRV_H_UNSUPPORTED) return unsupported(r, nr, "%s", spec->name);
   if (spec->irregular == RRV_IRR_PRCTL && (regs.rdi == PR_SET_TSC || regs.rdi == PR_GET_TSC))
     return answer_tsc_prctl(r, nr, &regs, fpu);
+  if (spec->irregular == RRV_IRR_PROCESS_VM && regs.rdi != (uint64_t)r->pid)
+    return unsupported(r, nr, "%s on another process", spec->name);
   if (spec->irregular == RRV_IRR_PRCTL && regs.rdi == PR_SET_SECCOMP)
     return unsupported(r, nr, "%s installing a seccomp filter", "prctl");
   if (nr == SYS_mmap && (regs.r10 & MAP_SHARED) && (regs.rdx & PROT_WRITE) &&
@@ -356,6 +424,8 @@ static int on_syscall(struct rrv_recorder *r) {
     if (spec->irregular && capture_irregular(r, ev, spec->irregular, &regs, result))
       return fail(r, "recording a syscall's output");
     event_at(r, ev)->aux = rrv_sent_digest(r->pid, spec, &regs, result, -1);
+    if (track_self_mem(r, nr, &regs, result) && capture_self_mem_write(r, ev, nr, &regs, result))
+      return fail(r, "recording a write to the tracee's own memory");
     if (nr == SYS_mmap && !(regs.r10 & MAP_ANONYMOUS) && (int)regs.r8 >= 0) {
       uint64_t index = 0;
       if (rrv_py_file_mapped(r->handle, r->pid, (int)regs.r8, &index)) {

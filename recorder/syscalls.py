@@ -35,7 +35,8 @@ EMULATE, EXECUTE, EXECUTE_SELF, MMAP, MREMAP, EXEC, EXIT, REFUSE, UNSUPPORTED = 
 HANDLINGS = (EMULATE, EXECUTE, EXECUTE_SELF, MMAP, MREMAP, EXEC, EXIT, REFUSE, UNSUPPORTED)
 
 # Irregular syscalls whose outputs depend on more than the table can say: hand-written C.
-IRREGULAR = ("ioctl", "fcntl", "iov_result", "recvmsg", "prctl", "iov_digest", "msg_digest")
+IRREGULAR = ("ioctl", "fcntl", "iov_result", "recvmsg", "prctl", "iov_digest", "msg_digest",
+             "process_vm")
 
 
 @dataclass(frozen=True)
@@ -260,7 +261,10 @@ _THREADS = "threads and child processes are not supported yet"
 for _n in ("clone", "clone3", "fork", "vfork"):
     _sc(_n, UNSUPPORTED, why=_THREADS)
 _sc("execveat", UNSUPPORTED, why="execveat is not supported yet")
-for _n in ("ptrace", "process_vm_readv", "process_vm_writev", "seccomp", "bpf",
+# On the calling process only (another one is refused): what they wrote is in its own memory.
+_sc("process_vm_readv", irregular="process_vm")
+_sc("process_vm_writev", irregular="process_vm")
+for _n in ("ptrace", "seccomp", "bpf",
            "userfaultfd", "io_setup", "io_submit", "io_getevents", "io_uring_setup",
            "io_uring_enter", "io_uring_register", "shmget", "shmat", "shmctl", "shmdt",
            "remap_file_pages", "vmsplice", "recvmmsg", "sendmmsg", "modify_ldt"):

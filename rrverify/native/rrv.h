@@ -128,6 +128,7 @@ struct rrv_recorder {
   int program_tsc_mode; /* the TSC mode the program set (PR_SET_TSC) and sees (PR_GET_TSC) */
   int parked, exit_checkpoint_offered, listening;
   int delivering;       /* a signal being delivered by single-step; its event still open */
+  uint8_t self_mem_fds[1024]; /* which descriptors are the tracee's own /proc/PID/mem */
   uint8_t delivered_siginfo[128];
   int resume_op, resume_sig, after_syscall;
   struct rrv_regs exit_regs;
