@@ -370,6 +370,23 @@ static int replay_signal(struct rrv_replayer *r, int sig) {
   return 0;
 }
 
+/* The signal mask a syscall installs while it waits (rt_sigsuspend, ppoll, pselect6,
+ * epoll_pwait, epoll_pwait2), from its arguments: 1 with *mask, or 0. */
+static int waiting_mask(int pid, int64_t nr, const struct rrv_regs *a, uint64_t *mask) {
+  uint64_t ptr = 0, ss[2];
+  switch (nr) {
+    case SYS_rt_sigsuspend: ptr = a->rdi; break;
+    case SYS_ppoll: ptr = a->r10; break;
+    case SYS_epoll_pwait: case 441 /* epoll_pwait2 */: ptr = a->r8; break;
+    case SYS_pselect6:   /* a pointer to {const sigset_t *ss; size_t ss_len} */
+      if (!a->r9 || rrv_read_mem(pid, a->r9, ss, sizeof ss) != sizeof ss) return 0;
+      ptr = ss[0];
+      break;
+    default: return 0;
+  }
+  return ptr && rrv_read_mem(pid, ptr, mask, 8) == 8;
+}
+
 /* The first stop after a signal delivered by single-step: the kernel wrote a signal frame if
  * the signal has a handler, and the recording then captured it as the SIGNAL event's writes.
  * Both must agree; the frame is written back as recorded (its FPU area depends on what the CPU
@@ -387,6 +404,11 @@ static int finish_replayed_delivery(struct rrv_replayer *r, int status) {
     r->div.found_value = framed;
     return diverge(r, RRV_DIV_SIGNAL, "signal %d was delivered %s a handler in the recording, "
                    "%s in replay", ev->nr, ev->nwrites ? "to" : "without", framed ? "to one" : "without");
+  }
+  if (r->wait_mask_set) {
+    r->wait_mask_set = 0;
+    if (!framed && rrv_set_sigmask(r->pid, r->mask_before_wait) < 0)
+      return rfail(r, "restoring the signal mask after a waiting syscall");
   }
   int rc = framed ? apply_writes(r, ev) : 0;
   if (rc) return rc;
@@ -455,6 +477,16 @@ int rrv_replay_run(struct rrv_replayer *r) {
       const struct rrv_event *ev = cur_event(r);
       if ((rc = expect_kind(r, ev, RRV_EVENT_SIGNAL, 0))) return rc;
       r->resume_sig = ev->nr;
+      /* The recording delivered it under the mask the emulated syscall would have installed
+       * while it waited: so does replay (the recorded frame, written back, holds the mask
+       * to return to; without a handler, the mask before is put back at once). */
+      uint64_t wait_mask;
+      if (waiting_mask(r->pid, r->last_nr, &regs, &wait_mask)) {
+        if (rrv_get_sigmask(r->pid, &r->mask_before_wait) < 0 ||
+            rrv_set_sigmask(r->pid, wait_mask) < 0)
+          return rfail(r, "setting the signal mask of a waiting syscall");
+        r->wait_mask_set = 1;
+      }
     } else if (WSTOPSIG(status) == SIGTRAP && (status >> 16)) {
       snprintf(r->message, sizeof r->message, "unexpected ptrace event %d", status >> 16);
       rc = RRV_STOP_ERROR;

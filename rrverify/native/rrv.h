@@ -169,6 +169,8 @@ struct rrv_replayer {
   uint64_t file_index;     /* FILE_FD: the files.jsonl index */
   int delivering;          /* a signal delivered by single-step; its frame is applied next */
   void *delivered_event;   /* a copy of that SIGNAL event (its writes are the frame) */
+  int wait_mask_set;       /* that signal went in under a waiting syscall's mask */
+  uint64_t mask_before_wait;
 };
 
 int rrv_spawn(const struct rrv_spawn *spec, char *err, size_t errlen);
