@@ -168,6 +168,18 @@ class VerifierSite:
             self.injector.syscall("munmap", stub.BASE, 4096)
 
 
+def put_back_segv(pid: int, injector: Injector, mem: TraceeMemory, restore) -> None:
+    """Undo what forcing SIGSEGV for a trapped rdtsc did to a program that had it blocked or
+    ignored (the kernel unblocked it and reset its handler): restore (struct rrv_segv_restore)
+    holds its action and mask from before. The tracee is at a stop injection works from."""
+    injector.map_scratch()
+    mem.write(stub.SCRATCH, KSIGACTION.pack(*restore.action))
+    injector.syscall("rt_sigaction", 11, stub.SCRATCH, 0, 8)
+    injector.unmap_scratch()
+    if lib.rrv_set_sigmask(pid, restore.mask) < 0:
+        raise NativeError(f"pid {pid}: cannot set its signal mask back")
+
+
 MFD_CLOEXEC = 1
 
 

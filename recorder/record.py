@@ -15,7 +15,7 @@ from .. import exec_image, host
 from .._native import ffi, lib
 from ..checkpoints.capture import UnchangedPages, capture
 from ..checkpoints.model import TRAPS
-from ..checkpoints.inject import signal_pending
+from ..checkpoints.inject import Injector, TraceeMemory, put_back_segv, signal_pending
 from ..checkpoints.pages import PageStoreWriter
 from ..errors import NativeError, TraceeDied, UnsupportedError, UsageError
 from ..trace import TraceWriter
@@ -143,6 +143,13 @@ class Recorder(CallbackTarget):
         files = [self._file_index(p, p) for p in exec_image.mapped_file_paths(pid)]
         return E.encode(E.EXEC, regs=getregs(pid), tid=pid,
                         extra=struct.pack(f"<{len(files)}I", *files))
+
+    def put_back_segv(self, pid: int, restore) -> None:
+        mem = TraceeMemory(pid)
+        try:
+            put_back_segv(pid, Injector(pid, self.gadget, mem), mem, restore)
+        finally:
+            mem.close()
 
     def checkpoint(self, pid: int, event: int, parked_mask: int | None = None) -> int | None:
         """Capture a checkpoint. Returns None, or the tracee's wait status if it was killed
@@ -302,6 +309,8 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
                     complete, reason = died_in_checkpoint(status)
                     break
                 checkpoint_taken()
+            elif stop == lib.RRV_STOP_SEGV_RESTORE:
+                rec.put_back_segv(pid, state.segv_restore)
             elif stop == lib.RRV_STOP_EXEC:
                 status = exec_and_checkpoint()
                 if status is not None:

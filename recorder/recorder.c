@@ -401,6 +401,10 @@ static int on_syscall(struct rrv_recorder *r) {
     return 0;
   }
 
+  uint64_t new_segv_action[4];   /* read before the syscall: oldact may be the same buffer */
+  int sets_segv_action = nr == SYS_rt_sigaction && regs.rdi == SIGSEGV && regs.rsi &&
+      rrv_read_mem(r->pid, regs.rsi, new_segv_action, sizeof new_segv_action) ==
+          sizeof new_segv_action;
   int status;
   if (rrv_step_to_syscall_exit(r->pid, &status) < 0)
     return fail(r, "waiting for a syscall's exit");
@@ -410,6 +414,16 @@ static int on_syscall(struct rrv_recorder *r) {
   int64_t result = (int64_t)after.rax;
   r->after_syscall = 1;
   r->exit_regs = after;
+  if (sets_segv_action && result == 0)
+    memcpy(r->segv_action, new_segv_action, sizeof new_segv_action);
+  if ((nr == SYS_rt_sigprocmask || nr == SYS_rt_sigreturn) &&
+      rrv_get_sigmask(r->pid, &r->known_mask) < 0)
+    return fail(r, "PTRACE_GETSIGMASK");
+  if (spec->handling == RRV_H_EXEC && result == 0) {   /* handlers reset, SIG_IGN kept */
+    uint64_t ignored = r->segv_action[0] == (uint64_t)(uintptr_t)SIG_IGN;
+    memset(r->segv_action, 0, sizeof r->segv_action);
+    r->segv_action[0] = ignored ? (uint64_t)(uintptr_t)SIG_IGN : 0;
+  }
 
   size_t ev = event_begin(r, RRV_EVENT_SYSCALL, nr, &regs);
   if (ev == (size_t)-1) return fail(r, "out of memory");
@@ -487,6 +501,19 @@ static int on_signal(struct rrv_recorder *r, int sig) {
     event_at(r, ev)->aux = aux;
     event_at(r, ev)->flags = rdtscp ? RRV_EF_RDTSCP : 0;
     event_at(r, ev)->fpu_digest = fpu;
+    /* With SIGSEGV blocked or ignored, the kernel forcing it for the trap unblocked it and
+     * reset its handler to SIG_DFL: the program's own state is put back (by the driver,
+     * RRV_STOP_SEGV_RESTORE), and the event says what, for replay to do the same. */
+    int blocked = (r->known_mask >> (SIGSEGV - 1)) & 1;
+    if (blocked || r->segv_action[0] == (uint64_t)(uintptr_t)SIG_IGN) {
+      struct { uint64_t mask, action[4]; } restore = {r->known_mask, {0}};
+      memcpy(restore.action, r->segv_action, sizeof restore.action);
+      event_at(r, ev)->flags |= RRV_EF_SEGV_RESTORE;
+      if (event_add_extra(r, ev, &restore, sizeof restore)) return fail(r, "out of memory");
+      event_end(r, ev);
+      memcpy(&r->segv_restore, &restore, sizeof restore);
+      return RRV_STOP_SEGV_RESTORE;
+    }
     event_end(r, ev);
     return 0;
   }
@@ -531,6 +558,10 @@ static int finish_recorded_delivery(struct rrv_recorder *r, int status) {
               rrv_signal_frame(r->pid, &regs, sig, frame) : 0;
   for (int i = 0; i < n; i++)
     if (capture(r, ev, frame[i][0], frame[i][1])) return fail(r, "recording a signal frame");
+  if (n) {   /* the handler runs under its own mask; SA_RESETHAND reset SIGSEGV's handler */
+    if (rrv_get_sigmask(r->pid, &r->known_mask) < 0) return fail(r, "PTRACE_GETSIGMASK");
+    if (sig == SIGSEGV && (r->segv_action[1] & SA_RESETHAND)) r->segv_action[0] = 0;
+  }
   if (event_add_extra(r, ev, r->delivered_siginfo, sizeof r->delivered_siginfo))
     return fail(r, "out of memory");
   event_end(r, ev);

@@ -13,7 +13,7 @@ from .. import exec_image
 from .._native import ffi, lib
 from ..checkpoints.compare import compare
 from ..checkpoints.pages import PageStoreReader
-from ..checkpoints.inject import make_file_memfd
+from ..checkpoints.inject import TraceeMemory, VerifierSite, make_file_memfd, put_back_segv
 from ..checkpoints.restore import restore
 from ..errors import NativeError, TraceError
 from ..trace import Trace
@@ -209,6 +209,13 @@ def replay(trace: Trace, *, start: int = 0, end: int | None = None, echo: bool =
                 else:
                     next_k += 1
                     stop_at(next_k)
+            elif stop == lib.RRV_STOP_SEGV_RESTORE:
+                mem = TraceeMemory(pid)
+                try:
+                    with VerifierSite(pid, mem) as injector:
+                        put_back_segv(pid, injector, mem, state.segv_restore)
+                finally:
+                    mem.close()
             elif stop == lib.RRV_STOP_FILE_FD:
                 index = state.file_index
                 rp.file_fds[index] = make_file_memfd(pid, rp.file(index))

@@ -307,6 +307,14 @@ static int replay_rdtsc(struct rrv_replayer *r, const struct rrv_regs *regs, int
   if (rrv_complete_rdtsc(r->pid, regs, ev->result, ev->aux, rdtscp) < 0)
     return rfail(r, "PTRACE_SETREGS");
   r->rdtscs++;
+  if (ev->flags & RRV_EF_SEGV_RESTORE) {   /* as the recorder did: recorder.c, on_signal */
+    if (ev->extra_len != sizeof r->segv_restore)
+      return diverge(r, RRV_DIV_TRACE, "bad rdtsc event");
+    memcpy(&r->segv_restore, (const uint8_t *)ev + ev->size - RRV_ALIGN8(ev->extra_len),
+           sizeof r->segv_restore);
+    advance(r);
+    return RRV_STOP_SEGV_RESTORE;
+  }
   advance(r);
   return 0;
 }

@@ -13,6 +13,7 @@
 #define RRV_EF_AT_SYSCALL_EXIT 1
 #define RRV_EF_RDTSCP 2
 #define RRV_EF_REFUSED 4
+#define RRV_EF_SEGV_RESTORE 8   /* RDTSC: the trap changed SIGSEGV's state; extra says back to what */
 
 #define RRV_WRITE_INLINE 0
 #define RRV_WRITE_BLOB 1
@@ -31,6 +32,8 @@
 #define RRV_STOP_SEGMENT_END 10   /* replay: reached stop_at_event, at a syscall-exit stop */
 #define RRV_STOP_EXEC_RESTORE 11  /* replay: the recorded execve succeeded: restore its checkpoint */
 #define RRV_STOP_CHECKPOINT_AT_EXIT 12 /* record: at an exit's seccomp stop, not yet recorded */
+#define RRV_STOP_SEGV_RESTORE 14  /* record/replay: put SIGSEGV's mask bit and action back as
+                                     segv_restore says (a trapped rdtsc changed them) */
 #define RRV_STOP_FILE_FD 13       /* replay: make the tracee a memfd of file_index (it is parked
                                      before the mmap that maps it, issued again on resume) */
 
@@ -102,6 +105,11 @@ struct rrv_spawn {
   struct rrv_rlimit rlimits[16];
 };
 
+struct rrv_segv_restore {  /* an RDTSC event's extra when flagged RRV_EF_SEGV_RESTORE */
+  uint64_t mask;           /* the signal mask to set */
+  uint64_t action[4];      /* SIGSEGV's action to set: handler, flags, restorer, mask */
+};
+
 struct rrv_recorder {
   int pid;
   int status;           /* wait status once exited */
@@ -129,6 +137,9 @@ struct rrv_recorder {
   int parked, exit_checkpoint_offered, listening;
   int delivering;       /* a signal being delivered by single-step; its event still open */
   uint8_t self_mem_fds[1024]; /* which descriptors are the tracee's own /proc/PID/mem */
+  uint64_t known_mask;  /* the tracee's signal mask as of its last change */
+  uint64_t segv_action[4]; /* SIGSEGV's kernel sigaction: handler, flags, restorer, mask */
+  struct rrv_segv_restore segv_restore;
   uint8_t delivered_siginfo[128];
   int resume_op, resume_sig, after_syscall;
   struct rrv_regs exit_regs;
@@ -170,6 +181,7 @@ struct rrv_replayer {
   int delivering;          /* a signal delivered by single-step; its frame is applied next */
   void *delivered_event;   /* a copy of that SIGNAL event (its writes are the frame) */
   int wait_mask_set;       /* that signal went in under a waiting syscall's mask */
+  struct rrv_segv_restore segv_restore;   /* SEGV_RESTORE: what to put back */
   uint64_t mask_before_wait;
 };
 
