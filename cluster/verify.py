@@ -60,11 +60,19 @@ class Progress:
 
 
 PROBE_SECONDS = 5       # to reach --address, before Ray itself tries (for minutes)
+GCS_TRIES = 8           # Ray's attempts to reach a GCS there, about a second each
 
 
 def join(ray, address: str) -> None:
     """Join the cluster at address, or fail with one line: in seconds when nothing answers
-    there, and when Ray gives up on what answers."""
+    there, or nothing that speaks gRPC (Ray would hang on it), and when Ray gives up."""
+    try:
+        import grpc
+    except ImportError:
+        if address.startswith("ray://"):
+            raise UsageError(f"--address {address}: ray:// needs Ray's client: "
+                             f"pip install 'ray[client]'") from None
+        grpc = None
     hostport = address.removeprefix("ray://")
     host, _, port = hostport.rpartition(":")
     if host and port.isdigit():
@@ -74,6 +82,17 @@ def join(ray, address: str) -> None:
             why = "no answer in %d s" % PROBE_SECONDS if isinstance(e, TimeoutError) else e.strerror
             raise UsageError(f"--address {address}: cannot reach {host}:{port}: {why or e}") \
                 from None
+        if grpc is not None and os.environ.get("RAY_USE_TLS", "0").lower() in ("0", "false"):
+            channel = grpc.insecure_channel(hostport)
+            try:
+                grpc.channel_ready_future(channel).result(timeout=PROBE_SECONDS)
+            except grpc.FutureTimeoutError:
+                raise UsageError(f"--address {address}: {host}:{port} answers, but not as a Ray "
+                                 f"cluster (no gRPC there in {PROBE_SECONDS} s)") from None
+            finally:
+                channel.close()
+    # What answers but is no Ray GCS: Ray tries once a second, 20 times by default.
+    os.environ.setdefault("RAY_gcs_server_port_wait_time_s", str(GCS_TRIES))
     try:
         ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     except ConnectionError as e:    # its message can hold the server's traceback: one line

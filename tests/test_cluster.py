@@ -257,6 +257,20 @@ def test_unreachable_address_fails_fast_with_one_line(scheme, longrun):
     assert_one_line_error(proc, 2, f"--address {address}: cannot reach", "Connection refused")
 
 
+def test_an_address_where_no_ray_answers_fails_with_one_line(longrun):
+    """Something accepts connections there, but it is not Ray."""
+    import threading
+    server = socket.create_server(("127.0.0.1", 0))
+    threading.Thread(target=lambda: [c.close() for c, _ in iter(server.accept, None)],
+                     daemon=True).start()
+    address = f"127.0.0.1:{server.getsockname()[1]}"
+    t0 = time.monotonic()
+    proc = run_cli(longrun, "--address", address)
+    assert time.monotonic() - t0 < 15
+    assert_one_line_error(proc, 2, f"--address {address}: {address} answers, but not as a Ray "
+                                   f"cluster")
+
+
 def test_a_stuck_segment_times_out_and_the_run_finishes(longrun, tmp_path):
     marker = tmp_path / "hung-once"
     proc, report = verify(longrun, tmp_path, "--segment-timeout", 3,
