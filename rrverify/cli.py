@@ -24,7 +24,7 @@ class StdoutError(UsageError):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):       # one line, like every other failure
-        self.exit(2, f"rrverify: {self.prog}: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def _number(convert, lo, hi):
