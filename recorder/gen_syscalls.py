@@ -50,6 +50,13 @@ def generate() -> str:
     assigned = sorted(nr for nr in S.NAMES if 0 <= nr < S.NUMBERS_RANGE)
     lines += ["  " + ", ".join(f"[{nr}] = 1" for nr in assigned[i:i + 12]) + ","
               for i in range(0, len(assigned), 12)]
+    lines += ["};", "",
+              "/* ioctl commands that are not _IOC-encoded, and the bytes each writes. */",
+              "struct rrv_legacy_ioctl { unsigned int cmd, size; const char *name; };",
+              f"#define RRV_NLEGACY_IOCTLS {len(S.LEGACY_IOCTLS)}",
+              "static const struct rrv_legacy_ioctl rrv_legacy_ioctls[] = {"]
+    lines += [f'  {{{cmd:#x}, {size}, "{name}"}},'
+              for cmd, (name, size) in sorted(S.LEGACY_IOCTLS.items())]
     lines += ["};", ""]
     for nr in sorted(S.TABLE):
         name = S.TABLE[nr].name
@@ -58,5 +65,40 @@ def generate() -> str:
     return "\n".join(lines) + "\n"
 
 
+def markdown() -> str:
+    """docs/syscalls.md: every syscall the table knows, its handling and what is recorded."""
+    def size(s) -> str:
+        return {"FIXED": f"{s.n} bytes", "RESULT": "the result's bytes",
+                "ARG": f"argument {s.arg} bytes", "RESULT_TIMES": f"result × {s.n} bytes",
+                "ARG_TIMES": f"argument {s.arg} × {s.n} bytes",
+                "DEREF_U32": f"the u32 at argument {s.arg} bytes",
+                "FDSET": f"an fd_set of argument {s.arg} bits",
+                "PAGES": f"one byte per page of argument {s.arg}"}[s.kind]
+
+    out = ["# The syscall table", "",
+           "Generated from `recorder/syscalls.py` by `python -m rrverify.recorder.gen_syscalls "
+           "--docs`: do not edit. What each handling means in recording and replay is in "
+           "trace-format.md §5.1 and checks.md §3; the irregular handlers' outputs are listed "
+           "in trace-format.md §5.1. A number no kernel assigns returns -ENOSYS (REFUSED); any "
+           "other syscall not listed here ends a recording with one line naming it.", "",
+           "| nr | syscall | handling | recorded outputs (argument: size) | sent data checked |",
+           "|---|---|---|---|---|"]
+    for nr in sorted(S.TABLE):
+        sc = S.TABLE[nr]
+        outs = "; ".join(f"{a}: {size(s)}" for a, s in sc.outputs)
+        if sc.irregular:
+            outs = (outs + "; " if outs else "") + f"irregular ({sc.irregular})"
+        sent = ("argument %d, the result's bytes" % sc.digest[0] if sc.digest else
+                "yes (iovecs)" if sc.irregular in ("iov_digest", "msg_digest") else "")
+        handling = sc.handling + (f": {sc.why}" if sc.why else "")
+        out.append(f"| {nr} | {sc.name} | {handling} | {outs} | {sent} |")
+    out += ["", "## ioctl commands that are not _IOC-encoded", "",
+            "| command | name | bytes written at argument 2 |", "|---|---|---|"]
+    out += [f"| {cmd:#06x} | {name} | {size_} |"
+            for cmd, (name, size_) in sorted(S.LEGACY_IOCTLS.items())]
+    return "\n".join(out) + "\n"
+
+
 if __name__ == "__main__":
-    print(generate())
+    import sys
+    print(markdown() if "--docs" in sys.argv else generate(), end="")

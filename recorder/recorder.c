@@ -111,6 +111,23 @@ static uint64_t out_size(int pid, const struct rrv_out_spec *o, const struct rrv
   return 0;
 }
 
+/* An ioctl command whose number does not say what it writes (_IOC_NONE, size 0) has an entry
+ * in the table (recorder/syscalls.py: LEGACY_IOCTLS); NULL for an _IOC-encoded one. *unknown:
+ * neither. */
+static const struct rrv_legacy_ioctl *legacy_ioctl_or_unknown(uint64_t cmd, int *unknown) {
+  *unknown = 0;
+  if ((cmd >> 16) & 0xffff) return NULL;      /* a direction or a size: _IOC-encoded */
+  for (int i = 0; i < RRV_NLEGACY_IOCTLS; i++)
+    if (rrv_legacy_ioctls[i].cmd == cmd) return &rrv_legacy_ioctls[i];
+  *unknown = 1;
+  return NULL;
+}
+
+static const struct rrv_legacy_ioctl *legacy_ioctl(uint64_t cmd) {
+  int unknown;
+  return legacy_ioctl_or_unknown(cmd, &unknown);
+}
+
 static int capture_iovecs(struct rrv_recorder *r, size_t start, uint64_t iov, uint64_t cnt,
                           uint64_t total) {
   uint64_t addrs[1024], lens[1024];
@@ -125,23 +142,22 @@ static int capture_irregular(struct rrv_recorder *r, size_t start, int irregular
   uint64_t dir, size, cmd;
   struct kernel_msghdr msg;
   switch (irregular) {
-    case RRV_IRR_IOCTL:
+    case RRV_IRR_IOCTL: {
       cmd = a->rsi & 0xffffffff;
-      switch (cmd) {
-        case 0x5401: return capture(r, start, a->rdx, 36);   /* TCGETS: struct termios */
-        case 0x5413: return capture(r, start, a->rdx, 8);    /* TIOCGWINSZ */
-        case 0x541B: case 0x540F: case 0x5429:               /* FIONREAD TIOCGPGRP TIOCGSID */
-          return capture(r, start, a->rdx, 4);
-      }
+      const struct rrv_legacy_ioctl *legacy = legacy_ioctl(cmd);
+      if (legacy) return capture(r, start, a->rdx, legacy->size);
       dir = (cmd >> 30) & 3;
       size = (cmd >> 16) & 0x3fff;
       if (dir & 2) return capture(r, start, a->rdx, size);  /* _IOC_READ: kernel writes */
       return 0;
+    }
     case RRV_IRR_FCNTL:
       cmd = a->rsi;
       if (cmd == 5 /* F_GETLK */ || cmd == 36 /* F_OFD_GETLK */)
         return capture(r, start, a->rdx, 32);
       if (cmd == 16 /* F_GETOWN_EX */) return capture(r, start, a->rdx, 8);
+      if (cmd == 1035 /* F_GET_RW_HINT */ || cmd == 1037 /* F_GET_FILE_RW_HINT */)
+        return capture(r, start, a->rdx, 8);
       return 0;
     case RRV_IRR_IOV_RESULT:
       return capture_iovecs(r, start, a->rsi, a->rdx, result);
@@ -156,8 +172,15 @@ static int capture_irregular(struct rrv_recorder *r, size_t start, int irregular
       if (capture(r, start, msg.control, msg.controllen)) return -1;
       return capture_iovecs(r, start, msg.iov, msg.iovlen, result);
     case RRV_IRR_PRCTL:
-      if (a->rdi == 16 /* PR_GET_NAME */) return capture(r, start, a->rsi, 16);
-      if (a->rdi == 40 /* PR_GET_TID_ADDRESS */) return capture(r, start, a->rsi, 8);
+      switch (a->rdi) {
+        case PR_GET_NAME: return capture(r, start, a->rsi, 16);
+        case 40 /* PR_GET_TID_ADDRESS */: return capture(r, start, a->rsi, 8);
+        case PR_GET_PDEATHSIG: case PR_GET_CHILD_SUBREAPER: case PR_GET_ENDIAN:
+        case PR_GET_FPEMU: case PR_GET_FPEXC: case PR_GET_UNALIGN:
+          return capture(r, start, a->rsi, 4);
+        case 0x41555856 /* PR_GET_AUXV: result is the whole size */:
+          return capture(r, start, a->rsi, (uint64_t)result < a->rdx ? (uint64_t)result : a->rdx);
+      }
       return 0;
   }
   return 0;
@@ -336,11 +359,21 @@ static int answer_vsyscall(struct rrv_recorder *r, int64_t nr, const struct rrv_
   return record_answer(r, nr, regs, fpu, result, 0, outs, n, 0);
 }
 
-/* prctl(PR_SET_TSC/PR_GET_TSC) on the program's own view of its TSC mode: the tracee really
- * runs with rdtsc trapped, and an rdtsc of a program in PR_TSC_SIGSEGV mode gets its SIGSEGV
- * (recorder.c: on_signal). */
-static int answer_tsc_prctl(struct rrv_recorder *r, int64_t nr, const struct rrv_regs *regs,
+/* prctl on what the recorder set for itself, answered with the program's own view: the tracee
+ * runs with no_new_privs and a seccomp filter, which the program did not ask for (PR_GET_SECCOMP
+ * says 0: a program's own filter is refused); and with rdtsc trapped (PR_SET_TSC/PR_GET_TSC: a
+ * program in PR_TSC_SIGSEGV mode gets its rdtsc's SIGSEGV, recorder.c: on_signal). */
+static int answer_prctl_view(struct rrv_recorder *r, int64_t nr, const struct rrv_regs *regs,
                             uint64_t fpu) {
+  if (regs->rdi == PR_GET_SECCOMP) return record_answer(r, nr, regs, fpu, 0, 0, NULL, 0, 1);
+  if (regs->rdi == PR_GET_NO_NEW_PRIVS)
+    return record_answer(r, nr, regs, fpu, r->program_no_new_privs, 0, NULL, 0, 1);
+  if (regs->rdi == PR_SET_NO_NEW_PRIVS) {   /* already set for the tracee: only the view changes */
+    if (regs->rsi != 1 || regs->rdx || regs->r10 || regs->r8)
+      return record_answer(r, nr, regs, fpu, -EINVAL, 0, NULL, 0, 1);
+    r->program_no_new_privs = 1;
+    return record_answer(r, nr, regs, fpu, 0, 0, NULL, 0, 1);
+  }
   uint64_t outs[1][2] = {{regs->rsi, 4}};
   if (regs->rdi == PR_GET_TSC) {
     int mode = r->program_tsc_mode;
@@ -370,8 +403,22 @@ static int on_syscall(struct rrv_recorder *r) {
     return record_answer(r, nr, &regs, fpu, -ENOSYS, RRV_EF_REFUSED, NULL, 0, 1);
   if (!spec) return unsupported(r, nr, "%s syscall is not in rrverify's syscall table", "this");
   if (spec->handling == RRV_H_UNSUPPORTED) return unsupported(r, nr, "%s", spec->name);
-  if (spec->irregular == RRV_IRR_PRCTL && (regs.rdi == PR_SET_TSC || regs.rdi == PR_GET_TSC))
-    return answer_tsc_prctl(r, nr, &regs, fpu);
+  if (spec->irregular == RRV_IRR_PRCTL &&
+      (regs.rdi == PR_SET_TSC || regs.rdi == PR_GET_TSC || regs.rdi == PR_GET_SECCOMP ||
+       regs.rdi == PR_GET_NO_NEW_PRIVS || regs.rdi == PR_SET_NO_NEW_PRIVS))
+    return answer_prctl_view(r, nr, &regs, fpu);
+  if (spec->irregular == RRV_IRR_IOCTL) {
+    int unknown;
+    legacy_ioctl_or_unknown(regs.rsi & 0xffffffff, &unknown);
+    if (unknown) {
+      r->stop_what = RRV_UNSUP_SYSCALL;
+      r->stop_nr = nr;
+      snprintf(r->message, sizeof r->message, "command 0x%llx is not _IOC-encoded (its number "
+               "does not say what it writes) and not in rrverify's ioctl table",
+               (unsigned long long)(regs.rsi & 0xffffffff));
+      return RRV_STOP_UNSUPPORTED;
+    }
+  }
   if (spec->irregular == RRV_IRR_PROCESS_VM && regs.rdi != (uint64_t)r->pid)
     return unsupported(r, nr, "%s on another process", spec->name);
   if (spec->irregular == RRV_IRR_PRCTL && regs.rdi == PR_SET_SECCOMP)

@@ -122,12 +122,15 @@ for _n in ("open", "openat", "openat2", "creat", "close", "close_range", "lseek"
            "chmod", "fchmod", "fchmodat", "fchmodat2", "chown", "fchown", "lchown", "fchownat",
            "access", "faccessat", "faccessat2", "chdir", "fchdir", "umask", "dup", "dup2",
            "dup3", "flock", "fadvise64", "fallocate", "sync", "syncfs", "utime", "utimes",
-           "utimensat", "futimesat", "mknod", "mknodat", "sendfile", "copy_file_range",
-           "splice", "tee", "readahead", "inotify_init", "inotify_init1", "inotify_add_watch",
+           "utimensat", "futimesat", "mknod", "mknodat", "tee", "readahead", "inotify_init", "inotify_init1", "inotify_add_watch",
            "inotify_rm_watch", "memfd_create", "eventfd", "eventfd2", "timerfd_create",
            "signalfd", "signalfd4", "sync_file_range", "setxattr", "lsetxattr",
            "fsetxattr", "removexattr", "lremovexattr", "fremovexattr"):
     _sc(_n)
+# The offsets they advance (when the pointer is not NULL).
+_sc("sendfile", out=[(2, Fixed(8))])
+_sc("copy_file_range", out=[(1, Fixed(8)), (3, Fixed(8))])
+_sc("splice", out=[(1, Fixed(8)), (3, Fixed(8))])
 _sc("stat", out=[(1, Fixed(STAT))])
 _sc("lstat", out=[(1, Fixed(STAT))])
 _sc("fstat", out=[(1, Fixed(STAT))])
@@ -269,6 +272,40 @@ for _n in ("ptrace", "seccomp", "bpf",
            "io_uring_enter", "io_uring_register", "shmget", "shmat", "shmctl", "shmdt",
            "remap_file_pages", "vmsplice", "recvmmsg", "sendmmsg", "modify_ldt"):
     _sc(_n, UNSUPPORTED, why="its effects cannot be recorded yet")
+
+
+# ioctl commands whose number does not say what they write (_IOC_NONE with size 0: the old
+# tty, socket and console families look like that): command -> (name, bytes the kernel writes
+# at argument 2, 0 for none). Any other such command ends a recording (it is never guessed);
+# an _IOC-encoded command writes _IOC_SIZE bytes when its direction has _IOC_READ.
+IFREQ = 40
+LEGACY_IOCTLS = {
+    0x5401: ("TCGETS", 36), 0x5402: ("TCSETS", 0), 0x5403: ("TCSETSW", 0),
+    0x5404: ("TCSETSF", 0), 0x5405: ("TCGETA", 18), 0x5406: ("TCSETA", 0),
+    0x5407: ("TCSETAW", 0), 0x5408: ("TCSETAF", 0), 0x5409: ("TCSBRK", 0),
+    0x540A: ("TCXONC", 0), 0x540B: ("TCFLSH", 0), 0x540C: ("TIOCEXCL", 0),
+    0x540D: ("TIOCNXCL", 0), 0x540E: ("TIOCSCTTY", 0), 0x540F: ("TIOCGPGRP", 4),
+    0x5410: ("TIOCSPGRP", 0), 0x5411: ("TIOCOUTQ", 4), 0x5412: ("TIOCSTI", 0),
+    0x5413: ("TIOCGWINSZ", 8), 0x5414: ("TIOCSWINSZ", 0), 0x5415: ("TIOCMGET", 4),
+    0x5416: ("TIOCMBIS", 0), 0x5417: ("TIOCMBIC", 0), 0x5418: ("TIOCMSET", 0),
+    0x5419: ("TIOCGSOFTCAR", 4), 0x541A: ("TIOCSSOFTCAR", 0), 0x541B: ("FIONREAD", 4),
+    0x541D: ("TIOCCONS", 0), 0x541E: ("TIOCGSERIAL", 72), 0x541F: ("TIOCSSERIAL", 0),
+    0x5420: ("TIOCPKT", 0), 0x5421: ("FIONBIO", 0), 0x5422: ("TIOCNOTTY", 0),
+    0x5423: ("TIOCSETD", 0), 0x5424: ("TIOCGETD", 4), 0x5425: ("TCSBRKP", 0),
+    0x5427: ("TIOCSBRK", 0), 0x5428: ("TIOCCBRK", 0), 0x5429: ("TIOCGSID", 4),
+    0x5450: ("FIONCLEX", 0), 0x5451: ("FIOCLEX", 0), 0x5452: ("FIOASYNC", 0),
+    0x5456: ("TIOCGLCKTRMIOS", 36), 0x5457: ("TIOCSLCKTRMIOS", 0), 0x5460: ("FIOQSIZE", 8),
+    0x5600: ("VT_OPENQRY", 4), 0x5601: ("VT_GETMODE", 8), 0x5603: ("VT_GETSTATE", 6),
+    0x4B33: ("KDGKBTYPE", 1), 0x4B3B: ("KDGETMODE", 4),
+    0x8901: ("FIOSETOWN", 0), 0x8902: ("SIOCSPGRP", 0), 0x8903: ("FIOGETOWN", 4),
+    0x8904: ("SIOCGPGRP", 4), 0x8905: ("SIOCATMARK", 4), 0x8906: ("SIOCGSTAMP", 16),
+    0x8907: ("SIOCGSTAMPNS", 16), 0x8910: ("SIOCGIFNAME", IFREQ),
+    0x8913: ("SIOCGIFFLAGS", IFREQ), 0x8915: ("SIOCGIFADDR", IFREQ),
+    0x8917: ("SIOCGIFDSTADDR", IFREQ), 0x8919: ("SIOCGIFBRDADDR", IFREQ),
+    0x891B: ("SIOCGIFNETMASK", IFREQ), 0x891D: ("SIOCGIFMETRIC", IFREQ),
+    0x8921: ("SIOCGIFMTU", IFREQ), 0x8927: ("SIOCGIFHWADDR", IFREQ),
+    0x8933: ("SIOCGIFINDEX", IFREQ), 0x8942: ("SIOCGIFTXQLEN", IFREQ),
+}
 
 
 def _build() -> dict[int, Syscall]:
