@@ -138,6 +138,20 @@ static int capture_iovecs(struct rrv_recorder *r, size_t start, uint64_t iov, ui
 }
 
 static int capture_irregular(struct rrv_recorder *r, size_t start, int irregular,
+                             const struct rrv_regs *a, int64_t result);
+
+/* Every output a successful syscall wrote: the table's, then its irregular handler's. */
+static int capture_outputs(struct rrv_recorder *r, size_t ev,
+                           const struct rrv_syscall_spec *spec, const struct rrv_regs *args,
+                           int64_t result) {
+  for (int i = 0; i < spec->noutputs; i++) {
+    const struct rrv_out_spec *o = &spec->out[i];
+    if (capture(r, ev, arg_of(args, o->arg), out_size(r->pid, o, args, result))) return -1;
+  }
+  return spec->irregular ? capture_irregular(r, ev, spec->irregular, args, result) : 0;
+}
+
+static int capture_irregular(struct rrv_recorder *r, size_t start, int irregular,
                              const struct rrv_regs *a, int64_t result) {
   uint64_t dir, size, cmd;
   struct kernel_msghdr msg;
@@ -161,6 +175,13 @@ static int capture_irregular(struct rrv_recorder *r, size_t start, int irregular
       return 0;
     case RRV_IRR_IOV_RESULT:
       return capture_iovecs(r, start, a->rsi, a->rdx, result);
+    case RRV_IRR_RESTART:   /* the interrupted syscall's outputs, with its arguments */
+      if (r->restart_nr <= 0 || r->restart_nr >= RRV_NSYSCALLS ||
+          !rrv_syscalls[r->restart_nr].handling || r->restart_nr == SYS_restart_syscall)
+        return 0;
+      return capture_outputs(r, start, &rrv_syscalls[r->restart_nr], &r->restart_args, result);
+    case RRV_IRR_UNSHARE:
+      return 0;
     case RRV_IRR_PROCESS_VM:   /* on itself: readv wrote its local iovecs, writev the remote */
       return a->orig_rax == SYS_process_vm_readv
                  ? capture_iovecs(r, start, a->rsi, a->rdx, result)
@@ -419,6 +440,8 @@ static int on_syscall(struct rrv_recorder *r) {
       return RRV_STOP_UNSUPPORTED;
     }
   }
+  if (spec->irregular == RRV_IRR_UNSHARE && (regs.rdi & RRV_NAMESPACE_FLAGS))
+    return unsupported(r, nr, "%s of namespaces (what the program would see changes)", "unshare");
   if (spec->irregular == RRV_IRR_PROCESS_VM && regs.rdi != (uint64_t)r->pid)
     return unsupported(r, nr, "%s on another process", spec->name);
   if (spec->irregular == RRV_IRR_PRCTL && regs.rdi == PR_SET_SECCOMP)
@@ -477,12 +500,7 @@ static int on_syscall(struct rrv_recorder *r) {
   event_at(r, ev)->result = result;
   event_at(r, ev)->fpu_digest = fpu;
   if (result >= 0) {
-    for (int i = 0; i < spec->noutputs; i++) {
-      const struct rrv_out_spec *o = &spec->out[i];
-      if (capture(r, ev, arg_of(&regs, o->arg), out_size(r->pid, o, &regs, result)))
-        return fail(r, "recording a syscall's output");
-    }
-    if (spec->irregular && capture_irregular(r, ev, spec->irregular, &regs, result))
+    if (capture_outputs(r, ev, spec, &regs, result))
       return fail(r, "recording a syscall's output");
     event_at(r, ev)->aux = rrv_sent_digest(r->pid, spec, &regs, result, -1);
     if (track_self_mem(r, nr, &regs, result) && capture_self_mem_write(r, ev, nr, &regs, result))
@@ -500,6 +518,10 @@ static int on_syscall(struct rrv_recorder *r) {
   }
   event_end(r, ev);
   r->syscalls++;
+  if (result == -516) {   /* -ERESTART_RESTARTBLOCK: restart_syscall will continue it */
+    r->restart_nr = nr;
+    r->restart_args = regs;
+  }
   if (spec->handling == RRV_H_EXEC && result == 0) return RRV_STOP_EXEC;
   /* A checkpoint is due: the tracee sits at this syscall's exit stop, the one kind of point
    * where checkpoints are taken (and where replay can stop to compare). */

@@ -36,7 +36,7 @@ HANDLINGS = (EMULATE, EXECUTE, EXECUTE_SELF, MMAP, MREMAP, EXEC, EXIT, REFUSE, U
 
 # Irregular syscalls whose outputs depend on more than the table can say: hand-written C.
 IRREGULAR = ("ioctl", "fcntl", "iov_result", "recvmsg", "prctl", "iov_digest", "msg_digest",
-             "process_vm")
+             "process_vm", "restart", "unshare")
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,7 @@ STACK_T = 24
 SIGINFO = 128
 UTSNAME = 390
 SYSINFO = 112
+TIMEX = 208
 TMS = 32
 ITIMERVAL = 32
 EPOLL_EVENT = 12
@@ -255,6 +256,36 @@ _sc("waitid", out=[(2, Fixed(SIGINFO)), (4, Fixed(RUSAGE))])
 _sc("prctl", irregular="prctl")
 _sc("arch_prctl", EXECUTE)
 _sc("rseq", REFUSE)
+# Numbers Linux keeps but no longer implements: -ENOSYS, as without rrverify.
+for _n in ("uselib", "create_module", "get_kernel_syms", "query_module", "nfsservctl",
+           "getpmsg", "putpmsg", "afs_syscall", "tuxcall", "security", "vserver",
+           "epoll_ctl_old", "epoll_wait_old", "_sysctl", "lookup_dcookie"):
+    _sc(_n, REFUSE)
+# The kernel's continuation of a syscall a signal interrupted (-ERESTART_RESTARTBLOCK): it
+# writes what that syscall writes (recorder.c keeps its arguments).
+_sc("restart_syscall", irregular="restart")
+
+# --- more of what real programs use ------------------------------------------------------
+for _n in ("kcmp", "acct", "semget", "semop", "semtimedop", "mq_open", "mq_unlink",
+           "mq_notify", "pidfd_open", "pidfd_getfd", "pidfd_send_signal", "perf_event_open",
+           "clock_settime", "settimeofday", "mbind", "set_mempolicy", "migrate_pages",
+           "futex_wait", "futex_wake", "futex_waitv", "futex_requeue", "vhangup"):
+    _sc(_n)
+_sc("unshare", irregular="unshare")       # new namespaces are refused (recorder.c)
+_sc("syslog", out=[(1, Result())])
+_sc("clock_adjtime", out=[(1, Fixed(TIMEX))])
+_sc("adjtimex", out=[(0, Fixed(TIMEX))])
+_sc("mq_timedreceive", out=[(1, Result()), (3, Fixed(4))])
+_sc("mq_timedsend")
+_sc("mq_getsetattr", out=[(2, Fixed(64))])
+_sc("get_mempolicy", out=[(0, Fixed(4)), (1, FdSet(2))])
+_sc("move_pages", out=[(4, ArgTimes(1, 4))])
+_sc("cachestat", out=[(2, Fixed(32))])
+_sc("listmount", out=[(1, ResultTimes(8))])
+_sc("statmount", out=[(1, ArgSize(2))])
+_sc("lsm_get_self_attr", out=[(1, DerefU32(2)), (2, Fixed(4))])
+for _n in ("pkey_alloc", "pkey_free", "mseal"):    # the protection keys and sealing it sees
+    _sc(_n, EXECUTE)
 
 # --- process lifetime -------------------------------------------------------------------
 _sc("execve", EXEC)
@@ -295,6 +326,8 @@ LEGACY_IOCTLS = {
     0x5427: ("TIOCSBRK", 0), 0x5428: ("TIOCCBRK", 0), 0x5429: ("TIOCGSID", 4),
     0x5450: ("FIONCLEX", 0), 0x5451: ("FIOCLEX", 0), 0x5452: ("FIOASYNC", 0),
     0x5456: ("TIOCGLCKTRMIOS", 36), 0x5457: ("TIOCSLCKTRMIOS", 0), 0x5460: ("FIOQSIZE", 8),
+    0x2400: ("PERF_EVENT_IOC_ENABLE", 0), 0x2401: ("PERF_EVENT_IOC_DISABLE", 0),
+    0x2402: ("PERF_EVENT_IOC_REFRESH", 0), 0x2403: ("PERF_EVENT_IOC_RESET", 0),
     0x5600: ("VT_OPENQRY", 4), 0x5601: ("VT_GETMODE", 8), 0x5603: ("VT_GETSTATE", 6),
     0x4B33: ("KDGKBTYPE", 1), 0x4B3B: ("KDGETMODE", 4),
     0x8901: ("FIOSETOWN", 0), 0x8902: ("SIOCSPGRP", 0), 0x8903: ("FIOGETOWN", 4),

@@ -38,13 +38,19 @@ def test_stopped_tracee_stays_stopped_until_sigcont(programs, tmp_path):
         time.sleep(0.3)
         assert _state(tracee) in "tT" and rec.poll() is None     # still stopped, still recording
         os.kill(tracee, signal.SIGCONT)
+        assert rec.stdout.readline() == b"stopping\n" and rec.stdout.readline() == b"continued\n"
+        time.sleep(0.3)                    # in its one-second nanosleep now
+        os.kill(tracee, signal.SIGSTOP)
+        time.sleep(0.3)
+        os.kill(tracee, signal.SIGCONT)    # the kernel continues it with restart_syscall
         out, err = rec.communicate(timeout=60)
     finally:
         if rec.poll() is None:
             rec.kill()
     assert rec.returncode == 0, err.decode()
-    assert out == b"stopping\ncontinued\n"
+    assert out == b"slept: 0\n"
     dump = run_cli("dump", trace).stdout.decode()
     assert "signal SIGSTOP (at syscall exit)" in dump and "signal SIGCONT (at syscall exit)" in dump
+    assert "restart_syscall" in dump
     proc = replay(trace)
     assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()

@@ -12,7 +12,7 @@ from conftest import assert_one_line_error, record, replay, run_cli
 CASES = {
     "threads": ("syscall 435 (clone3)", "threads and child processes are not supported yet"),
     "fork_child": ("syscall 56 (clone)", "threads and child processes are not supported yet"),
-    "unknown_syscall": ("syscall 312 (kcmp)", "not in rrverify's syscall table"),
+    "unknown_syscall": ("syscall 300 (fanotify_init)", "not in rrverify's syscall table"),
     "async_signal": ("signal 14", "asynchronous signal 14"),
     "int80_unlink": ("32-bit i386 (int $0x80) syscall 10 (unlink)", "it was not run"),
     "x32_syscall": ("x32 syscall 39 (getpid)", "only x86-64 syscalls can be recorded"),

@@ -42,6 +42,9 @@ struct kernel_msghdr {
 /* A job-control stop (WSTOPSIG: the stop signal), or its end after SIGCONT (SIGTRAP): only a
  * PTRACE_SEIZE'd tracee reports these, as PTRACE_EVENT_STOP. */
 #define RRV_GROUP_STOP(status) (WIFSTOPPED(status) && ((status) >> 16) == PTRACE_EVENT_STOP)
+/* CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET, NEWTIME */
+#define RRV_NAMESPACE_FLAGS (0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | \
+                             0x20000000 | 0x40000000 | 0x00000080)
 #define RRV_VSYSCALL_PAGE 0xffffffffff600000ull  /* the legacy vsyscall page */
 #define RRV_X32_SYSCALL_BIT 0x40000000u
 #define RRV_X32_RANGE_MASK 0xfffffc00u    /* x32's numbers: 0x40000000 to 0x400003ff */

@@ -135,6 +135,8 @@ struct rrv_recorder {
   int last_trap;        /* RRV_TRAP_*: what last set the kernel's per-thread trap state */
   int program_tsc_mode; /* the TSC mode the program set (PR_SET_TSC) and sees (PR_GET_TSC) */
   int program_no_new_privs; /* what PR_GET_NO_NEW_PRIVS shows the program */
+  int64_t restart_nr;       /* the last syscall interrupted for restart_syscall, its args */
+  struct rrv_regs restart_args;
   int parked, exit_checkpoint_offered, listening;
   int delivering;       /* a signal being delivered by single-step; its event still open */
   uint8_t self_mem_fds[1024]; /* which descriptors are the tracee's own /proc/PID/mem */
