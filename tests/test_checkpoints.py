@@ -125,3 +125,32 @@ def test_a_checkpoint_at_every_event_verifies_every_segment(cmd, programs, tmp_p
     for k in range(len(t.checkpoints)):
         res = replay(t, start=k, end=k + 1 if k + 1 < len(t.checkpoints) else None)
         assert res.status == "verified", (k, res.divergence)
+
+
+RESTORE_FROM_ELSEWHERE = """
+import faulthandler, os, resource, signal, sys
+faulthandler.enable()                       # an alternate signal stack, as in a Ray worker
+os.umask(0o077)
+os.nice(1)
+signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
+from rrverify.trace import Trace
+from rrverify.replayer.replay import replay
+t = Trace(sys.argv[1])
+n = len(t.checkpoints)
+bad = [k for k in range(n) if replay(t, start=k, end=k + 1 if k + 1 < n else None).status != "verified"]
+print("diverged:", bad)
+"""
+
+
+def test_a_restored_process_is_its_checkpoint_whoever_restores_it(programs, tmp_path):
+    """A restore made by a process with its own alternate signal stack, umask, nice value,
+    ignored and blocked signals (a Ray worker has some of these) gives the same process."""
+    import subprocess
+    import sys
+    proc = run_cli("record", "-o", tmp_path / "t", "--checkpoint-every", 50, "--",
+                   programs["sigjmp_timer"])
+    assert proc.returncode == 0, proc.stderr
+    out = subprocess.run([sys.executable, "-c", RESTORE_FROM_ELSEWHERE, str(tmp_path / "t")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.stdout.strip() == "diverged: []", out.stdout + out.stderr
