@@ -39,9 +39,14 @@ class TraceeMemory:
     def write(self, addr: int, data: bytes) -> None:
         view = memoryview(data)
         while view:
-            n = os.pwrite(self.fd, view, addr)
+            try:
+                n = os.pwrite(self.fd, view, addr)
+            except OSError as e:
+                n, why = 0, f": {e.strerror}"
+            else:
+                why = ""
             if n <= 0:
-                raise NativeError(f"pid {self.pid}: cannot write memory at {addr:#x}")
+                raise NativeError(f"pid {self.pid}: cannot write memory at {addr:#x}{why}")
             view, addr = view[n:], addr + n
 
     def close(self) -> None:

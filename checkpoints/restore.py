@@ -92,7 +92,7 @@ def _build(pid, trace, ckpt, pages, pagemap, xstate) -> None:
         inj.map_scratch()
         files = _RecordedFiles(trace, inj, mem)
         for r in ckpt["regions"]:
-            _map_region(inj, mem, pages, r, pagemap, files)
+            _map_region(inj, mem, pages, r, pagemap, files, trace, ckpt["id"])
         files.close()
         inj.set_mm(ckpt["mm"])
         inj.syscall("personality", ckpt["personality"])
@@ -111,7 +111,7 @@ def _build(pid, trace, ckpt, pages, pagemap, xstate) -> None:
 
 
 def _map_region(inj: Injector, mem: TraceeMemory, pages: PageStoreReader, r: dict,
-                pagemap: bytes, files: "_RecordedFiles") -> None:
+                pagemap: bytes, files: "_RecordedFiles", trace, ckpt_id: int) -> None:
     """Map one region and write the pages it does not get from its mapping: a region that
     mapped a recorded file maps it again (from a memfd of its recorded content and size: past
     its end the pages fault, as they did), so only pages that differ from the file's are
@@ -129,8 +129,13 @@ def _map_region(inj: Injector, mem: TraceeMemory, pages: PageStoreReader, r: dic
 
         def own(i: int, d: bytes) -> bool:   # what the mapping already shows there
             off = r["offset"] + i * PAGE
-            return d == UNREADABLE or (off < len(content) and
-                                       d == page_digest(content[off:off + PAGE].ljust(PAGE, b"\0")))
+            if off >= len(content):          # past the file's end: only a fault can be there
+                if d != UNREADABLE:
+                    raise TraceError(f"{trace.path}: checkpoint {ckpt_id}: region "
+                                     f"{start:#x}-{end:#x} holds data at {start + i * PAGE:#x}, "
+                                     f"past the end of the file it maps (#{r['file']})")
+                return True
+            return d == UNREADABLE or d == page_digest(content[off:off + PAGE].ljust(PAGE, b"\0"))
     else:
         flags = MAP_FIXED | MAP_ANONYMOUS | sharing
         if r["path"] == "[stack]":

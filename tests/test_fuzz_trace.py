@@ -459,13 +459,7 @@ KINDS = ["truncate", "flip", "zero", "delete", "swap", "special", "outside_dir",
 
 # Bugs the fuzzer found in files this suite's author does not own, reported to their owners:
 # a mutant whose only problems are these makes its kind xfail (any other problem fails it).
-KNOWN = {
-    "internal error: OSError: [Errno 5] Input/output error":
-        "checkpoints/restore.py _map_region writes the pages of a file region that lie past "
-        "the end of the recorded file (a region offset or a files.jsonl blob that lies, "
-        "hashes rebuilt) through inject.py TraceeMemory.write: EIO, an internal error, not "
-        "a TraceError",
-}
+KNOWN: dict[str, str] = {}
 
 
 def _judge(m: Mutant) -> list[str]:
