@@ -140,6 +140,17 @@ static int capture_iovecs(struct rrv_recorder *r, size_t start, uint64_t iov, ui
 static int capture_irregular(struct rrv_recorder *r, size_t start, int irregular,
                              const struct rrv_regs *a, int64_t result);
 
+/* What recvmsg (or one message of recvmmsg) wrote: the msghdr at `at` (its lengths and
+ * flags), the address, the control data, and `len` bytes of the iovecs. */
+static int capture_received(struct rrv_recorder *r, size_t start, uint64_t at, uint64_t len) {
+  struct kernel_msghdr msg;
+  if (rrv_read_mem(r->pid, at, &msg, sizeof msg) != sizeof msg) return 0;
+  if (capture(r, start, at, sizeof msg)) return -1;
+  if (capture(r, start, msg.name, msg.namelen)) return -1;
+  if (capture(r, start, msg.control, msg.controllen)) return -1;
+  return capture_iovecs(r, start, msg.iov, msg.iovlen, len);
+}
+
 /* Every output a successful syscall wrote: the table's, then its irregular handler's. */
 static int capture_outputs(struct rrv_recorder *r, size_t ev,
                            const struct rrv_syscall_spec *spec, const struct rrv_regs *args,
@@ -187,11 +198,24 @@ static int capture_irregular(struct rrv_recorder *r, size_t start, int irregular
                  ? capture_iovecs(r, start, a->rsi, a->rdx, result)
                  : capture_iovecs(r, start, a->r10, a->r8, result);
     case RRV_IRR_RECVMSG:
-      if (rrv_read_mem(r->pid, a->rsi, &msg, sizeof msg) != sizeof msg) return 0;
-      if (capture(r, start, a->rsi, sizeof msg)) return -1;
-      if (capture(r, start, msg.name, msg.namelen)) return -1;
-      if (capture(r, start, msg.control, msg.controllen)) return -1;
-      return capture_iovecs(r, start, msg.iov, msg.iovlen, result);
+      return capture_received(r, start, a->rsi, result);
+    case RRV_IRR_RECVMMSG:   /* `result` messages, each a msghdr and its msg_len */
+      for (int64_t i = 0; i < result && i < 1024; i++) {
+        uint64_t at = a->rsi + i * (sizeof msg + 8);
+        uint32_t len = 0;
+        if (rrv_read_mem(r->pid, at + sizeof msg, &len, 4) != 4) return 0;
+        if (capture(r, start, at + sizeof msg, 4) || capture_received(r, start, at, len))
+          return -1;
+      }
+      return 0;
+    case RRV_IRR_MSGRCV:     /* long mtype, then the text */
+      return capture(r, start, a->rsi, result + 8);
+    case RRV_IRR_IPC_CTL:    /* semctl/msgctl: what their STAT and INFO commands fill */
+      cmd = (a->orig_rax == SYS_semctl ? a->rdx : a->rsi) & ~0x100ull;   /* IPC_64 */
+      size = a->orig_rax == SYS_semctl
+                 ? (cmd == 2 || cmd == 18 || cmd == 20 ? 104 : cmd == 3 || cmd == 19 ? 40 : 0)
+                 : (cmd == 2 || cmd == 11 || cmd == 13 ? 120 : cmd == 3 || cmd == 12 ? 32 : 0);
+      return capture(r, start, a->orig_rax == SYS_semctl ? a->r10 : a->rdx, size);
     case RRV_IRR_PRCTL:
       switch (a->rdi) {
         case PR_GET_NAME: return capture(r, start, a->rsi, 16);
@@ -440,6 +464,9 @@ static int on_syscall(struct rrv_recorder *r) {
       return RRV_STOP_UNSUPPORTED;
     }
   }
+  if (spec->irregular == RRV_IRR_IPC_CTL && nr == SYS_semctl &&
+      ((regs.rdx & ~0x100ull) == 13 /* GETALL */ || (regs.rdx & ~0x100ull) == 17 /* SETALL */))
+    return unsupported(r, nr, "%s GETALL/SETALL (an array as long as the set)", "semctl");
   if (spec->irregular == RRV_IRR_UNSHARE && (regs.rdi & RRV_NAMESPACE_FLAGS))
     return unsupported(r, nr, "%s of namespaces (what the program would see changes)", "unshare");
   if (spec->irregular == RRV_IRR_PROCESS_VM && regs.rdi != (uint64_t)r->pid)

@@ -36,7 +36,7 @@ HANDLINGS = (EMULATE, EXECUTE, EXECUTE_SELF, MMAP, MREMAP, EXEC, EXIT, REFUSE, U
 
 # Irregular syscalls whose outputs depend on more than the table can say: hand-written C.
 IRREGULAR = ("ioctl", "fcntl", "iov_result", "recvmsg", "prctl", "iov_digest", "msg_digest",
-             "process_vm", "restart", "unshare")
+             "process_vm", "restart", "unshare", "recvmmsg", "msgrcv", "ipc_ctl")
 
 
 @dataclass(frozen=True)
@@ -273,6 +273,13 @@ for _n in ("kcmp", "acct", "semget", "semop", "semtimedop", "mq_open", "mq_unlin
     _sc(_n)
 _sc("unshare", irregular="unshare")       # new namespaces are refused (recorder.c)
 _sc("syslog", out=[(1, Result())])
+_sc("recvmmsg", irregular="recvmmsg", out=[(4, Fixed(TIMESPEC))])
+_sc("sendmmsg", out=[(1, ResultTimes(64))])     # the msg_len of each message sent
+for _n in ("msgget", "msgsnd"):
+    _sc(_n)
+_sc("msgrcv", irregular="msgrcv")
+_sc("msgctl", irregular="ipc_ctl")
+_sc("semctl", irregular="ipc_ctl")
 _sc("clock_adjtime", out=[(1, Fixed(TIMEX))])
 _sc("adjtimex", out=[(0, Fixed(TIMEX))])
 _sc("mq_timedreceive", out=[(1, Result()), (3, Fixed(4))])
@@ -301,7 +308,7 @@ _sc("process_vm_writev", irregular="process_vm")
 for _n in ("ptrace", "seccomp", "bpf",
            "userfaultfd", "io_setup", "io_submit", "io_getevents", "io_uring_setup",
            "io_uring_enter", "io_uring_register", "shmget", "shmat", "shmctl", "shmdt",
-           "remap_file_pages", "vmsplice", "recvmmsg", "sendmmsg", "modify_ldt"):
+           "remap_file_pages", "vmsplice", "modify_ldt"):
     _sc(_n, UNSUPPORTED, why="its effects cannot be recorded yet")
 
 
