@@ -188,7 +188,14 @@ def verify(trace_path: str, *, workers: int, address: str | None = None, ship: b
                   "seconds": round(time.monotonic() - f.started, 3),
                   "error": f"no result after {segment_timeout:g} s (--segment-timeout); "
                            f"its worker was killed"}
-        return report, SegmentVerifier.options(**actor_options).remote()
+        return report, fresh_actor()
+
+    def fresh_actor():
+        """A replacement, started before it is handed a segment: its start-up (seconds on a
+        loaded machine) is not counted in that segment's time."""
+        actor = SegmentVerifier.options(**actor_options).remote()
+        ray.wait([actor.ready.remote()], timeout=segment_timeout)
+        return actor
 
     try:
         # Two segments queued per actor: it starts the next while the driver handles a result.
@@ -214,7 +221,7 @@ def verify(trace_path: str, *, workers: int, address: str | None = None, ship: b
                     report = {"segment": k, "first_event": first, "end_event": end,
                               "status": WORKER_LOST,
                               "error": f"worker lost after {retries} retries: {type(e).__name__}"}
-                    actor = SegmentVerifier.options(**actor_options).remote()
+                    actor = fresh_actor()
                 except ray.exceptions.RayError as e:    # the worker failed outside the segment
                     report = {"segment": k, "first_event": first, "end_event": end,
                               "status": ERROR, "error": str(e).strip().splitlines()[-1][:500]}
