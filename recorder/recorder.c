@@ -473,9 +473,6 @@ static int on_syscall(struct rrv_recorder *r) {
     return unsupported(r, nr, "%s on another process", spec->name);
   if (spec->irregular == RRV_IRR_PRCTL && regs.rdi == PR_SET_SECCOMP)
     return unsupported(r, nr, "%s installing a seccomp filter", "prctl");
-  if (nr == SYS_mmap && (regs.r10 & MAP_SHARED) && (regs.rdx & PROT_WRITE) &&
-      !(regs.r10 & MAP_ANONYMOUS))
-    return unsupported(r, nr, "%s of a file, shared and writable", "mmap");
 
   if (spec->handling == RRV_H_REFUSE)
     return record_answer(r, nr, &regs, fpu, -ENOSYS, RRV_EF_REFUSED, NULL, 0, 1);

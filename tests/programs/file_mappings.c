@@ -1,6 +1,7 @@
 /* Mappings that must act in replay as they did: a file mapping touched past the file's end
  * (SIGBUS, handled), MADV_DONTNEED on a written private file mapping (back to the file), a
- * mapping grown by mremap, a shared read-only mapping seeing the file, and /dev/zero. argv[1]:
+ * mapping grown by mremap, a shared read-only mapping seeing the file, a shared writable one
+ * whose writes the file and the other mapping see, and /dev/zero. argv[1]:
  * a directory to make the file in. */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -38,6 +39,12 @@ int main(int argc, char **argv) {
   printf("mremap: %s, %c\n", q == MAP_FAILED ? "failed" : "ok", q[4999]);
   char *s = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0);
   printf("shared: %.5s\n", s);
+  char *w = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  w[1] = 'W';
+  msync(w, 4096, MS_SYNC);
+  char back[6] = "";
+  pread(fd, back, 5, 0);
+  printf("shared writable: the file reads %s, the other shared mapping shows %.5s\n", back, s);
   int z = open("/dev/zero", O_RDONLY);
   char *zp = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE, z, 0);
   zp[12345] = 7;
