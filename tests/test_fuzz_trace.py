@@ -30,7 +30,7 @@ from conftest import HERE, run_cli
 from traceedit import rehash, rewrite_events
 
 SEED = int(os.environ.get("RRVERIFY_FUZZ_SEED", "20261128"))
-PER_KIND = int(os.environ.get("RRVERIFY_FUZZ_MUTANTS", "48"))
+PER_KIND = int(os.environ.get("RRVERIFY_FUZZ_MUTANTS", "32"))
 TIMEOUT = 30          # seconds per command; a replay of the base trace takes about 0.1 s
 WORKERS = max(1, min(4, len(os.sched_getaffinity(0))))
 MAX_RSS = 2 << 30
