@@ -44,3 +44,27 @@ def test_generated_table_covers_every_entry():
     for nr, sc in syscalls.TABLE.items():
         assert f'[{nr}] = {{"{sc.name}", RRV_H_{sc.handling},' in text
         assert f"_Static_assert(SYS_{sc.name} == {nr}" in text
+
+
+def test_every_table_is_hashed_from_the_manifest(recorded_hello):
+    """Format 2: the final manifest holds each table's size and BLAKE2b-256, and each line of
+    checkpoints.jsonl its checkpoint file's (computed here independently of the reader)."""
+    import hashlib
+    import json
+
+    def b2(data: bytes) -> str:
+        return hashlib.blake2b(data, digest_size=32).hexdigest()
+    m = json.loads((recorded_hello / "manifest.json").read_text())
+    assert m["version"] == 2 and m["complete"] is True
+    assert sorted(m["integrity"]) == sorted(["events.idx", "pages.idx", "files.jsonl",
+                                             "checkpoints.jsonl"])
+    for name, rec in m["integrity"].items():
+        data = (recorded_hello / name).read_bytes()
+        assert rec == {"size": len(data), "blake2b": b2(data)}, name
+    rows = [json.loads(line) for line in
+            (recorded_hello / "checkpoints.jsonl").read_text().splitlines()]
+    assert rows
+    for row in rows:
+        assert list(row) == ["id", "event", "blake2b"]
+        data = (recorded_hello / "checkpoints" / f"{row['id']:06d}.json").read_bytes()
+        assert row["blake2b"] == b2(data)
