@@ -291,11 +291,7 @@ class TraceWriter:
     @property
     def write_failure(self) -> str | None:
         """Why the trace could not be written, or None."""
-        e = self._write_error
-        if e is None:
-            return None
-        what = os.strerror(e.errno) if e.errno else str(e)
-        return "cannot write the trace: " + what[:1].lower() + what[1:]
+        return None if self._write_error is None else _cannot_write(self._write_error)
 
     def _failed(self) -> TraceError:
         return TraceError(f"record: {self.write_failure}")
@@ -433,7 +429,7 @@ class TraceWriter:
             except OSError:
                 _atomic_write(path, compact + b"\n")
         except OSError as e:
-            self._write_error = self._write_error or e
+            first = e
             try:
                 old = os.path.getsize(path)
                 if len(compact) >= old:
@@ -445,8 +441,14 @@ class TraceWriter:
                 finally:
                     os.close(fd)
             except OSError:
-                raise TraceError(f"record: {self.write_failure}; the manifest could not be "
-                                 f"updated either: it says the recording never ended") from None
+                why = self.write_failure or _cannot_write(first)
+                raise TraceError(f"record: {why}; the manifest could not be updated either: "
+                                 f"it says the recording never ended") from None
+
+
+def _cannot_write(e: OSError) -> str:
+    what = os.strerror(e.errno) if e.errno else str(e)
+    return "cannot write the trace: " + what[:1].lower() + what[1:]
 
 
 class Trace:

@@ -263,11 +263,12 @@ def _fill(directory) -> None:
         os.close(fd)
 
 
-@pytest.mark.parametrize("first_manifest", ["large", "small"])
+@pytest.mark.parametrize("first_manifest", ["large", "small", "only-it-fails"])
 def test_disk_full_at_the_final_manifest(first_manifest, tmp_path):
     """The disk fills up before the recording ends: the final manifest is written in place of
     the first if it fits there, and otherwise the error says the manifest still says
-    nothing of the end."""
+    nothing of the end. If only the manifest could not be written the usual way, the trace
+    is whole: written in place, it is complete."""
     from rrverify.checkpoints.pages import PageStoreWriter
     from rrverify.errors import TraceError
     from rrverify.trace import TraceWriter
@@ -279,11 +280,21 @@ def test_disk_full_at_the_final_manifest(first_manifest, tmp_path):
     try:
         # As a real host's CPUID leaves do, indent=1 makes the first manifest larger than
         # the final one written compactly.
-        leaves = 300 if first_manifest == "large" else 0
+        leaves = 0 if first_manifest == "small" else 300
         host = {"cpuid": {f"{i:#x}.0": [0, 1, 2, 3] for i in range(leaves)}}
         w = TraceWriter(str(mnt / "t"), {"command": ["x"], "exe": "/x", "env": [], "cwd": "/",
                                          "host": host})
         pages = PageStoreWriter(w.path, w.put_blob)
+        if first_manifest == "only-it-fails":
+            size = (mnt / "t" / "manifest.json").stat().st_size
+            _fill(mnt)
+            pages.close()
+            w.close(complete=True, end={"reason": "exited with status 0"}, stats={})
+            assert (mnt / "t" / "manifest.json").stat().st_size == size      # in place
+            m = json.loads((mnt / "t" / "manifest.json").read_text())
+            assert m["complete"] is True and m["end"]["reason"] == "exited with status 0"
+            assert Trace(str(mnt / "t")).complete
+            return
         w.add_events(b"\0" * 264, 1)
         _fill(mnt)
         pages.add(b"\1" * 16, b"\1" * 4096)
