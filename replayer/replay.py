@@ -198,7 +198,7 @@ def replay(trace: Trace, *, start: int = 0, end: int | None = None, echo: bool =
             elif stop == lib.RRV_STOP_SEGMENT_END:
                 t = time.monotonic()
                 ckpt = trace.checkpoint(next_k)
-                diffs = compare(pid, ckpt, trace, pages, notes)
+                diffs = compare(pid, ckpt, trace, pages, notes, whole=end is None)
                 timing["compare_seconds"] += time.monotonic() - t
                 compared += 1
                 if diffs:

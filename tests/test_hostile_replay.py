@@ -9,7 +9,7 @@ import pytest
 
 from rrverify import events as E
 from rrverify.recorder.syscalls import NUMBERS
-from conftest import assert_one_line_error, record, replay
+from conftest import assert_one_line_error, record, replay, run_cli
 from test_divergence import diverged_at, edit_one
 from traceedit import nth_event, rehash, rewrite_events
 
@@ -196,3 +196,18 @@ def test_a_checkpoint_whose_fpu_digest_is_not_its_xsave_areas_is_refused(recorde
     rehash(recorded_hello)
     proc = replay(recorded_hello)
     assert_one_line_error(proc, 2, "checkpoint 1 is corrupted", "fpu_digest is not that of its XSAVE")
+
+
+def test_replay_reads_what_verify_restores(programs, tmp_path):
+    """A damaged page blob that only a later checkpoint names: verify's segment that restores
+    that checkpoint fails on it, so whole-trace replay, which only compares with it, must too."""
+    from test_cluster import _chunk_users, _last_chunk
+    trace = tmp_path / "t"
+    proc = run_cli("record", "-o", trace, "--checkpoint-every", 40, "--", programs["fileio"],
+                   tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert replay(trace).returncode == 0
+    chunk = _last_chunk(trace)
+    assert 0 not in _chunk_users(trace, chunk)       # checkpoint 0, the one replay restores
+    (trace / "blobs" / chunk.hex()[:2] / f"{chunk.hex()}.zst").unlink()
+    assert_one_line_error(replay(trace), 2, chunk.hex(), "missing")
