@@ -91,7 +91,9 @@ def _build(pid, trace, ckpt, pages, pagemap, xstate) -> None:
                                  f"overlaps the restorer at {stub.BASE:#x}")
         inj.map_scratch()
         files = _RecordedFiles(trace, inj, mem)
-        for r in ckpt["regions"]:
+        # Shared regions first: what the program wrote through them (the file as it is now) is
+        # what a private mapping of the same file shows on the pages it never wrote.
+        for r in sorted(ckpt["regions"], key=lambda r: r["perms"][3] != "s"):
             _map_region(inj, mem, pages, r, pagemap, files, trace, ckpt["id"])
         files.close()
         inj.set_mm(ckpt["mm"])
@@ -147,6 +149,9 @@ def _map_region(inj: Injector, mem: TraceeMemory, pages: PageStoreReader, r: dic
     for i, run in _runs(digests, own):
         data = b"".join(p if (p := pages.page(d)) is not None else bytes(PAGE) for d in run)
         mem.write(start + i * PAGE, data)
+        if "file" in r and sharing == MAP_SHARED:    # that went into the file itself
+            off = r["offset"] + i * PAGE
+            content[off:off + len(data)] = data[:max(0, len(content) - off)]
     prot = prot_of(r["perms"])
     if prot != PROT_READ | PROT_WRITE:
         inj.syscall("mprotect", start, end - start, prot)
@@ -158,12 +163,13 @@ class _RecordedFiles:
 
     def __init__(self, trace, inj: Injector, mem: TraceeMemory):
         self.trace, self.inj, self.mem = trace, inj, mem
-        self.open: dict[int, tuple[int, bytes]] = {}
+        self.open: dict[int, tuple[int, bytearray]] = {}
 
-    def get(self, index: int) -> tuple[int, bytes]:
+    def get(self, index: int) -> tuple[int, bytearray]:
+        """The memfd, and its content as it is now (shared regions write into it)."""
         if index not in self.open:
             content = exec_image.recorded_file(self.trace, index)
-            self.open[index] = (file_memfd(self.inj, self.mem, content), content)
+            self.open[index] = (file_memfd(self.inj, self.mem, content), bytearray(content))
         return self.open[index]
 
     def close(self) -> None:

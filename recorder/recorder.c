@@ -273,24 +273,62 @@ static int track_self_mem(struct rrv_recorder *r, int64_t nr, const struct rrv_r
 
 /* The memory a write through the tracee's own /proc/PID/mem changed: [offset, +result), the
  * offset from the syscall, or for write/writev the file position it started at. */
+/* Where a write-family syscall that wrote `result` bytes through fd a->rdi started in the
+ * file: its offset argument, or for write/writev the file position before it. -1 if unknown. */
+static int64_t write_start(struct rrv_recorder *r, int64_t nr, const struct rrv_regs *a,
+                           int64_t result) {
+  if (nr == SYS_pwrite64 || nr == SYS_pwritev || nr == SYS_pwritev2)
+    return a->r10;          /* the offset (pwritev's pos_l holds all 64 bits) */
+  char path[64], buf[256];
+  snprintf(path, sizeof path, "/proc/%d/fdinfo/%d", r->pid, (int)a->rdi);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+  if (fd >= 0) close(fd);
+  unsigned long long pos;
+  if (n <= 0) return -1;
+  buf[n] = 0;
+  if (sscanf(buf, "pos: %llu", &pos) != 1) return -1;
+  return (int64_t)pos - result;
+}
+
 static int capture_self_mem_write(struct rrv_recorder *r, size_t ev, int64_t nr,
                                   const struct rrv_regs *a, int64_t result) {
-  uint64_t start;
-  if (nr == SYS_pwrite64 || nr == SYS_pwritev || nr == SYS_pwritev2) {
-    start = a->r10;         /* the offset (pwritev's pos_l holds all 64 bits) */
-  } else {
-    char path[64], buf[256];
-    snprintf(path, sizeof path, "/proc/%d/fdinfo/%d", r->pid, (int)a->rdi);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
-    if (fd >= 0) close(fd);
-    unsigned long long pos;
-    if (n <= 0) return -1;
-    buf[n] = 0;
-    if (sscanf(buf, "pos: %llu", &pos) != 1) return -1;
-    start = pos - result;
+  int64_t start = write_start(r, nr, a, result);
+  return start < 0 ? -1 : capture(r, ev, start, result);
+}
+
+/* A write to a file the tracee has mapped shared changes what that mapping shows: in replay,
+ * where the write is emulated, the data must reach the memfd that stands for the file (a
+ * read-only mapping cannot be written through). The event's extra then says where: struct
+ * rrv_file_write, a mapping of the file and the file offset the data went to. Only looked for
+ * once the tracee has made a shared file mapping. Returns 0 (nothing to add), 1 (*fw set), or
+ * -1. */
+static int shared_mapping_of_write(struct rrv_recorder *r, int64_t nr, const struct rrv_regs *a,
+                                   int64_t result, struct rrv_file_write *fw) {
+  char path[64], line[512];
+  struct stat st;
+  snprintf(path, sizeof path, "/proc/%d/fd/%d", r->pid, (int)a->rdi);
+  if (stat(path, &st) < 0 || !S_ISREG(st.st_mode)) return 0;
+  int64_t start = write_start(r, nr, a, result);
+  if (start < 0) return 0;
+  snprintf(path, sizeof path, "/proc/%d/maps", r->pid);
+  FILE *maps = fopen(path, "re");
+  if (!maps) return -1;
+  int found = 0;
+  while (!found && fgets(line, sizeof line, maps)) {
+    unsigned long long lo, hi, off, ino;
+    unsigned maj, min;
+    char perms[5];
+    if (sscanf(line, "%llx-%llx %4s %llx %x:%x %llu", &lo, &hi, perms, &off, &maj, &min,
+               &ino) == 7 && perms[3] == 's' && ino == st.st_ino &&
+        maj == major(st.st_dev) && min == minor(st.st_dev)) {
+      fw->mapping = lo;
+      fw->offset = start;
+      found = 1;
+    }
   }
-  return capture(r, ev, start, result);
+  fclose(maps);
+  return found;
 }
 
 static int unsupported(struct rrv_recorder *r, int64_t nr, const char *fmt, const char *what) {
@@ -527,8 +565,18 @@ static int on_syscall(struct rrv_recorder *r) {
     if (capture_outputs(r, ev, spec, &regs, result))
       return fail(r, "recording a syscall's output");
     event_at(r, ev)->aux = rrv_sent_digest(r->pid, spec, &regs, result, -1);
+    int write_family = nr == SYS_write || nr == SYS_writev || nr == SYS_pwrite64 ||
+                       nr == SYS_pwritev || nr == SYS_pwritev2;
     if (track_self_mem(r, nr, &regs, result) && capture_self_mem_write(r, ev, nr, &regs, result))
       return fail(r, "recording a write to the tracee's own memory");
+    struct rrv_file_write fw;
+    int shared = write_family && result > 0 && r->shared_file_mapped ?
+                     shared_mapping_of_write(r, nr, &regs, result, &fw) : 0;
+    if (shared < 0 || (shared > 0 && event_add_extra(r, ev, &fw, sizeof fw)))
+      return fail(r, "recording a write to a file mapped shared");
+    if (nr == SYS_mmap && (regs.r10 & MAP_SHARED) /* or MAP_SHARED_VALIDATE */ &&
+        !(regs.r10 & MAP_ANONYMOUS) && (int)regs.r8 >= 0)
+      r->shared_file_mapped = 1;
     if (nr == SYS_mmap && !(regs.r10 & MAP_ANONYMOUS) && (int)regs.r8 >= 0) {
       uint64_t index = 0;
       if (rrv_py_file_mapped(r->handle, r->pid, (int)regs.r8, &index)) {

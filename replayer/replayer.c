@@ -138,6 +138,51 @@ static int segment_ends_here(const struct rrv_replayer *r) {
   return r->event_index == r->stop_at_event && !r->stop_before_exit;
 }
 
+/* A recorded write to a file the tracee had mapped shared (recorder.c:
+ * shared_mapping_of_write): the data the program writes now goes into the file that stands for
+ * it in replay, a memfd (replay and restore map recorded files from memfds), reached through
+ * /proc/PID/map_files of the recorded mapping, so that every mapping of it shows the data. */
+static int write_to_mapped_file(struct rrv_replayer *r, const struct rrv_event *ev,
+                                const struct rrv_regs *a) {
+  struct rrv_file_write fw;
+  memcpy(&fw, (const uint8_t *)ev + ev->size - RRV_ALIGN8(ev->extra_len), sizeof fw);
+  char path[96], line[512];
+  snprintf(path, sizeof path, "/proc/%d/maps", r->pid);
+  FILE *maps = fopen(path, "re");
+  unsigned long long lo = 0, hi = 0;
+  int found = 0;
+  while (maps && !found && fgets(line, sizeof line, maps))
+    found = sscanf(line, "%llx-%llx", &lo, &hi) == 2 && lo == fw.mapping;
+  if (maps) fclose(maps);
+  snprintf(path, sizeof path, "/proc/%d/map_files/%llx-%llx", r->pid, lo, hi);
+  int fd = found ? open(path, O_WRONLY | O_CLOEXEC) : -1;
+  if (fd < 0) {
+    r->div.expected_value = fw.mapping;
+    return diverge(r, RRV_DIV_DATA, "the recording wrote to the file mapped at 0x%llx, which "
+                   "replay does not have mapped", (unsigned long long)fw.mapping);
+  }
+  uint64_t addrs[1024], lens[1024];
+  int n = 1;
+  addrs[0] = a->rsi;
+  lens[0] = ev->result;
+  if (ev->nr == SYS_writev || ev->nr == SYS_pwritev || ev->nr == SYS_pwritev2)
+    n = rrv_read_iovecs(r->pid, a->rsi, a->rdx, ev->result, addrs, lens, 1024);
+  static uint8_t chunk[1 << 16];
+  uint64_t off = fw.offset;
+  int rc = n < 0 ? -1 : 0;
+  for (int i = 0; i < n && !rc; i++)
+    for (uint64_t done = 0; done < lens[i] && !rc; ) {
+      size_t len = lens[i] - done < sizeof chunk ? lens[i] - done : sizeof chunk;
+      if (rrv_read_mem(r->pid, addrs[i] + done, chunk, len) != (ssize_t)len ||
+          pwrite(fd, chunk, len, off) != (ssize_t)len)
+        rc = -1;
+      done += len;
+      off += len;
+    }
+  close(fd);
+  return rc < 0 ? rfail(r, "writing to a file the tracee maps shared") : 0;
+}
+
 /* The syscall at this seccomp stop is not run: the recorded result and writes are injected. */
 static int emulate(struct rrv_replayer *r, const struct rrv_event *ev, const struct rrv_regs *regs) {
   const struct rrv_event *next = next_event(r);
@@ -154,6 +199,9 @@ static int emulate(struct rrv_replayer *r, const struct rrv_event *ev, const str
   if (rrv_setregs(r->pid, &emulated) < 0) return rfail(r, "PTRACE_SETREGS");
   int rc = apply_writes(r, ev);
   if (rc) return rc;
+  if (ev->extra_len == sizeof(struct rrv_file_write) && ev->result > 0 &&
+      (rc = write_to_mapped_file(r, ev, regs)))
+    return rc;
   r->syscalls_emulated++;
   r->last_nr = (int64_t)regs->orig_rax;
   advance(r);

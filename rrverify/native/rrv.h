@@ -105,6 +105,11 @@ struct rrv_spawn {
   struct rrv_rlimit rlimits[16];
 };
 
+struct rrv_file_write {    /* a SYSCALL event's extra for a write to a file mapped shared */
+  uint64_t mapping;        /* the address of a shared mapping of the file */
+  uint64_t offset;         /* the file offset the written data went to */
+};
+
 struct rrv_segv_restore {  /* an RDTSC event's extra when flagged RRV_EF_SEGV_RESTORE */
   uint64_t mask;           /* the signal mask to set */
   uint64_t action[4];      /* SIGSEGV's action to set: handler, flags, restorer, mask */
@@ -141,6 +146,7 @@ struct rrv_recorder {
   int delivering;       /* a signal being delivered by single-step; its event still open */
   uint8_t self_mem_fds[1024]; /* which descriptors are the tracee's own /proc/PID/mem */
   uint64_t known_mask;  /* the tracee's signal mask as of its last change */
+  int shared_file_mapped;   /* it has made a shared file mapping (writes may show there) */
   uint64_t segv_action[4]; /* SIGSEGV's kernel sigaction: handler, flags, restorer, mask */
   struct rrv_segv_restore segv_restore;
   uint8_t delivered_siginfo[128];

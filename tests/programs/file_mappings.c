@@ -1,8 +1,8 @@
 /* Mappings that must act in replay as they did: a file mapping touched past the file's end
  * (SIGBUS, handled), MADV_DONTNEED on a written private file mapping (back to the file), a
  * mapping grown by mremap, a shared read-only mapping seeing the file, a shared writable one
- * whose writes the file and the other mapping see, and /dev/zero. argv[1]:
- * a directory to make the file in. */
+ * whose writes the file and the other mapping see, pwrite and write to the file that its
+ * shared mappings see, and /dev/zero. argv[1]: a directory to make the file in. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <setjmp.h>
@@ -45,6 +45,10 @@ int main(int argc, char **argv) {
   char back[6] = "";
   pread(fd, back, 5, 0);
   printf("shared writable: the file reads %s, the other shared mapping shows %.5s\n", back, s);
+  pwrite(fd, "P", 1, 2);
+  lseek(fd, 3, SEEK_SET);
+  write(fd, "Q", 1);
+  printf("after pwrite and write to the file, its shared mappings show %.5s\n", s);
   int z = open("/dev/zero", O_RDONLY);
   char *zp = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE, z, 0);
   zp[12345] = 7;
