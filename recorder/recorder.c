@@ -215,6 +215,11 @@ static int capture_irregular(struct rrv_recorder *r, size_t start, int irregular
       size = a->orig_rax == SYS_semctl
                  ? (cmd == 2 || cmd == 18 || cmd == 20 ? 104 : cmd == 3 || cmd == 19 ? 40 : 0)
                  : (cmd == 2 || cmd == 11 || cmd == 13 ? 120 : cmd == 3 || cmd == 12 ? 32 : 0);
+      if (a->orig_rax == SYS_semctl && cmd == 13 /* GETALL: an unsigned short per semaphore */) {
+        struct { uint8_t perm[48]; uint64_t otime, u1, ctime, u2, nsems, u3, u4; } ds;
+        if (syscall(SYS_semctl, (int)a->rdi, 0, 2 /* IPC_STAT, the recorder's own */, &ds) == 0)
+          size = ds.nsems * 2;
+      }
       return capture(r, start, a->orig_rax == SYS_semctl ? a->r10 : a->rdx, size);
     case RRV_IRR_PRCTL:
       switch (a->rdi) {
@@ -502,9 +507,6 @@ static int on_syscall(struct rrv_recorder *r) {
       return RRV_STOP_UNSUPPORTED;
     }
   }
-  if (spec->irregular == RRV_IRR_IPC_CTL && nr == SYS_semctl &&
-      ((regs.rdx & ~0x100ull) == 13 /* GETALL */ || (regs.rdx & ~0x100ull) == 17 /* SETALL */))
-    return unsupported(r, nr, "%s GETALL/SETALL (an array as long as the set)", "semctl");
   if (spec->irregular == RRV_IRR_UNSHARE && (regs.rdi & RRV_NAMESPACE_FLAGS))
     return unsupported(r, nr, "%s of namespaces (what the program would see changes)", "unshare");
   if (spec->irregular == RRV_IRR_PROCESS_VM && regs.rdi != (uint64_t)r->pid)

@@ -28,7 +28,13 @@ int main(void) {
   struct semid_ds ss;
   union { int val; struct semid_ds *buf; } arg = {.buf = &ss};
   semctl(s, 0, IPC_STAT, arg);
-  printf("semaphores: %lu in the set, #1 is %d\n", (unsigned long)ss.sem_nsems, semctl(s, 1, GETVAL));
+  unsigned short all[2] = {9, 9}, set[2] = {5, 6};
+  semctl(s, 0, GETALL, all);
+  printf("semaphores: %lu in the set, #1 is %d, all %d %d\n", (unsigned long)ss.sem_nsems,
+         semctl(s, 1, GETVAL), all[0], all[1]);
+  semctl(s, 0, SETALL, set);
+  semctl(s, 0, GETALL, all);
+  printf("after SETALL: %d %d\n", all[0], all[1]);
   semctl(s, 0, IPC_RMID);
 
   int sv[2];
