@@ -42,7 +42,7 @@ ffibuilder = FFI()
 ffibuilder.cdef(_read("rrverify", "native", "rrv.h") + """
 extern "Python+C" int rrv_py_blob_put(void *, const uint8_t *, size_t, uint8_t *);
 extern "Python+C" int rrv_py_blob_get(void *, const uint8_t *, const uint8_t **, size_t *);
-extern "Python+C" int rrv_py_file_mapped(void *, int, int, uint64_t *);
+extern "Python+C" int rrv_py_file_mapped(void *, int, int, uint64_t, uint64_t, uint64_t *);
 extern "Python+C" int rrv_py_file_fd(void *, uint64_t, uint64_t, uint64_t, uint64_t,
                                      int64_t *);
 """)

@@ -188,29 +188,32 @@ def put_back_segv(pid: int, injector: Injector, mem: TraceeMemory, restore) -> N
 MFD_CLOEXEC = 1
 
 
-def file_memfd(injector: Injector, mem: TraceeMemory, content: bytes) -> int:
-    """A memfd in the tracee holding exactly `content`: what replay and restore map a recorded
-    file from (past its end a mapping faults, MADV_DONTNEED goes back to it, shared mappings
-    share it, as with the file). The scratch page must be mapped. Returns the tracee's fd."""
+def file_memfd(injector: Injector, mem: TraceeMemory, recorded) -> int:
+    """A memfd in the tracee of the recorded file's size, holding the bytes the trace has of it
+    (exec_image.RecordedFile; the rest reads as zeros, sparse): what replay and restore map a
+    recorded file from (past its end a mapping faults, MADV_DONTNEED goes back to it, shared
+    mappings share it, as with the file). The scratch page must be mapped. Returns the
+    tracee's fd."""
     mem.write(stub.SCRATCH, b"rrverify-file\0")
     fd = injector.syscall("memfd_create", stub.SCRATCH, MFD_CLOEXEC)
-    if content:
-        injector.syscall("ftruncate", fd, len(content))
-        size = -(-len(content) // 4096) * 4096
-        addr = injector.syscall("mmap", 0, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
-        mem.write(addr, content)
+    injector.syscall("ftruncate", fd, recorded.size)
+    if recorded.data:
+        start = recorded.offset // 4096 * 4096
+        size = -(-(recorded.offset + len(recorded.data) - start) // 4096) * 4096
+        addr = injector.syscall("mmap", 0, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, start)
+        mem.write(addr + recorded.offset - start, recorded.data)
         injector.syscall("munmap", addr, size)
     return fd
 
 
-def make_file_memfd(pid: int, content: bytes) -> int:
+def make_file_memfd(pid: int, recorded) -> int:
     """file_memfd in a replayed process stopped at a syscall-exit stop, through the verifier's
     own site."""
     mem = TraceeMemory(pid)
     try:
         with VerifierSite(pid, mem) as injector:
             injector.map_scratch()
-            fd = file_memfd(injector, mem, content)
+            fd = file_memfd(injector, mem, recorded)
             injector.unmap_scratch()
         return fd
     finally:

@@ -131,13 +131,14 @@ def _map_region(inj: Injector, mem: TraceeMemory, pages: PageStoreReader, r: dic
 
         def own(i: int, d: bytes) -> bool:   # what the mapping already shows there
             off = r["offset"] + i * PAGE
-            if off >= len(content):          # past the file's end: only a fault can be there
+            if off >= content.size:          # past the file's end: only a fault can be there
                 if d != UNREADABLE:
                     raise TraceError(f"{trace.path}: checkpoint {ckpt_id}: region "
                                      f"{start:#x}-{end:#x} holds data at {start + i * PAGE:#x}, "
                                      f"past the end of the file it maps (#{r['file']})")
                 return True
-            return d == UNREADABLE or d == page_digest(content[off:off + PAGE].ljust(PAGE, b"\0"))
+            page = content.page(off)
+            return d == UNREADABLE or (page is not None and d == page_digest(page))
     else:
         flags = MAP_FIXED | MAP_ANONYMOUS | sharing
         if r["path"] == "[stack]":
@@ -150,8 +151,7 @@ def _map_region(inj: Injector, mem: TraceeMemory, pages: PageStoreReader, r: dic
         data = b"".join(p if (p := pages.page(d)) is not None else bytes(PAGE) for d in run)
         mem.write(start + i * PAGE, data)
         if "file" in r and sharing == MAP_SHARED:    # that went into the file itself
-            off = r["offset"] + i * PAGE
-            content[off:off + len(data)] = data[:max(0, len(content) - off)]
+            content.write(r["offset"] + i * PAGE, data)
     prot = prot_of(r["perms"])
     if prot != PROT_READ | PROT_WRITE:
         inj.syscall("mprotect", start, end - start, prot)
@@ -163,13 +163,14 @@ class _RecordedFiles:
 
     def __init__(self, trace, inj: Injector, mem: TraceeMemory):
         self.trace, self.inj, self.mem = trace, inj, mem
-        self.open: dict[int, tuple[int, bytearray]] = {}
+        self.open: dict[int, tuple[int, exec_image.RecordedFile]] = {}
 
-    def get(self, index: int) -> tuple[int, bytearray]:
-        """The memfd, and its content as it is now (shared regions write into it)."""
+    def get(self, index: int) -> tuple[int, "exec_image.RecordedFile"]:
+        """The memfd, and the file as it is now (shared regions write into it)."""
         if index not in self.open:
-            content = exec_image.recorded_file(self.trace, index)
-            self.open[index] = (file_memfd(self.inj, self.mem, content), bytearray(content))
+            recorded = exec_image.recorded_file(self.trace, index)
+            recorded.data = bytearray(recorded.data)
+            self.open[index] = (file_memfd(self.inj, self.mem, recorded), recorded)
         return self.open[index]
 
     def close(self) -> None:

@@ -28,9 +28,10 @@ DEFAULT_CHECKPOINT_INTERVAL = 2.0      # seconds
 # Mapped files up to this size stay in memory while recording, so checkpoint pages equal to
 # them are stored as references to the file's blob instead of again.
 MAX_FILE_FOR_PAGE_SOURCES = 256 << 20
-# A mapped file's whole content goes into the trace: a larger one ends the recording clearly
-# (a sparse 1 TiB file would otherwise be read whole).
-MAX_STORED_FILE = 1 << 30
+# A mapped file's whole content goes into the trace, up to this size; of a larger one (a
+# database, a sparse 1 TiB file), only the range each mapping covers, holes unread.
+MAX_WHOLE_FILE = MAX_FILE_FOR_PAGE_SOURCES
+MAX_STORED_RANGE = 1 << 30
 ZERO_DEVICE = E.MMAP_ZERO_DEVICE - 1    # file_mapped's answer for /dev/zero (aux = index + 1)
 
 
@@ -104,9 +105,10 @@ class Recorder(CallbackTarget):
     def blob_put(self, data: bytes) -> bytes:
         return self.writer.put_blob(data)
 
-    def file_mapped(self, pid: int, fd: int) -> int:
-        """The files.jsonl index of the file an mmap mapped from fd, or ZERO_DEVICE for
-        /dev/zero (an anonymous mapping by another name: nothing to store)."""
+    def file_mapped(self, pid: int, fd: int, offset: int, length: int) -> int:
+        """The files.jsonl index of the file an mmap mapped from fd (at `offset`, `length`
+        bytes), or ZERO_DEVICE for /dev/zero (an anonymous mapping by another name: nothing to
+        store). A file over MAX_WHOLE_FILE is stored for that range only."""
         link = f"/proc/{pid}/fd/{fd}"
         st = os.stat(link)
         path = os.readlink(link)
@@ -115,22 +117,26 @@ class Recorder(CallbackTarget):
         if not stat.S_ISREG(st.st_mode):
             raise UnsupportedError(f"unsupported mmap of {path} (not a regular file: a device "
                                    f"or special file cannot be recorded)")
-        if st.st_size > MAX_STORED_FILE:
-            raise UnsupportedError(f"unsupported mmap of {path}: the file has {st.st_size} "
-                                   f"bytes, and files over {MAX_STORED_FILE >> 30} GiB are "
-                                   f"not stored yet")
+        if st.st_size > MAX_WHOLE_FILE:
+            if min(length, max(0, st.st_size - offset)) > MAX_STORED_RANGE:
+                raise UnsupportedError(f"unsupported mmap of {length} bytes of {path}: ranges "
+                                       f"over {MAX_STORED_RANGE >> 30} GiB of a file are not "
+                                       f"stored yet")
+            return self._store(*self.identities.identify_range(link, path, offset, length))
         return self._file_index(link, path)
 
     def _file_index(self, open_path: str, display_path: str) -> int:
         """Store a mapped file's content (replay never reads the recording machine's files)
         and make its pages known to the page store."""
-        ident, data, where = self.identities.identify(open_path, display_path)
-        key = (ident["path"], ident["blake2b"])
+        return self._store(*self.identities.identify(open_path, display_path))
+
+    def _store(self, ident: dict, data: bytes | None, where: tuple) -> int:
+        key = (ident["path"], ident["blake2b"], ident.get("offset", 0), ident["size"])
         if key not in self.file_index:
             blob = self.writer.put_blob(data, bytes.fromhex(ident["blake2b"]))
             index = self.writer.add_file(dict(ident, blob=blob.hex()))
-            self.file_index[key] = (blob, data if len(data) <= MAX_FILE_FOR_PAGE_SOURCES
-                                    else None, index)
+            self.file_index[key] = (blob, data if ident.get("offset") is None and
+                                    len(data) <= MAX_FILE_FOR_PAGE_SOURCES else None, index)
         self.mapped_files[where] = self.file_index[key]
         return self.file_index[key][2]
 

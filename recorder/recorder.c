@@ -581,7 +581,7 @@ static int on_syscall(struct rrv_recorder *r) {
       r->shared_file_mapped = 1;
     if (nr == SYS_mmap && !(regs.r10 & MAP_ANONYMOUS) && (int)regs.r8 >= 0) {
       uint64_t index = 0;
-      if (rrv_py_file_mapped(r->handle, r->pid, (int)regs.r8, &index)) {
+      if (rrv_py_file_mapped(r->handle, r->pid, (int)regs.r8, regs.r9, regs.rsi, &index)) {
         event_abort(r);
         snprintf(r->message, sizeof r->message, "cannot identify the file mapped from fd %d",
                  (int)regs.r8);

@@ -62,7 +62,10 @@ class Replayer(CallbackTarget):
         return fd
 
     def file(self, index: int) -> bytes:
-        return exec_image.recorded_file(self.trace, index)
+        """A mapped file's whole content (for symbolizing), or b"" if the trace holds only a
+        range of it."""
+        f = exec_image.recorded_file(self.trace, index)
+        return f.data if f.whole else b""
 
     def restored(self, ckpt: dict) -> None:
         """A fresh process from ckpt: it holds no memfd of ours yet; its file-backed regions
@@ -218,7 +221,7 @@ def replay(trace: Trace, *, start: int = 0, end: int | None = None, echo: bool =
                     mem.close()
             elif stop == lib.RRV_STOP_FILE_FD:
                 index = state.file_index
-                rp.file_fds[index] = make_file_memfd(pid, rp.file(index))
+                rp.file_fds[index] = make_file_memfd(pid, exec_image.recorded_file(trace, index))
             elif stop == lib.RRV_STOP_EXEC_RESTORE:
                 ev = feed.current()
                 if ev.kind != E.EXEC:

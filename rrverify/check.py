@@ -6,6 +6,7 @@ from . import events as E
 from .checkpoints.model import checkpoint_pagemap
 from .checkpoints.pages import UNREADABLE, ZERO, PageStoreReader
 from .errors import TraceError
+from .exec_image import recorded_file
 from .recorder.syscalls import NUMBERS
 from .trace import Trace
 
@@ -46,8 +47,10 @@ def check(path: str) -> str:
             raise TraceError(f"{trace.path}/events.zst: events frame {frame.number} holds "
                              f"{index - frame.first_event} events, events.idx says {frame.events}")
         events += frame.events
-    for f in files:
-        blob(bytes.fromhex(f["blob"]), f["size"], f"files.jsonl entry {f['index']}")
+    for f in files:     # the whole file, or a range of it that fits its size
+        blob(bytes.fromhex(f["blob"]), None if "offset" in f else f["size"],
+             f"files.jsonl entry {f['index']}")
+        recorded_file(trace, f["index"])
     pages = PageStoreReader(trace)
     if pages.duplicates:
         raise TraceError(f"{trace.path}/pages.idx: {pages.duplicates} pages have more than one "

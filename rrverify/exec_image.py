@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from dataclasses import dataclass
 import os
 import struct
 
@@ -101,6 +102,36 @@ class FileIdentities:
     def __init__(self):
         self._cache: dict[tuple, dict] = {}
 
+    def identify_range(self, open_path: str, display_path: str, offset: int,
+                       length: int) -> tuple[dict, bytes, tuple]:
+        """identify() for a file too large to store whole: only [offset, offset + length),
+        holes (SEEK_DATA/SEEK_HOLE) left as zeros without being read."""
+        st = os.stat(open_path)
+        end = min(st.st_size, offset + length)
+        data = bytearray(max(0, end - offset))
+        fd = os.open(open_path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            pos = offset
+            while pos < end:
+                try:
+                    pos = os.lseek(fd, pos, os.SEEK_DATA)
+                except OSError:              # ENXIO: no more data
+                    break
+                hole = min(end, os.lseek(fd, pos, os.SEEK_HOLE))
+                while pos < hole:
+                    chunk = os.pread(fd, min(hole - pos, 1 << 24), pos)
+                    if not chunk:
+                        break
+                    data[pos - offset:pos - offset + len(chunk)] = chunk
+                    pos += len(chunk)
+        finally:
+            os.close(fd)
+        data = bytes(data)
+        where = (f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}", st.st_ino)
+        return ({"path": display_path, "size": st.st_size, "offset": offset,
+                 "mtime_ns": st.st_mtime_ns,
+                 "blake2b": hashlib.blake2b(data, digest_size=32).hexdigest()}, data, where)
+
     def identify(self, open_path: str, display_path: str) -> tuple[dict, bytes | None, tuple]:
         """Identity (path, size, mtime, BLAKE2b-256) of the file at open_path (which may be
         /proc/PID/fd/N, so deleted files and memfds work too), its content the first time
@@ -119,12 +150,49 @@ class FileIdentities:
         return self._cache[key], data, where
 
 
-def recorded_file(trace, index: int) -> bytes:
-    """The content of files.jsonl entry `index`, from the trace's blob store."""
+@dataclass
+class RecordedFile:
+    """A mapped file as the trace holds it: its size, and its bytes from `offset` on (the whole
+    file, or for a large one only the range a mapping of it covered)."""
+    size: int
+    offset: int
+    data: bytes
+
+    @property
+    def whole(self) -> bool:
+        return self.offset == 0 and len(self.data) == self.size
+
+    def write(self, off: int, data: bytes) -> None:
+        """What went into the file at `off` (data a bytearray): within the bytes held."""
+        lo, hi = max(off, self.offset), min(off + len(data), self.offset + len(self.data))
+        if lo < hi:
+            self.data[lo - self.offset:hi - self.offset] = data[lo - off:hi - off]
+
+    def page(self, off: int) -> bytes | None:
+        """The 4096 bytes at file offset `off` (zero past the end of the file, as a mapping
+        shows them before it faults), or None where the trace does not hold them."""
+        if off >= self.size:
+            return bytes(4096)
+        end = min(off + 4096, self.size)
+        if off < self.offset or end > self.offset + len(self.data):
+            return None
+        return bytes(self.data[off - self.offset:end - self.offset]).ljust(4096, b"\0")
+
+
+def recorded_file(trace, index: int) -> RecordedFile:
+    """Files.jsonl entry `index`, its bytes from the trace's blob store."""
     files = trace.files
     if not 0 <= index < len(files):
         raise TraceError(f"{trace.path}: mapped file #{index} is not in files.jsonl")
-    return load_recorded_file(files[index], trace)
+    entry = files[index]
+    data = load_recorded_file(entry, trace)
+    offset = entry.get("offset", 0)
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0 or \
+            offset + len(data) > entry["size"] or ("offset" not in entry and
+                                                   len(data) != entry["size"]):
+        raise TraceError(f"{trace.path}: files.jsonl entry {index} is corrupted (its bytes do "
+                         f"not fit the file's size)")
+    return RecordedFile(entry["size"], offset, data)
 
 
 def load_recorded_file(ident: dict, trace) -> bytes:

@@ -139,8 +139,8 @@ def rrv_py_blob_get(target, digest, data_out, len_out):
 
 @ffi.def_extern()
 @_guard
-def rrv_py_file_mapped(target, pid, fd, index_out):
-    index_out[0] = target.file_mapped(pid, fd)
+def rrv_py_file_mapped(target, pid, fd, offset, length, index_out):
+    index_out[0] = target.file_mapped(pid, fd, offset, length)
     return 0
 
 

@@ -110,7 +110,8 @@ def test_a_restored_process_has_the_kernels_trap_state(programs, tmp_path):
         assert res.status == "verified", (k, res.divergence)
 
 
-@pytest.mark.parametrize("cmd", [["/bin/ls", "/"], ["file_mappings", "DIR"], ["stack_limit"]])
+@pytest.mark.parametrize("cmd", [["/bin/ls", "/"], ["file_mappings", "DIR"], ["stack_limit"],
+                                 ["huge_sparse_map", "DIR"]])
 def test_a_checkpoint_at_every_event_verifies_every_segment(cmd, programs, tmp_path):
     """Checkpoints taken between ld.so's mapping of a library and its fix-up of the pages past
     the file's end (unreadable: they fault) must restore as they were; a file mapping restored

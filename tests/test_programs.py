@@ -26,7 +26,7 @@ EXPECT = {
     "x32_syscall": {"record": "unsupported"},
     "read_then_exit": {"args": ["/etc/passwd"]},
     "job_stop": {"record": "interactive"},
-    "huge_sparse_map": {"record": "unsupported"},    # test_job_control.py sends it SIGCONT
+    # test_job_control.py sends it SIGCONT
 }
 NAMES = [n for n in (os.path.splitext(os.path.basename(p))[0] for p in PROGRAM_SOURCES)
          if EXPECT.get(n, {}).get("record") is None]   # test_unsupported.py has the others

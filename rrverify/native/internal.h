@@ -9,7 +9,8 @@
 /* Python callbacks (cffi extern "Python"). */
 int rrv_py_blob_put(void *handle, const uint8_t *data, size_t len, uint8_t *digest_out);
 int rrv_py_blob_get(void *handle, const uint8_t *digest, const uint8_t **data, size_t *len);
-int rrv_py_file_mapped(void *handle, int pid, int fd, uint64_t *index_out);
+int rrv_py_file_mapped(void *handle, int pid, int fd, uint64_t offset, uint64_t length,
+                       uint64_t *index_out);
 int rrv_py_file_fd(void *handle, uint64_t index, uint64_t addr, uint64_t length,
                    uint64_t offset, int64_t *fd);
 
