@@ -453,7 +453,11 @@ static int answer_vsyscall(struct rrv_recorder *r, int64_t nr, const struct rrv_
  * program in PR_TSC_SIGSEGV mode gets its rdtsc's SIGSEGV, recorder.c: on_signal). */
 static int answer_prctl_view(struct rrv_recorder *r, int64_t nr, const struct rrv_regs *regs,
                             uint64_t fpu) {
-  if (regs->rdi == PR_GET_SECCOMP) return record_answer(r, nr, regs, fpu, 0, 0, NULL, 0, 1);
+  if (regs->rdi == PR_GET_SECCOMP) {     /* the mode of the program's own filters, if any */
+    const struct program_filters *pf = r->program_filters;
+    int mode = !pf ? 0 : pf->strict ? SECCOMP_MODE_STRICT : SECCOMP_MODE_FILTER;
+    return record_answer(r, nr, regs, fpu, mode, 0, NULL, 0, 1);
+  }
   if (regs->rdi == PR_GET_NO_NEW_PRIVS)
     return record_answer(r, nr, regs, fpu, r->program_no_new_privs, 0, NULL, 0, 1);
   if (regs->rdi == PR_SET_NO_NEW_PRIVS) {   /* already set for the tracee: only the view changes */
@@ -484,6 +488,21 @@ static int on_syscall(struct rrv_recorder *r) {
   const struct rrv_syscall_spec *spec =
       nr >= 0 && nr < RRV_NSYSCALLS && rrv_syscalls[nr].handling ? &rrv_syscalls[nr] : NULL;
   r->after_syscall = 0;
+  if (r->program_filters) {   /* the program's own seccomp filters decide first, as in the kernel */
+    uint32_t answer = program_filters_answer(r->program_filters, &regs);
+    uint32_t action = answer & SECCOMP_RET_ACTION_FULL;
+    if (action == SECCOMP_RET_ERRNO) {
+      uint32_t err = answer & SECCOMP_RET_DATA;
+      return record_answer(r, nr, &regs, fpu, -(int64_t)(err > 4095 ? 4095 : err),
+                           RRV_EF_REFUSED, NULL, 0, 1);
+    }
+    if (action == SECCOMP_RET_TRACE)      /* no tracer of its own: ENOSYS, as the kernel says */
+      return record_answer(r, nr, &regs, fpu, -ENOSYS, RRV_EF_REFUSED, NULL, 0, 1);
+    if (action != SECCOMP_RET_ALLOW && action != SECCOMP_RET_LOG)
+      return unsupported(r, nr, "%s: the program's own seccomp filter kills or traps it here "
+                         "(only ALLOW, LOG, ERRNO and TRACE answers are supported yet)",
+                         spec ? spec->name : "this syscall");
+  }
   if (regs.rip >= RRV_VSYSCALL_PAGE && regs.rip < RRV_VSYSCALL_PAGE + 4096)
     return answer_vsyscall(r, nr, &regs, fpu);
   if (!spec && (nr < 0 || nr >= RRV_NUMBERS || !rrv_assigned[nr]))
@@ -511,8 +530,21 @@ static int on_syscall(struct rrv_recorder *r) {
     return unsupported(r, nr, "%s of namespaces (what the program would see changes)", "unshare");
   if (spec->irregular == RRV_IRR_PROCESS_VM && regs.rdi != (uint64_t)r->pid)
     return unsupported(r, nr, "%s on another process", spec->name);
-  if (spec->irregular == RRV_IRR_PRCTL && regs.rdi == PR_SET_SECCOMP)
-    return unsupported(r, nr, "%s installing a seccomp filter", "prctl");
+  int installs_filter = (nr == SYS_seccomp && regs.rdi <= SECCOMP_SET_MODE_FILTER) ||
+                        (spec->irregular == RRV_IRR_PRCTL && regs.rdi == PR_SET_SECCOMP);
+  if (installs_filter) {     /* kept and run by the recorder (program_filter.c) */
+    int strict = nr == SYS_seccomp ? regs.rdi == SECCOMP_SET_MODE_STRICT
+                                   : regs.rsi == SECCOMP_MODE_STRICT;
+    uint64_t flags = nr == SYS_seccomp ? regs.rsi : 0, prog = nr == SYS_seccomp ? regs.rdx : regs.rdx;
+    if (flags & ~(uint64_t)(SECCOMP_FILTER_FLAG_TSYNC | SECCOMP_FILTER_FLAG_LOG |
+                            SECCOMP_FILTER_FLAG_SPEC_ALLOW | SECCOMP_FILTER_FLAG_TSYNC_ESRCH))
+      return unsupported(r, nr, "%s with a user-notification listener", "seccomp");
+    if (nr != SYS_seccomp && regs.rsi != SECCOMP_MODE_STRICT && regs.rsi != SECCOMP_MODE_FILTER)
+      return record_answer(r, nr, &regs, fpu, -EINVAL, RRV_EF_REFUSED, NULL, 0, 1);
+    int rc = program_filters_add((struct program_filters **)&r->program_filters, r->pid, prog,
+                                 strict, r->program_no_new_privs);
+    return record_answer(r, nr, &regs, fpu, rc, RRV_EF_REFUSED, NULL, 0, 1);
+  }
 
   if (spec->handling == RRV_H_REFUSE)
     return record_answer(r, nr, &regs, fpu, -ENOSYS, RRV_EF_REFUSED, NULL, 0, 1);

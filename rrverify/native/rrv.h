@@ -147,6 +147,7 @@ struct rrv_recorder {
   uint8_t self_mem_fds[1024]; /* which descriptors are the tracee's own /proc/PID/mem */
   uint64_t known_mask;  /* the tracee's signal mask as of its last change */
   int shared_file_mapped;   /* it has made a shared file mapping (writes may show there) */
+  void *program_filters;    /* the seccomp filters the program installed (program_filter.c) */
   uint64_t segv_action[4]; /* SIGSEGV's kernel sigaction: handler, flags, restorer, mask */
   struct rrv_segv_restore segv_restore;
   uint8_t delivered_siginfo[128];
