@@ -23,6 +23,7 @@ EXPECT = {
     "async_signal": {"record": "unsupported"},
     "syscall_loop": {"args": ["2000", "500"]},
     "int80_unlink": {"record": "unsupported"},
+    "unknown_ioctl": {"record": "unsupported"},
     "x32_syscall": {"record": "unsupported"},
     "read_then_exit": {"args": ["/etc/passwd"]},
     "job_stop": {"record": "interactive"},

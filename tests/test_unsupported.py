@@ -16,6 +16,7 @@ CASES = {
     "async_signal": ("signal 14", "asynchronous signal 14"),
     "int80_unlink": ("32-bit i386 (int $0x80) syscall 10 (unlink)", "it was not run"),
     "x32_syscall": ("x32 syscall 39 (getpid)", "only x86-64 syscalls can be recorded"),
+    "unknown_ioctl": ("syscall 16 (ioctl)", "command 0x54ff is not _IOC-encoded"),
 }
 
 
