@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import glob
 import os
+import shutil
 import subprocess
 import sys
 
@@ -55,6 +56,25 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, *fragmen
     for frag in fragments:
         assert frag in lines[0], (frag, lines[0])
     return lines[0]
+
+
+@pytest.fixture(scope="module")
+def good_trace(programs, tmp_path_factory):
+    """tests/programs/fileio.c recorded once per module, a checkpoint every 20 events: the
+    base that trace-damaging tests copy."""
+    trace = tmp_path_factory.mktemp("good") / "t"
+    proc = run_cli("record", "-o", trace, "--checkpoint-every", 20, "--",
+                   programs["fileio"], str(trace.parent))
+    assert proc.returncode == 0, proc.stderr
+    return trace
+
+
+@pytest.fixture
+def trace(good_trace, tmp_path):
+    """A copy of good_trace, this test's to damage."""
+    copy = tmp_path / "copy"
+    shutil.copytree(good_trace, copy)
+    return copy
 
 
 @pytest.fixture

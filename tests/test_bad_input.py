@@ -12,20 +12,6 @@ from conftest import assert_one_line_error, record, replay, run_cli
 from traceedit import rehash
 
 
-@pytest.fixture(scope="module")
-def good_trace(programs, tmp_path_factory):
-    trace = tmp_path_factory.mktemp("good") / "t"
-    assert record(trace, programs["fileio"], str(trace.parent)).returncode == 0
-    return trace
-
-
-@pytest.fixture
-def trace(good_trace, tmp_path):
-    copy = tmp_path / "copy"
-    shutil.copytree(good_trace, copy)
-    return copy
-
-
 def manifest(trace) -> dict:
     return json.loads((trace / "manifest.json").read_text())
 

@@ -18,22 +18,6 @@ from traceedit import rehash
 TIMEOUT = 60
 
 
-@pytest.fixture(scope="module")
-def good_trace(programs, tmp_path_factory):
-    trace = tmp_path_factory.mktemp("good") / "t"
-    proc = run_cli("record", "-o", trace, "--checkpoint-every", 20, "--",
-                   programs["fileio"], str(trace.parent))
-    assert proc.returncode == 0, proc.stderr
-    return trace
-
-
-@pytest.fixture
-def trace(good_trace, tmp_path):
-    copy = tmp_path / "copy"
-    shutil.copytree(good_trace, copy)
-    return copy
-
-
 def _a_file_blob(trace) -> str:
     line = (trace / "files.jsonl").read_text().splitlines()[0]
     h = json.loads(line)["blob"]
