@@ -18,6 +18,7 @@ PAGE = 4096
 CHUNK_PAGES = 64
 MAX_CACHED_PAGES = 1 << 14       # 64 MiB of verified pages kept by a reader
 MAX_CACHED_BLOB_BYTES = 64 << 20  # and decompressed blobs (the one being read may be larger)
+MAX_CACHED_FILE_BYTES = 128 << 20 # and mapped files' contents
 ZERO = bytes(16)                 # the name of an all-zero page
 UNREADABLE = b"\xff" * 16        # a page the kernel would not let us read (past a file's end)
 ZERO_PAGE = bytes(PAGE)
@@ -107,6 +108,7 @@ class PageStoreReader:
             self.sources.setdefault(d, (kind, blob, where))
         self.duplicates = len(records) - len(self.sources)     # the first record is used
         self._blobs: dict[bytes, bytes] = {}     # decompressed, oldest first
+        self._files: dict = {}                   # recorded files, oldest first
         self._blob_bytes = 0
         # Most pages are the same from one checkpoint to the next: a worker that keeps this
         # reader across segments decompresses and checks each page once.
@@ -146,6 +148,18 @@ class PageStoreReader:
             self._verified.clear()
         self._verified[digest] = page
         return page
+
+    def recorded_file(self, index: int):
+        """files.jsonl entry `index` as exec_image.RecordedFile, read and checked once per
+        reader (restores of every segment a worker verifies map the same files); at most
+        MAX_CACHED_FILE_BYTES of them are kept, the oldest dropped first."""
+        from ..exec_image import recorded_file
+        f = self._files.pop(index, None) or recorded_file(self.trace, index)
+        self._files[index] = f                    # the newest last
+        while sum(len(x.data) for x in self._files.values()) > MAX_CACHED_FILE_BYTES \
+                and len(self._files) > 1:
+            self._files.pop(next(iter(self._files)))
+        return f
 
     def blobs_for(self, digests) -> set[bytes]:
         return {self.sources[d][1] for d in digests if d in self.sources}

@@ -90,7 +90,7 @@ def _build(pid, trace, ckpt, pages, pagemap, xstate) -> None:
                 raise TraceError(f"checkpoint {ckpt['id']}: region {r['start']:#x}-{r['end']:#x} "
                                  f"overlaps the restorer at {stub.BASE:#x}")
         inj.map_scratch()
-        files = _RecordedFiles(trace, inj, mem)
+        files = _RecordedFiles(pages, inj, mem)
         # Shared regions first: what the program wrote through them (the file as it is now) is
         # what a private mapping of the same file shows on the pages it never wrote.
         for r in sorted(ckpt["regions"], key=lambda r: r["perms"][3] != "s"):
@@ -137,8 +137,7 @@ def _map_region(inj: Injector, mem: TraceeMemory, pages: PageStoreReader, r: dic
                                      f"{start:#x}-{end:#x} holds data at {start + i * PAGE:#x}, "
                                      f"past the end of the file it maps (#{r['file']})")
                 return True
-            page = content.page(off)
-            return d == UNREADABLE or (page is not None and d == page_digest(page))
+            return d == UNREADABLE or d == content.page_digest(off, page_digest)
     else:
         flags = MAP_FIXED | MAP_ANONYMOUS | sharing
         if r["path"] == "[stack]":
@@ -161,15 +160,14 @@ class _RecordedFiles:
     """The memfds a restore maps recorded files from, made in the restored process on first
     use and closed once every region is mapped (the mappings keep them)."""
 
-    def __init__(self, trace, inj: Injector, mem: TraceeMemory):
-        self.trace, self.inj, self.mem = trace, inj, mem
+    def __init__(self, pages: PageStoreReader, inj: Injector, mem: TraceeMemory):
+        self.pages, self.inj, self.mem = pages, inj, mem
         self.open: dict[int, tuple[int, exec_image.RecordedFile]] = {}
 
     def get(self, index: int) -> tuple[int, "exec_image.RecordedFile"]:
         """The memfd, and the file as it is now (shared regions write into it)."""
         if index not in self.open:
-            recorded = exec_image.recorded_file(self.trace, index)
-            recorded.data = bytearray(recorded.data)
+            recorded = self.pages.recorded_file(index).writable_copy()
             self.open[index] = (file_memfd(self.inj, self.mem, recorded), recorded)
         return self.open[index]
 

@@ -221,7 +221,7 @@ def replay(trace: Trace, *, start: int = 0, end: int | None = None, echo: bool =
                     mem.close()
             elif stop == lib.RRV_STOP_FILE_FD:
                 index = state.file_index
-                rp.file_fds[index] = make_file_memfd(pid, exec_image.recorded_file(trace, index))
+                rp.file_fds[index] = make_file_memfd(pid, pages.recorded_file(index))
             elif stop == lib.RRV_STOP_EXEC_RESTORE:
                 ev = feed.current()
                 if ev.kind != E.EXEC:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 import os
 import struct
 
@@ -157,16 +157,38 @@ class RecordedFile:
     size: int
     offset: int
     data: bytes
+    digests: dict = field(default_factory=dict)     # file offset -> page digest, as computed
+    base: "RecordedFile | None" = None    # a writable_copy's original: its unchanged pages'
+    changed: set = field(default_factory=set)   # digests are the original's
 
     @property
     def whole(self) -> bool:
         return self.offset == 0 and len(self.data) == self.size
 
+    def writable_copy(self) -> "RecordedFile":
+        """A copy that write() may change; its bytes are copied on the first write, and the
+        original keeps computing the digests of the pages it did not change."""
+        return RecordedFile(self.size, self.offset, self.data, base=self)
+
     def write(self, off: int, data: bytes) -> None:
-        """What went into the file at `off` (data a bytearray): within the bytes held."""
+        """What went into the file at `off` (on a writable_copy): within the bytes held."""
         lo, hi = max(off, self.offset), min(off + len(data), self.offset + len(self.data))
         if lo < hi:
+            if not isinstance(self.data, bytearray):
+                self.data = bytearray(self.data)
             self.data[lo - self.offset:hi - self.offset] = data[lo - off:hi - off]
+            for page in range(lo - lo % 4096, hi, 4096):
+                self.changed.add(page)
+                self.digests.pop(page, None)
+
+    def page_digest(self, off: int, digest_of) -> bytes | None:
+        """digest_of(page(off)), computed once per page; None where the trace holds no bytes."""
+        if self.base is not None and off not in self.changed:
+            return self.base.page_digest(off, digest_of)
+        if off not in self.digests:
+            page = self.page(off)
+            self.digests[off] = None if page is None else digest_of(page)
+        return self.digests[off]
 
     def page(self, off: int) -> bytes | None:
         """The 4096 bytes at file offset `off` (zero past the end of the file, as a mapping
