@@ -165,7 +165,6 @@ static int capture_outputs(struct rrv_recorder *r, size_t ev,
 static int capture_irregular(struct rrv_recorder *r, size_t start, int irregular,
                              const struct rrv_regs *a, int64_t result) {
   uint64_t dir, size, cmd;
-  struct kernel_msghdr msg;
   switch (irregular) {
     case RRV_IRR_IOCTL: {
       cmd = a->rsi & 0xffffffff;
@@ -201,10 +200,11 @@ static int capture_irregular(struct rrv_recorder *r, size_t start, int irregular
       return capture_received(r, start, a->rsi, result);
     case RRV_IRR_RECVMMSG:   /* `result` messages, each a msghdr and its msg_len */
       for (int64_t i = 0; i < result && i < 1024; i++) {
-        uint64_t at = a->rsi + i * (sizeof msg + 8);
+        uint64_t at = a->rsi + i * (sizeof(struct kernel_msghdr) + 8),
+                 len_at = at + sizeof(struct kernel_msghdr);   /* mmsghdr.msg_len */
         uint32_t len = 0;
-        if (rrv_read_mem(r->pid, at + sizeof msg, &len, 4) != 4) return 0;
-        if (capture(r, start, at + sizeof msg, 4) || capture_received(r, start, at, len))
+        if (rrv_read_mem(r->pid, len_at, &len, 4) != 4) return 0;
+        if (capture(r, start, len_at, 4) || capture_received(r, start, at, len))
           return -1;
       }
       return 0;
@@ -599,12 +599,10 @@ static int on_syscall(struct rrv_recorder *r) {
     if (capture_outputs(r, ev, spec, &regs, result))
       return fail(r, "recording a syscall's output");
     event_at(r, ev)->aux = rrv_sent_digest(r->pid, spec, &regs, result, -1);
-    int write_family = nr == SYS_write || nr == SYS_writev || nr == SYS_pwrite64 ||
-                       nr == SYS_pwritev || nr == SYS_pwritev2;
     if (track_self_mem(r, nr, &regs, result) && capture_self_mem_write(r, ev, nr, &regs, result))
       return fail(r, "recording a write to the tracee's own memory");
     struct rrv_file_write fw;
-    int shared = write_family && result > 0 && r->shared_file_mapped ?
+    int shared = rrv_sends_data(spec) && result > 0 && r->shared_file_mapped ?
                      shared_mapping_of_write(r, nr, &regs, result, &fw) : 0;
     if (shared < 0 || (shared > 0 && event_add_extra(r, ev, &fw, sizeof fw)))
       return fail(r, "recording a write to a file mapped shared");
