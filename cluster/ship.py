@@ -15,7 +15,8 @@ from ..errors import TraceError
 from ..trace import (MAX_INDEX, MAX_MANIFEST, Trace, blob_path, checkpoint_name,
                      open_trace_file, read_trace_file)
 
-SHARED = ("manifest.json", "events.idx", "files.jsonl", "checkpoints.jsonl", "pages.idx")
+SHARED = ("manifest.json", "events.idx", "files.jsonl", "checkpoints.jsonl", "pages.idx",
+          "processes.jsonl")
 
 
 def shared_bundle(trace: Trace) -> dict[str, bytes]:
@@ -40,14 +41,18 @@ def shared_bundle(trace: Trace) -> dict[str, bytes]:
 
 
 def segment_bundle(trace: Trace, pages: PageStoreReader, k: int, first: int, end: int) -> dict:
-    """Frames holding events [first, end] (one past the end: the replayer peeks ahead) and the
-    blobs segment k needs."""
-    frames = [f for f in trace.frames if f.first_event <= end and f.first_event + f.events > first]
+    """Frames of segment k's process holding events [first, end] (one past the end: the
+    replayer peeks ahead) and the blobs segment k needs."""
+    from ..replayer.replay import segment_checkpoints
+    stream = trace.stream(trace.checkpoints[k]["process"])
+    frames = [f for f in stream.frames
+              if f.first_event <= end and f.first_event + f.events > first]
     blobs: set[bytes] = set()
     # Checkpoint k is restored; k+1 is compared with, and a page that differs there is read
     # to see whether only the cores' APIC ids explain it: both need their pages.
     files = trace.files
-    for c in range(k, min(k + 2, len(trace.checkpoints))):
+    _, compared_with = segment_checkpoints(trace, k)
+    for c in (k,) if compared_with is None else (k, compared_with):
         ck = trace.checkpoint(c)
         blobs |= {ck["xstate_blob"], ck["pagemap_blob"]}
         pagemap = trace.blob(ck["pagemap_blob"])

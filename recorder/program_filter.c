@@ -155,3 +155,20 @@ static int program_filters_add(struct program_filters **ppf, int pid, uint64_t p
   pf->len[pf->count++] = fprog.len;
   return 0;
 }
+
+/* A forked child inherits its parent's filters: its own copy. NULL if none (or no memory). */
+static struct program_filters *program_filters_copy(const struct program_filters *pf) {
+  if (!pf) return NULL;
+  struct program_filters *copy = calloc(1, sizeof *copy);
+  if (!copy) return NULL;
+  *copy = *pf;
+  for (int i = 0; i < pf->count; i++) {
+    copy->insns[i] = malloc(pf->len[i] * sizeof *pf->insns[i]);
+    if (!copy->insns[i]) {
+      copy->count = i;
+      return copy;      /* fewer filters than the parent: refused at adoption (see there) */
+    }
+    memcpy(copy->insns[i], pf->insns[i], pf->len[i] * sizeof *pf->insns[i]);
+  }
+  return copy;
+}

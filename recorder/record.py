@@ -46,8 +46,8 @@ class RecordResult:
 
 
 class STOP:
-    """The tracee being recorded, and the signal that ended the recording (if one did)."""
-    pid: int | None = None
+    """The processes being recorded, and the signal that ended the recording (if one did)."""
+    pids: set = set()
     signum: int | None = None
 
 
@@ -55,11 +55,11 @@ def stop_recording(signum: int) -> None:
     """End the recording from another thread (rrverify record on SIGTERM/SIGHUP): the tracee
     is killed, the record loop returns with its death, and the trace ends incomplete."""
     STOP.signum = signum
-    try:
-        if STOP.pid is not None:
-            os.kill(STOP.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    for pid in list(STOP.pids):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def wait_status_to_exit_code(status: int) -> int:
@@ -87,19 +87,38 @@ def resolve_program(program: str) -> str:
     return os.path.abspath(path)
 
 
+class RecordedProcess:
+    """One process of the recording: its native state (struct rrv_recorder, its own event
+    buffer) and what the driver keeps about it."""
+
+    def __init__(self, index: int, pid: int, state, parent: "RecordedProcess | None"):
+        self.index, self.pid, self.state, self.parent = index, pid, state, parent
+        self.gadget = parent.gadget if parent else 0   # a fork child runs its parent's image
+        self.unchanged = UnchangedPages()              # its own address space
+        self.events = 0             # events handed to the writer
+        self.last_checkpoint = -1   # the event of its latest checkpoint
+        self.execs: list[str] = []
+        self.status: int | None = None
+
+    def checkpoint_taken(self, checkpoint_every: int) -> None:
+        """The next periodic checkpoint counts from this one, whatever its kind."""
+        self.last_checkpoint = self.events
+        self.state.events = self.events     # the native counter, after events Python added
+        self.state.next_checkpoint_event = (self.events + checkpoint_every if checkpoint_every
+                                            else 2**64 - 1)
+        self.state.last_checkpoint_ns = lib.rrv_now_ns()
+
+
 class Recorder(CallbackTarget):
-    def __init__(self, writer: TraceWriter, state):
+    def __init__(self, writer: TraceWriter):
         super().__init__()
-        self.state = state          # the native loop's: what last set the trap state
         self.writer = writer
         self.pages = PageStoreWriter(writer.path, writer.put_blob)
         self.identities = exec_image.FileIdentities()
         self.file_index: dict[tuple, tuple] = {}   # (path, blake2b) -> (blob, content, index)
         # (dev, inode) as /proc/PID/maps shows them -> (blob, content or None, files.jsonl index)
         self.mapped_files: dict[tuple, tuple] = {}
-        self.gadget = 0
         self.checkpoint_seconds = 0.0
-        self.unchanged = UnchangedPages()
 
     # -- callbacks from the native loop ---------------------------------------------------
     def blob_put(self, data: bytes) -> bytes:
@@ -141,31 +160,37 @@ class Recorder(CallbackTarget):
         return self.file_index[key][2]
 
     # -- the exec image and checkpoints ---------------------------------------------------
-    def exec_event(self, pid: int) -> bytes:
+    def exec_event(self, proc: RecordedProcess) -> bytes:
         """Prepare a fresh image (vDSO patched) and describe it: registers and the files the
         kernel mapped. The checkpoint taken right after holds everything else."""
-        self.gadget = exec_image.patch_vdso(pid)
-        self.unchanged = UnchangedPages()       # a new address space
+        pid = proc.pid
+        proc.gadget = exec_image.patch_vdso(pid)
+        proc.unchanged = UnchangedPages()       # a new address space
+        try:
+            proc.execs.append(os.readlink(f"/proc/{pid}/exe"))
+        except OSError:
+            pass
         files = [self._file_index(p, p) for p in exec_image.mapped_file_paths(pid)]
         return E.encode(E.EXEC, regs=getregs(pid), tid=pid,
                         extra=struct.pack(f"<{len(files)}I", *files))
 
-    def put_back_segv(self, pid: int, restore) -> None:
-        mem = TraceeMemory(pid)
+    def put_back_segv(self, proc: RecordedProcess, restore) -> None:
+        mem = TraceeMemory(proc.pid)
         try:
-            put_back_segv(pid, Injector(pid, self.gadget, mem), mem, restore)
+            put_back_segv(proc.pid, Injector(proc.pid, proc.gadget, mem), mem, restore)
         finally:
             mem.close()
 
-    def checkpoint(self, pid: int, event: int, parked_mask: int | None = None) -> int | None:
-        """Capture a checkpoint. Returns None, or the tracee's wait status if it was killed
-        from outside meanwhile (the checkpoint is then not written)."""
+    def checkpoint(self, proc: RecordedProcess, parked_mask: int | None = None) -> int | None:
+        """Capture a checkpoint of proc at its next event. Returns None, or the process's wait
+        status if it was killed from outside meanwhile (the checkpoint is then not written)."""
         t0 = time.monotonic()
+        self.writer.checkpoint_process = proc.index
         try:
-            return died_meanwhile(pid, lambda: capture(
-                pid, event=event, gadget=self.gadget, writer=self.writer, pages=self.pages,
-                unchanged=self.unchanged, mapped_files=self.mapped_files,
-                parked_mask=parked_mask, trap=TRAPS[self.state.last_trap]))
+            return died_meanwhile(proc.pid, lambda: capture(
+                proc.pid, event=proc.events, gadget=proc.gadget, writer=self.writer,
+                pages=self.pages, unchanged=proc.unchanged, mapped_files=self.mapped_files,
+                parked_mask=parked_mask, trap=TRAPS[proc.state.last_trap]))
         finally:
             self.checkpoint_seconds += time.monotonic() - t0
 
@@ -193,7 +218,7 @@ def unsupported_reason(state) -> str:
         abi, name = syscalls.foreign_abi(state.stop_arch, nr)
         return (f"unsupported {abi} syscall {nr & ~syscalls.X32_SYSCALL_BIT} ({name}) made at "
                 f"{state.stop_addr:#x}: only x86-64 syscalls can be recorded; it was not run")
-    if state.stop_what == lib.RRV_UNSUP_SIGNAL:
+    if state.stop_what in (lib.RRV_UNSUP_SIGNAL, lib.RRV_UNSUP_HELD_SIGNAL):
         return f"unsupported signal {nr}: {what}"
     known = syscalls.TABLE.get(nr)
     if known is not None and known.why:
@@ -220,123 +245,166 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
     os.sched_setaffinity(0, {cpu})   # this thread: the manifest's CPUID is the recording core's
     writer = TraceWriter(trace_dir, build_manifest(argv, exe, cpu, checkpoint_every,
                                                    checkpoint_interval), avoid_cpu=cpu)
-    state = ffi.new("struct rrv_recorder *")
-    rec = Recorder(writer, state)
-    state.handle = rec.handle
-    state.checkpoint_every = checkpoint_every
-    state.checkpoint_interval_ns = int(checkpoint_interval * 1e9)
+    rec = Recorder(writer)
+    session = ffi.new("struct rrv_session *")
+    procs: list[RecordedProcess] = []
     t0 = time.monotonic()
-    pid = STOP.pid = spawn(exe, argv, writer.manifest["env"], cwd=None, cpu=cpu)
+    # Orphans of the tree are re-parented to the recorder, which goes on recording them.
+    libc_prctl(PR_SET_CHILD_SUBREAPER, 1)
+    pid = spawn(exe, argv, writer.manifest["env"], cwd=None, cpu=cpu)
+    STOP.pids = {pid}
     if STOP.signum is not None:     # it came before the tracee was known
         os.kill(pid, signal.SIGKILL)
     complete, reason, status = False, "", None
-    events = 0      # events handed to the writer
 
-    def add(raw: bytes, count: int):
-        nonlocal events
-        writer.add_events(raw, count)
-        events += count
+    def new_state():
+        state = ffi.new("struct rrv_recorder *")
+        state.handle = rec.handle
+        state.checkpoint_every = checkpoint_every
+        state.checkpoint_interval_ns = int(checkpoint_interval * 1e9)
+        return state
 
-    def exec_and_checkpoint():
+    def add_process(pid: int, state, parent: RecordedProcess | None) -> RecordedProcess:
+        row = {"pid": pid, "parent": None, "parent_event": None}
+        if parent is not None:
+            row.update(parent=parent.index, parent_event=int(parent.state.events),
+                       clone_flags=int(session.new_flags))
+        proc = RecordedProcess(writer.add_process(row), pid, state, parent)
+        procs.append(proc)
+        STOP.pids.add(pid)
+        return proc
+
+    def drain() -> None:
+        """Every process's sealed events go to its stream."""
+        for proc in procs:
+            st = proc.state
+            n = lib.rrv_record_sealed(st)
+            if n:
+                count = st.buffered_events
+                writer.add_events(proc.index, bytes(ffi.buffer(st.buf, n)), count)
+                proc.events += count
+                lib.rrv_record_consumed(st, n, count)
+
+    def exec_and_checkpoint(proc: RecordedProcess):
         exec_event = []
-        status = died_meanwhile(pid, lambda: exec_event.append(rec.exec_event(pid)))
+        status = died_meanwhile(proc.pid, lambda: exec_event.append(rec.exec_event(proc)))
         if status is not None:
             return status
-        add(exec_event[0], 1)
-        return rec.checkpoint(pid, events)
+        writer.add_events(proc.index, exec_event[0], 1)
+        proc.events += 1
+        return rec.checkpoint(proc)
 
-    last_checkpoint = [0]
+    def checkpoint_at(proc: RecordedProcess, parked_mask=None) -> bool:
+        """A checkpoint of proc; False if it died from outside meanwhile (the recording ends)."""
+        nonlocal status, complete, reason
+        died = rec.checkpoint(proc, parked_mask)
+        if died is not None:
+            status = died
+            complete, reason = False, (f"process {proc.pid} was {describe_wait_status(died)} "
+                                       f"from outside during a checkpoint")
+            return False
+        proc.checkpoint_taken(checkpoint_every)
+        return True
 
-    def checkpoint_taken():
-        """The next periodic checkpoint counts from this one, whatever its kind."""
-        last_checkpoint[0] = events
-        state.events = events          # the native counter, after events Python added
-        state.next_checkpoint_event = events + checkpoint_every if checkpoint_every else 2**64 - 1
-        state.last_checkpoint_ns = lib.rrv_now_ns()
-
-    def killed(status: int) -> tuple[bool, str]:
-        if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
-            return False, ("the tracee was killed by SIGKILL from outside; the trace ends "
-                           "where it died")
-        return True, describe_wait_status(status)
-
-    def died_in_checkpoint(status: int) -> tuple[bool, str]:
-        """The tracee runs no code of its own during a capture: whatever killed it came from
-        outside, at a point replay cannot find. The trace ends with the last event before."""
-        return False, f"the tracee was {describe_wait_status(status)} from outside during a checkpoint"
+    def failure(proc: RecordedProcess, what: str) -> str:
+        return what if proc.index == 0 else f"process {proc.pid}: {what}"
 
     try:
         err = ffi.new("char[256]")
         if lib.rrv_run_initial_exec(pid, err, 256) < 0:
             raise NativeError(f"record: {exe}: {ffi.string(err).decode(errors='replace')}")
-        status = exec_and_checkpoint()
-        if status is not None:
-            raise NativeError(f"record: {exe} died right after its exec ({describe_wait_status(status)})")
-        lib.rrv_record_init(state, pid)
-        checkpoint_taken()
+        first_state = new_state()
+        lib.rrv_record_init(first_state, pid)
+        first = add_process(pid, first_state, None)
+        if lib.rrv_session_add(session, first_state) < 0:
+            raise NativeError("record: out of memory")
+        died = exec_and_checkpoint(first)
+        if died is not None:
+            raise NativeError(f"record: {exe} died right after its exec ({describe_wait_status(died)})")
+        first.checkpoint_taken(checkpoint_every)
         while True:
-            stop = lib.rrv_record_run(state)
-            if state.len:
-                add(bytes(ffi.buffer(state.buf, state.len)), state.buffered_events)
-                state.len = 0
-                state.buffered_events = 0
+            stop = lib.rrv_session_run(session)
+            drain()
+            proc = procs[session.current]
+            state = proc.state
             try:
                 rec.reraise()
             except UnsupportedError as e:     # a callback met what cannot be recorded
-                reason = str(e)
+                reason = failure(proc, str(e))
                 raise UnsupportedError(f"record: {reason}; trace left incomplete at "
                                        f"{trace_dir}") from None
             if stop == lib.RRV_STOP_FLUSH:
                 writer.cut_frame()
             elif stop == lib.RRV_STOP_CHECKPOINT:
-                if signal_pending(pid):     # a signal would interrupt the capture: next time
-                    state.next_checkpoint_event = events + 1
+                if signal_pending(proc.pid):     # a signal would interrupt the capture: next time
+                    state.next_checkpoint_event = proc.events + 1
                     continue
-                status = rec.checkpoint(pid, events)
-                if status is not None:
-                    complete, reason = died_in_checkpoint(status)
+                if not checkpoint_at(proc):
                     break
-                checkpoint_taken()
             elif stop == lib.RRV_STOP_CHECKPOINT_AT_EXIT:
                 # The final state is compared too: a checkpoint before the exit, unless one
                 # was just taken at this very event (the native loop then records the exit).
-                if last_checkpoint[0] == events:
+                if proc.last_checkpoint == proc.events:
                     continue
                 rc = lib.rrv_record_park_for_exit(state)
                 if rc == -2:
                     status = state.status
-                    complete, reason = died_in_checkpoint(status)
+                    complete, reason = False, (f"process {proc.pid} was "
+                                               f"{describe_wait_status(status)} from outside "
+                                               f"during a checkpoint")
                     break
                 if rc < 0:
-                    raise NativeError(f"record: cannot stop pid {pid} before its exit: "
+                    raise NativeError(f"record: cannot stop pid {proc.pid} before its exit: "
                                       f"{os.strerror(ffi.errno)}")
-                status = rec.checkpoint(pid, events, parked_mask=state.parked_mask)
-                if status is not None:
-                    complete, reason = died_in_checkpoint(status)
+                if not checkpoint_at(proc, state.parked_mask):
                     break
-                checkpoint_taken()
             elif stop == lib.RRV_STOP_SEGV_RESTORE:
-                rec.put_back_segv(pid, state.segv_restore)
+                rec.put_back_segv(proc, state.segv_restore)
             elif stop == lib.RRV_STOP_EXEC:
-                status = exec_and_checkpoint()
-                if status is not None:
-                    complete, reason = died_in_checkpoint(status)
+                lib.rrv_forget_mem()
+                died = exec_and_checkpoint(proc)
+                if died is not None:
+                    status = died
+                    complete, reason = False, (f"process {proc.pid} was "
+                                               f"{describe_wait_status(died)} from outside "
+                                               f"during a checkpoint")
                     break
-                checkpoint_taken()
+                proc.checkpoint_taken(checkpoint_every)
+            elif stop == lib.RRV_STOP_NEW_PROCESS:
+                child_state = new_state()
+                child = add_process(session.new_pid, child_state, proc)
+                rc = lib.rrv_session_adopt(session, child_state, child.pid, state)
+                if rc == -1:
+                    raise NativeError(f"record: cannot follow process {child.pid}, a child of "
+                                      f"{proc.pid}: {os.strerror(ffi.errno)}")
+                if rc == -2:     # killed before it ever ran: its stream is its exit
+                    writer.add_events(child.index, E.encode(
+                        E.EXIT, regs=E.zero_regs(), tid=child.pid, nr=child_state.status), 1)
+                    child.status = child_state.status
+                    continue
+                if not checkpoint_at(child):
+                    break
             elif stop == lib.RRV_STOP_EXITED:
-                status = state.status
-                complete, reason = killed(status)
-                break
+                proc.status = state.status
+                if session.live == 0:
+                    status = first.status
+                    complete, reason = killed(status)
+                    break
             elif stop == lib.RRV_STOP_UNSUPPORTED:
-                reason = unsupported_reason(state)
+                reason = failure(proc, unsupported_reason(state))
                 raise UnsupportedError(f"record: {reason}; trace left incomplete at {trace_dir}")
             else:
-                what = ffi.string(state.message).decode(errors="replace")
-                reason = f"recorder error: {what}"
-                raise NativeError(f"record: {what}; trace left incomplete at {trace_dir}")
+                what = ffi.string(session.message).decode(errors="replace") or \
+                    ffi.string(state.message).decode(errors="replace")
+                reason = f"recorder error: {failure(proc, what)}"
+                raise NativeError(f"record: {failure(proc, what)}; trace left incomplete at "
+                                  f"{trace_dir}")
     finally:
-        STOP.pid = None
-        if status is None:
+        STOP.pids = set()
+        for proc in procs:
+            if proc.status is None and not proc.state.gone:
+                lib.rrv_kill(proc.pid)
+        if status is None and not procs:
             lib.rrv_kill(pid)
         if STOP.signum is not None and not complete:
             reason = f"the recorder received {signal.Signals(STOP.signum).name}"
@@ -344,10 +412,31 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
         end = {"reason": reason, "wait_status": status,
                "exit_code": None if status is None else wait_status_to_exit_code(status)}
         rec.pages.close()
+        writer.manifest["processes"] = [
+            {"index": p.index, "pid": p.pid, "parent": p.parent.index if p.parent else None,
+             "execs": p.execs, "wait_status": p.status} for p in procs]
         writer.close(complete=complete, end=end,
-                     stats={"syscalls": state.syscalls, "seconds": round(elapsed, 6),
+                     stats={"syscalls": sum(p.state.syscalls for p in procs),
+                            "seconds": round(elapsed, 6),
                             "checkpoint_seconds": round(rec.checkpoint_seconds, 6),
                             "stored_pages": rec.pages.stored_pages})
-        lib.rrv_record_free(state)
+        for proc in procs:
+            lib.rrv_record_free(proc.state)
+        lib.rrv_session_free(session)
     return RecordResult(trace_dir, wait_status_to_exit_code(status), writer.events, complete,
                         reason, writer.checkpoints)
+
+
+def killed(status: int) -> tuple[bool, str]:
+    if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
+        return False, ("the tracee was killed by SIGKILL from outside; the trace ends "
+                       "where it died")
+    return True, describe_wait_status(status)
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def libc_prctl(option: int, value: int) -> None:
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)

@@ -221,6 +221,18 @@ static int capture_irregular(struct rrv_recorder *r, size_t start, int irregular
           size = ds.nsems * 2;
       }
       return capture(r, start, a->orig_rax == SYS_semctl ? a->r10 : a->rdx, size);
+    case RRV_IRR_CLONE: {    /* the parent's outputs: a pidfd, its child's tid */
+      uint64_t pidfd_at = a->rdx, ptid_at = a->rdx;    /* clone: both at parent_tid */
+      if (a->orig_rax == SYS_clone3) {
+        struct { uint64_t flags, pidfd, child_tid, parent_tid; } ca;
+        if (rrv_read_mem(r->pid, a->rdi, &ca, sizeof ca) != sizeof ca) return 0;
+        pidfd_at = ca.pidfd;
+        ptid_at = ca.parent_tid;
+      }
+      if ((r->sc_clone_flags & RRV_CLONE_PIDFD) && capture(r, start, pidfd_at, 4)) return -1;
+      if (r->sc_clone_flags & RRV_CLONE_PARENT_SETTID) return capture(r, start, ptid_at, 4);
+      return 0;
+    }
     case RRV_IRR_PRCTL:
       switch (a->rdi) {
         case PR_GET_NAME: return capture(r, start, a->rsi, 16);
@@ -352,6 +364,12 @@ static void event_abort(struct rrv_recorder *r) {
 
 static int record_exit(struct rrv_recorder *r, int status) {
   r->status = status;
+  if (!r->gone) {
+    r->gone = 1;
+    r->need_resume = 0;
+    if (r->session) r->session->live--;
+    rrv_forget_mem();
+  }
   size_t ev = event_begin(r, RRV_EVENT_EXIT, status, NULL);
   if (ev == (size_t)-1) {
     snprintf(r->message, sizeof r->message, "out of memory");
@@ -388,7 +406,7 @@ int rrv_record_init(struct rrv_recorder *r, int pid) {
   if (!r->flush_at) r->flush_at = 256 << 10;
   if (!r->blob_threshold) r->blob_threshold = 64 << 10;
   r->last_flush_ns = rrv_now_ns();
-  return ensure_room(r, 1 << 20);
+  return ensure_room(r, 64 << 10);
 }
 
 /* A syscall the recorder answers itself instead of running it: `result`, and the tracee
@@ -479,6 +497,103 @@ static int answer_prctl_view(struct rrv_recorder *r, int64_t nr, const struct rr
   return record_answer(r, nr, regs, fpu, 0, 0, outs, 0, 1);
 }
 
+
+
+/* The clone flags of a fork-family syscall at its entry (clone3: from its struct clone_args;
+ * 0 if unreadable, and then the kernel refuses it too). */
+static uint64_t clone_flags(int pid, int64_t nr, const struct rrv_regs *a) {
+  uint64_t flags = 0;
+  switch (nr) {
+    case SYS_fork: return SIGCHLD;
+    case SYS_vfork: return RRV_CLONE_VM | RRV_CLONE_VFORK | SIGCHLD;
+    case SYS_clone: return a->rdi;
+    case SYS_clone3:
+      if (a->rsi >= 64) rrv_read_mem(pid, a->rdi, &flags, 8);
+      return flags;
+  }
+  return 0;
+}
+
+/* A fork-family syscall about to run: refused if what it makes is not a process of its own
+ * (threads, a child running in the caller's memory at the same time, namespaces, a child
+ * that would escape the tracer); for a vfork the caller's writable memory is hashed, to find
+ * what the child changed in it (shared_memory.c). */
+static int begin_fork(struct rrv_recorder *r, int64_t nr, const struct rrv_regs *regs) {
+  uint64_t flags = clone_flags(r->pid, nr, regs);
+  const char *name = rrv_syscalls[nr].name;
+  if (flags & RRV_CLONE_THREAD)
+    return unsupported(r, nr, "%s of a thread (CLONE_THREAD): threads are not supported yet", name);
+  if ((flags & RRV_CLONE_VM) && !(flags & RRV_CLONE_VFORK))
+    return unsupported(r, nr, "%s of a child that runs in its parent's memory alongside it "
+                       "(CLONE_VM without CLONE_VFORK, a thread in all but name): not supported "
+                       "yet", name);
+  if (flags & RRV_NAMESPACE_FLAGS)
+    return unsupported(r, nr, "%s into new namespaces (what the child would see changes)", name);
+  if (flags & (RRV_CLONE_UNTRACED | RRV_CLONE_PTRACE))
+    return unsupported(r, nr, "%s with CLONE_UNTRACED or CLONE_PTRACE (a child the recorder "
+                       "would not follow)", name);
+  uint64_t lo, hi;
+  if (!(flags & RRV_CLONE_VM) && shared_writable_mapping(r->pid, &lo, &hi)) {
+    snprintf(r->message, sizeof r->message, "%s: the child would share writable memory with "
+             "process %d (a MAP_SHARED mapping at 0x%llx-0x%llx): processes sharing memory are "
+             "not supported yet", name, r->pid, (unsigned long long)lo, (unsigned long long)hi);
+    r->stop_what = RRV_UNSUP_SYSCALL;
+    r->stop_nr = nr;
+    return RRV_STOP_UNSUPPORTED;
+  }
+  r->sc_clone_flags = flags;
+  if (flags & RRV_CLONE_VM) {
+    r->vfork_snapshot = mem_snapshot_take(r->pid);
+    if (!r->vfork_snapshot) return fail(r, "reading the memory a vfork child will share");
+  }
+  return 0;
+}
+
+struct vfork_capture { struct rrv_recorder *r; size_t ev; };
+
+static int capture_changed_pages(void *ctx, uint64_t addr, uint64_t len) {
+  struct vfork_capture *c = ctx;
+  return capture(c->r, c->ev, addr, len);
+}
+
+/* At a vfork's exit in the parent: the pages its child changed become the event's writes. */
+static int record_vfork_changes(struct rrv_recorder *r, size_t ev) {
+  struct vfork_capture c = {r, ev};
+  int rc = mem_snapshot_changes(r->vfork_snapshot, r->pid, capture_changed_pages, &c);
+  mem_snapshot_free(r->vfork_snapshot);
+  r->vfork_snapshot = NULL;
+  if (rc == -2) {
+    event_abort(r);
+    return unsupported(r, r->sc_nr, "%s: the vfork child mapped or unmapped memory in its "
+                       "parent's address space (only changes of contents can be recorded)",
+                       rrv_syscalls[r->sc_nr].name);
+  }
+  return rc ? fail(r, "recording what a vfork child changed in its parent's memory") : 0;
+}
+
+/* A handled signal that came while the process ran user code is delivered here, at its next
+ * syscall's entry, an exact point: the syscall is skipped, set to restart (-ERESTARTNOINTR, so
+ * that after the handler it is issued again), and the signal is raised from its exit stop. The
+ * delivery stop that follows is recorded as a SIGNAL event flagged AT_SYSCALL_ENTRY
+ * (on_signal), and replay does the same at the same syscall. */
+static int deliver_held_signal(struct rrv_recorder *r, const struct rrv_regs *regs) {
+  struct rrv_regs skip = *regs;
+  int status;
+  skip.orig_rax = -1;
+  if (rrv_setregs(r->pid, &skip) < 0) return fail(r, "PTRACE_SETREGS");
+  if (rrv_step_to_syscall_exit(r->pid, &status) < 0)
+    return fail(r, "skipping a syscall to deliver a signal");
+  if (!WIFSTOPPED(status)) return record_exit(r, status);
+  struct rrv_regs restart = *regs;
+  restart.rax = -513;   /* -ERESTARTNOINTR */
+  if (rrv_setregs(r->pid, &restart) < 0) return fail(r, "PTRACE_SETREGS");
+  r->resume_op = PTRACE_CONT;
+  r->resume_sig = r->held[0].sig;
+  r->delivering_held = 1;
+  r->after_syscall = 0;
+  return 0;
+}
+
 static int on_syscall(struct rrv_recorder *r) {
   struct rrv_regs regs;
   uint64_t fpu = 0;
@@ -488,6 +603,9 @@ static int on_syscall(struct rrv_recorder *r) {
   const struct rrv_syscall_spec *spec =
       nr >= 0 && nr < RRV_NSYSCALLS && rrv_syscalls[nr].handling ? &rrv_syscalls[nr] : NULL;
   r->after_syscall = 0;
+  if (r->nheld && !r->delivering_held &&
+      !(regs.rip >= RRV_VSYSCALL_PAGE && regs.rip < RRV_VSYSCALL_PAGE + 4096))
+    return deliver_held_signal(r, &regs);
   if (r->program_filters) {   /* the program's own seccomp filters decide first, as in the kernel */
     uint32_t answer = program_filters_answer(r->program_filters, &regs);
     uint32_t action = answer & SECCOMP_RET_ACTION_FULL;
@@ -567,21 +685,39 @@ static int on_syscall(struct rrv_recorder *r) {
     return 0;
   }
 
-  uint64_t new_segv_action[4];   /* read before the syscall: oldact may be the same buffer */
-  int sets_segv_action = nr == SYS_rt_sigaction && regs.rdi == SIGSEGV && regs.rsi &&
-      rrv_read_mem(r->pid, regs.rsi, new_segv_action, sizeof new_segv_action) ==
-          sizeof new_segv_action;
-  int status;
-  if (rrv_step_to_syscall_exit(r->pid, &status) < 0)
-    return fail(r, "waiting for a syscall's exit");
-  if (!WIFSTOPPED(status)) return record_exit(r, status); /* killed inside the syscall */
+  if (spec->handling == RRV_H_FORK) {
+    int rc = begin_fork(r, nr, &regs);
+    if (rc) return rc;
+  }
+  /* read before the syscall: oldact may be the same buffer */
+  r->sc_sets_segv = nr == SYS_rt_sigaction && regs.rdi == SIGSEGV && regs.rsi &&
+      rrv_read_mem(r->pid, regs.rsi, r->sc_new_segv, sizeof r->sc_new_segv) ==
+          sizeof r->sc_new_segv;
+  /* The syscall runs while the session goes on with other processes (it may wait for one of
+   * them): its exit stop is handled by on_syscall_exit. */
+  r->in_syscall = 1;
+  r->sc_nr = nr;
+  r->sc_regs = regs;
+  r->sc_fpu = fpu;
+  r->resume_op = PTRACE_SYSCALL;
+  return 0;
+}
+
+static int on_syscall_exit(struct rrv_recorder *r) {
+  r->in_syscall = 0;
+  int64_t nr = r->sc_nr;
+  const struct rrv_syscall_spec *spec = &rrv_syscalls[nr];
+  struct rrv_regs regs = r->sc_regs;
+  uint64_t fpu = r->sc_fpu;
+  uint64_t *new_segv_action = r->sc_new_segv;
+  int sets_segv_action = r->sc_sets_segv;
   struct rrv_regs after;
   if (rrv_getregs(r->pid, &after) < 0) return fail(r, "PTRACE_GETREGS");
   int64_t result = (int64_t)after.rax;
   r->after_syscall = 1;
   r->exit_regs = after;
   if (sets_segv_action && result == 0)
-    memcpy(r->segv_action, new_segv_action, sizeof new_segv_action);
+    memcpy(r->segv_action, new_segv_action, sizeof r->segv_action);
   if ((nr == SYS_rt_sigprocmask || nr == SYS_rt_sigreturn) &&
       rrv_get_sigmask(r->pid, &r->known_mask) < 0)
     return fail(r, "PTRACE_GETSIGMASK");
@@ -595,6 +731,11 @@ static int on_syscall(struct rrv_recorder *r) {
   if (ev == (size_t)-1) return fail(r, "out of memory");
   event_at(r, ev)->result = result;
   event_at(r, ev)->fpu_digest = fpu;
+  if (r->vfork_snapshot) {   /* what the vfork child changed in the memory it shared */
+    int rc = record_vfork_changes(r, ev);
+    if (rc) return rc;
+    event_at(r, ev)->flags |= RRV_EF_VFORK;
+  }
   if (result >= 0) {
     if (capture_outputs(r, ev, spec, &regs, result))
       return fail(r, "recording a syscall's output");
@@ -638,6 +779,61 @@ static int on_syscall(struct rrv_recorder *r) {
 
 static int same_regs(const struct rrv_regs *a, const struct rrv_regs *b) {
   return memcmp(a, b, sizeof *a) == 0;
+}
+
+
+/* The signals pid catches (has a handler for) and ignores, from /proc/PID/status. */
+static int signal_dispositions(int pid, uint64_t *caught, uint64_t *ignored) {
+  char path[64], line[256];
+  snprintf(path, sizeof path, "/proc/%d/status", pid);
+  FILE *f = fopen(path, "re");
+  if (!f) return -1;
+  int found = 0;
+  while (fgets(line, sizeof line, f)) {
+    unsigned long long v;
+    if (sscanf(line, "SigIgn: %llx", &v) == 1) *ignored = v, found |= 1;
+    if (sscanf(line, "SigCgt: %llx", &v) == 1) *caught = v, found |= 2;
+  }
+  fclose(f);
+  return found == 3 ? 0 : -1;
+}
+
+/* A signal that arrived while the process ran user code, where no exact point is known. One
+ * it handles is held (not delivered now) until its next syscall's entry (deliver_held_signal):
+ * POSIX allows the delay. One without a handler changes nothing in the process, or ends it:
+ * delivered at once, and a fatal one is recorded (flagged ASYNC_FATAL) before the exit. */
+static int on_async_signal(struct rrv_recorder *r, int sig, const siginfo_t *si,
+                           const struct rrv_regs *regs, uint64_t fpu) {
+  uint64_t caught = 0, ignored = 0, bit = 1ull << (sig - 1);
+  if (signal_dispositions(r->pid, &caught, &ignored) < 0)
+    return fail(r, "reading the tracee's signal dispositions");
+  if (caught & bit) {
+    if (r->nheld == RRV_MAX_HELD) {
+      r->stop_what = RRV_UNSUP_SIGNAL;
+      r->stop_nr = sig;
+      snprintf(r->message, sizeof r->message, "more than %d handled signals arrived while "
+               "process %d ran user code without a syscall", RRV_MAX_HELD, r->pid);
+      return RRV_STOP_UNSUPPORTED;
+    }
+    if (!r->nheld) r->held_since_ns = rrv_now_ns();
+    r->held[r->nheld].sig = sig;
+    memcpy(r->held[r->nheld].info, si, sizeof r->held[0].info);
+    r->nheld++;
+    return 0;
+  }
+  int no_effect = (ignored & bit) || sig == SIGCHLD || sig == SIGURG || sig == SIGWINCH ||
+                  sig == SIGCONT || sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN ||
+                  sig == SIGTTOU;    /* ignored, or a job-control stop (seen as a group stop) */
+  if (!no_effect) {
+    size_t ev = event_begin(r, RRV_EVENT_SIGNAL, sig, regs);
+    if (ev == (size_t)-1) return fail(r, "out of memory");
+    event_at(r, ev)->flags = RRV_EF_ASYNC_FATAL;
+    event_at(r, ev)->fpu_digest = fpu;
+    if (event_add_extra(r, ev, si, sizeof(siginfo_t))) return fail(r, "out of memory");
+    event_end(r, ev);
+  }
+  r->resume_sig = sig;
+  return 0;
 }
 
 static int on_signal(struct rrv_recorder *r, int sig) {
@@ -695,17 +891,25 @@ static int on_signal(struct rrv_recorder *r, int sig) {
   int fault = (sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE ||
                sig == SIGTRAP) && si.si_code > 0;
   if (fault) r->last_trap = RRV_TRAP_OTHER;
-  if (!fault && !after_syscall) {
-    r->stop_what = RRV_UNSUP_SIGNAL;
-    r->stop_nr = sig;
-    snprintf(r->message, sizeof r->message,
-             "asynchronous signal %d (%s) arrived while the tracee ran user code: "
-             "asynchronous signals are not supported yet", sig, strsignal(sig));
-    return RRV_STOP_UNSUPPORTED;
+  int flags = fault ? 0 : RRV_EF_AT_SYSCALL_EXIT;
+  if (!fault && r->delivering_held) {
+    if (sig != r->held[0].sig)    /* another one came first: as any that comes in user code */
+      return on_async_signal(r, sig, &si, &regs, fpu);
+    /* The held signal, raised at a syscall's entry (deliver_held_signal): with its own
+     * siginfo, as it was sent. */
+    r->delivering_held = 0;
+    memcpy(&si, r->held[0].info, sizeof si);
+    if (ptrace(PTRACE_SETSIGINFO, r->pid, 0, &si) < 0) return fail(r, "PTRACE_SETSIGINFO");
+    memmove(&r->held[0], &r->held[1], (r->nheld - 1) * sizeof r->held[0]);
+    r->nheld--;
+    r->held_since_ns = rrv_now_ns();
+    flags = RRV_EF_AT_SYSCALL_ENTRY;
+  } else if (!fault && !after_syscall) {
+    return on_async_signal(r, sig, &si, &regs, fpu);
   }
   size_t ev = event_begin(r, RRV_EVENT_SIGNAL, sig, &regs);
   if (ev == (size_t)-1) return fail(r, "out of memory");
-  event_at(r, ev)->flags = fault ? 0 : RRV_EF_AT_SYSCALL_EXIT;
+  event_at(r, ev)->flags = flags;
   event_at(r, ev)->fpu_digest = fpu;
   /* Delivered by single-step: the next stop shows whether the kernel wrote a signal frame,
    * which then becomes this event's writes (finish_recorded_delivery). */
@@ -760,55 +964,261 @@ int rrv_record_park_for_exit(struct rrv_recorder *r) {
   return rc;
 }
 
-int rrv_record_run(struct rrv_recorder *r) {
-  if (r->exit_pending) {   /* no checkpoint was taken: record the exit where it stands */
-    r->exit_pending = 0;
-    int rc = on_syscall(r);
-    if (rc) return rc;
+/* One stop of process r, at the session loop. Returns 0 or an RRV_STOP_*. */
+static int on_stop(struct rrv_recorder *r, int status) {
+  int rc;
+  if (r->delivering && (rc = finish_recorded_delivery(r, status)))
+    return rc == 1 ? 0 : rc;     /* 1: the single-step trap: resume */
+  if (WIFEXITED(status) || WIFSIGNALED(status)) return record_exit(r, status);
+  if (r->in_syscall) {   /* running a syscall: its exit stop, or events on the way there */
+    int event = status >> 16;
+    r->resume_op = PTRACE_SYSCALL;
+    if (RRV_SYSCALL_EXIT_STOP(status)) {
+      r->resume_op = PTRACE_CONT;
+      return on_syscall_exit(r);
+    }
+    if (RRV_EXEC_STOP(status)) {
+      rrv_forget_mem();
+      return 0;
+    }
+    if (event == PTRACE_EVENT_FORK || event == PTRACE_EVENT_VFORK ||
+        event == PTRACE_EVENT_CLONE) {
+      unsigned long child = 0;
+      if (ptrace(PTRACE_GETEVENTMSG, r->pid, 0, &child) < 0) return fail(r, "PTRACE_GETEVENTMSG");
+      r->session->new_pid = (int)child;
+      r->session->new_flags = r->sc_clone_flags;
+      return RRV_STOP_NEW_PROCESS;
+    }
+    snprintf(r->message, sizeof r->message, "unexpected stop (status 0x%x) inside syscall %lld",
+             status, (long long)r->sc_nr);
+    return RRV_STOP_ERROR;
   }
+  if (RRV_GROUP_STOP(status)) {
+    /* The stop signal's delivery was recorded; the stop itself is left in place, as
+     * without a tracer, until SIGCONT ends it (then reported with SIGTRAP: resume). */
+    int stop = WSTOPSIG(status);
+    if (stop == SIGSTOP || stop == SIGTSTP || stop == SIGTTIN || stop == SIGTTOU) {
+      if (ptrace(PTRACE_LISTEN, r->pid, 0, 0) < 0) return fail(r, "PTRACE_LISTEN");
+      r->listening = 1;
+    }
+    return 0;
+  }
+  if (RRV_SECCOMP_STOP(status)) return on_syscall(r);
+  if (WSTOPSIG(status) == SIGTRAP && (status >> 16)) {
+    snprintf(r->message, sizeof r->message, "unexpected ptrace event %d", status >> 16);
+    return RRV_STOP_ERROR;
+  }
+  if (RRV_SYSCALL_EXIT_STOP(status)) {
+    snprintf(r->message, sizeof r->message, "unexpected syscall-exit stop");
+    return RRV_STOP_ERROR;
+  }
+  return on_signal(r, WSTOPSIG(status));
+}
+
+/* The signal that interrupts the session's wait when a held signal has waited too long. */
+#define RRV_WAKE_SIGNAL (SIGRTMAX - 1)
+
+static void wake_handler(int sig) { (void)sig; }
+
+/* waitpid(-1) for the next stop of any process, woken (returning 0) once `deadline_ns` has
+ * passed if it is not 0. */
+static int wait_any(struct rrv_session *s, int *status, uint64_t deadline_ns) {
+  timer_t *timer = s->timer;
+  if (deadline_ns && !s->timer_ready) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = wake_handler;      /* no SA_RESTART: waitpid returns EINTR */
+    struct sigevent sev;
+    memset(&sev, 0, sizeof sev);
+    sev.sigev_notify = SIGEV_THREAD_ID;
+    sev.sigev_signo = RRV_WAKE_SIGNAL;
+    sev._sigev_un._tid = syscall(SYS_gettid);
+    timer = s->timer = calloc(1, sizeof(timer_t));
+    if (!timer || sigaction(RRV_WAKE_SIGNAL, &sa, NULL) < 0 ||
+        timer_create(CLOCK_MONOTONIC, &sev, timer) < 0)
+      return -1;
+    s->timer_ready = 1;
+  }
+  if (s->timer_ready) {
+    struct itimerspec its;
+    memset(&its, 0, sizeof its);
+    if (deadline_ns) {
+      uint64_t now = rrv_now_ns(), left = deadline_ns > now ? deadline_ns - now : 1;
+      its.it_value.tv_sec = left / 1000000000ull;
+      its.it_value.tv_nsec = left % 1000000000ull;
+      its.it_interval.tv_nsec = 50000000;   /* again, in case the first one came early */
+    }
+    timer_settime(*timer, 0, &its, NULL);
+  }
+  for (;;) {
+    int pid = waitpid(-1, status, __WALL);
+    if (pid > 0) return pid;
+    if (errno != EINTR) return -1;
+    if (deadline_ns && rrv_now_ns() >= deadline_ns) return 0;
+  }
+}
+
+static int find_process(const struct rrv_session *s, int pid) {
+  for (int i = s->nprocs - 1; i >= 0; i--)
+    if (s->procs[i] && !s->procs[i]->gone && s->procs[i]->pid == pid) return i;
+  return -1;
+}
+
+int rrv_session_add(struct rrv_session *s, struct rrv_recorder *r) {
+  if (s->nprocs == s->cap) {
+    int cap = s->cap ? s->cap * 2 : 16;
+    struct rrv_recorder **procs = realloc(s->procs, cap * sizeof *procs);
+    if (!procs) return -1;
+    s->procs = procs;
+    s->cap = cap;
+  }
+  r->index = s->nprocs;
+  r->session = s;
+  r->need_resume = 1;
+  s->procs[s->nprocs++] = r;
+  s->live++;
+  if (!s->held_timeout_ns) s->held_timeout_ns = 2000000000ull;
+  return 0;
+}
+
+/* Make the child announced by NEW_PROCESS (pid) a recorded process: it is stopped at its first
+ * stop, which the session may already have seen; what the kernel copied from its parent, the
+ * recorder copies too. Returns 0, -1, or -2 if it died before its first stop (child->status). */
+int rrv_session_adopt(struct rrv_session *s, struct rrv_recorder *child, int pid,
+                      const struct rrv_recorder *parent) {
+  int status = -1;
+  for (int i = 0; i < s->nearly; i++)
+    if (s->early[i][0] == pid) {
+      status = s->early[i][1];
+      memmove(&s->early[i], &s->early[i + 1], (s->nearly - i - 1) * sizeof s->early[0]);
+      s->nearly--;
+      break;
+    }
+  if (status == -1 && rrv_wait(pid, &status) < 0) return -1;
+  if (rrv_record_init(child, pid) < 0) return -1;
+  child->status = status;
+  if (!WIFSTOPPED(status)) return -2;
+  child->program_tsc_mode = parent->program_tsc_mode;
+  child->program_no_new_privs = parent->program_no_new_privs;
+  child->program_filters = program_filters_copy(parent->program_filters);
+  if (parent->program_filters &&
+      (!child->program_filters ||
+       ((struct program_filters *)child->program_filters)->count !=
+           ((const struct program_filters *)parent->program_filters)->count)) {
+    errno = ENOMEM;
+    return -1;
+  }
+  memcpy(child->segv_action, parent->segv_action, sizeof child->segv_action);
+  child->known_mask = parent->known_mask;
+  child->shared_file_mapped = parent->shared_file_mapped;
+  child->last_trap = parent->last_trap;
+  child->checkpoint_every = parent->checkpoint_every;
+  child->checkpoint_interval_ns = parent->checkpoint_interval_ns;
+  child->flush_at = parent->flush_at;
+  child->blob_threshold = parent->blob_threshold;
+  child->handle = parent->handle;
+  return rrv_session_add(s, child);
+}
+
+/* The sealed events of r's buffer (an event still open, a signal being delivered, stays). */
+size_t rrv_record_sealed(const struct rrv_recorder *r) {
+  return r->open_event == (size_t)-1 ? r->len : r->open_event;
+}
+
+void rrv_record_consumed(struct rrv_recorder *r, size_t n, uint64_t count) {
+  memmove(r->buf, r->buf + n, r->len - n);
+  r->len -= n;
+  if (r->open_event != (size_t)-1) r->open_event -= n;
+  r->buffered_events -= count;
+}
+
+void rrv_session_free(struct rrv_session *s) {
+  if (s->timer_ready) timer_delete(*(timer_t *)s->timer);
+  free(s->timer);
+  free(s->procs);
+  s->procs = NULL;
+  s->timer = NULL;
+  s->timer_ready = 0;
+}
+
+/* The record loop of a whole process tree: every process runs at once, and each stop of any
+ * is handled as it comes. Returns to Python (session->current: whose stop) to flush events,
+ * at an exec, a new process, an exit, and for what the recording cannot handle. */
+int rrv_session_run(struct rrv_session *s) {
   for (uint64_t n = 0;; n++) {
-    if (r->len >= r->flush_at && !r->delivering) return RRV_STOP_FLUSH;
-    if ((n & 255) == 255 && r->buffered_events && !r->delivering) {
+    uint64_t deadline = 0;
+    for (int i = 0; i < s->nprocs; i++) {
+      struct rrv_recorder *r = s->procs[i];
+      if (!r || r->gone) continue;
+      if (r->nheld && (!deadline || r->held_since_ns + s->held_timeout_ns < deadline))
+        deadline = r->held_since_ns + s->held_timeout_ns;
+      if (!r->need_resume) continue;
+      s->current = i;
+      if (r->len >= r->flush_at && !r->delivering) return RRV_STOP_FLUSH;
+      if (r->exit_pending) {   /* no checkpoint was taken: record the exit where it stands */
+        r->exit_pending = 0;
+        int rc = on_syscall(r);
+        if (rc) return rc;
+        if (r->gone || !r->need_resume) continue;
+      }
+      r->need_resume = 0;
+      int sig = r->resume_sig;
+      r->resume_sig = 0;
+      if (r->listening)       /* stopped by job control: it goes on when SIGCONT comes */
+        r->listening = 0;
+      else if (ptrace(r->resume_op, r->pid, 0, sig) < 0)
+        return fail(r, "resuming the tracee");
+      if (!r->in_syscall) r->resume_op = PTRACE_CONT;
+    }
+    if ((n & 63) == 63) {
       uint64_t now = rrv_now_ns();
-      if (now - r->last_flush_ns > 200000000ull) {
-        r->last_flush_ns = now;
-        return RRV_STOP_FLUSH;
+      for (int i = 0; i < s->nprocs; i++) {
+        struct rrv_recorder *r = s->procs[i];
+        if (r && r->buffered_events && !r->delivering && now - r->last_flush_ns > 200000000ull) {
+          r->last_flush_ns = now;
+          s->current = i;
+          return RRV_STOP_FLUSH;
+        }
       }
     }
-    int sig = r->resume_sig;
-    r->resume_sig = 0;
-    if (r->listening)       /* stopped by job control: it goes on when SIGCONT comes */
-      r->listening = 0;
-    else if (ptrace(r->resume_op, r->pid, 0, sig) < 0)
-      return fail(r, "resuming the tracee");
-    r->resume_op = PTRACE_CONT;
     int status;
-    if (rrv_wait(r->pid, &status) < 0) return fail(r, "waitpid");
-    int rc = 0;
-    if (r->delivering && (rc = finish_recorded_delivery(r, status))) {
-      if (rc == 1) continue;     /* the single-step trap: resume */
-      return rc;
+    int pid = wait_any(s, &status, deadline);
+    if (pid < 0) {
+      snprintf(s->message, sizeof s->message, "waitpid: %s", strerror(errno));
+      return RRV_STOP_ERROR;
     }
-    if (WIFEXITED(status) || WIFSIGNALED(status)) return record_exit(r, status);
-    if (RRV_GROUP_STOP(status)) {
-      /* The stop signal's delivery was recorded; the stop itself is left in place, as
-       * without a tracer, until SIGCONT ends it (then reported with SIGTRAP: resume). */
-      int stop = WSTOPSIG(status);
-      if (stop == SIGSTOP || stop == SIGTSTP || stop == SIGTTIN || stop == SIGTTOU) {
-        if (ptrace(PTRACE_LISTEN, r->pid, 0, 0) < 0) return fail(r, "PTRACE_LISTEN");
-        r->listening = 1;
+    if (pid == 0) {   /* a held signal waited too long: the process makes no syscall */
+      for (int i = 0; i < s->nprocs; i++) {
+        struct rrv_recorder *r = s->procs[i];
+        if (!r || r->gone || !r->nheld || rrv_now_ns() < r->held_since_ns + s->held_timeout_ns)
+          continue;
+        s->current = i;
+        r->stop_what = RRV_UNSUP_HELD_SIGNAL;
+        r->stop_nr = r->held[0].sig;
+        snprintf(r->message, sizeof r->message, "process %d got signal %d (%s), which it "
+                 "handles, while running user code, and made no syscall in the %.1f s since: "
+                 "delivering it at an exact point needs execution points (not supported yet)",
+                 r->pid, r->held[0].sig, strsignal(r->held[0].sig),
+                 s->held_timeout_ns / 1e9);
+        return RRV_STOP_UNSUPPORTED;
       }
-    } else if (RRV_SECCOMP_STOP(status)) {
-      rc = on_syscall(r);
-    } else if (WSTOPSIG(status) == SIGTRAP && (status >> 16)) {
-      snprintf(r->message, sizeof r->message, "unexpected ptrace event %d", status >> 16);
-      rc = RRV_STOP_ERROR;
-    } else if (RRV_SYSCALL_EXIT_STOP(status)) {
-      snprintf(r->message, sizeof r->message, "unexpected syscall-exit stop");
-      rc = RRV_STOP_ERROR;
-    } else {
-      rc = on_signal(r, WSTOPSIG(status));
+      continue;
     }
+    int i = find_process(s, pid);
+    if (i < 0) {   /* a child's first stop, before its parent's fork event was handled */
+      if (s->nearly == (int)(sizeof s->early / sizeof s->early[0])) {
+        snprintf(s->message, sizeof s->message, "too many unannounced children (pid %d)", pid);
+        return RRV_STOP_ERROR;
+      }
+      s->early[s->nearly][0] = pid;
+      s->early[s->nearly++][1] = status;
+      continue;
+    }
+    s->current = i;
+    struct rrv_recorder *r = s->procs[i];
+    r->need_resume = 1;
+    int rc = on_stop(r, status);
+    if (r->gone) r->need_resume = 0;
     if (rc) return rc;
   }
 }

@@ -15,6 +15,9 @@ Handling (what replay does with the syscall):
                one filled with the recorded file's contents.
   EXEC         execve: executed; the new image is then checked against the recorded one.
   EXIT         exit/exit_group: executed.
+  FORK         fork, vfork, clone, clone3 (no threads): the recorder follows the child as a
+               process of its own (its own event stream, from a checkpoint at its birth);
+               replay emulates the call in the parent (the result is the recorded child pid).
   REFUSE       never executed, in recording either: the tracee sees -ENOSYS (rseq: the kernel
                would otherwise write into the tracee behind our back).
   UNSUPPORTED  ends the recording with `why`.
@@ -29,14 +32,14 @@ from dataclasses import dataclass, field
 
 from ptrace.syscall.linux.x86_64 import SYSCALL_NAMES as _PTRACE_NAMES
 
-EMULATE, EXECUTE, EXECUTE_SELF, MMAP, MREMAP, EXEC, EXIT, REFUSE, UNSUPPORTED = (
+EMULATE, EXECUTE, EXECUTE_SELF, MMAP, MREMAP, EXEC, EXIT, REFUSE, UNSUPPORTED, FORK = (
     "EMULATE", "EXECUTE", "EXECUTE_SELF", "MMAP", "MREMAP", "EXEC", "EXIT", "REFUSE",
-    "UNSUPPORTED")
-HANDLINGS = (EMULATE, EXECUTE, EXECUTE_SELF, MMAP, MREMAP, EXEC, EXIT, REFUSE, UNSUPPORTED)
+    "UNSUPPORTED", "FORK")
+HANDLINGS = (EMULATE, EXECUTE, EXECUTE_SELF, MMAP, MREMAP, EXEC, EXIT, REFUSE, UNSUPPORTED, FORK)
 
 # Irregular syscalls whose outputs depend on more than the table can say: hand-written C.
 IRREGULAR = ("ioctl", "fcntl", "iov_result", "recvmsg", "prctl", "iov_digest", "msg_digest",
-             "process_vm", "restart", "unshare", "recvmmsg", "msgrcv", "ipc_ctl")
+             "process_vm", "restart", "unshare", "recvmmsg", "msgrcv", "ipc_ctl", "clone")
 
 
 @dataclass(frozen=True)
@@ -298,10 +301,11 @@ for _n in ("pkey_alloc", "pkey_free", "mseal"):    # the protection keys and sea
 _sc("execve", EXEC)
 _sc("exit", EXIT)
 _sc("exit_group", EXIT)
-_THREADS = "threads and child processes are not supported yet"
+_sc("execveat", EXEC)
+# A thread (CLONE_THREAD) or a child in its parent's memory alongside it is refused when the
+# call is made (recorder.c: begin_fork); the parent's pidfd or parent_tid output is irregular.
 for _n in ("clone", "clone3", "fork", "vfork"):
-    _sc(_n, UNSUPPORTED, why=_THREADS)
-_sc("execveat", UNSUPPORTED, why="execveat is not supported yet")
+    _sc(_n, FORK, irregular="clone")
 # On the calling process only (another one is refused): what they wrote is in its own memory.
 _sc("process_vm_readv", irregular="process_vm")
 _sc("process_vm_writev", irregular="process_vm")

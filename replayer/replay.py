@@ -16,7 +16,7 @@ from ..checkpoints.pages import PageStoreReader
 from ..checkpoints.inject import TraceeMemory, VerifierSite, make_file_memfd, put_back_segv
 from ..checkpoints.restore import restore
 from ..errors import NativeError, TraceError
-from ..trace import Trace
+from ..trace import Stream, Trace
 from ..tracee import CallbackTarget, choose_cpu
 from . import report as R
 
@@ -31,6 +31,8 @@ class ReplayResult:
     end_event: int = 0          # the event replay stopped before
     checkpoints_compared: int = 0
     exit_status: int | None = None
+    process: int = 0
+    pid: int = 0                # the process's recorded pid
     divergence: dict | None = None
     stats: dict = field(default_factory=dict)
     seconds: float = 0.0
@@ -76,9 +78,10 @@ class Replayer(CallbackTarget):
 
 
 class EventFeed:
-    """Hands the native loop a contiguous buffer: the unconsumed tail plus the next frame."""
+    """Hands the native loop a contiguous buffer: the unconsumed tail plus the next frame of
+    one process's stream."""
 
-    def __init__(self, trace: Trace, state):
+    def __init__(self, trace: Stream, state):
         self.trace = trace
         self.state = state
         self.buf = b""
@@ -131,24 +134,35 @@ class EventFeed:
 
 
 def segment_checkpoints(trace: Trace, k: int) -> tuple[int, int | None]:
-    """Segment k runs from checkpoint k to checkpoint k+1, the last one to the trace's end."""
-    n = len(trace.checkpoints)
+    """Segment k runs from checkpoint k to its process's next checkpoint, the process's last
+    one to the end of its stream."""
+    cps = trace.checkpoints
+    n = len(cps)
     if not 0 <= k < n:
         raise TraceError(f"{trace.path}: no segment {k} (the trace has segments 0 to {n - 1})")
-    return k, (k + 1 if k + 1 < n else None)
+    later = [c["id"] for c in cps[k + 1:] if c["process"] == cps[k]["process"]]
+    return k, (later[0] if later else None)
 
 
 def replay(trace: Trace, *, start: int = 0, end: int | None = None, echo: bool = False,
            cpu: int | None = None, pages: PageStoreReader | None = None) -> ReplayResult:
-    """Replay from checkpoint `start` until checkpoint `end` (None: the trace's end),
-    comparing with every checkpoint reached."""
-    checkpoints = trace.checkpoints
-    if not checkpoints:
+    """Replay one process from checkpoint `start` until its checkpoint `end` (None: the end of
+    its stream), comparing with every checkpoint of its reached. start and end are checkpoint
+    ids; both belong to the same process."""
+    every = trace.checkpoints
+    if not every:
         raise TraceError(f"{trace.path}: the trace has no checkpoint to start replay from "
                          f"(the recording ended before its first)")
-    if not 0 <= start < len(checkpoints) or (end is not None and not start < end <= len(checkpoints)):
+    if not 0 <= start < len(every) or (end is not None and not (
+            start < end < len(every) and every[end]["process"] == every[start]["process"])):
         raise TraceError(f"{trace.path}: no segment from checkpoint {start} to {end} "
-                         f"(the trace has {len(checkpoints)} checkpoints)")
+                         f"(the trace has {len(every)} checkpoints)")
+    process = every[start]["process"]
+    stream = trace.stream(process)
+    checkpoints = stream.checkpoints      # this process's chain; below, positions in it
+    ids = [c["id"] for c in checkpoints]
+    start = ids.index(start)
+    end = None if end is None else ids.index(end)
     cpu = choose_cpu() if cpu is None else cpu
     t0 = time.monotonic()
     rp = Replayer(trace)
@@ -156,13 +170,13 @@ def replay(trace: Trace, *, start: int = 0, end: int | None = None, echo: bool =
     state = ffi.new("struct rrv_replayer *")
     state.handle = rp.handle
     state.echo = int(echo)
-    feed = EventFeed(trace, state)
+    feed = EventFeed(stream, state)
     compared = 0
     notes: dict = {}
     timing = {"restore_seconds": 0.0, "compare_seconds": 0.0}
 
     def start_from(k: int) -> int:
-        ckpt = trace.checkpoint(k)
+        ckpt = trace.checkpoint(ids[k])
         t = time.monotonic()
         pid = restore(trace, ckpt, cpu=cpu, pages=pages)
         timing["restore_seconds"] += time.monotonic() - t
@@ -172,20 +186,21 @@ def replay(trace: Trace, *, start: int = 0, end: int | None = None, echo: bool =
 
     def stop_at(k: int) -> None:
         state.stop_at_event = checkpoints[k]["event"] if k < len(checkpoints) else 0
-        state.stop_before_exit = k < len(checkpoints) and trace.checkpoint(k)["before_exit"]
+        state.stop_before_exit = k < len(checkpoints) and trace.checkpoint(ids[k])["before_exit"]
 
     def result(status, **kw) -> ReplayResult:
         if status == "verified":
-            expected = checkpoints[end]["event"] if end is not None else trace.event_count
+            expected = checkpoints[end]["event"] if end is not None else stream.event_count
             if state.event_index != expected:   # a structural lie, never "verified"
                 raise TraceError(f"{trace.path}: replay from event {checkpoints[start]['event']} "
                                  f"ended at event {state.event_index}, but the "
                                  + (f"segment ends at checkpoint {end} (event {expected})"
                                     if end is not None else f"trace has {expected} events"))
         return ReplayResult(status, state.event_index - checkpoints[start]["event"],
-                            trace.event_count, trace.complete,
+                            stream.event_count, trace.complete,
                             first_event=checkpoints[start]["event"], end_event=state.event_index,
-                            checkpoints_compared=compared, **kw)
+                            checkpoints_compared=compared, process=process,
+                            pid=stream.row["pid"], **kw)
 
     pid = start_from(start)
     feed.seek(checkpoints[start]["event"])
@@ -200,13 +215,13 @@ def replay(trace: Trace, *, start: int = 0, end: int | None = None, echo: bool =
                 feed.refill()
             elif stop == lib.RRV_STOP_SEGMENT_END:
                 t = time.monotonic()
-                ckpt = trace.checkpoint(next_k)
+                ckpt = trace.checkpoint(ids[next_k])
                 diffs = compare(pid, ckpt, trace, pages, notes, whole=end is None)
                 timing["compare_seconds"] += time.monotonic() - t
                 compared += 1
                 if diffs:
                     res = result("diverged", divergence=R.describe_checkpoint(
-                        state.event_index, next_k, diffs, trace, ckpt["tid"]))
+                        state.event_index, ids[next_k], diffs, trace, ckpt["tid"]))
                 elif end is not None and next_k == end:
                     res = result("verified")
                 else:
@@ -272,6 +287,41 @@ def replay(trace: Trace, *, start: int = 0, end: int | None = None, echo: bool =
     res.seconds = time.monotonic() - t0
     res.stats = {"syscalls_emulated": state.syscalls_emulated,
                  "syscalls_executed": state.syscalls_executed,
-                 "signals": state.signals, "rdtsc": state.rdtscs, **notes,
+                 "signals": state.signals, "rdtsc": state.rdtscs,
+                 "inexact_deaths": state.inexact_deaths, **notes,
                  **{k: round(v, 6) for k, v in timing.items()}}
     return res
+
+
+def replay_processes(trace: Trace, *, echo: bool = False, cpu: int | None = None
+                     ) -> tuple[ReplayResult, int]:
+    """Replay every process of the trace from its first checkpoint to its end, one after the
+    other, up to the first divergence. Returns the combined result and the number of
+    processes replayed. (A process that never reached its first checkpoint, killed before it
+    ever ran, has nothing to replay.)"""
+    firsts = {}
+    for c in trace.checkpoints:
+        firsts.setdefault(c["process"], c["id"])
+    if not firsts:
+        raise TraceError(f"{trace.path}: the trace has no checkpoint to start replay from "
+                         f"(the recording ended before its first)")
+    pages = PageStoreReader(trace)
+    total = None
+    for n, (process, first) in enumerate(sorted(firsts.items())):
+        res = replay(trace, start=first, echo=echo, cpu=cpu, pages=pages)
+        if total is None:
+            total = res
+        else:
+            total.events += res.events
+            total.trace_events += res.trace_events
+            total.checkpoints_compared += res.checkpoints_compared
+            total.seconds += res.seconds
+            for k, v in res.stats.items():
+                if isinstance(v, (int, float)) and isinstance(total.stats.get(k), (int, float)):
+                    total.stats[k] += v
+            total.status, total.divergence = res.status, res.divergence
+            total.process, total.pid = res.process, res.pid
+        if res.status != "verified":
+            return total, n + 1
+    total.exit_status = None
+    return total, len(firsts)

@@ -210,11 +210,39 @@ static int emulate(struct rrv_replayer *r, const struct rrv_event *ev, const str
   return 0;
 }
 
+/* A signal the recording held while the process ran user code and delivered at this syscall's
+ * entry (recorder.c: deliver_held_signal): the same here. The syscall is skipped and set to
+ * restart after the handler; the signal's delivery stop is then checked as any other. */
+static int replay_signal_at_entry(struct rrv_replayer *r, const struct rrv_event *ev,
+                                  const struct rrv_regs *regs) {
+  if ((int64_t)ev->regs.orig_rax != (int64_t)regs->orig_rax) {
+    r->div.expected_nr = ev->regs.orig_rax;
+    r->div.found_nr = regs->orig_rax;
+    r->div.expected_regs = ev->regs;
+    r->div.found_regs = *regs;
+    return diverge(r, RRV_DIV_SYSCALL, "signal %d was delivered at the entry of a different "
+                   "syscall", ev->nr);
+  }
+  struct rrv_regs skip = *regs, restart = *regs;
+  int status;
+  skip.orig_rax = -1;
+  if (rrv_setregs(r->pid, &skip) < 0) return rfail(r, "PTRACE_SETREGS");
+  if (rrv_step_to_syscall_exit(r->pid, &status) < 0) return rfail(r, "skipping a syscall");
+  if (!WIFSTOPPED(status))
+    return diverge(r, RRV_DIV_EXITED_EARLY, "the tracee died (status 0x%x)", status);
+  restart.rax = -513;   /* -ERESTARTNOINTR: issued again after the handler */
+  if (rrv_setregs(r->pid, &restart) < 0) return rfail(r, "PTRACE_SETREGS");
+  r->resume_sig = ev->nr;
+  return 0;
+}
+
 static int replay_syscall(struct rrv_replayer *r) {
   struct rrv_regs regs;
   if (rrv_getregs(r->pid, &regs) < 0) return rfail(r, "PTRACE_GETREGS");
   int64_t nr = (int64_t)regs.orig_rax;
   const struct rrv_event *ev = cur_event(r);
+  if (ev->kind == RRV_EVENT_SIGNAL && (ev->flags & RRV_EF_AT_SYSCALL_ENTRY))
+    return replay_signal_at_entry(r, ev, &regs);
   int rc = expect_kind(r, ev, RRV_EVENT_SYSCALL, nr);
   if (rc) return rc;
   if (ev->nr != nr) {
@@ -398,7 +426,7 @@ static int replay_signal(struct rrv_replayer *r, int sig) {
   if (ev->extra_len != sizeof(siginfo_t)) return diverge(r, RRV_DIV_TRACE, "bad signal event");
   siginfo_t recorded;
   memcpy(&recorded, extra, sizeof recorded);
-  if (!(ev->flags & RRV_EF_AT_SYSCALL_EXIT) &&
+  if (!(ev->flags & (RRV_EF_AT_SYSCALL_EXIT | RRV_EF_AT_SYSCALL_ENTRY)) &&
       (si.si_code != recorded.si_code || si.si_addr != recorded.si_addr)) {
     r->div.expected_value = (int64_t)(uintptr_t)recorded.si_addr;
     r->div.found_value = (int64_t)(uintptr_t)si.si_addr;
@@ -482,17 +510,37 @@ void rrv_replay_set_pid(struct rrv_replayer *r, int pid) {
   rrv_forget_mem();
 }
 
+static int end_at_inexact_death(struct rrv_replayer *r) {
+  const struct rrv_event *ev = cur_event(r);
+  if (ev->kind == RRV_EVENT_SIGNAL) {   /* ASYNC_FATAL: the exit it caused follows */
+    const struct rrv_event *exit = have_events(r, 2) ? next_event(r) : NULL;
+    if (!exit) return r->eof ? RRV_STOP_END_OF_TRACE : RRV_STOP_NEED_EVENTS;
+    if (exit->kind != RRV_EVENT_EXIT || !WIFSIGNALED(exit->nr) || WTERMSIG(exit->nr) != ev->nr)
+      return diverge(r, RRV_DIV_TRACE, "a fatal signal delivered in user code must be followed "
+                     "by the death it caused");
+    advance(r);
+    ev = cur_event(r);
+  }
+  if (have_events(r, 2))
+    return diverge(r, RRV_DIV_TRACE, "the trace goes on after the tracee's exit");
+  r->status = ev->nr;
+  r->inexact_deaths++;
+  advance(r);
+  rrv_kill(r->pid);
+  return RRV_STOP_EXITED;
+}
+
 int rrv_replay_run(struct rrv_replayer *r) {
   for (;;) {
     if (!have_events(r, 2) && !r->eof) return RRV_STOP_NEED_EVENTS;
     if (!have_events(r, 1)) return RRV_STOP_END_OF_TRACE;
-    /* SIGKILL from outside struck at a point replay cannot find: the trace ends here. */
-    if (cur_event(r)->kind == RRV_EVENT_EXIT &&
-        WIFSIGNALED(cur_event(r)->nr) && WTERMSIG(cur_event(r)->nr) == SIGKILL) {
-      if (have_events(r, 2))    /* the loop's first test: else nothing follows */
-        return diverge(r, RRV_DIV_TRACE, "the trace goes on after the tracee's exit");
-      return RRV_STOP_END_OF_TRACE;
-    }
+    /* A death at a point replay cannot find (SIGKILL; a fatal signal that came in user code,
+     * delivered at once): every event before it was checked; the process ends here. */
+    const struct rrv_event *cur = cur_event(r);
+    int sigkilled = cur->kind == RRV_EVENT_EXIT && WIFSIGNALED(cur->nr) &&
+                    WTERMSIG(cur->nr) == SIGKILL;
+    if (sigkilled || (cur->kind == RRV_EVENT_SIGNAL && (cur->flags & RRV_EF_ASYNC_FATAL)))
+      return end_at_inexact_death(r);
     int sig = r->resume_sig;
     r->resume_sig = 0;
     if (ptrace(r->resume_op, r->pid, 0, sig) < 0) return rfail(r, "resuming the tracee");

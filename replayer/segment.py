@@ -20,10 +20,15 @@ STATUSES = (VERIFIED, DIVERGED, TRACE_ERROR, INCOMPATIBLE, WORKER_LOST, TIMEOUT,
 
 
 def segment_bounds(trace: Trace) -> list[tuple[int, int, int]]:
-    """(segment, first event, end event) for each segment: [C_k, C_k+1) and [C_last, end)."""
+    """(segment, first event, end event) for each segment, in its process's stream: from
+    checkpoint k to the process's next checkpoint, or to the end of its stream."""
     cps = trace.checkpoints
-    return [(k, c["event"], cps[k + 1]["event"] if k + 1 < len(cps) else trace.event_count)
-            for k, c in enumerate(cps)]
+    bounds = []
+    for k, c in enumerate(cps):
+        _, nxt = segment_checkpoints(trace, k)
+        bounds.append((k, c["event"], cps[nxt]["event"] if nxt is not None
+                       else trace.stream(c["process"]).event_count))
+    return bounds
 
 
 def verify_segment(trace_path: str, k: int, *, cpu: int | None = None,
@@ -34,13 +39,18 @@ def verify_segment(trace_path: str, k: int, *, cpu: int | None = None,
     shown_path: the trace's name in the report, when trace_path is a local copy (--ship)."""
     shown = shown_path or trace_path
     t0 = time.monotonic()
-    report = {"segment": k, "status": ERROR, "host": socket.gethostname(), "pid": os.getpid(),
+    report = {"segment": k, "status": ERROR, "host": socket.gethostname(),
+              "worker_pid": os.getpid(),
               "cpu": cpu}
     try:
         trace = Trace(trace_path)
         start, last = segment_checkpoints(trace, k)
-        _, first, end = segment_bounds(trace)[k]
-        report.update(first_event=first, end_event=end)
+        process = trace.checkpoints[k]["process"]
+        stream = trace.stream(process)
+        first = trace.checkpoints[k]["event"]
+        end = trace.checkpoints[last]["event"] if last is not None else stream.event_count
+        report.update(process=process, pid=stream.row["pid"], first_event=first,
+                      end_event=end)
         if check_cpu:
             from ..cluster.compat import incompatibilities, rlimit_shortfalls
             problems = incompatibilities(trace.manifest["host"]) + rlimit_shortfalls(trace.manifest)

@@ -285,7 +285,7 @@ def _stop_recording_on(*signums):
 
 def cmd_replay(args) -> int:
     from .errors import TraceError
-    from .replayer.replay import replay, segment_checkpoints
+    from .replayer.replay import replay, replay_processes, segment_checkpoints
     from .replayer.report import format_text
     from .trace import Trace
     from . import tracedirs
@@ -310,7 +310,7 @@ def cmd_replay(args) -> int:
             raise UsageError(f"replay: --segment {args.segment}: {e}") from None
         result = replay(trace, start=start, end=end, echo=args.echo)
     else:
-        result = replay(trace, echo=args.echo)
+        result, processes = replay_processes(trace, echo=args.echo)
     if args.json:
         with _writing(args.json, "--json"), open(args.json, "w") as f:
             json.dump({"trace": trace.path, "status": result.status, "events": result.events,
@@ -320,7 +320,8 @@ def cmd_replay(args) -> int:
     if result.status == "verified":
         note = "" if result.complete_trace else " (incomplete trace: verified up to its end)"
         what = (f"segment {args.segment} (events {result.first_event}-{result.end_event})"
-                if args.segment is not None else "1 process")
+                if args.segment is not None else
+                f"{processes} process{'es' if processes != 1 else ''}")
         print(f"verified: {what}, {result.events} events, "
               f"{result.checkpoints_compared} checkpoints compared{note}")
         return 0

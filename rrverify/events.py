@@ -11,6 +11,7 @@ from .errors import TraceError
 SYSCALL, RDTSC, SIGNAL, EXEC, EXIT = 1, 2, 3, 4, 5
 KIND_NAMES = {SYSCALL: "syscall", RDTSC: "rdtsc", SIGNAL: "signal", EXEC: "exec", EXIT: "exit"}
 EF_AT_SYSCALL_EXIT, EF_RDTSCP, EF_REFUSED, EF_SEGV_RESTORE = 1, 2, 4, 8
+EF_AT_SYSCALL_ENTRY, EF_ASYNC_FATAL, EF_VFORK = 16, 32, 64
 WRITE_INLINE, WRITE_BLOB = 0, 1
 MMAP_ZERO_DEVICE = 2**64 - 1   # the aux of an mmap of /dev/zero (an anonymous mapping)
 DIGEST_BYTES = 32
@@ -36,6 +37,10 @@ def register_diff(expected: dict, found: dict) -> list[dict]:
 HEADER = struct.Struct("<IBBHiiqQQII27Q")
 WRITE = struct.Struct("<QII")
 assert HEADER.size == 264
+
+
+def zero_regs() -> dict:
+    return dict.fromkeys(REG_NAMES, 0)
 
 
 def align8(n: int) -> int:
@@ -64,6 +69,7 @@ class Event:
     writes: list = field(default_factory=list)
     extra: bytes = b""
     size: int = 0
+    process: int = 0       # the process whose stream holds it
 
     @property
     def kind_name(self) -> str:

@@ -32,7 +32,7 @@ import zstandard
 from .errors import TraceError
 
 FORMAT_NAME = "rrverify-trace"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 INDEX_MAGIC = b"RRVEIDX1"
 INDEX_RECORD = struct.Struct("<QIIQII16s")
 MAX_FRAME_RAW = 64 << 20         # a frame larger than this is corrupt, not big
@@ -41,7 +41,8 @@ MAX_MANIFEST = 16 << 20          # the manifest, a checkpoint file, files.jsonl,
 MAX_INDEX = 1 << 30              # events.idx, pages.idx
 MAX_BLOB_FILE = MAX_BLOB + (MAX_BLOB >> 7) + (1 << 20)   # zstd never grows data more than this
 # The files the final manifest's "integrity" covers (the others carry hashes of their own).
-INTEGRITY_FILES = ("events.idx", "pages.idx", "files.jsonl", "checkpoints.jsonl")
+INTEGRITY_FILES = ("events.idx", "pages.idx", "files.jsonl", "checkpoints.jsonl",
+                   "processes.jsonl")
 
 
 def blob_path(root: str, digest: bytes) -> str:
@@ -234,6 +235,7 @@ def integrity_of(root: str) -> dict:
 @dataclass
 class Frame:
     number: int
+    process: int
     offset: int
     compressed: int
     raw: int
@@ -267,15 +269,17 @@ class TraceWriter:
             self._index_fd = os.open(os.path.join(path, "events.idx"), flags, 0o644)
             self._files_fd = os.open(os.path.join(path, "files.jsonl"), flags, 0o644)
             self._ckpt_fd = os.open(os.path.join(path, "checkpoints.jsonl"), flags, 0o644)
+            self._procs_fd = os.open(os.path.join(path, "processes.jsonl"), flags, 0o644)
             write_all(self._index_fd, INDEX_MAGIC)
         self.checkpoints = 0
+        self.checkpoint_process = 0    # whose checkpoint add_checkpoint writes, unless it says
         # Level 1 for blobs (mapped files, pages): recording-time cost matters more here
         # than the last few percent of size.
         self._compressor = zstandard.ZstdCompressor(level=1, write_checksum=True,
                                                     write_content_size=True)
-        self._pending: list[bytes] = []
-        self._pending_bytes = 0
-        self._pending_events = 0
+        # per process: raw events not yet in a frame, their count; events framed so far
+        self._pending: dict[int, tuple[list[bytes], int]] = {}
+        self.process_events: list[int] = []
         self.offset = 0
         self.events = 0
         self.frames = 0
@@ -311,10 +315,19 @@ class TraceWriter:
         _atomic_write(os.path.join(self.path, "manifest.json"),
                       json.dumps(self.manifest, indent=1, sort_keys=True).encode() + b"\n")
 
-    def add_events(self, raw: bytes, count: int) -> None:
-        self._pending.append(raw)
-        self._pending_bytes += len(raw)
-        self._pending_events += count
+    def add_process(self, row: dict) -> int:
+        """A new process of the recording: its line in processes.jsonl, and its stream."""
+        index = len(self.process_events)
+        line = json.dumps(dict(row, index=index), sort_keys=True) + "\n"
+        with self.writing():
+            write_all(self._procs_fd, line.encode())
+        self.process_events.append(0)
+        return index
+
+    def add_events(self, process: int, raw: bytes, count: int) -> None:
+        chunks, n = self._pending.get(process, ([], 0))
+        chunks.append(raw)
+        self._pending[process] = (chunks, n + count)
 
     def cut_frame(self) -> None:
         if self._write_error is not None:
@@ -322,16 +335,15 @@ class TraceWriter:
         self._queue_pending()
 
     def _queue_pending(self) -> None:
-        if not self._pending_events:
-            return
-        raw = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
-        self._frames_out.put((raw, self.events, self._pending_events))
-        self.events += self._pending_events
-        self.raw_bytes += self._pending_bytes
-        self._pending_bytes = 0
-        self.frames += 1
+        """Each process's pending events become a frame of its stream."""
+        for process, (chunks, count) in sorted(self._pending.items()):
+            raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            self._frames_out.put((raw, process, self.process_events[process], count))
+            self.process_events[process] += count
+            self.events += count
+            self.raw_bytes += len(raw)
+            self.frames += 1
         self._pending.clear()
-        self._pending_events = 0
 
     def _write_frames(self, avoid_cpu: int | None) -> None:
         if avoid_cpu is not None:
@@ -344,15 +356,16 @@ class TraceWriter:
         while (item := self._frames_out.get()) is not None:
             if frames_failed:
                 continue       # a frame after a lost one would not be contiguous
-            raw, first, count = item
+            raw, process, first, count = item
             try:
                 comp = compressor.compress(raw)
                 write_all(self._events_fd, comp)
                 write_all(self._index_fd, INDEX_RECORD.pack(self.offset, len(comp), len(raw),
-                                                             first, count, 0, frame_hash(comp)))
+                                                             first, count, process,
+                                                             frame_hash(comp)))
                 self.offset += len(comp)
                 self.frames_written += 1
-                self.events_written = first + count
+                self.events_written += count
             except OSError as e:
                 frames_failed = True
                 self._write_error = self._write_error or e
@@ -381,8 +394,10 @@ class TraceWriter:
         """Write checkpoint number len(checkpoints) and index it (the index line last, so a
         reader never finds an index entry without its checkpoint)."""
         n = self.checkpoints
+        ckpt.setdefault("process", self.checkpoint_process)
         data = json.dumps(dict(ckpt, id=n), sort_keys=True).encode() + b"\n"
-        line = json.dumps({"id": n, "event": ckpt["event"], "blake2b": file_hash(data)}) + "\n"
+        line = json.dumps({"id": n, "process": ckpt["process"], "event": ckpt["event"],
+                           "blake2b": file_hash(data)}) + "\n"
         with self.writing():
             os.makedirs(os.path.join(self.path, "checkpoints"), exist_ok=True)
             _atomic_write(checkpoint_path(self.path, n), data, sync=False)
@@ -398,7 +413,8 @@ class TraceWriter:
         finally:
             self._frames_out.put(None)
             self._writer.join()
-        for fd in (self._events_fd, self._index_fd, self._files_fd, self._ckpt_fd):
+        for fd in (self._events_fd, self._index_fd, self._files_fd, self._ckpt_fd,
+                   self._procs_fd):
             try:
                 os.fsync(fd)
             except OSError as e:
@@ -413,7 +429,8 @@ class TraceWriter:
                                         event_bytes_raw=self.raw_bytes,
                                         event_bytes_compressed=self.offset,
                                         blob_bytes=self.blob_bytes, mapped_files=self.files,
-                                        checkpoints=self.checkpoints))
+                                        checkpoints=self.checkpoints,
+                                        processes=len(self.process_events)))
         self._write_final_manifest()
         if self._write_error is not None:
             raise self._failed()
@@ -480,6 +497,8 @@ class Trace:
         self.integrity = m.get("integrity") or {}
         self.frames = self._read_index()
         self.event_count = sum(f.events for f in self.frames)
+        self._processes = None
+        self._streams: dict[int, "Stream"] = {}
         stats = m.get("stats") or {}
         if self.complete and (stats.get("events") != self.event_count
                               or stats.get("frames") != len(self.frames)):
@@ -517,17 +536,19 @@ class Trace:
             esize = os.fstat(fd).st_size
         finally:
             os.close(fd)
-        frames, expect_offset, expect_event = [], 0, 0
-        for n, (o, c, r, first, count, _res, h) in enumerate(records):
-            if (o != expect_offset or first != expect_event or r > MAX_FRAME_RAW or count == 0
-                    or not 0 < c <= frame_bound(r)):
+        frames, expect_offset = [], 0
+        expect_event: dict[int, int] = {}     # per process: its next event
+        for n, (o, c, r, first, count, process, h) in enumerate(records):
+            if (o != expect_offset or first != expect_event.get(process, 0) or
+                    r > MAX_FRAME_RAW or count == 0 or not 0 < c <= frame_bound(r) or
+                    process > len(expect_event)):
                 raise TraceError(f"{ipath}: corrupted frame index at frame {n}")
             if o + c > esize:
                 if self.complete:
                     raise TraceError(f"{epath}: truncated (frame {n} ends past the file's end)")
                 break  # an interrupted recording: its last frame never reached the disk
-            frames.append(Frame(n, o, c, r, first, count, h))
-            expect_offset, expect_event = o + c, first + count
+            frames.append(Frame(n, process, o, c, r, first, count, h))
+            expect_offset, expect_event[process] = o + c, first + count
         return frames
 
     def read_frame_bytes(self, frame: Frame, fd: int | None = None) -> bytes:
@@ -565,9 +586,35 @@ class Trace:
             yield frame, self.read_frame(frame)
 
     def events(self):
-        from .events import iter_events
-        for frame, raw in self.iter_frames():
-            yield from iter_events(raw, frame.first_event)
+        """Every event, stream by stream (each event's .process says whose)."""
+        for p in range(len(self.processes)):
+            yield from self.stream(p).events()
+
+    @property
+    def processes(self) -> list[dict]:
+        """processes.jsonl: [{"index", "pid", "parent", "parent_event", ...}], parents first."""
+        if self._processes is None:
+            rows = self._jsonl("processes.jsonl", "index", {"pid": is_int})
+            for row in rows:
+                parent = row.get("parent")
+                if parent is not None and not (is_int(parent) and 0 <= parent < row["index"]
+                                               and is_u64(row.get("parent_event"))):
+                    raise TraceError(f"{self.path}/processes.jsonl: corrupted at line "
+                                     f"{row['index'] + 1} (its parent)")
+            if any(f.process >= len(rows) for f in self.frames):
+                raise TraceError(f"{self.path}/events.idx: a frame belongs to a process that "
+                                 f"processes.jsonl does not list")
+            self._processes = rows
+        return self._processes
+
+    def stream(self, process: int) -> "Stream":
+        """One process's events: its frames, in order."""
+        if not 0 <= process < len(self.processes):
+            raise TraceError(f"{self.path}: no process {process} (the trace has "
+                             f"{len(self.processes)})")
+        if process not in self._streams:
+            self._streams[process] = Stream(self, process)
+        return self._streams[process]
 
     def blob_file(self, digest: bytes) -> bytes:
         """A blob's file as stored (compressed, not checked)."""
@@ -618,26 +665,59 @@ class Trace:
 
     @property
     def checkpoints(self) -> list[dict]:
-        """The checkpoint index: [{"id", "event", "blake2b"}], events strictly increasing."""
+        """The checkpoint index: [{"id", "process", "event", "blake2b"}]; each process's
+        events strictly increasing (its first checkpoint may be at event 0: a child's birth)."""
         if self._checkpoints is None:
+            nprocs = len(self.processes)
             rows = self._jsonl("checkpoints.jsonl", "id",
-                               {"event": is_u64, "blake2b": is_hex_digest})
+                               {"event": is_u64, "blake2b": is_hex_digest,
+                                "process": lambda v: is_int(v) and 0 <= v < nprocs})
             if not self.complete:
                 # An interrupted recording may have indexed checkpoints whose events never
                 # reached the disk: replay could not go on from them.
-                rows = [r for r in rows if r["event"] < self.event_count]
-            last = 0
+                rows = [r for r in rows
+                        if r["event"] < self.stream(r["process"]).event_count]
+            last: dict[int, int] = {}
             for row in rows:
-                if row["event"] <= last or row["event"] > self.event_count:
+                p = row["process"]
+                if row["event"] <= last.get(p, -1) or \
+                        row["event"] > self.stream(p).event_count:
                     raise TraceError(f"{self.path}: checkpoints.jsonl: checkpoint {row['id']} "
-                                     f"is at event {row['event']}, out of order or past the end")
-                last = row["event"]
+                                     f"is at event {row['event']} of process {p}, out of "
+                                     f"order or past the end")
+                last[p] = row["event"]
             self._checkpoints = rows
         return self._checkpoints
 
     def checkpoint(self, n: int) -> dict:
         from .checkpoints.model import load_checkpoint
         return load_checkpoint(self, n)
+
+
+class Stream:
+    """The events of one process of a trace: its frames, numbered from its event 0."""
+
+    def __init__(self, trace: Trace, process: int):
+        self.trace = trace
+        self.path = trace.path
+        self.process = process
+        self.frames = [f for f in trace.frames if f.process == process]
+        self.event_count = sum(f.events for f in self.frames)
+        self.row = trace.processes[process]
+
+    def read_frame(self, frame: Frame) -> bytes:
+        return self.trace.read_frame(frame)
+
+    def events(self):
+        from .events import iter_events
+        for frame in self.frames:
+            for ev in iter_events(self.read_frame(frame), frame.first_event):
+                ev.process = self.process
+                yield ev
+
+    @property
+    def checkpoints(self) -> list[dict]:
+        return [c for c in self.trace.checkpoints if c["process"] == self.process]
 
 
 def _check_manifest(m: dict, mpath: str) -> None:

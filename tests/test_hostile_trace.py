@@ -91,8 +91,8 @@ def _deep(_):
 
 
 MANIFEST_LIES = {
-    "version 1": (lambda m: m.update(version=1),
-                  "trace format version 1 is older than this rrverify reads (version 2); "
+    "version 2": (lambda m: m.update(version=2),
+                  "trace format version 2 is older than this rrverify reads (version 3); "
                   "re-record it"),
     "cpuid a list": (lambda m: m["host"].update(cpuid=[1, 2]), "'host.cpuid'"),
     "cpuid leaf of strings": (lambda m: m["host"]["cpuid"].update({"0x1.0": ["a"] * 4}),
@@ -279,7 +279,8 @@ def test_disk_full_at_the_final_manifest(first_manifest, tmp_path):
             assert m["complete"] is True and m["end"]["reason"] == "exited with status 0"
             assert Trace(str(mnt / "t")).complete
             return
-        w.add_events(b"\0" * 264, 1)
+        w.add_process({"pid": 1, "parent": None, "parent_event": None})
+        w.add_events(0, b"\0" * 264, 1)
         _fill(mnt)
         pages.add(b"\1" * 16, b"\1" * 4096)
         pages.close()                   # as the recorder does: the page store first

@@ -47,7 +47,7 @@ def test_generated_table_covers_every_entry():
 
 
 def test_every_table_is_hashed_from_the_manifest(recorded_hello):
-    """Format 2: the final manifest holds each table's size and BLAKE2b-256, and each line of
+    """Format 2 on: the final manifest holds each table's size and BLAKE2b-256, and each line of
     checkpoints.jsonl its checkpoint file's (computed here independently of the reader)."""
     import hashlib
     import json
@@ -55,9 +55,9 @@ def test_every_table_is_hashed_from_the_manifest(recorded_hello):
     def b2(data: bytes) -> str:
         return hashlib.blake2b(data, digest_size=32).hexdigest()
     m = json.loads((recorded_hello / "manifest.json").read_text())
-    assert m["version"] == 2 and m["complete"] is True
+    assert m["version"] == 3 and m["complete"] is True
     assert sorted(m["integrity"]) == sorted(["events.idx", "pages.idx", "files.jsonl",
-                                             "checkpoints.jsonl"])
+                                             "checkpoints.jsonl", "processes.jsonl"])
     for name, rec in m["integrity"].items():
         data = (recorded_hello / name).read_bytes()
         assert rec == {"size": len(data), "blake2b": b2(data)}, name
@@ -65,6 +65,6 @@ def test_every_table_is_hashed_from_the_manifest(recorded_hello):
             (recorded_hello / "checkpoints.jsonl").read_text().splitlines()]
     assert rows
     for row in rows:
-        assert list(row) == ["id", "event", "blake2b"]
+        assert list(row) == ["id", "process", "event", "blake2b"]
         data = (recorded_hello / "checkpoints" / f"{row['id']:06d}.json").read_bytes()
         assert row["blake2b"] == b2(data)

@@ -46,6 +46,13 @@ struct kernel_msghdr {
 /* CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET, NEWTIME */
 #define RRV_NAMESPACE_FLAGS (0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | \
                              0x20000000 | 0x40000000 | 0x00000080)
+#define RRV_CLONE_VM 0x100ull
+#define RRV_CLONE_VFORK 0x4000ull
+#define RRV_CLONE_THREAD 0x10000ull
+#define RRV_CLONE_PTRACE 0x2000ull
+#define RRV_CLONE_UNTRACED 0x800000ull
+#define RRV_CLONE_PIDFD 0x1000ull
+#define RRV_CLONE_PARENT_SETTID 0x100000ull
 #define RRV_VSYSCALL_PAGE 0xffffffffff600000ull  /* the legacy vsyscall page */
 #define RRV_X32_SYSCALL_BIT 0x40000000u
 #define RRV_X32_RANGE_MASK 0xfffffc00u    /* x32's numbers: 0x40000000 to 0x400003ff */

@@ -4,6 +4,8 @@
  * and integer #defines. The event layout here is the trace's event format: see
  * docs/trace-format.md, which must change together with this file. */
 
+struct rrv_session;
+
 #define RRV_EVENT_SYSCALL 1
 #define RRV_EVENT_RDTSC 2
 #define RRV_EVENT_SIGNAL 3
@@ -14,6 +16,12 @@
 #define RRV_EF_RDTSCP 2
 #define RRV_EF_REFUSED 4
 #define RRV_EF_SEGV_RESTORE 8   /* RDTSC: the trap changed SIGSEGV's state; extra says back to what */
+#define RRV_EF_AT_SYSCALL_ENTRY 16 /* SIGNAL: held from user code, delivered at this syscall's
+                                      entry (skipped, then restarted after the handler) */
+#define RRV_EF_ASYNC_FATAL 32   /* SIGNAL: a fatal signal delivered at once in user code (no
+                                   exact point: replay ends the process there) */
+#define RRV_EF_VFORK 64         /* SYSCALL (fork family): the child shared the caller's memory
+                                   until it exec'd or exited; the writes are what it changed */
 
 #define RRV_WRITE_INLINE 0
 #define RRV_WRITE_BLOB 1
@@ -34,6 +42,8 @@
 #define RRV_STOP_CHECKPOINT_AT_EXIT 12 /* record: at an exit's seccomp stop, not yet recorded */
 #define RRV_STOP_SEGV_RESTORE 14  /* record/replay: put SIGSEGV's mask bit and action back as
                                      segv_restore says (a trapped rdtsc changed them) */
+#define RRV_STOP_NEW_PROCESS 15  /* record: session.new_pid was born to process `current`
+                                     (stopped at its first stop, not yet adopted) */
 #define RRV_STOP_FILE_FD 13       /* replay: make the tracee a memfd of file_index (it is parked
                                      before the mmap that maps it, issued again on resume) */
 
@@ -51,6 +61,7 @@
 #define RRV_UNSUP_SYSCALL 1         /* stop_nr: the x86-64 syscall number */
 #define RRV_UNSUP_SIGNAL 2          /* stop_nr: the signal number */
 #define RRV_UNSUP_FOREIGN_SYSCALL 3 /* stop_nr, stop_arch, stop_addr: from the SIGSYS */
+#define RRV_UNSUP_HELD_SIGNAL 4     /* stop_nr: a handled signal held too long (message) */
 
 /* Kinds of divergence found by the replayer. */
 #define RRV_DIV_EVENT_KIND 1
@@ -64,6 +75,8 @@
 #define RRV_DIV_EXIT_STATUS 9
 #define RRV_DIV_EXITED_EARLY 10
 #define RRV_DIV_TRACE 11
+
+#define RRV_MAX_HELD 8          /* handled signals held at once per process */
 
 struct rrv_regs {       /* struct user_regs_struct, x86-64 */
   uint64_t r15, r14, r13, r12, rbp, rbx, r11, r10, r9, r8, rax, rcx, rdx, rsi, rdi, orig_rax,
@@ -115,8 +128,12 @@ struct rrv_segv_restore {  /* an RDTSC event's extra when flagged RRV_EF_SEGV_RE
   uint64_t action[4];      /* SIGSEGV's action to set: handler, flags, restorer, mask */
 };
 
-struct rrv_recorder {
+struct rrv_held_signal { int sig; uint8_t info[128]; };
+
+struct rrv_recorder {   /* one recorded process: its state and its own event stream */
   int pid;
+  int index;            /* the process's number in the trace (processes.jsonl) */
+  struct rrv_session *session;
   int status;           /* wait status once exited */
   int stop_what;        /* UNSUPPORTED: RRV_UNSUP_* */
   int64_t stop_nr;
@@ -155,6 +172,36 @@ struct rrv_recorder {
   struct rrv_regs exit_regs;
   uint64_t last_flush_ns;
   size_t open_event;    /* offset of an event not yet sealed, or (size_t)-1 */
+  int need_resume;      /* the session loop resumes it (resume_op, resume_sig) */
+  int gone;             /* exited and reaped: no more stops */
+  int in_syscall;       /* resumed into the syscall below: its exit stop comes next */
+  int64_t sc_nr;
+  struct rrv_regs sc_regs;
+  uint64_t sc_fpu;
+  int sc_sets_segv;
+  uint64_t sc_new_segv[4];
+  uint64_t sc_clone_flags;
+  void *vfork_snapshot; /* the caller's writable memory as its vfork child began */
+  int nheld;            /* handled signals that came in user code, for the next syscall entry */
+  struct rrv_held_signal held[RRV_MAX_HELD];
+  uint64_t held_since_ns;
+  int delivering_held;  /* a held signal resumed with: its delivery stop comes next */
+};
+
+struct rrv_session {    /* every process of a recording, run concurrently by one tracer */
+  int current;          /* the index of the process the last stop concerns */
+  int nprocs, cap;
+  struct rrv_recorder **procs;   /* by index; owned by the Python driver */
+  int live;             /* processes not yet gone */
+  int new_pid;          /* NEW_PROCESS: the child born to `current` */
+  uint64_t new_flags;   /* its clone flags (CLONE_VM, CLONE_VFORK, ...) */
+  uint64_t held_timeout_ns;  /* a handled signal held longer ends the recording */
+  char message[512];
+  /* private */
+  int nearly;           /* first stops of children not yet announced: pid, status */
+  int early[64][2];
+  int timer_ready;
+  void *timer;
 };
 
 struct rrv_divergence {
@@ -180,6 +227,8 @@ struct rrv_replayer {
   void *handle;
   struct rrv_divergence div;
   uint64_t syscalls_executed, syscalls_emulated, signals, rdtscs;
+  uint64_t inexact_deaths;  /* the process died at a point replay cannot reach (SIGKILL, a
+                               fatal signal in user code): killed there (EXITED) */
   uint64_t stop_at_event;   /* stop with SEGMENT_END once this event is next (0: never) */
   int stop_before_exit;     /* ...at that event's exit syscall, parked (else at the syscall-
                                exit stop before it) */
@@ -197,7 +246,13 @@ struct rrv_replayer {
 
 int rrv_spawn(const struct rrv_spawn *spec, char *err, size_t errlen);
 int rrv_record_init(struct rrv_recorder *r, int pid);
-int rrv_record_run(struct rrv_recorder *r);
+int rrv_session_add(struct rrv_session *s, struct rrv_recorder *r);
+int rrv_session_adopt(struct rrv_session *s, struct rrv_recorder *child, int pid,
+                      const struct rrv_recorder *parent);
+int rrv_session_run(struct rrv_session *s);
+size_t rrv_record_sealed(const struct rrv_recorder *r);
+void rrv_record_consumed(struct rrv_recorder *r, size_t n, uint64_t count);
+void rrv_session_free(struct rrv_session *s);
 int rrv_record_park_for_exit(struct rrv_recorder *r);
 void rrv_record_free(struct rrv_recorder *r);
 void rrv_replay_set_pid(struct rrv_replayer *r, int pid);

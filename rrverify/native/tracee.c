@@ -33,8 +33,11 @@
 #ifndef PTRACE_EVENT_SECCOMP
 #define PTRACE_EVENT_SECCOMP 7
 #endif
+/* Children are traced from birth (fork, vfork, clone: each its own recorded process); with
+ * EXITKILL none outlives the tracer. */
 #define RRV_PTRACE_OPTIONS (PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACESECCOMP | \
-                            PTRACE_O_TRACEEXEC | PTRACE_O_EXITKILL)
+                            PTRACE_O_TRACEEXEC | PTRACE_O_EXITKILL | PTRACE_O_TRACEFORK | \
+                            PTRACE_O_TRACEVFORK | PTRACE_O_TRACECLONE)
 
 uint64_t rrv_now_ns(void) {
   struct timespec ts;
