@@ -65,8 +65,9 @@ class UnchangedPages:
     def __init__(self):
         self.by_addr: dict[int, tuple[int, bytes]] = {}
 
-    def digests(self, start: int, data: bytes) -> tuple[list[bytes], list[int]]:
-        """(digest of every page, indexes of the pages that changed)."""
+    def digests(self, start: int, data: bytes, digest_of=None) -> tuple[list[bytes], list[int]]:
+        """(digest of every page, indexes of the pages that changed). digest_of(i, page):
+        the digest of changed page i (page_digest unless given)."""
         n = len(data) // PAGE
         fast = ffi.new(f"uint64_t[{n}]")
         lib.rrv_page_hashes(data, n, fast)
@@ -78,36 +79,57 @@ class UnchangedPages:
             if prev is not None and prev[0] == fast[i]:
                 out.append(prev[1])
             else:
-                d = page_digest(data[i * PAGE:(i + 1) * PAGE])
+                page = data[i * PAGE:(i + 1) * PAGE]
+                d = page_digest(page) if digest_of is None else digest_of(i, page)
                 by_addr[addr] = (fast[i], d)
                 out.append(d)
                 changed.append(i)
         return out, changed
 
 
-def memory_pagemap(mem: TraceeMemory, maps: list[dict], on_page=None,
-                   unchanged: UnchangedPages | None = None):
+def memory_pagemap(mem: TraceeMemory, maps: list[dict], pages=None,
+                   unchanged: UnchangedPages | None = None, mapped_files: dict | None = None):
     """(regions, pagemap): the regions we keep and the concatenated digests of their pages.
-    on_page(digest, data, region, page index) sees every readable page that is new since
-    `unchanged` saw it."""
+    pages (a PageStoreWriter) gets every readable page that is new since `unchanged` saw it.
+    mapped_files: as capture's. A page equal to its mapped file's page (at its own offset) is
+    not hashed: it has that file page's digest, computed once per trace (pages.file_pages);
+    so has a whole run of them in one comparison, the text of every library a fresh exec
+    maps."""
     regions, pagemap = [], bytearray()
     for r in maps:
         if r["path"] in SKIP_REGIONS:
             continue
         first = len(pagemap) // 16
+        f = mapped_files.get((r["dev"], r["inode"])) if mapped_files and r["inode"] else None
+        content = None if f is None or pages is None else f[1]
         for i0, data, unreadable in region_chunks(mem, r["start"], r["end"]):
+            offset = r["offset"] + i0 * PAGE
+            if content is not None and not unreadable:
+                digests = pages.file_pages(f[0], content, offset, data)
+                if digests is not None:
+                    pagemap += b"".join(digests)
+                    continue
+
+            def digest_of(i, page):
+                if content is not None and i not in unreadable:
+                    d = pages.file_pages(f[0], content, offset + i * PAGE, page)
+                    if d is not None:
+                        return d[0]
+                return page_digest(page)
+
             if unchanged is not None:
-                digests, changed = unchanged.digests(r["start"] + i0 * PAGE, data)
+                digests, changed = unchanged.digests(r["start"] + i0 * PAGE, data, digest_of)
             else:
-                digests = [page_digest(data[i:i + PAGE]) for i in range(0, len(data), PAGE)]
+                digests = [digest_of(i, data[i * PAGE:(i + 1) * PAGE])
+                           for i in range(len(data) // PAGE)]
                 changed = range(len(digests))
             for i in unreadable:
                 digests[i] = UNREADABLE
             pagemap += b"".join(digests)
-            if on_page is not None:
+            if pages is not None:
                 for i in changed:
                     if i not in unreadable:
-                        on_page(digests[i], data[i * PAGE:(i + 1) * PAGE], r, i0 + i)
+                        pages.add(digests[i], data[i * PAGE:(i + 1) * PAGE])
         regions.append({"start": r["start"], "end": r["end"], "perms": r["perms"],
                         "offset": r["offset"], "path": r["path"], "first_page": first,
                         **({"file": r["file"]} if "file" in r else {})})
@@ -125,12 +147,6 @@ def capture(pid: int, *, event: int, gadget: int, writer, pages,
     tracee is parked before its exit (rrv_record_park_for_exit) with every signal blocked
     meanwhile, and this is its own mask. Returns the checkpoint record written."""
     mapped_files = mapped_files or {}
-
-    def on_page(digest, data, region, i):
-        f = mapped_files.get((region["dev"], region["inode"]))
-        pages.add(digest, data, None if f is None or f[1] is None else
-                  (f[0], region["offset"] + i * PAGE, f[1]))
-
     mem = TraceeMemory(pid)
     try:
         regs = getregs(pid)
@@ -145,7 +161,7 @@ def capture(pid: int, *, event: int, gadget: int, writer, pages,
             f = mapped_files.get((m["dev"], m["inode"])) if m["inode"] else None
             if f is not None:
                 m["file"] = f[2]
-        regions, pagemap = memory_pagemap(mem, maps, on_page, unchanged)
+        regions, pagemap = memory_pagemap(mem, maps, pages, unchanged, mapped_files)
         getregs(pid)    # still there (a kill meanwhile would leave unreadable memory behind)
     finally:
         mem.close()

@@ -37,6 +37,19 @@ def page_digests(data: bytes) -> list[bytes]:
     return [page_digest(data[i:i + PAGE]) for i in range(0, len(data), PAGE)]
 
 
+def file_matches(content: bytes, offset: int, data) -> bool:
+    """Whether data (whole pages) is the file content at offset, zero-padded past its end up
+    to its last page (a mapping's pages wholly past the end are not the file's). Compares in
+    place, copying nothing."""
+    tail = len(content) - offset        # the file's bytes data covers
+    if tail <= len(data) - PAGE or tail <= 0:
+        return False
+    if tail >= len(data):
+        return content.startswith(data, offset)
+    return content.startswith(memoryview(data)[:tail], offset) and \
+        data.count(0, tail) == len(data) - tail
+
+
 class PageStoreWriter:
     def __init__(self, trace_dir: str, put_blob):
         self.put_blob = put_blob
@@ -53,6 +66,10 @@ class PageStoreWriter:
         self._chunk: list[tuple[bytes, bytes]] = []
         self._file_records: list[bytes] = []
         self.stored_pages = 0
+        # file blob -> the digest of each of its pages (by page number), computed once: every
+        # process maps the same libc, and most of its pages are the file's.
+        self._file_digests: dict[bytes, list[bytes | None]] = {}
+        self.hashed_file_pages = 0
 
     def add(self, digest: bytes, data: bytes, file_page=None) -> None:
         """A page a checkpoint holds. file_page: (file blob, offset, file content) when the
@@ -63,12 +80,40 @@ class PageStoreWriter:
         self.known.add(digest)
         if file_page is not None:
             blob, offset, content = file_page
-            if content[offset:offset + PAGE].ljust(PAGE, b"\0") == data:
+            if file_matches(content, offset, data):
+                self._digests_of(blob, content)[offset // PAGE] = digest
                 self._file_records.append(RECORD.pack(digest, FROM_FILE, blob, offset))
                 return
         self._chunk.append((digest, data))
         if len(self._chunk) == CHUNK_PAGES:
             self.flush()
+
+    def file_pages(self, blob: bytes, content: bytes, offset: int, data) -> list[bytes] | None:
+        """The page digests of `data` (whole pages) if it is the file's content at `offset`
+        (a multiple of PAGE), zero-padded past the file's end as a mapping shows it, and
+        those pages indexed as references into the file's blob; None if it is not. Only
+        compares bytes: each file page's digest is computed once per trace."""
+        if not file_matches(content, offset, data):
+            return None
+        digests = self._digests_of(blob, content)
+        out = []
+        for off in range(offset, offset + len(data), PAGE):
+            d = digests[off // PAGE]
+            if d is None:
+                d = digests[off // PAGE] = page_digest(
+                    content[off:off + PAGE].ljust(PAGE, b"\0"))
+                self.hashed_file_pages += 1
+            if d not in self.known:
+                self.known.add(d)
+                self._file_records.append(RECORD.pack(d, FROM_FILE, blob, off))
+            out.append(d)
+        return out
+
+    def _digests_of(self, blob: bytes, content: bytes) -> list[bytes | None]:
+        digests = self._file_digests.get(blob)
+        if digests is None:
+            digests = self._file_digests[blob] = [None] * -(-len(content) // PAGE)
+        return digests
 
     def flush(self) -> None:
         """Index every page added so far (pages.idx before the checkpoint naming them)."""

@@ -11,7 +11,10 @@ import hashlib
 import io
 from dataclasses import dataclass, field
 import os
+import re
+import stat
 import struct
+import time
 
 from elftools.elf.elffile import ELFFile
 from elftools.common.exceptions import ELFError
@@ -53,6 +56,43 @@ def read_maps(pid: int) -> list[dict]:
     return regions
 
 
+# The vDSO's bytes (as the kernel maps them into every process) -> the stubs patch_vdso
+# writes over them, (offset in the image, bytes), and the gadget's offset. The vDSO is the same
+# in every process of a kernel, so each exec costs one read of it instead of an ELF parse.
+_VDSO_PATCHES: dict[bytes, tuple[tuple[tuple[int, bytes], ...], int]] = {}
+MAX_VDSO_IMAGES = 4
+
+
+def vdso_patches(image: bytes, pid: int) -> tuple[tuple[tuple[int, bytes], ...], int]:
+    """(offset, stub) for every function patch_vdso replaces in this vDSO image, and the
+    gadget's offset: found by symbol once per image, then remembered."""
+    known = _VDSO_PATCHES.get(image)
+    if known is not None:
+        return known
+    try:
+        elf = ELFFile(io.BytesIO(image))
+        dynsym = elf.get_section_by_name(".dynsym")
+    except ELFError as e:
+        raise NativeError(f"pid {pid}: cannot parse the vDSO: {e}") from None
+    patched = {}
+    for sym in dynsym.iter_symbols():
+        name = sym.name.removeprefix("__vdso_")
+        if name in VDSO_SYSCALLS and sym["st_value"] and sym["st_info"]["type"] == "STT_FUNC":
+            patched[sym["st_value"]] = name
+    gadget = None
+    for addr, name in sorted(patched.items()):
+        if VDSO_SYSCALLS[name] is not None:
+            gadget = addr + 5       # after `mov $nr, %eax`
+    if gadget is None:
+        raise NativeError(f"pid {pid}: the vDSO has none of {sorted(VDSO_SYSCALLS)}")
+    if len(_VDSO_PATCHES) >= MAX_VDSO_IMAGES:
+        _VDSO_PATCHES.clear()
+    known = _VDSO_PATCHES[image] = (
+        tuple((addr, _stub(VDSO_SYSCALLS[name])) for addr, name in sorted(patched.items())),
+        gadget)
+    return known
+
+
 def patch_vdso(pid: int) -> int:
     """Replace the vDSO's clock functions with syscall stubs. Returns the address of a
     `syscall` instruction in one of them: checkpoints inject syscalls through it."""
@@ -60,31 +100,18 @@ def patch_vdso(pid: int) -> int:
     if not base:
         raise NativeError(f"pid {pid} has no vDSO: rrverify needs one (vdso=0 on the kernel "
                           f"command line?)")
-    vdso = next((r for r in read_maps(pid) if r["start"] == base), None)
-    if vdso is None:
+    with open(f"/proc/{pid}/maps") as f:
+        line = next((line for line in f if line.startswith(f"{base:08x}-")), None)
+    if line is None:
         raise NativeError(f"pid {pid}: the vDSO at {base:#x} is not in /proc/{pid}/maps")
+    end = int(line.split(None, 1)[0].split("-")[1], 16)
     with open(f"/proc/{pid}/mem", "r+b", buffering=0) as mem:
         mem.seek(base)
-        image = mem.read(vdso["end"] - base)
-        try:
-            elf = ELFFile(io.BytesIO(image))
-            dynsym = elf.get_section_by_name(".dynsym")
-        except ELFError as e:
-            raise NativeError(f"pid {pid}: cannot parse the vDSO: {e}") from None
-        patched = {}
-        for sym in dynsym.iter_symbols():
-            name = sym.name.removeprefix("__vdso_")
-            if name in VDSO_SYSCALLS and sym["st_value"] and sym["st_info"]["type"] == "STT_FUNC":
-                patched[sym["st_value"]] = name
-        gadget = None
-        for addr, name in sorted(patched.items()):
+        stubs, gadget = vdso_patches(mem.read(end - base), pid)
+        for addr, stub in stubs:
             mem.seek(base + addr)
-            mem.write(_stub(VDSO_SYSCALLS[name]))
-            if VDSO_SYSCALLS[name] is not None:
-                gadget = base + addr + 5       # after `mov $nr, %eax`
-    if gadget is None:
-        raise NativeError(f"pid {pid}: the vDSO has none of {sorted(VDSO_SYSCALLS)}")
-    return gadget
+            mem.write(stub)
+    return base + gadget
 
 
 def mapped_file_paths(pid: int) -> list[str]:
@@ -96,11 +123,52 @@ def mapped_file_paths(pid: int) -> list[str]:
     return seen
 
 
+# A file hashed within this long of its last change may change again within the same tick
+# of the filesystem's clock, its times unchanged ("racy git"): its identity is not kept.
+RACY_NS = 1_000_000_000
+_PROC_FD = re.compile(r"/proc/(\d+)/fd/(\d+)")
+
+
+def content_digest(data: bytes) -> str:
+    """A file's BLAKE2b-256, in hex: its files.jsonl `blake2b` and the name of its blob."""
+    return hashlib.blake2b(data, digest_size=32).hexdigest()
+
+
+def maps_dev(st_dev: int) -> str:
+    """A device number as /proc/PID/maps shows it."""
+    return f"{os.major(st_dev):02x}:{os.minor(st_dev):02x}"
+
+
+def mapped_shared_writable(open_path: str, st: os.stat_result) -> bool:
+    """Whether open_path, when it is a tracee's /proc/PID/fd/N, is open for writing while that
+    process maps the file shared: the file may then change through the mapping with no
+    timestamp showing it. (A shared mapping can only be writable through a descriptor open
+    for writing, which the link's mode shows.) Unsure counts as yes."""
+    m = _PROC_FD.fullmatch(open_path)
+    if m is None:
+        return False
+    try:
+        if not os.lstat(open_path).st_mode & stat.S_IWUSR:
+            return False
+        maps = read_maps(int(m[1]))
+    except OSError:
+        return True
+    dev = maps_dev(st.st_dev)
+    return any(r["perms"][3] == "s" and r["inode"] == st.st_ino and r["dev"] == dev
+               for r in maps)
+
+
 class FileIdentities:
-    """Content identities of mapped files, computed once per (device, inode, size, mtime)."""
+    """Content identities of mapped files, each file read and hashed once per trace: a file met
+    again under the same path with the same (device, inode, size, mtime, ctime) is taken to
+    have the same content, unless its times may not show a change: it changed within RACY_NS
+    of being hashed, or a tracee has ever mapped it shared from a descriptor open for writing.
+    Such files are read and hashed each time they are met."""
 
     def __init__(self):
         self._cache: dict[tuple, dict] = {}
+        self._written: set[tuple] = set()   # (st_dev, st_ino) mapped shared and writable
+        self.reads = 0                      # files read and hashed so far
 
     def identify_range(self, open_path: str, display_path: str, offset: int,
                        length: int) -> tuple[dict, bytes, tuple]:
@@ -127,27 +195,37 @@ class FileIdentities:
         finally:
             os.close(fd)
         data = bytes(data)
-        where = (f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}", st.st_ino)
+        self.reads += 1
         return ({"path": display_path, "size": st.st_size, "offset": offset,
-                 "mtime_ns": st.st_mtime_ns,
-                 "blake2b": hashlib.blake2b(data, digest_size=32).hexdigest()}, data, where)
+                 "mtime_ns": st.st_mtime_ns, "blake2b": content_digest(data)},
+                data, (maps_dev(st.st_dev), st.st_ino))
 
     def identify(self, open_path: str, display_path: str) -> tuple[dict, bytes | None, tuple]:
         """Identity (path, size, mtime, BLAKE2b-256) of the file at open_path (which may be
-        /proc/PID/fd/N, so deleted files and memfds work too), its content the first time
-        the file is seen (None after: a program maps a library four or five times), and the
-        (dev, inode) by which /proc/PID/maps names it."""
+        /proc/PID/fd/N, so deleted files and memfds work too), its content when it was read
+        (None when the identity was known: a program maps a library four or five times, and
+        every process of a build maps libc), and the (dev, inode) by which /proc/PID/maps
+        names it."""
+        before = time.time_ns()
         st = os.stat(open_path)
-        where = (f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}", st.st_ino)
-        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, display_path)
-        if key in self._cache:
-            return self._cache[key], None, where
+        file = (st.st_dev, st.st_ino)
+        where = (maps_dev(st.st_dev), st.st_ino)
+        if file not in self._written and mapped_shared_writable(open_path, st):
+            self._written.add(file)
+        key = (*file, st.st_size, st.st_mtime_ns, st.st_ctime_ns, display_path)
+        ident = self._cache.get(key)
+        if ident is not None and file not in self._written:
+            return ident, None, where
         with open(open_path, "rb") as f:
             data = f.read()
-        self._cache[key] = {"path": display_path, "size": len(data),
-                            "mtime_ns": st.st_mtime_ns,
-                            "blake2b": hashlib.blake2b(data, digest_size=32).hexdigest()}
-        return self._cache[key], data, where
+        self.reads += 1
+        ident = {"path": display_path, "size": len(data), "mtime_ns": st.st_mtime_ns,
+                 "blake2b": content_digest(data)}
+        if file in self._written or max(st.st_mtime_ns, st.st_ctime_ns) + RACY_NS > before:
+            self._cache.pop(key, None)
+        else:
+            self._cache[key] = ident
+        return ident, data, where
 
 
 @dataclass

@@ -1,0 +1,177 @@
+"""The recorder's added cost per exec of a short process, measured side by side in one run.
+
+    python bench/exec_cost.py [--runs 20] [--chain 10] [--profile 15]
+
+Two short programs, `/bin/true` and `sh -c 'exit 0'`, each run natively (posix_spawn + wait)
+and recorded in-process (recorder.record.record into a fresh temporary trace), interleaved,
+--runs times; medians are shown. A recording of one program pays two kinds of cost:
+
+- per trace: the trace's files and manifest (CPUID leaves, fsyncs), and storing every mapped
+  file once (the program, ld.so, libc: read, hashed, compressed);
+- per exec: the exec image (vDSO patched, mapped files identified), checkpoint 0 and the
+  final checkpoint before the exit.
+
+To tell them apart, each program is also run at the end of a chain of --chain execs in one
+process (`env env ... /bin/true`; `sh -c 'exec sh -c ...'`): every exec of the chain goes
+through the same per-exec path with one Recorder, FileIdentities and page store per trace,
+as the processes of a multi-process recording will. The marginal added cost of one exec is
+((record - native) of the chain - (record - native) of one run) / (chain - 1), and the rest of
+one run's added cost is per trace. The issue's target is a per-exec added cost under 15 ms.
+
+Last, a cProfile of recording each chain: the functions with the most time of their own and
+the most cumulative time. Numbers are printed; nothing is asserted.
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import shlex
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+from rrverify.recorder.record import record
+from rrverify.trace import Trace
+
+
+def programs(chain: int) -> dict[str, tuple[list[str], list[str]]]:
+    """name -> (one run, a chain of `chain` execs ending in that run)."""
+    sh = "exit 0"
+    for _ in range(chain - 1):
+        sh = "exec sh -c " + shlex.quote(sh)
+    return {
+        "/bin/true": (["/bin/true"], ["env"] * (chain - 1) + ["/bin/true"]),
+        "sh -c 'exit 0'": (["sh", "-c", "exit 0"], ["sh", "-c", sh]),
+    }
+
+
+def resolve(cmd: list[str]) -> list[str]:
+    return [shutil.which(cmd[0]) or cmd[0]] + cmd[1:]
+
+
+def time_native(cmd: list[str]) -> float:
+    t0 = time.perf_counter()
+    pid = os.posix_spawn(cmd[0], cmd, os.environ)
+    _, status = os.waitpid(pid, 0)
+    elapsed = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{shlex.join(cmd)} failed natively")
+    return elapsed
+
+
+def time_record(cmd: list[str], tmp: str,
+                profile: cProfile.Profile | None = None) -> tuple[float, float]:
+    """(wall time, seconds per checkpoint) of recording cmd into a fresh trace."""
+    trace_dir = tempfile.mkdtemp(dir=tmp)
+    os.rmdir(trace_dir)                       # record makes it
+    try:
+        t0 = time.perf_counter()
+        if profile is not None:
+            profile.enable()
+        try:
+            res = record(cmd, trace_dir)
+        finally:
+            if profile is not None:
+                profile.disable()
+        elapsed = time.perf_counter() - t0
+        if res.exit_status != 0 or not res.complete:
+            raise SystemExit(f"recording {shlex.join(cmd)} failed: {res.reason}")
+        stats = Trace(trace_dir).manifest["stats"]
+        return elapsed, stats["checkpoint_seconds"] / max(1, res.checkpoints)
+    finally:
+        shutil.rmtree(trace_dir, ignore_errors=True)
+
+
+def top_functions(profile: cProfile.Profile, key: str, n: int, runs: int) -> str:
+    out = io.StringIO()
+    stats = pstats.Stats(profile, stream=out)
+    stats.sort_stats(key)
+    width = 60
+    lines = [f"    {'ms/run own':>10} {'ms/run cum':>10} {'calls/run':>9}  function"]
+    for func in stats.fcn_list[:n]:
+        cc, nc, tt, ct, _ = stats.stats[func]
+        filename, line, name = func
+        where = name if filename == "~" else \
+            f"{os.path.relpath(filename) if filename.startswith('/work') else os.path.basename(filename)}:{line}({name})"
+        lines.append(f"    {tt / runs * 1e3:10.2f} {ct / runs * 1e3:10.2f} {nc / runs:9.1f}  "
+                     f"{where[-width - 40:]}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=20, help="runs of each measurement (median)")
+    ap.add_argument("--chain", type=int, default=10, help="execs in the chained runs")
+    ap.add_argument("--profile", type=int, default=15, help="functions shown per profile")
+    args = ap.parse_args()
+    if args.chain < 2:
+        ap.error("--chain must be at least 2")
+    tmp = tempfile.mkdtemp(prefix="rrverify-exec-cost-")
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    saved = os.dup(1)
+    try:
+        cases = {name: (resolve(one), resolve(chain))
+                 for name, (one, chain) in programs(args.chain).items()}
+        for one, chain in cases.values():          # warm the page cache and our imports
+            time_native(one), time_native(chain), time_record(one, tmp)
+        times: dict[tuple[str, str], list[float]] = {}
+        os.dup2(devnull, 1)                          # the tracees inherit our stdout
+        try:
+            for _ in range(args.runs):               # interleaved: load changes hit all alike
+                for name, (one, chain) in cases.items():
+                    for what, cmd in (("one", one), ("chain", chain)):
+                        times.setdefault((name, "native " + what), []).append(time_native(cmd))
+                        rec, ckpt = time_record(cmd, tmp)
+                        times.setdefault((name, "record " + what), []).append(rec)
+                        times.setdefault((name, "checkpoint"), []).append(ckpt)
+        finally:
+            os.dup2(saved, 1)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        print(f"median of {args.runs} interleaved runs; a chain is {args.chain} execs in one "
+              f"process; ms")
+        print()
+        print(f"{'program':16} {'native':>8} {'record':>8} {'added':>8} {'ratio':>7}   "
+              f"{'chain nat':>9} {'chain rec':>9} {'per exec':>9} {'per trace':>9} "
+              f"{'checkpoint':>10}")
+        for name in cases:
+            nat, rec = med[name, "native one"] * 1e3, med[name, "record one"] * 1e3
+            cnat, crec = med[name, "native chain"] * 1e3, med[name, "record chain"] * 1e3
+            per_exec = ((crec - cnat) - (rec - nat)) / (args.chain - 1)
+            print(f"{name:16} {nat:8.2f} {rec:8.2f} {rec - nat:8.2f} {rec / nat:7.1f}   "
+                  f"{cnat:9.2f} {crec:9.2f} {per_exec:9.2f} {rec - nat - per_exec:9.2f} "
+                  f"{med[name, 'checkpoint'] * 1e3:10.2f}")
+        print()
+        print("added: record - native for one run (per-trace and per-exec costs together).")
+        print("per exec: the marginal added cost of one more exec in a trace (target < 15); it "
+              "includes the exec's checkpoint.")
+        print("per trace: the rest of one run's added cost (it includes the final checkpoint, "
+              "which every process that exits will take).")
+        print("checkpoint: the recorder's time per checkpoint (its stats.checkpoint_seconds / "
+              "checkpoints).")
+        for name, (_, chain) in cases.items():
+            profile = cProfile.Profile()
+            n = max(1, args.runs // 4)
+            os.dup2(devnull, 1)
+            try:
+                for _ in range(n):
+                    time_record(chain, tmp, profile)
+            finally:
+                os.dup2(saved, 1)
+            for key, title in (("tottime", "own time"), ("cumulative", "cumulative time")):
+                print()
+                print(f"profile of recording the {name} chain ({args.chain} execs), by {title}, "
+                      f"per recording ({n} recordings):")
+                print(top_functions(profile, key, args.profile, n))
+    finally:
+        os.close(saved)
+        os.close(devnull)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

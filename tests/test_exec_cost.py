@@ -1,0 +1,215 @@
+"""The recorder's per-exec work is done once per trace: a known file is not read and hashed
+again, a file page's digest is computed once, the vDSO is parsed once; and what could change
+unseen (a file modified within a timestamp tick, a file mapped shared and writable) is read
+and hashed again."""
+from __future__ import annotations
+
+import collections
+import mmap
+import os
+import shutil
+
+import pytest
+
+from rrverify import exec_image
+from rrverify.checkpoints import capture, pages
+from rrverify.checkpoints.pages import FROM_FILE, ZERO, PageStoreReader, PageStoreWriter
+from rrverify.recorder.record import record
+from rrverify.replayer.replay import replay
+from rrverify.trace import Trace
+
+TRUE = shutil.which("true")
+ENV = shutil.which("env")
+
+
+@pytest.fixture
+def hashed(monkeypatch) -> collections.Counter:
+    """content length -> how many times a content of that length was hashed."""
+    count = collections.Counter()
+    real = exec_image.content_digest
+
+    def counting(data):
+        count[len(data)] += 1
+        return real(data)
+
+    monkeypatch.setattr(exec_image, "content_digest", counting)
+    return count
+
+
+@pytest.fixture
+def elf_parses(monkeypatch) -> list:
+    """One item per vDSO image parsed."""
+    parses = []
+    real = exec_image.ELFFile
+    monkeypatch.setattr(exec_image, "ELFFile", lambda f: parses.append(1) or real(f))
+    return parses
+
+
+@pytest.fixture
+def ids(monkeypatch) -> exec_image.FileIdentities:
+    """A trace's file identities, for files written by the test: their ctime cannot be set
+    back, so the racy window is closed instead."""
+    monkeypatch.setattr(exec_image, "RACY_NS", 0)
+    return exec_image.FileIdentities()
+
+
+def old_file(tmp_path, data: bytes):
+    """A file whose mtime is well in the past."""
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    os.utime(path, ns=(10**18, 10**18))
+    return str(path)
+
+
+def test_a_known_file_is_not_read_or_hashed_again(hashed, ids, tmp_path):
+    path = old_file(tmp_path, b"x" * 10000)
+    ident, data, where = ids.identify(path, path)
+    assert data == b"x" * 10000 and ids.reads == 1
+    ident2, data2, where2 = ids.identify(path, path)
+    assert (ident2, data2, where2) == (ident, None, where)
+    assert ids.reads == 1 and hashed[10000] == 1
+    # A system library, as every exec meets it.
+    ids.identify(TRUE, TRUE)
+    ids.identify(TRUE, TRUE)
+    assert ids.reads == 2
+
+
+def test_a_changed_file_is_read_again(ids, tmp_path):
+    path = old_file(tmp_path, b"a" * 5000)
+    first, _, _ = ids.identify(path, path)
+    with open(path, "r+b") as f:            # same size, and its mtime put back
+        f.write(b"b")
+    os.utime(path, ns=(10**18, 10**18))
+    second, data, _ = ids.identify(path, path)
+    assert data == b"b" + b"a" * 4999 and ids.reads == 2
+    assert second["blake2b"] != first["blake2b"]
+
+
+def test_a_file_changed_just_before_it_was_hashed_is_hashed_again(tmp_path):
+    ids = exec_image.FileIdentities()
+    path = tmp_path / "fresh"
+    path.write_bytes(b"c" * 100)           # its timestamps are now: within RACY_NS
+    ids.identify(str(path), str(path))
+    _, data, _ = ids.identify(str(path), str(path))
+    assert data == b"c" * 100 and ids.reads == 2
+
+
+def test_a_file_mapped_shared_and_writable_is_hashed_each_time(ids, tmp_path):
+    path = old_file(tmp_path, b"d" * 8192)
+    ro = os.open(path, os.O_RDONLY)
+    rw = os.open(path, os.O_RDWR)
+    try:
+        ids.identify(f"/proc/self/fd/{ro}", path)      # read-only: known from now on
+        ids.identify(f"/proc/self/fd/{ro}", path)
+        assert ids.reads == 1
+        with mmap.mmap(rw, 8192, mmap.MAP_SHARED) as m:
+            ids.identify(f"/proc/{os.getpid()}/fd/{rw}", path)
+            assert ids.reads == 2
+            m[0:1] = b"e"                  # no timestamp need show this
+            _, data, _ = ids.identify(f"/proc/self/fd/{ro}", path)
+            assert ids.reads == 3 and data[:2] == b"ed"
+        # Unmapped, the file stays suspect for the rest of the trace, whatever path names it.
+        ids.identify(path, path)
+        assert ids.reads == 4
+    finally:
+        os.close(ro)
+        os.close(rw)
+
+
+def test_a_private_mapping_of_a_writable_descriptor_keeps_the_identity(ids, tmp_path):
+    path = old_file(tmp_path, b"f" * 4096)
+    rw = os.open(path, os.O_RDWR)
+    try:
+        with mmap.mmap(rw, 4096, mmap.MAP_PRIVATE):
+            ids.identify(f"/proc/self/fd/{rw}", path)
+            ids.identify(f"/proc/self/fd/{rw}", path)
+        assert ids.reads == 1
+    finally:
+        os.close(rw)
+
+
+def test_file_matches_pads_the_last_page_and_refuses_pages_past_the_end():
+    content = bytes(range(256)) * 20                   # 5120 bytes: 1.25 pages
+    page2 = content[4096:] + bytes(4096 - 1024)
+    assert pages.file_matches(content, 0, content[:4096] + page2)
+    assert pages.file_matches(content, 4096, page2)
+    assert not pages.file_matches(content, 4096, page2[:-1] + b"\1")
+    assert not pages.file_matches(content, 4096, page2 + bytes(4096))   # a page past the end
+    assert not pages.file_matches(content, 8192, bytes(4096))
+    assert not pages.file_matches(content, 0, b"\1" + content[1:4096])
+
+
+def test_the_vdso_is_parsed_once_and_patched_alike(elf_parses, monkeypatch):
+    with open("/proc/self/maps") as f:
+        line = next(l for l in f if l.rstrip().endswith("[vdso]"))
+    lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+    with open("/proc/self/mem", "rb", buffering=0) as mem:
+        mem.seek(lo)
+        image = mem.read(hi - lo)
+    monkeypatch.setattr(exec_image, "_VDSO_PATCHES", {})
+    first = exec_image.vdso_patches(image, os.getpid())
+    assert exec_image.vdso_patches(bytes(image), os.getpid()) == first
+    assert len(elf_parses) == 1
+    stubs, gadget = first
+    assert {stub for _, stub in stubs} >= {exec_image._stub(228)}     # clock_gettime
+    assert any(off + 5 == gadget for off, _ in stubs)
+
+
+def test_a_chain_of_execs_hashes_each_file_and_file_page_once(hashed, elf_parses, monkeypatch,
+                                                              tmp_path):
+    """Every exec of `env env env env true` maps the same ld.so and libc: each is read and
+    hashed once, and each of their pages that a checkpoint holds is hashed once, however many
+    checkpoints hold it; the vDSO is parsed at most once; and the trace verifies."""
+    digests = collections.Counter()
+    real = pages.page_digest
+
+    def counting(data):
+        d = real(data)
+        digests[d] += 1
+        return d
+
+    monkeypatch.setattr(pages, "page_digest", counting)
+    monkeypatch.setattr(capture, "page_digest", counting)
+    trace_dir = str(tmp_path / "t")
+    res = record([ENV, ENV, ENV, ENV, TRUE], trace_dir)
+    assert res.complete and res.exit_status == 0
+    t = Trace(trace_dir)
+    files = t.files
+    libc = [f for f in files if "libc.so" in f["path"]]
+    assert libc and hashed[libc[0]["size"]] == 1
+    assert len(elf_parses) <= 1
+    file_pages = {d for d, (kind, _, _) in PageStoreReader(t).sources.items() if kind == FROM_FILE}
+    assert len(file_pages) > 100
+    again = {d: n for d, n in digests.items() if d in file_pages and n > 1}
+    assert not again, f"{len(again)} file pages hashed more than once"
+    # Five exec checkpoints and the final one: every exec's vDSO is patched alike.
+    cps = [t.checkpoint(k) for k in range(len(t.checkpoints))]
+    assert len(cps) == 6
+    vdsos = set()
+    for c in cps:
+        pm = t.blob(c["pagemap_blob"])
+        r = next(r for r in c["regions"] if r["path"] == "[vdso]")
+        n = (r["end"] - r["start"]) // 4096
+        vdsos.add(pm[r["first_page"] * 16:(r["first_page"] + n) * 16])
+    assert len(vdsos) == 1 and len({c["gadget"] for c in cps}) == 1
+    assert replay(t).status == "verified"
+
+
+def test_a_page_store_references_file_pages_once(tmp_path):
+    content = os.urandom(3 * 4096 + 100)
+    blob = b"\1" * 32
+    store = PageStoreWriter(str(tmp_path), lambda data: b"\2" * 32)
+    try:
+        digests = store.file_pages(blob, content, 0, content[:8192])
+        again = store.file_pages(blob, content, 4096, content[4096:12288])
+        assert digests[1] == again[0] and store.hashed_file_pages == 3
+        last = store.file_pages(blob, content, 12288, content[12288:] + bytes(3996))
+        assert last == [pages.page_digest(content[12288:].ljust(4096, b"\0"))]
+        assert store.file_pages(blob, content, 0, b"\0" + content[1:4096]) is None
+        store.flush()
+    finally:
+        store.close()
+    with open(tmp_path / "pages.idx", "rb") as f:
+        records = f.read()[8:]
+    assert len(records) == 4 * pages.RECORD.size      # one record per distinct page
+    assert ZERO not in digests
