@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 
+from ..replayer import crossprocess
 from ..replayer.report import format_text
 from ..replayer.segment import STATUSES, VERIFIED
 
@@ -18,18 +19,25 @@ def aggregate(trace, segments: list[dict], *, wall_seconds: float, workers: int,
     work = sum(r.get("seconds", 0) for r in segments)
     replay = sum(r.get("replay_seconds", 0) for r in segments)
     events = sum(r.get("events", 0) for r in segments if r["status"] == VERIFIED)
+    checks, divergences = crossprocess.check(trace, [r["facts"] for r in segments
+                                                     if "facts" in r])
+    all_verified = counts[VERIFIED] == len(segments)
     return {
         "report_version": REPORT_VERSION,
         "trace": trace.path, "uuid": trace.manifest.get("uuid"),
         "command": trace.manifest["command"], "complete_trace": trace.complete,
-        "status": "verified" if counts[VERIFIED] == len(segments) else "failed",
+        "status": "verified" if all_verified and not divergences else "failed",
         "workers": workers, "address": address, "ship": ship,
         "totals": {"segments": len(segments), **counts,
+                   "processes": len(trace.processes),
+                   "cross_process_checks": checks,
+                   "cross_process_divergences": len(divergences),
                    "events": trace.event_count, "events_verified": events,
                    "wall_seconds": round(wall_seconds, 3),
                    "segment_seconds": round(work, 3), "replay_seconds": round(replay, 3),
                    "speedup": round(work / wall_seconds, 2) if wall_seconds else None},
         "segments": segments,
+        "cross_process": divergences,
     }
 
 
@@ -63,6 +71,11 @@ def write_junit(report: dict, path: str) -> None:
         elif s["status"] != "verified":
             el = ET.SubElement(case, "error", type=s["status"], message=s.get("error", s["status"]))
             el.text = s.get("error", "")
+    for div in report.get("cross_process", []):
+        who = ", ".join(f"process {p['pid']}" for p in div["processes"])
+        case = ET.SubElement(suite, "testcase", classname="rrverify.cross-process",
+                             name=f"{div['check']} ({who})", time="0")
+        ET.SubElement(case, "failure", type="divergence", message=div["detail"])
     ET.ElementTree(suites).write(path, encoding="utf-8", xml_declaration=True)
 
 
@@ -78,10 +91,16 @@ def summary_lines(report: dict) -> list[str]:
             lines.extend("  " + l for l in format_text(s["divergence"]))
         elif s["status"] != "skipped":
             lines.append(f"{head}: {s.get('error', '')}")
+    for div in report.get("cross_process", []):
+        lines.append(f"cross-process divergence ({div['check']}): {div['detail']}")
     bad = {k: t[k] for k in STATUSES if k != VERIFIED and t[k]}
+    if t.get("cross_process_divergences"):
+        bad["cross-process divergences"] = t["cross_process_divergences"]
     verdict = "verified" if report["status"] == "verified" else "FAILED"
     note = "" if report["complete_trace"] else " (incomplete trace: verified up to its end)"
-    lines.append(f"{verdict}: {t['verified']}/{t['segments']} segments, {t['events']} events"
+    procs = t.get("processes", 1)
+    lines.append(f"{verdict}: {t['verified']}/{t['segments']} segments of {procs} "
+                 f"process{'es' if procs != 1 else ''}, {t['events']} events"
                  f"{note}; " + (", ".join(f"{v} {k}" for k, v in bad.items()) + "; " if bad else "")
                  + f"{t['wall_seconds']:.2f} s wall, {t['segment_seconds']:.2f} s of segment work, "
                  f"speedup {t['speedup']}x on {report['workers']} workers")

@@ -747,6 +747,18 @@ static int on_syscall_exit(struct rrv_recorder *r) {
                      shared_mapping_of_write(r, nr, &regs, result, &fw) : 0;
     if (shared < 0 || (shared > 0 && event_add_extra(r, ev, &fw, sizeof fw)))
       return fail(r, "recording a write to a file mapped shared");
+    struct rrv_pipe_io io[2];   /* never with `shared`: a pipe is no regular file */
+    int npipes = pipe_io_of(r->pid, nr, &regs, result, io);
+    if (npipes < 0) {           /* its buffer vanished meanwhile: no hash to check */
+      io[0].direction = RRV_PIPE_UNTRACKED;
+      io[0].hash = 0;
+      npipes = 1;
+    }
+    if (npipes > 0) {
+      event_at(r, ev)->flags |= RRV_EF_PIPE;
+      if (event_add_extra(r, ev, io, npipes * sizeof io[0]))
+        return fail(r, "out of memory");
+    }
     if (nr == SYS_mmap && (regs.r10 & MAP_SHARED) /* or MAP_SHARED_VALIDATE */ &&
         !(regs.r10 & MAP_ANONYMOUS) && (int)regs.r8 >= 0)
       r->shared_file_mapped = 1;

@@ -184,6 +184,30 @@ static int write_to_mapped_file(struct rrv_replayer *r, const struct rrv_event *
 }
 
 /* The syscall at this seccomp stop is not run: the recorded result and writes are injected. */
+/* A read or write through a pipe: the hash the trace holds for it (which the cross-process
+ * check compares with the other end's, replayer/crossprocess.py) must be the hash of the bytes
+ * this replay wrote or had injected. */
+static int check_pipe_io(struct rrv_replayer *r, const struct rrv_event *ev,
+                         const struct rrv_regs *regs) {
+  size_t n = ev->extra_len / sizeof(struct rrv_pipe_io);
+  if (!n || n > 2 || ev->extra_len % sizeof(struct rrv_pipe_io))
+    return diverge(r, RRV_DIV_TRACE, "bad pipe record");
+  struct rrv_pipe_io io;
+  memcpy(&io, (const uint8_t *)ev + ev->size - RRV_ALIGN8(ev->extra_len), sizeof io);
+  if (io.direction == RRV_PIPE_UNTRACKED) return 0;
+  if (io.direction > RRV_PIPE_UNTRACKED || n != 1 ||
+      (ev->nr != SYS_read && ev->nr != SYS_write && ev->nr != SYS_readv && ev->nr != SYS_writev))
+    return diverge(r, RRV_DIV_TRACE, "bad pipe record");
+  uint64_t h;
+  if (rrv_pipe_io_hash(r->pid, ev->nr, regs, ev->result, &h) < 0 || h != io.hash) {
+    r->div.expected_value = io.hash;
+    r->div.found_value = h;
+    return diverge(r, RRV_DIV_DATA, "the bytes %s through a pipe differ from the hash the trace "
+                   "holds for them", io.direction == RRV_PIPE_READ ? "read" : "written");
+  }
+  return 0;
+}
+
 static int emulate(struct rrv_replayer *r, const struct rrv_event *ev, const struct rrv_regs *regs) {
   const struct rrv_event *next = next_event(r);
   int signal_at_exit = next && next->kind == RRV_EVENT_SIGNAL &&
@@ -199,9 +223,12 @@ static int emulate(struct rrv_replayer *r, const struct rrv_event *ev, const str
   if (rrv_setregs(r->pid, &emulated) < 0) return rfail(r, "PTRACE_SETREGS");
   int rc = apply_writes(r, ev);
   if (rc) return rc;
-  if (ev->extra_len == sizeof(struct rrv_file_write) && ev->result > 0 &&
-      (rc = write_to_mapped_file(r, ev, regs)))
+  if (ev->flags & RRV_EF_PIPE) {
+    if ((rc = check_pipe_io(r, ev, regs))) return rc;
+  } else if (ev->extra_len == sizeof(struct rrv_file_write) && ev->result > 0 &&
+             (rc = write_to_mapped_file(r, ev, regs))) {
     return rc;
+  }
   r->syscalls_emulated++;
   r->last_nr = (int64_t)regs->orig_rax;
   advance(r);

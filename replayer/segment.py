@@ -10,6 +10,7 @@ import traceback
 from ..checkpoints.pages import PageStoreReader
 from ..errors import RRVerifyError, TraceError
 from ..trace import Trace
+from .crossprocess import segment_facts
 from .replay import replay, segment_checkpoints
 from .report import with_segment
 
@@ -69,6 +70,9 @@ def verify_segment(trace_path: str, k: int, *, cpu: int | None = None,
                       stats=res.stats)
         if res.exit_status is not None:
             report["exit_status"] = res.exit_status
+        # What the cross-process checks join (crossprocess.py): the facts of the events this
+        # replay checked (a diverged one's, up to its divergence).
+        report["facts"] = segment_facts(trace, process, first, res.end_event)
         if res.divergence:
             report["divergence"] = with_segment(res.divergence, k, shown)
     except TraceError as e:

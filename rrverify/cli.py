@@ -286,6 +286,7 @@ def _stop_recording_on(*signums):
 def cmd_replay(args) -> int:
     from .errors import TraceError
     from .replayer.replay import replay, replay_processes, segment_checkpoints
+    from .replayer import crossprocess
     from .replayer.report import format_text
     from .trace import Trace
     from . import tracedirs
@@ -317,6 +318,15 @@ def cmd_replay(args) -> int:
                        "trace_events": result.trace_events, "complete": result.complete_trace,
                        "divergence": result.divergence, "stats": result.stats,
                        "seconds": result.seconds}, f, indent=1)
+    cross = []
+    if result.status == "verified" and args.segment is None:
+        checks, cross = crossprocess.check(trace, [
+            crossprocess.segment_facts(trace, p, 0, trace.stream(p).event_count)
+            for p in range(len(trace.processes))])
+        for div in cross:
+            print(f"cross-process divergence ({div['check']}): {div['detail']}")
+        if cross:
+            return 1
     if result.status == "verified":
         note = "" if result.complete_trace else " (incomplete trace: verified up to its end)"
         what = (f"segment {args.segment} (events {result.first_event}-{result.end_event})"

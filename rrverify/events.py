@@ -11,7 +11,7 @@ from .errors import TraceError
 SYSCALL, RDTSC, SIGNAL, EXEC, EXIT = 1, 2, 3, 4, 5
 KIND_NAMES = {SYSCALL: "syscall", RDTSC: "rdtsc", SIGNAL: "signal", EXEC: "exec", EXIT: "exit"}
 EF_AT_SYSCALL_EXIT, EF_RDTSCP, EF_REFUSED, EF_SEGV_RESTORE = 1, 2, 4, 8
-EF_AT_SYSCALL_ENTRY, EF_ASYNC_FATAL, EF_VFORK = 16, 32, 64
+EF_AT_SYSCALL_ENTRY, EF_ASYNC_FATAL, EF_VFORK, EF_PIPE = 16, 32, 64, 128
 WRITE_INLINE, WRITE_BLOB = 0, 1
 MMAP_ZERO_DEVICE = 2**64 - 1   # the aux of an mmap of /dev/zero (an anonymous mapping)
 DIGEST_BYTES = 32

@@ -93,4 +93,4 @@ def test_a_signal_to_the_recorder_ends_the_trace_cleanly(signum, programs, tmp_p
 def test_verify_stdout_is_the_report_only(recorded_hello):
     proc = run_cli(recorded_hello, "--workers", 1)
     assert proc.returncode == 0, proc.stderr.decode()
-    assert re.fullmatch(rb"verified: (\d+)/\1 segments, \d+ events; .* on 1 workers\n", proc.stdout)
+    assert re.fullmatch(rb"verified: (\d+)/\1 segments of 1 process, \d+ events; .* on 1 workers\n", proc.stdout)

@@ -57,14 +57,17 @@ def rewrite_events(trace_dir, edit) -> None:
     cctx = zstandard.ZstdCompressor(level=3, write_checksum=True, write_content_size=True)
     frames = []
     for frame, raw in trace.iter_frames():
-        out = b"".join(E.reencode(edit(ev)) for ev in E.iter_events(raw, frame.first_event))
-        frames.append((frame, out))
+        out = []
+        for ev in E.iter_events(raw, frame.first_event):
+            ev.process = frame.process
+            out.append(E.reencode(edit(ev)))
+        frames.append((frame, b"".join(out)))
     offset, zst, idx = 0, [], [INDEX_MAGIC]
     for frame, raw in frames:
         comp = cctx.compress(raw)
         zst.append(comp)
         idx.append(INDEX_RECORD.pack(offset, len(comp), len(raw), frame.first_event,
-                                     frame.events, 0, frame_hash(comp)))
+                                     frame.events, frame.process, frame_hash(comp)))
         offset += len(comp)
     _replace(os.path.join(trace_dir, "events.zst"), b"".join(zst))
     _replace(os.path.join(trace_dir, "events.idx"), b"".join(idx))

@@ -20,6 +20,8 @@ struct rrv_session;
                                       entry (skipped, then restarted after the handler) */
 #define RRV_EF_ASYNC_FATAL 32   /* SIGNAL: a fatal signal delivered at once in user code (no
                                    exact point: replay ends the process there) */
+#define RRV_EF_PIPE 128         /* SYSCALL: moved bytes through a pipe: extra is one or two
+                                   struct rrv_pipe_io */
 #define RRV_EF_VFORK 64         /* SYSCALL (fork family): the child shared the caller's memory
                                    until it exec'd or exited; the writes are what it changed */
 
@@ -121,6 +123,17 @@ struct rrv_spawn {
 struct rrv_file_write {    /* a SYSCALL event's extra for a write to a file mapped shared */
   uint64_t mapping;        /* the address of a shared mapping of the file */
   uint64_t offset;         /* the file offset the written data went to */
+};
+
+#define RRV_PIPE_READ 0
+#define RRV_PIPE_WRITE 1
+#define RRV_PIPE_UNTRACKED 2    /* splice, tee, sendfile: bytes moved that no hash covers */
+
+struct rrv_pipe_io {       /* a SYSCALL event's extra when flagged RRV_EF_PIPE */
+  uint64_t pipe;           /* the pipe's inode number */
+  uint64_t hash;           /* rrv_poly_hash of the bytes read or written (result of them) */
+  uint32_t direction;      /* RRV_PIPE_* */
+  uint32_t reserved;
 };
 
 struct rrv_segv_restore {  /* an RDTSC event's extra when flagged RRV_EF_SEGV_RESTORE */
@@ -273,6 +286,7 @@ int rrv_set_sigmask(int pid, uint64_t mask);
 int rrv_get_xstate(int pid, uint8_t *buf, size_t cap);
 int rrv_set_xstate(int pid, const uint8_t *buf, size_t len);
 uint64_t rrv_fpu_digest_of(const uint8_t *area, size_t len);
+uint64_t rrv_poly_hash(uint64_t h, const uint8_t *data, size_t len);
 void rrv_page_hashes(const uint8_t *data, size_t npages, uint64_t *out);
 void rrv_forget_mem(void);
 uint64_t rrv_now_ns(void);

@@ -385,6 +385,95 @@ int rrv_sends_data(const struct rrv_syscall_spec *spec) {
          spec->irregular == RRV_IRR_MSG_DIGEST;
 }
 
+/* A polynomial hash over GF(2^61 - 1), which composes: the hash of a||b is
+ * hash(a) * B^len(b) + hash(b). Pipe I/O is hashed with it, so the cross-process check can
+ * compare what one process wrote with what another read in other-sized pieces
+ * (replayer/crossprocess.py does the composing). */
+#define RRV_POLY_P ((1ull << 61) - 1)
+#define RRV_POLY_B 1000003ull
+
+uint64_t rrv_poly_hash(uint64_t h, const uint8_t *data, size_t len) {
+  for (size_t i = 0; i < len; i++) {
+    unsigned __int128 x = (unsigned __int128)h * RRV_POLY_B + data[i];
+    uint64_t lo = (uint64_t)(x & RRV_POLY_P), hi = (uint64_t)(x >> 61);
+    h = lo + hi;
+    if (h >= RRV_POLY_P) h -= RRV_POLY_P;
+  }
+  return h;
+}
+
+/* The hash of len bytes of the tracee at addr; of `total` bytes of its iovecs. -1 if
+ * unreadable. */
+static int poly_range(int pid, uint64_t addr, uint64_t len, uint64_t *h) {
+  static uint8_t buf[1 << 16];
+  for (uint64_t done = 0; done < len;) {
+    size_t n = len - done < sizeof buf ? len - done : sizeof buf;
+    if (rrv_read_mem(pid, addr + done, buf, n) != (ssize_t)n) return -1;
+    *h = rrv_poly_hash(*h, buf, n);
+    done += n;
+  }
+  return 0;
+}
+
+static int poly_iovecs(int pid, uint64_t iov, uint64_t cnt, uint64_t total, uint64_t *h) {
+  uint64_t addrs[1024], lens[1024];
+  int n = rrv_read_iovecs(pid, iov, cnt, total, addrs, lens, 1024);
+  if (n < 0) return -1;
+  for (int i = 0; i < n; i++)
+    if (poly_range(pid, addrs[i], lens[i], h)) return -1;
+  return 0;
+}
+
+/* The hash of the bytes read/readv/write/writev moved (result of them), from the tracee's
+ * buffers: in replay, where the fd is emulated, the same function checks them. */
+int rrv_pipe_io_hash(int pid, int64_t nr, const struct rrv_regs *a, int64_t result,
+                     uint64_t *h) {
+  *h = 0;
+  return nr == SYS_read || nr == SYS_write ? poly_range(pid, a->rsi, result, h)
+                                           : poly_iovecs(pid, a->rsi, a->rdx, result, h);
+}
+
+/* The inode of the pipe fd is, or 0 if it is not a pipe (a FIFO in the filesystem is not
+ * one here: its other end may be outside the recording). */
+static uint64_t pipe_of(int pid, int fd) {
+  char link[64], target[64];
+  snprintf(link, sizeof link, "/proc/%d/fd/%d", pid, fd);
+  ssize_t n = readlink(link, target, sizeof target - 1);
+  if (n <= 0) return 0;
+  target[n] = 0;
+  unsigned long long ino;
+  return sscanf(target, "pipe:[%llu]", &ino) == 1 ? ino : 0;
+}
+
+/* What a syscall that returned `result` moved through pipes: up to two struct rrv_pipe_io.
+ * read/readv/write/writev are hashed (the bytes they moved); splice, tee and sendfile only
+ * make a pipe untracked. Returns how many, or -1 if the data was unreadable. */
+static int pipe_io_of(int pid, int64_t nr, const struct rrv_regs *a, int64_t result,
+                      struct rrv_pipe_io io[2]) {
+  int n = 0;
+  memset(io, 0, 2 * sizeof *io);
+  if (result <= 0) return 0;
+  if (nr == SYS_read || nr == SYS_write || nr == SYS_readv || nr == SYS_writev) {
+    uint64_t pipe = pipe_of(pid, (int)a->rdi);
+    if (!pipe) return 0;
+    io[0].pipe = pipe;
+    io[0].direction = nr == SYS_read || nr == SYS_readv ? RRV_PIPE_READ : RRV_PIPE_WRITE;
+    return rrv_pipe_io_hash(pid, nr, a, result, &io[0].hash) < 0 ? -1 : 1;
+  }
+  int fds[2] = {-1, -1};
+  if (nr == SYS_splice) fds[0] = a->rdi, fds[1] = a->rdx;
+  else if (nr == SYS_tee || nr == SYS_sendfile || nr == SYS_copy_file_range)
+    fds[0] = a->rdi, fds[1] = nr == SYS_copy_file_range ? a->rdx : a->rsi;
+  for (int i = 0; i < 2; i++) {
+    uint64_t pipe = fds[i] >= 0 ? pipe_of(pid, fds[i]) : 0;
+    if (pipe) {
+      io[n].pipe = pipe;
+      io[n++].direction = RRV_PIPE_UNTRACKED;
+    }
+  }
+  return n;
+}
+
 /* Digest of the data a write-family syscall sends (0 if none, or unreadable: the same in
  * recording and replay). echo_fd >= 0 also copies the data there (replay --echo). */
 uint64_t rrv_sent_digest(int pid, const struct rrv_syscall_spec *spec, const struct rrv_regs *a,

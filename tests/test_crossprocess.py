@@ -1,0 +1,130 @@
+"""Cross-process checks (docs/checks.md §9) fire on a trace whose streams disagree with each
+other even where each process replays faithfully on its own."""
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+
+import pytest
+
+from conftest import record, run_cli
+from rrverify import events as E
+from rrverify.recorder.syscalls import NUMBERS
+from rrverify.trace import Trace
+from traceedit import rewrite_events
+
+
+@pytest.fixture(scope="module")
+def forgetful(programs, tmp_path_factory):
+    trace = tmp_path_factory.mktemp("wait_forget") / "t"
+    assert record(trace, programs["wait_forget"]).returncode == 0
+    return trace
+
+
+def verify_json(trace, tmp_path) -> tuple[int, dict]:
+    out = tmp_path / "r.json"
+    proc = run_cli(trace, "--workers", "2", "--json", out)
+    return proc.returncode, json.loads(out.read_text())
+
+
+def edited(forgetful, tmp_path, edit):
+    trace = tmp_path / "t"
+    shutil.copytree(forgetful, trace)
+    rewrite_events(trace, edit)
+    return trace
+
+
+def test_untouched_trace_passes_every_cross_check(forgetful, tmp_path):
+    rc, report = verify_json(forgetful, tmp_path)
+    assert rc == 0 and report["status"] == "verified"
+    assert report["totals"]["processes"] == 2
+    assert report["totals"]["cross_process_checks"] == 2     # the fork's pid, the wait's status
+    assert report["cross_process"] == []
+    pids = {p["index"]: p["pid"] for p in Trace(str(forgetful)).processes}
+    assert {(s["process"], s["pid"]) for s in report["segments"]} == set(pids.items())
+
+
+def test_edited_wait_status_is_a_cross_process_divergence(forgetful, tmp_path):
+    def edit(ev):
+        if ev.process == 0 and ev.kind == E.SYSCALL and ev.nr == NUMBERS["wait4"]:
+            for w in ev.writes:
+                if w.addr == ev.regs["rsi"]:
+                    assert struct.unpack("<i", w.data[:4])[0] == 7 << 8
+                    w.data = struct.pack("<i", 9 << 8)
+        return ev
+    trace = edited(forgetful, tmp_path, edit)
+    rc, report = verify_json(trace, tmp_path)
+    assert rc == 1 and report["status"] == "failed"
+    assert report["totals"]["verified"] == report["totals"]["segments"]   # each on its own: fine
+    [div] = report["cross_process"]
+    assert div["check"] == "wait-status"
+    assert "got exited 9, but that child's recorded end is exited 7" in div["detail"]
+    assert [p["process"] for p in div["processes"]] == [0, 1]
+    rep = run_cli("replay", trace)
+    assert rep.returncode == 1 and "cross-process divergence (wait-status)" in rep.stdout.decode()
+
+
+def test_edited_fork_result_is_a_cross_process_divergence(forgetful, tmp_path):
+    def edit(ev):
+        if ev.process == 0 and ev.kind == E.SYSCALL and ev.nr in (NUMBERS["clone"],
+                                                                    NUMBERS["fork"]):
+            ev.result = 4242
+        return ev
+    trace = edited(forgetful, tmp_path, edit)
+    rc, report = verify_json(trace, tmp_path)
+    assert rc == 1
+    checks = [d["check"] for d in report["cross_process"]]
+    assert "fork-pid" in checks
+    div = report["cross_process"][checks.index("fork-pid")]
+    assert "returned 4242, but the child recorded there is" in div["detail"]
+
+
+def test_edited_pipe_data_is_a_cross_process_divergence(tmp_path):
+    """The reader's recorded bytes (and the hash the trace holds for them, so its own replay
+    is consistent with the edit) are no longer what the writer wrote."""
+    from rrverify.replayer.crossprocess import poly_concat
+    trace = tmp_path / "t"
+    assert record(trace, "/bin/sh", "-c", "printf hello | wc -c").returncode == 0
+    rc, report = verify_json(trace, tmp_path)
+    assert rc == 0 and report["totals"]["cross_process_checks"] >= 5   # 2 forks, 2 waits, 1 pipe
+    edits = []
+
+    def edit(ev):
+        if ev.kind == E.SYSCALL and ev.flags & E.EF_PIPE and ev.nr == NUMBERS["read"] \
+                and ev.result == 5:
+            [w] = ev.writes
+            assert w.data == b"hello"
+            w.data = b"jello"
+            pipe, _, direction, reserved = struct.unpack("<QQII", ev.extra)
+            ev.extra = struct.pack("<QQII", pipe, poly_concat([(c, 1) for c in b"jello"]),
+                                   direction, reserved)
+            edits.append(ev.process)
+        return ev
+    rewrite_events(trace, edit)
+    assert len(edits) == 1
+    rc, report = verify_json(trace, tmp_path)
+    assert rc == 1
+    [div] = [d for d in report["cross_process"] if d["check"] == "pipe-data"]
+    assert "the 5 bytes process" in div["detail"] and "read from pipe" in div["detail"]
+    assert div["processes"][1]["process"] == edits[0]
+    assert div["processes"][0]["process"] not in (0, edits[0])      # the writer: printf's shell
+
+
+def test_a_pipe_data_edit_alone_is_caught_by_replay(tmp_path):
+    """Without the matching hash, the reader's own replay sees its injected bytes differ from
+    the hash the trace holds for them."""
+    trace = tmp_path / "t"
+    assert record(trace, "/bin/sh", "-c", "printf hello | wc -c").returncode == 0
+
+    def edit(ev):
+        if ev.kind == E.SYSCALL and ev.flags & E.EF_PIPE and ev.nr == NUMBERS["read"] \
+                and ev.result == 5:
+            ev.writes[0].data = b"jello"
+        return ev
+    rewrite_events(trace, edit)
+    rc, report = verify_json(trace, tmp_path)
+    assert rc == 1
+    [bad] = [s for s in report["segments"] if s["status"] != "verified"]
+    assert bad["status"] == "diverged"
+    assert "read through a pipe differ from the hash" in bad["divergence"]["detail"]
