@@ -218,6 +218,8 @@ def unsupported_reason(state) -> str:
         abi, name = syscalls.foreign_abi(state.stop_arch, nr)
         return (f"unsupported {abi} syscall {nr & ~syscalls.X32_SYSCALL_BIT} ({name}) made at "
                 f"{state.stop_addr:#x}: only x86-64 syscalls can be recorded; it was not run")
+    if state.stop_what == lib.RRV_UNSUP_SHARED_MEMORY:
+        return f"unsupported shared memory: {what}"
     if state.stop_what in (lib.RRV_UNSUP_SIGNAL, lib.RRV_UNSUP_HELD_SIGNAL):
         return f"unsupported signal {nr}: {what}"
     known = syscalls.TABLE.get(nr)
@@ -307,7 +309,9 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
         return True
 
     def failure(proc: RecordedProcess, what: str) -> str:
-        return what if proc.index == 0 else f"process {proc.pid}: {what}"
+        """what, naming the process: "unsupported syscall N (name) in process PID: why"."""
+        head, sep, why = what.partition(": ")
+        return f"{head} in process {proc.pid}{sep}{why}"
 
     try:
         err = ffi.new("char[256]")
@@ -382,6 +386,8 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
                         E.EXIT, regs=E.zero_regs(), tid=child.pid, nr=child_state.status), 1)
                     child.status = child_state.status
                     continue
+                if child_state.awaiting_token:
+                    continue    # it shares memory with one running: checkpointed once it runs
                 if not checkpoint_at(child):
                     break
             elif stop == lib.RRV_STOP_EXITED:

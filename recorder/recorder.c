@@ -362,11 +362,48 @@ static void event_abort(struct rrv_recorder *r) {
   r->open_event = (size_t)-1;
 }
 
+static int fail(struct rrv_recorder *r, const char *what);
+
+/* Processes that share writable memory run user code one at a time: the one holding the
+ * session's token. A member gives the token up as it goes into the kernel (its shared mappings
+ * are hashed then) and needs it back at the syscall's exit stop, where what the others changed
+ * meanwhile becomes writes of its syscall event (on_syscall_exit), which replay applies. */
+static void leave_sharing(struct rrv_recorder *r) {
+  if (r->session && r->session->token_holder == r->index) r->session->token_holder = -1;
+  r->shared_member = 0;
+  r->awaiting_token = 0;
+  mem_snapshot_free(r->shared_snapshot);
+  r->shared_snapshot = NULL;
+}
+
+static int release_token(struct rrv_recorder *r) {
+  if (r->session->token_holder == r->index) r->session->token_holder = -1;
+  if (!r->shared_snapshot && !(r->shared_snapshot = mem_snapshot_take(r->pid, 1)))
+    return fail(r, "reading the memory it shares with other processes");
+  return 0;
+}
+
+/* r, at a syscall's exit stop (or its birth), needs the token: 1 if it has it now, else 0 and
+ * it waits (the session grants it when the holder goes into the kernel or ends). */
+static int take_token(struct rrv_recorder *r, int why) {
+  struct rrv_session *s = r->session;
+  if (s->token_holder == r->index) return 1;
+  if (s->token_holder < 0) {
+    s->token_holder = r->index;
+    return 1;
+  }
+  r->awaiting_token = why;
+  r->token_wait_since_ns = rrv_now_ns();
+  r->need_resume = 0;
+  return 0;
+}
+
 static int record_exit(struct rrv_recorder *r, int status) {
   r->status = status;
   if (!r->gone) {
     r->gone = 1;
     r->need_resume = 0;
+    leave_sharing(r);
     if (r->session) r->session->live--;
     rrv_forget_mem();
   }
@@ -533,17 +570,11 @@ static int begin_fork(struct rrv_recorder *r, int64_t nr, const struct rrv_regs 
     return unsupported(r, nr, "%s with CLONE_UNTRACED or CLONE_PTRACE (a child the recorder "
                        "would not follow)", name);
   uint64_t lo, hi;
-  if (!(flags & RRV_CLONE_VM) && shared_writable_mapping(r->pid, &lo, &hi)) {
-    snprintf(r->message, sizeof r->message, "%s: the child would share writable memory with "
-             "process %d (a MAP_SHARED mapping at 0x%llx-0x%llx): processes sharing memory are "
-             "not supported yet", name, r->pid, (unsigned long long)lo, (unsigned long long)hi);
-    r->stop_what = RRV_UNSUP_SYSCALL;
-    r->stop_nr = nr;
-    return RRV_STOP_UNSUPPORTED;
-  }
+  if (!(flags & RRV_CLONE_VM) && shared_writable_mapping(r->pid, &lo, &hi))
+    r->shared_member = 1;    /* the child shares it: both run user code one at a time */
   r->sc_clone_flags = flags;
   if (flags & RRV_CLONE_VM) {
-    r->vfork_snapshot = mem_snapshot_take(r->pid);
+    r->vfork_snapshot = mem_snapshot_take(r->pid, 0);
     if (!r->vfork_snapshot) return fail(r, "reading the memory a vfork child will share");
   }
   return 0;
@@ -559,7 +590,7 @@ static int capture_changed_pages(void *ctx, uint64_t addr, uint64_t len) {
 /* At a vfork's exit in the parent: the pages its child changed become the event's writes. */
 static int record_vfork_changes(struct rrv_recorder *r, size_t ev) {
   struct vfork_capture c = {r, ev};
-  int rc = mem_snapshot_changes(r->vfork_snapshot, r->pid, capture_changed_pages, &c);
+  int rc = mem_snapshot_changes(r->vfork_snapshot, r->pid, 0, capture_changed_pages, &c);
   mem_snapshot_free(r->vfork_snapshot);
   r->vfork_snapshot = NULL;
   if (rc == -2) {
@@ -703,6 +734,34 @@ static int on_syscall(struct rrv_recorder *r) {
   return 0;
 }
 
+/* A file (or memfd, or /dev/shm object) the process just mapped shared, which another process
+ * maps shared too, one of them writable: memory they share, which only processes that share it from a fork are run
+ * one at a time for (take_token). Two that map one object each on their own are refused. */
+static int refuse_shared_with_another(struct rrv_recorder *r, int fd, int writable) {
+  char path[64], target[256];
+  struct stat st;
+  snprintf(path, sizeof path, "/proc/%d/fd/%d", r->pid, fd);
+  if (stat(path, &st) < 0) return 0;
+  ssize_t n = readlink(path, target, sizeof target - 1);
+  target[n > 0 ? n : 0] = 0;
+  struct rrv_session *s = r->session;
+  for (int i = 0; s && i < s->nprocs; i++) {
+    struct rrv_recorder *other = s->procs[i];
+    if (!other || other == r || other->gone || (other->shared_member && r->shared_member))
+      continue;
+    int other_maps = maps_shared_object(other->pid, st.st_dev, st.st_ino);
+    if (other_maps == 2 || (other_maps && writable)) {
+      event_abort(r);
+      r->stop_what = RRV_UNSUP_SHARED_MEMORY;
+      snprintf(r->message, sizeof r->message, "processes %d and %d both map %s shared, each on "
+               "its own: memory shared that way is not supported yet (only what a fork "
+               "shares)", other->pid, r->pid, target);
+      return RRV_STOP_UNSUPPORTED;
+    }
+  }
+  return 0;
+}
+
 static int on_syscall_exit(struct rrv_recorder *r) {
   r->in_syscall = 0;
   int64_t nr = r->sc_nr;
@@ -731,6 +790,13 @@ static int on_syscall_exit(struct rrv_recorder *r) {
   if (ev == (size_t)-1) return fail(r, "out of memory");
   event_at(r, ev)->result = result;
   event_at(r, ev)->fpu_digest = fpu;
+  if (r->shared_snapshot) {  /* what other processes changed in the memory it shares */
+    struct vfork_capture c = {r, ev};
+    int rc = mem_snapshot_changes(r->shared_snapshot, r->pid, 1, capture_changed_pages, &c);
+    mem_snapshot_free(r->shared_snapshot);
+    r->shared_snapshot = NULL;
+    if (rc) return fail(r, "recording what other processes changed in shared memory");
+  }
   if (r->vfork_snapshot) {   /* what the vfork child changed in the memory it shared */
     int rc = record_vfork_changes(r, ev);
     if (rc) return rc;
@@ -760,8 +826,11 @@ static int on_syscall_exit(struct rrv_recorder *r) {
         return fail(r, "out of memory");
     }
     if (nr == SYS_mmap && (regs.r10 & MAP_SHARED) /* or MAP_SHARED_VALIDATE */ &&
-        !(regs.r10 & MAP_ANONYMOUS) && (int)regs.r8 >= 0)
+        !(regs.r10 & MAP_ANONYMOUS) && (int)regs.r8 >= 0) {
       r->shared_file_mapped = 1;
+      int rc = refuse_shared_with_another(r, (int)regs.r8, (regs.rdx & PROT_WRITE) != 0);
+      if (rc) return rc;
+    }
     if (nr == SYS_mmap && !(regs.r10 & MAP_ANONYMOUS) && (int)regs.r8 >= 0) {
       uint64_t index = 0;
       if (rrv_py_file_mapped(r->handle, r->pid, (int)regs.r8, regs.r9, regs.rsi, &index)) {
@@ -987,10 +1056,12 @@ static int on_stop(struct rrv_recorder *r, int status) {
     r->resume_op = PTRACE_SYSCALL;
     if (RRV_SYSCALL_EXIT_STOP(status)) {
       r->resume_op = PTRACE_CONT;
+      if (r->shared_member && !take_token(r, 1)) return 0;   /* on_syscall_exit when granted */
       return on_syscall_exit(r);
     }
-    if (RRV_EXEC_STOP(status)) {
+    if (RRV_EXEC_STOP(status)) {   /* a new address space: it shares nothing any more */
       rrv_forget_mem();
+      leave_sharing(r);
       return 0;
     }
     if (event == PTRACE_EVENT_FORK || event == PTRACE_EVENT_VFORK ||
@@ -1084,6 +1155,7 @@ int rrv_session_add(struct rrv_session *s, struct rrv_recorder *r) {
     s->procs = procs;
     s->cap = cap;
   }
+  if (!s->nprocs) s->token_holder = -1;
   r->index = s->nprocs;
   r->session = s;
   r->need_resume = 1;
@@ -1129,7 +1201,12 @@ int rrv_session_adopt(struct rrv_session *s, struct rrv_recorder *child, int pid
   child->flush_at = parent->flush_at;
   child->blob_threshold = parent->blob_threshold;
   child->handle = parent->handle;
-  return rrv_session_add(s, child);
+  if (rrv_session_add(s, child)) return -1;
+  if (parent->shared_member) {    /* it shares its parent's shared mappings (vfork: all) */
+    child->shared_member = 1;
+    take_token(child, 2);     /* if it waits, its birth checkpoint waits too (STOP_CHECKPOINT) */
+  }
+  return 0;
 }
 
 /* The sealed events of r's buffer (an event still open, a signal being delivered, stays). */
@@ -1156,14 +1233,39 @@ void rrv_session_free(struct rrv_session *s) {
 /* The record loop of a whole process tree: every process runs at once, and each stop of any
  * is handled as it comes. Returns to Python (session->current: whose stop) to flush events,
  * at an exec, a new process, an exit, and for what the recording cannot handle. */
+/* The token is free: the member that has waited longest gets it. Returns 0 or an RRV_STOP_*. */
+static int grant_token(struct rrv_session *s) {
+  struct rrv_recorder *next = NULL;
+  for (int i = 0; i < s->nprocs; i++) {
+    struct rrv_recorder *r = s->procs[i];
+    if (r && !r->gone && r->awaiting_token &&
+        (!next || r->token_wait_since_ns < next->token_wait_since_ns))
+      next = r;
+  }
+  if (!next) return 0;
+  int why = next->awaiting_token;
+  next->awaiting_token = 0;
+  s->token_holder = next->index;
+  s->current = next->index;
+  next->need_resume = 1;
+  return why == 2 ? RRV_STOP_CHECKPOINT : on_syscall_exit(next);
+}
+
 int rrv_session_run(struct rrv_session *s) {
   for (uint64_t n = 0;; n++) {
     uint64_t deadline = 0;
+    if (s->token_holder < 0) {
+      int rc = grant_token(s);
+      if (rc) return rc;
+    }
     for (int i = 0; i < s->nprocs; i++) {
       struct rrv_recorder *r = s->procs[i];
       if (!r || r->gone) continue;
       if (r->nheld && (!deadline || r->held_since_ns + s->held_timeout_ns < deadline))
         deadline = r->held_since_ns + s->held_timeout_ns;
+      if (r->awaiting_token &&
+          (!deadline || r->token_wait_since_ns + s->held_timeout_ns < deadline))
+        deadline = r->token_wait_since_ns + s->held_timeout_ns;
       if (!r->need_resume) continue;
       s->current = i;
       if (r->len >= r->flush_at && !r->delivering) return RRV_STOP_FLUSH;
@@ -1199,7 +1301,25 @@ int rrv_session_run(struct rrv_session *s) {
       snprintf(s->message, sizeof s->message, "waitpid: %s", strerror(errno));
       return RRV_STOP_ERROR;
     }
-    if (pid == 0) {   /* a held signal waited too long: the process makes no syscall */
+    if (pid == 0) {   /* a held signal or the token waited too long: no syscall comes */
+      for (int i = 0; i < s->nprocs; i++) {
+        struct rrv_recorder *r = s->procs[i];
+        if (!r || r->gone || !r->awaiting_token ||
+            rrv_now_ns() < r->token_wait_since_ns + s->held_timeout_ns || s->token_holder < 0)
+          continue;
+        struct rrv_recorder *holder = s->procs[s->token_holder];
+        uint64_t lo = 0, hi = 0;
+        shared_writable_mapping(r->pid, &lo, &hi);
+        s->current = i;
+        r->stop_what = RRV_UNSUP_SHARED_MEMORY;
+        snprintf(r->message, sizeof r->message, "processes %d and %d share writable memory "
+                 "(a MAP_SHARED mapping at 0x%llx-0x%llx), and %d ran user code for %.1f s "
+                 "without a syscall while %d waited to run: switching between them there needs "
+                 "preemption at execution points (not supported yet)", holder->pid, r->pid,
+                 (unsigned long long)lo, (unsigned long long)hi, holder->pid,
+                 s->held_timeout_ns / 1e9, r->pid);
+        return RRV_STOP_UNSUPPORTED;
+      }
       for (int i = 0; i < s->nprocs; i++) {
         struct rrv_recorder *r = s->procs[i];
         if (!r || r->gone || !r->nheld || rrv_now_ns() < r->held_since_ns + s->held_timeout_ns)
@@ -1231,6 +1351,8 @@ int rrv_session_run(struct rrv_session *s) {
     r->need_resume = 1;
     int rc = on_stop(r, status);
     if (r->gone) r->need_resume = 0;
+    if (!rc && r->shared_member && r->in_syscall && !r->awaiting_token)
+      rc = release_token(r);   /* into the kernel: another member may run meanwhile */
     if (rc) return rc;
   }
 }

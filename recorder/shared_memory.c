@@ -1,7 +1,11 @@
 /* shared_memory.c: what another process changed in memory that a recorded process shares with
- * it. A vfork child runs in its parent's memory until it execs or exits, while the parent
- * waits: the parent's vfork event then carries every page the child changed, found by hashing
- * the writable memory before and after (no syscall result says what a child wrote there). */
+ * it, found by hashing that memory before and after (no syscall result says what another
+ * process wrote there).
+ * - A vfork child runs in its parent's memory until it execs or exits, while the parent
+ *   waits: the parent's vfork event carries every page the child changed.
+ * - Processes that share a writable MAP_SHARED mapping run user code one at a time (the
+ *   session's token, recorder.c): a process's syscall event carries the pages the others
+ *   changed in its shared mappings while it was in the kernel. */
 
 struct mem_range {
   uint64_t start, end;
@@ -11,6 +15,7 @@ struct mem_range {
 
 struct mem_snapshot {
   int n;
+  int shared_only;      /* of the writable MAP_SHARED mappings only */
   struct mem_range *ranges;
 };
 
@@ -21,8 +26,9 @@ static void mem_snapshot_free(struct mem_snapshot *snap) {
   free(snap);
 }
 
-/* The writable mappings of pid, hashes not yet filled. NULL on failure. */
-static struct mem_snapshot *writable_mappings(int pid) {
+/* The writable (shared_only: and MAP_SHARED) mappings of pid, hashes not yet filled. NULL on
+ * failure. */
+static struct mem_snapshot *writable_mappings(int pid, int shared_only) {
   char path[64], line[512];
   snprintf(path, sizeof path, "/proc/%d/maps", pid);
   FILE *maps = fopen(path, "re");
@@ -32,7 +38,9 @@ static struct mem_snapshot *writable_mappings(int pid) {
   while (snap && fgets(line, sizeof line, maps)) {
     unsigned long long lo, hi;
     char perms[5];
-    if (sscanf(line, "%llx-%llx %4s", &lo, &hi, perms) != 3 || perms[1] != 'w') continue;
+    if (sscanf(line, "%llx-%llx %4s", &lo, &hi, perms) != 3 || perms[1] != 'w' ||
+        (shared_only && perms[3] != 's'))
+      continue;
     if (snap->n == cap) {
       cap = cap ? cap * 2 : 32;
       struct mem_range *grown = realloc(snap->ranges, cap * sizeof *grown);
@@ -50,6 +58,7 @@ static struct mem_snapshot *writable_mappings(int pid) {
     m->hashes = NULL;
   }
   fclose(maps);
+  if (snap) snap->shared_only = shared_only;
   return snap;
 }
 
@@ -70,8 +79,8 @@ static int hash_range(int pid, struct mem_range *m) {
   return 0;
 }
 
-static struct mem_snapshot *mem_snapshot_take(int pid) {
-  struct mem_snapshot *snap = writable_mappings(pid);
+static struct mem_snapshot *mem_snapshot_take(int pid, int shared_only) {
+  struct mem_snapshot *snap = writable_mappings(pid, shared_only);
   for (int i = 0; snap && i < snap->n; i++)
     if (hash_range(pid, &snap->ranges[i])) {
       mem_snapshot_free(snap);
@@ -81,19 +90,23 @@ static struct mem_snapshot *mem_snapshot_take(int pid) {
 }
 
 /* Call changed(ctx, addr, len) for each run of pages whose content differs from `before`.
- * Returns 0, -1 (failure, or changed's), or -2 if the writable mappings are not the same ones
- * (the other process mapped or unmapped memory: not a change of contents). */
-static int mem_snapshot_changes(const struct mem_snapshot *before, int pid,
+ * Returns 0, -1 (failure, or changed's), or -2 if the mappings are not the same ones (the
+ * other process mapped or unmapped memory: not a change of contents). lenient: compare the
+ * mappings that are still the same ones, and no others (the process's own syscall may have
+ * mapped or unmapped some, which replay does too). */
+static int mem_snapshot_changes(const struct mem_snapshot *before, int pid, int lenient,
                                 int (*changed)(void *, uint64_t, uint64_t), void *ctx) {
-  struct mem_snapshot *now = writable_mappings(pid);
+  struct mem_snapshot *now = writable_mappings(pid, before->shared_only);
   if (!now) return -1;
   int rc = 0;
-  if (now->n != before->n) rc = -2;
-  for (int i = 0; !rc && i < now->n; i++) {
-    struct mem_range *a = &before->ranges[i], *b = &now->ranges[i];
-    if (a->start != b->start || a->end != b->end || memcmp(a->perms, b->perms, 4)) {
-      rc = -2;
-      break;
+  if (now->n != before->n && !lenient) rc = -2;
+  for (int i = 0, j = 0; !rc && i < now->n; i++) {
+    struct mem_range *b = &now->ranges[i], *a = NULL;
+    while (j < before->n && before->ranges[j].end <= b->start) j++;
+    if (j < before->n) a = &before->ranges[j];
+    if (!a || a->start != b->start || a->end != b->end || memcmp(a->perms, b->perms, 4)) {
+      if (!lenient) rc = -2;
+      continue;
     }
     if (hash_range(pid, b)) {
       rc = -1;
@@ -130,6 +143,25 @@ static int shared_writable_mapping(int pid, uint64_t *lo, uint64_t *hi) {
       *hi = b;
       found = 1;
     }
+  }
+  fclose(maps);
+  return found;
+}
+
+/* Does pid map the file (dev, ino) shared? 2 if writable, 1 if read-only, 0 if not. */
+static int maps_shared_object(int pid, dev_t dev, ino_t ino) {
+  char path[64], line[512];
+  snprintf(path, sizeof path, "/proc/%d/maps", pid);
+  FILE *maps = fopen(path, "re");
+  if (!maps) return 0;
+  int found = 0;
+  while (!found && fgets(line, sizeof line, maps)) {
+    unsigned long long lo, hi, off, i;
+    unsigned maj, min;
+    char perms[5];
+    if (sscanf(line, "%llx-%llx %4s %llx %x:%x %llu", &lo, &hi, perms, &off, &maj, &min,
+               &i) == 7 && perms[3] == 's' && i == ino && maj == major(dev) && min == minor(dev))
+      found = perms[1] == 'w' ? 2 : 1;
   }
   fclose(maps);
   return found;

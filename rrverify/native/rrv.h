@@ -64,6 +64,7 @@ struct rrv_session;
 #define RRV_UNSUP_SIGNAL 2          /* stop_nr: the signal number */
 #define RRV_UNSUP_FOREIGN_SYSCALL 3 /* stop_nr, stop_arch, stop_addr: from the SIGSYS */
 #define RRV_UNSUP_HELD_SIGNAL 4     /* stop_nr: a handled signal held too long (message) */
+#define RRV_UNSUP_SHARED_MEMORY 5   /* a process sharing memory waited too long (message) */
 
 /* Kinds of divergence found by the replayer. */
 #define RRV_DIV_EVENT_KIND 1
@@ -199,6 +200,11 @@ struct rrv_recorder {   /* one recorded process: its state and its own event str
   struct rrv_held_signal held[RRV_MAX_HELD];
   uint64_t held_since_ns;
   int delivering_held;  /* a held signal resumed with: its delivery stop comes next */
+  int shared_member;    /* shares writable memory with another process: runs user code only
+                           while it holds the session's token */
+  void *shared_snapshot;/* its shared mappings as it went into the kernel without the token */
+  int awaiting_token;   /* 1: at a syscall's exit stop, 2: at its birth; waiting to run */
+  uint64_t token_wait_since_ns;
 };
 
 struct rrv_session {    /* every process of a recording, run concurrently by one tracer */
@@ -208,7 +214,9 @@ struct rrv_session {    /* every process of a recording, run concurrently by one
   int live;             /* processes not yet gone */
   int new_pid;          /* NEW_PROCESS: the child born to `current` */
   uint64_t new_flags;   /* its clone flags (CLONE_VM, CLONE_VFORK, ...) */
-  uint64_t held_timeout_ns;  /* a handled signal held longer ends the recording */
+  uint64_t held_timeout_ns;  /* a handled signal held longer, or a process waiting longer
+                                for the token, ends the recording */
+  int token_holder;     /* the index of the process sharing memory that runs user code, -1 */
   char message[512];
   /* private */
   int nearly;           /* first stops of children not yet announced: pid, status */

@@ -1,0 +1,82 @@
+"""Processes that share writable memory: run one at a time while recorded, each one's events
+carrying what the others changed in it (docs/checks.md §9.4, recorder/shared_memory.c)."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from conftest import assert_one_line_error, native, record, replay, run_cli
+from rrverify import events as E
+from rrverify.recorder.syscalls import NUMBERS
+from rrverify.trace import Trace
+from traceedit import rewrite_events
+
+MAP_SHARED, MAP_ANONYMOUS = 0x01, 0x20
+
+
+@pytest.fixture(scope="module")
+def turns(programs, tmp_path_factory):
+    trace = tmp_path_factory.mktemp("shared_turns") / "t"
+    proc = record(trace, programs["shared_turns"])
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout == native(programs["shared_turns"]).stdout
+    return trace
+
+
+def shared_page(trace) -> int:
+    for ev in Trace(str(trace)).stream(0).events():
+        if ev.kind == E.SYSCALL and ev.nr == NUMBERS["mmap"] and \
+                ev.regs["r10"] & (MAP_SHARED | MAP_ANONYMOUS) == MAP_SHARED | MAP_ANONYMOUS:
+            return ev.result
+    raise LookupError("no shared mapping")
+
+
+def test_two_processes_taking_turns_on_a_shared_page_verify(turns):
+    rep = replay(turns)
+    assert rep.returncode == 0, rep.stdout.decode()
+    assert rep.stdout.decode().startswith("verified: 2 processes, ")
+    page = shared_page(turns)
+    # Each side's syscalls carry the other's changes to the page, made while it was in the
+    # kernel (its read waiting for the turn, or its write, which hands the turn over).
+    for p in (0, 1):
+        carried = [ev for ev in Trace(str(turns)).stream(p).events()
+                   if ev.kind == E.SYSCALL and ev.nr in (NUMBERS["read"], NUMBERS["write"]) and
+                   any(page <= w.addr < page + 4096 for w in ev.writes)]
+        assert len(carried) >= 19, (p, len(carried))
+
+
+def test_dropping_the_other_process_changes_diverges(turns, tmp_path):
+    trace = tmp_path / "t"
+    shutil.copytree(turns, trace)
+    page = shared_page(turns)
+
+    def edit(ev):
+        if ev.process == 1:
+            ev.writes = [w for w in ev.writes if not page <= w.addr < page + 4096]
+        return ev
+    rewrite_events(trace, edit)
+    rep = replay(trace)
+    assert rep.returncode == 1, rep.stdout.decode()
+    assert "divergence" in rep.stdout.decode()
+
+
+def test_a_process_spinning_on_shared_memory_ends_recording_clearly(programs, tmp_path):
+    trace = tmp_path / "t"
+    proc = record(trace, programs["shared_spin"], timeout=60)
+    line = assert_one_line_error(proc, 2, "record: unsupported shared memory in process",
+                                 "share writable memory (a MAP_SHARED mapping at 0x",
+                                 "ran user code for 2.0 s without a syscall while",
+                                 "needs preemption at execution points")
+    assert str(trace) in line
+    rep = replay(trace)
+    assert rep.returncode == 0 and "incomplete trace: verified up to its end" in rep.stdout.decode()
+
+
+def test_an_object_mapped_shared_by_two_processes_on_their_own_is_refused(programs, tmp_path):
+    trace = tmp_path / "t"
+    proc = record(trace, programs["shm_two_mappers"], timeout=60)
+    assert_one_line_error(proc, 2, "record: unsupported shared memory in process",
+                          "both map /dev/shm/rrverify-test-", "shared, each on its own")
+    info = run_cli("info", trace)
+    assert info.returncode == 0 and "INCOMPLETE" in info.stdout.decode()
