@@ -322,30 +322,14 @@ static int capture_self_mem_write(struct rrv_recorder *r, size_t ev, int64_t nr,
  * -1. */
 static int shared_mapping_of_write(struct rrv_recorder *r, int64_t nr, const struct rrv_regs *a,
                                    int64_t result, struct rrv_file_write *fw) {
-  char path[64], line[512];
+  char path[64];
   struct stat st;
   snprintf(path, sizeof path, "/proc/%d/fd/%d", r->pid, (int)a->rdi);
   if (stat(path, &st) < 0 || !S_ISREG(st.st_mode)) return 0;
   int64_t start = write_start(r, nr, a, result);
-  if (start < 0) return 0;
-  snprintf(path, sizeof path, "/proc/%d/maps", r->pid);
-  FILE *maps = fopen(path, "re");
-  if (!maps) return -1;
-  int found = 0;
-  while (!found && fgets(line, sizeof line, maps)) {
-    unsigned long long lo, hi, off, ino;
-    unsigned maj, min;
-    char perms[5];
-    if (sscanf(line, "%llx-%llx %4s %llx %x:%x %llu", &lo, &hi, perms, &off, &maj, &min,
-               &ino) == 7 && perms[3] == 's' && ino == st.st_ino &&
-        maj == major(st.st_dev) && min == minor(st.st_dev)) {
-      fw->mapping = lo;
-      fw->offset = start;
-      found = 1;
-    }
-  }
-  fclose(maps);
-  return found;
+  if (start < 0 || !maps_shared_object(r->pid, st.st_dev, st.st_ino, &fw->mapping)) return 0;
+  fw->offset = start;
+  return 1;
 }
 
 static int unsupported(struct rrv_recorder *r, int64_t nr, const char *fmt, const char *what) {
@@ -749,7 +733,7 @@ static int refuse_shared_with_another(struct rrv_recorder *r, int fd, int writab
     struct rrv_recorder *other = s->procs[i];
     if (!other || other == r || other->gone || (other->shared_member && r->shared_member))
       continue;
-    int other_maps = maps_shared_object(other->pid, st.st_dev, st.st_ino);
+    int other_maps = maps_shared_object(other->pid, st.st_dev, st.st_ino, NULL);
     if (other_maps == 2 || (other_maps && writable)) {
       event_abort(r);
       r->stop_what = RRV_UNSUP_SHARED_MEMORY;

@@ -26,40 +26,64 @@ static void mem_snapshot_free(struct mem_snapshot *snap) {
   free(snap);
 }
 
-/* The writable (shared_only: and MAP_SHARED) mappings of pid, hashes not yet filled. NULL on
- * failure. */
-static struct mem_snapshot *writable_mappings(int pid, int shared_only) {
+struct mapping {          /* a line of /proc/PID/maps */
+  uint64_t start, end, offset, inode;
+  unsigned major, minor;
+  char perms[5];
+};
+
+/* visit(m, ctx) for each mapping of pid until it returns nonzero: that value, 0, or -1 if
+ * the maps are unreadable. */
+static int scan_mappings(int pid, int (*visit)(const struct mapping *, void *), void *ctx) {
   char path[64], line[512];
   snprintf(path, sizeof path, "/proc/%d/maps", pid);
   FILE *maps = fopen(path, "re");
-  if (!maps) return NULL;
-  struct mem_snapshot *snap = calloc(1, sizeof *snap);
-  int cap = 0;
-  while (snap && fgets(line, sizeof line, maps)) {
-    unsigned long long lo, hi;
-    char perms[5];
-    if (sscanf(line, "%llx-%llx %4s", &lo, &hi, perms) != 3 || perms[1] != 'w' ||
-        (shared_only && perms[3] != 's'))
+  if (!maps) return -1;
+  int rc = 0;
+  while (!rc && fgets(line, sizeof line, maps)) {
+    struct mapping m;
+    unsigned long long lo, hi, off, ino;
+    if (sscanf(line, "%llx-%llx %4s %llx %x:%x %llu", &lo, &hi, m.perms, &off, &m.major,
+               &m.minor, &ino) != 7)
       continue;
-    if (snap->n == cap) {
-      cap = cap ? cap * 2 : 32;
-      struct mem_range *grown = realloc(snap->ranges, cap * sizeof *grown);
-      if (!grown) {
-        mem_snapshot_free(snap);
-        snap = NULL;
-        break;
-      }
-      snap->ranges = grown;
-    }
-    struct mem_range *m = &snap->ranges[snap->n++];
-    m->start = lo;
-    m->end = hi;
-    memcpy(m->perms, perms, sizeof m->perms);
-    m->hashes = NULL;
+    m.start = lo, m.end = hi, m.offset = off, m.inode = ino;
+    rc = visit(&m, ctx);
   }
   fclose(maps);
-  if (snap) snap->shared_only = shared_only;
-  return snap;
+  return rc;
+}
+
+/* The writable (shared_only: and MAP_SHARED) mappings of pid, hashes not yet filled. NULL on
+ * failure. */
+struct collect_ctx { struct mem_snapshot *snap; int cap, shared_only, failed; };
+
+static int collect_writable(const struct mapping *m, void *ctx) {
+  struct collect_ctx *c = ctx;
+  if (m->perms[1] != 'w' || (c->shared_only && m->perms[3] != 's')) return 0;
+  struct mem_snapshot *snap = c->snap;
+  if (snap->n == c->cap) {
+    c->cap = c->cap ? c->cap * 2 : 32;
+    struct mem_range *grown = realloc(snap->ranges, c->cap * sizeof *grown);
+    if (!grown) return c->failed = 1;
+    snap->ranges = grown;
+  }
+  struct mem_range *r = &snap->ranges[snap->n++];
+  r->start = m->start;
+  r->end = m->end;
+  memcpy(r->perms, m->perms, sizeof r->perms);
+  r->hashes = NULL;
+  return 0;
+}
+
+static struct mem_snapshot *writable_mappings(int pid, int shared_only) {
+  struct collect_ctx c = {calloc(1, sizeof(struct mem_snapshot)), 0, shared_only, 0};
+  if (!c.snap) return NULL;
+  c.snap->shared_only = shared_only;
+  if (scan_mappings(pid, collect_writable, &c) < 0 || c.failed) {
+    mem_snapshot_free(c.snap);
+    return NULL;
+  }
+  return c.snap;
 }
 
 /* Page hashes of [m->start, m->end) as the tracee's memory holds it now (unreadable pages
@@ -127,42 +151,40 @@ static int mem_snapshot_changes(const struct mem_snapshot *before, int pid, int 
   return rc;
 }
 
+struct object_ctx { dev_t dev; ino_t ino; int found; uint64_t start; };
+
+static int writable_shared(const struct mapping *m, void *ctx) {
+  if (m->perms[1] != 'w' || m->perms[3] != 's') return 0;
+  ((struct object_ctx *)ctx)->start = m->start;
+  ((struct object_ctx *)ctx)->found = (int)((m->end - m->start) >> 12);   /* pages */
+  return 1;
+}
+
 /* Does pid have a writable MAP_SHARED mapping (which a forked child would share)? The first
  * one's bounds. */
 static int shared_writable_mapping(int pid, uint64_t *lo, uint64_t *hi) {
-  char path[64], line[512];
-  snprintf(path, sizeof path, "/proc/%d/maps", pid);
-  FILE *maps = fopen(path, "re");
-  if (!maps) return 0;
-  int found = 0;
-  while (!found && fgets(line, sizeof line, maps)) {
-    unsigned long long a, b;
-    char perms[5];
-    if (sscanf(line, "%llx-%llx %4s", &a, &b, perms) == 3 && perms[1] == 'w' && perms[3] == 's') {
-      *lo = a;
-      *hi = b;
-      found = 1;
-    }
-  }
-  fclose(maps);
-  return found;
+  struct object_ctx c = {0, 0, 0, 0};
+  if (scan_mappings(pid, writable_shared, &c) <= 0) return 0;
+  *lo = c.start;
+  *hi = c.start + ((uint64_t)c.found << 12);
+  return 1;
 }
 
-/* Does pid map the file (dev, ino) shared? 2 if writable, 1 if read-only, 0 if not. */
-static int maps_shared_object(int pid, dev_t dev, ino_t ino) {
-  char path[64], line[512];
-  snprintf(path, sizeof path, "/proc/%d/maps", pid);
-  FILE *maps = fopen(path, "re");
-  if (!maps) return 0;
-  int found = 0;
-  while (!found && fgets(line, sizeof line, maps)) {
-    unsigned long long lo, hi, off, i;
-    unsigned maj, min;
-    char perms[5];
-    if (sscanf(line, "%llx-%llx %4s %llx %x:%x %llu", &lo, &hi, perms, &off, &maj, &min,
-               &i) == 7 && perms[3] == 's' && i == ino && maj == major(dev) && min == minor(dev))
-      found = perms[1] == 'w' ? 2 : 1;
-  }
-  fclose(maps);
-  return found;
+static int same_object(const struct mapping *m, void *ctx) {
+  struct object_ctx *c = ctx;
+  if (m->perms[3] != 's' || m->inode != c->ino || m->major != major(c->dev) ||
+      m->minor != minor(c->dev))
+    return 0;
+  if (!c->found) c->start = m->start;
+  c->found = m->perms[1] == 'w' ? 2 : 1;
+  return c->found == 2;     /* a writable one ends the search */
+}
+
+/* Does pid map the file (dev, ino) shared? 2 if writable, 1 if read-only, 0 if not;
+ * *start: where its first such mapping begins. */
+static int maps_shared_object(int pid, dev_t dev, ino_t ino, uint64_t *start) {
+  struct object_ctx c = {dev, ino, 0, 0};
+  scan_mappings(pid, same_object, &c);
+  if (start) *start = c.start;
+  return c.found;
 }

@@ -26,6 +26,17 @@ EXPECT = {
     "x32_syscall": {"record": "unsupported"},
     "read_then_exit": {"args": ["/etc/passwd"]},
     "fork_child": {"processes": 2},
+    "wait_forget": {"processes": 2},
+    "shared_turns": {"processes": 2},
+    "shared_spin": {"record": "unsupported"},       # test_shared_memory.py
+    "shm_two_mappers": {"record": "unsupported"},
+    "posix_spawn": {"processes": 3},
+    "vfork_write": {"processes": 2},
+    "signal_parent": {"processes": 2},
+    "kill_spinning": {"processes": 3},
+    "execveat_true": {"processes": 3},
+    "orphan": {"processes": 3},
+    "shared_anon": {"processes": 2},
     "job_stop": {"record": "interactive"},
     # test_job_control.py sends it SIGCONT
 }
