@@ -25,6 +25,8 @@ from . import syscalls
 RECORDER_VERSION = 1
 DEFAULT_CHECKPOINT_EVERY = 20000       # events
 DEFAULT_CHECKPOINT_INTERVAL = 2.0      # seconds
+TRACEE_CPUS = ("all", "tracer")
+DEFAULT_TRACEE_CPUS = "all"
 # Mapped files up to this size stay in memory while recording, so checkpoint pages equal to
 # them are stored as references to the file's blob instead of again.
 MAX_FILE_FOR_PAGE_SOURCES = 256 << 20
@@ -228,32 +230,45 @@ def unsupported_reason(state) -> str:
     return f"unsupported syscall {nr} ({syscalls.name_of(nr)}): {what}"
 
 
-def build_manifest(argv: list[str], exe: str, cpu: int, every: int, interval: float) -> dict:
+def build_manifest(argv: list[str], exe: str, cpu: int, every: int, interval: float,
+                   serialize: bool = False, tracee_cpus: str = "all") -> dict:
     return {
         "command": argv, "exe": exe,
         "env": [f"{k}={v}" for k, v in os.environ.items()],
         "cwd": os.getcwd(), "host": host.describe(), "rlimits": current_rlimits(),
         "recorder": {"version": RECORDER_VERSION, "cpu": cpu,
                      "syscalls_known": len(syscalls.TABLE),
-                     "checkpoint_every": every, "checkpoint_interval": interval},
+                     "checkpoint_every": every, "checkpoint_interval": interval,
+                     "serialize": serialize, "tracee_cpus": tracee_cpus},
         "started": time.time(),
     }
 
 
 def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
-           checkpoint_interval: float = DEFAULT_CHECKPOINT_INTERVAL) -> RecordResult:
+           checkpoint_interval: float = DEFAULT_CHECKPOINT_INTERVAL, serialize: bool = False,
+           tracee_cpus: str = DEFAULT_TRACEE_CPUS) -> RecordResult:
+    """tracee_cpus: "tracer" keeps every process on the tracer's CPU (the cheapest ptrace stops,
+    no parallelism), "all" lets them run on every CPU this process may use (bench/
+    multiprocess.py measures both). serialize: one process runs at a time, as rr does."""
+    if tracee_cpus not in TRACEE_CPUS:
+        raise UsageError(f"record: --tracee-cpus must be one of {', '.join(TRACEE_CPUS)}")
     exe = resolve_program(argv[0])
     cpu = choose_cpu()
+    allowed = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {cpu})   # this thread: the manifest's CPUID is the recording core's
     writer = TraceWriter(trace_dir, build_manifest(argv, exe, cpu, checkpoint_every,
-                                                   checkpoint_interval), avoid_cpu=cpu)
+                                                   checkpoint_interval, serialize, tracee_cpus),
+                         avoid_cpu=cpu)
     rec = Recorder(writer)
     session = ffi.new("struct rrv_session *")
+    session.serialize = int(serialize)
     procs: list[RecordedProcess] = []
     t0 = time.monotonic()
     # Orphans of the tree are re-parented to the recorder, which goes on recording them.
     libc_prctl(PR_SET_CHILD_SUBREAPER, 1)
     pid = spawn(exe, argv, writer.manifest["env"], cwd=None, cpu=cpu)
+    if tracee_cpus == "all":
+        os.sched_setaffinity(pid, allowed)      # its children inherit it
     STOP.pids = {pid}
     if STOP.signum is not None:     # it came before the tracee was known
         os.kill(pid, signal.SIGKILL)

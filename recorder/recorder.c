@@ -1143,6 +1143,7 @@ int rrv_session_add(struct rrv_session *s, struct rrv_recorder *r) {
   r->index = s->nprocs;
   r->session = s;
   r->need_resume = 1;
+  if (s->serialize) r->shared_member = 1;
   s->procs[s->nprocs++] = r;
   s->live++;
   if (!s->held_timeout_ns) s->held_timeout_ns = 2000000000ull;

@@ -54,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--checkpoint-interval", type=_number(float, 0, MAX_SECONDS), metavar="SEC",
                    default=None,
                    help="...and at least every SEC seconds (default 2; 0: never)")
+    r.add_argument("--serialize", action="store_true",
+                   help="run one process at a time, as rr does (for comparison; processes "
+                        "that share no memory otherwise run at once)")
+    r.add_argument("--tracee-cpus", choices=("all", "tracer"), default=None,
+                   help="where the recorded processes run: on every CPU (default) or only on "
+                        "the tracer's (cheapest ptrace stops, no parallelism)")
     r.add_argument("cmd", nargs=argparse.REMAINDER)
     v = sub.add_parser("replay", help="replay a trace on this machine and verify every event")
     v.add_argument("trace", nargs="?")
@@ -86,6 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="print the manifest as JSON")
     d = sub.add_parser("dump", help="print one line per event")
     d.add_argument("trace", nargs="?")
+    d.add_argument("--pid", type=_number(int, 1, 2**31 - 1), metavar="P",
+                   help="only the events of the recorded process P")
     c = sub.add_parser("check", help="read every byte of a trace and check every hash "
                                      "(before uploading it)")
     c.add_argument("trace", nargs="?")
@@ -241,6 +249,9 @@ def cmd_record(args) -> int:
         opts["checkpoint_every"] = args.checkpoint_every
     if args.checkpoint_interval is not None:
         opts["checkpoint_interval"] = args.checkpoint_interval
+    opts["serialize"] = args.serialize
+    if args.tracee_cpus is not None:
+        opts["tracee_cpus"] = args.tracee_cpus
     # The tracee shares our terminal: let it, not us, take the keyboard's signals.
     old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGQUIT)}
     try:
@@ -385,9 +396,42 @@ def cmd_info(args) -> int:
           f"{stats.get('event_bytes_compressed', '?')} compressed; blobs {stats.get('blob_bytes', '?')}; "
           f"{len(trace.files)} mapped files)")
     print(f"recorded:  {stats.get('seconds', '?')} s")
+    for line in process_tree(trace):
+        print(line)
     print(f"status:    {'complete' if trace.complete else 'INCOMPLETE'}"
           f"{': ' + end['reason'] if end.get('reason') else ''}")
     return 0
+
+
+def process_tree(trace) -> list[str]:
+    """`processes: N`, then one line per process, indented under its parent: pid, what it
+    executed, how it ended, its events and checkpoints."""
+    from .recorder.record import describe_wait_status
+    procs = trace.processes
+    summary = {p.get("index"): p for p in trace.manifest.get("processes") or []
+               if isinstance(p, dict)}
+    checkpoints: dict[int, int] = {}
+    for c in trace.checkpoints:
+        checkpoints[c["process"]] = checkpoints.get(c["process"], 0) + 1
+    children: dict[int | None, list[dict]] = {}
+    for p in procs:
+        children.setdefault(p["parent"], []).append(p)
+    lines = [f"processes: {len(procs)}"]
+
+    def walk(p: dict, depth: int) -> None:
+        s = summary.get(p["index"], {})
+        execs = [e for e in s.get("execs") or [] if isinstance(e, str)]
+        status = s.get("wait_status")
+        ended = describe_wait_status(status) if isinstance(status, int) else "did not end"
+        lines.append(f"  {'  ' * depth}{p['pid']}: "
+                     f"{' -> '.join(execs) if execs else '(no exec)'}; {ended}; "
+                     f"{trace.stream(p['index']).event_count} events, "
+                     f"{checkpoints.get(p['index'], 0)} checkpoints")
+        for child in children.get(p["index"], []):
+            walk(child, depth + 1)
+    for root in children.get(None, []):
+        walk(root, 0)
+    return lines
 
 
 def cmd_dump(args) -> int:
@@ -396,8 +440,19 @@ def cmd_dump(args) -> int:
     from . import tracedirs
     trace = Trace(tracedirs.resolve(args.trace))
     out = sys.stdout
-    for ev in trace.events():
-        out.write(format_event(ev) + "\n")
+    procs = trace.processes
+    chosen = [p for p in procs if args.pid is None or p["pid"] == args.pid]
+    if not chosen:
+        raise UsageError(f"dump: the trace has no process {args.pid} (its processes: "
+                         f"{', '.join(str(p['pid']) for p in procs[:20])}"
+                         + (", ..." if len(procs) > 20 else "") + ")")
+    for p in chosen:
+        if len(procs) > 1:
+            parent = (f", child of {procs[p['parent']]['pid']} (its event {p['parent_event']})"
+                      if p["parent"] is not None else "")
+            out.write(f"process {p['pid']}{parent}:\n")
+        for ev in trace.stream(p["index"]).events():
+            out.write(format_event(ev) + "\n")
     return 0
 
 

@@ -79,6 +79,8 @@ def format_event(ev: E.Event) -> str:
         line = f"{format_syscall(ev)} = {format_result(ev.result)}"
         if ev.flags & E.EF_REFUSED:
             line += " (refused by the recorder)"
+        if ev.flags & E.EF_VFORK:
+            line += " (vfork: the writes are what the child changed)"
         if ev.writes:
             line += f"  <{sum(w.length for w in ev.writes)} bytes written>"
         return head + line
@@ -90,7 +92,10 @@ def format_event(ev: E.Event) -> str:
             name = signal.Signals(ev.nr).name
         except ValueError:
             name = str(ev.nr)
-        how = "at syscall exit" if ev.flags & E.EF_AT_SYSCALL_EXIT else "fault"
+        how = ("at syscall exit" if ev.flags & E.EF_AT_SYSCALL_EXIT else
+               "held, delivered at syscall entry" if ev.flags & E.EF_AT_SYSCALL_ENTRY else
+               "fatal, delivered at once in user code" if ev.flags & E.EF_ASYNC_FATAL else
+               "fault")
         return head + f"signal {name} ({how}) at {ev.regs['rip']:#x}"
     if ev.kind == E.EXEC:
         return head + f"exec: entry {ev.regs['rip']:#x}, stack {ev.regs['rsp']:#x}"

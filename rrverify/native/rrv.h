@@ -217,6 +217,8 @@ struct rrv_session {    /* every process of a recording, run concurrently by one
   uint64_t held_timeout_ns;  /* a handled signal held longer, or a process waiting longer
                                 for the token, ends the recording */
   int token_holder;     /* the index of the process sharing memory that runs user code, -1 */
+  int serialize;        /* every process takes the token: one runs at a time (rr's way; for
+                           comparison, rrverify record --serialize) */
   char message[512];
   /* private */
   int nearly;           /* first stops of children not yet announced: pid, status */

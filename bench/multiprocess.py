@@ -1,0 +1,106 @@
+"""Recording and verifying a multi-process build: `make -j2` of 8 small C files.
+
+Prints, from one run (the machines are shared and noisy: compare the ratios, not the
+seconds), the median wall time of:
+- the build natively;
+- recording it as rrverify does by default (processes run at once, on every CPU);
+- recording it with every process on the tracer's CPU (--tracee-cpus tracer: the cheapest
+  ptrace stops, no parallelism);
+- recording it one process at a time (--serialize, as rr does);
+- verifying the default recording with 1 and with 2 workers.
+
+    python bench/multiprocess.py [--files 8] [--runs 3]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+MAKEFILE = """OBJS={objs} main.o
+prog: $(OBJS)
+\tgcc -o prog $(OBJS)
+%.o: %.c
+\tgcc -c -O1 $< -o $@
+"""
+
+
+def make_project(root: str, files: int) -> None:
+    for i in range(files):
+        with open(os.path.join(root, f"f{i}.c"), "w") as f:
+            f.write("#include <string.h>\n")
+            for n in range(20):
+                f.write(f"int f{i}_{n}(int x, const char *s) {{ int y = x * {n + 1}; "
+                        f"for (int k = 0; k < x; k++) y += (int)strlen(s) * k ^ {n}; "
+                        f"return y; }}\n")
+    with open(os.path.join(root, "main.c"), "w") as f:
+        f.write("int main(void) { return 0; }\n")
+    with open(os.path.join(root, "Makefile"), "w") as f:
+        f.write(MAKEFILE.format(objs=" ".join(f"f{i}.o" for i in range(files))))
+
+
+def clean(root: str) -> None:
+    for name in os.listdir(root):
+        if name.endswith(".o") or name == "prog":
+            os.unlink(os.path.join(root, name))
+
+
+def timed(cmd: list[str], cwd: str) -> float:
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed: {proc.stderr.decode()[-500:]}")
+    return time.monotonic() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--files", type=int, default=8)
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    rrverify = [sys.executable, "-m", "rrverify"]
+    work = tempfile.mkdtemp(prefix="rrverify-bench-make-")
+    try:
+        src = os.path.join(work, "src")
+        os.mkdir(src)
+        make_project(src, args.files)
+        modes = {"native": None, "record": [], "record --tracee-cpus tracer":
+                 ["--tracee-cpus", "tracer"], "record --serialize": ["--serialize"]}
+        times: dict[str, list[float]] = {m: [] for m in modes}
+        trace = os.path.join(work, "trace")
+        for run in range(args.runs):     # interleaved: noise hits every mode alike
+            for mode, flags in modes.items():
+                clean(src)
+                if flags is None:
+                    times[mode].append(timed(["make", "-j2"], src))
+                    continue
+                t = os.path.join(work, f"t{run}-{len(times[mode])}-{mode.replace(' ', '_')}")
+                times[mode].append(timed(rrverify + ["record", "-o", t, *flags, "--",
+                                                     "make", "-j2"], src))
+                if mode == "record" and not os.path.exists(trace):
+                    shutil.copytree(t, trace)
+                shutil.rmtree(t)
+        verify = {n: statistics.median(timed(rrverify + [trace, "--workers", str(n)], work)
+                                       for _ in range(args.runs)) for n in (1, 2)}
+        native = statistics.median(times["native"])
+        print(f"make -j2 of {args.files} C files, median of {args.runs} runs:")
+        for mode, ts in times.items():
+            m = statistics.median(ts)
+            print(f"  {mode:30s} {m:7.3f} s   {m / native:6.2f}x native")
+        print(f"  verify, 1 worker               {verify[1]:7.3f} s")
+        print(f"  verify, 2 workers              {verify[2]:7.3f} s   {verify[1] / verify[2]:.2f}x "
+              f"faster than 1 (each includes Ray's start-up)")
+        procs = subprocess.run(rrverify + ["info", trace], capture_output=True).stdout.decode()
+        print("  trace: " + " ".join(line.strip() for line in procs.splitlines()
+                                     if line.startswith(("processes", "events"))))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
