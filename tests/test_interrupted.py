@@ -11,10 +11,10 @@ import time
 from conftest import record, replay, run_cli
 
 
-def _start_long_recording(programs, trace):
+def _start_long_recording(programs, trace, *cmd):
+    cmd = cmd or (programs["syscall_loop"], "100000000", "0")
     proc = subprocess.Popen([sys.executable, "-m", "rrverify", "record", "-o", str(trace), "--",
-                             programs["syscall_loop"], "100000000", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     idx = trace / "events.idx"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:   # wait until frames reach the disk
@@ -65,3 +65,49 @@ def test_tracee_killed_from_outside(programs, tmp_path):
     assert proc.returncode == 128 + signal.SIGKILL
     assert "trace incomplete" in err.decode() and "SIGKILL" in err.decode()
     _assert_incomplete_but_verifies(trace)
+
+
+def _descendants(pid: int) -> list[int]:
+    out = []
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            kids = [int(k) for k in f.read().split()]
+    except OSError:
+        return out
+    for k in kids:
+        out += [k] + _descendants(k)
+    return out
+
+
+def test_recorder_killed_during_a_process_tree(programs, tmp_path):
+    """Every process's stream is usable up to where it ends, and no tracee outlives the
+    recorder."""
+    from rrverify.trace import Trace
+    trace = tmp_path / "t"
+    loop = programs["syscall_loop"]
+    proc = _start_long_recording(programs, trace, "/bin/sh", "-c",
+                                 f"{loop} 100000000 0 & {loop} 100000000 0 & wait")
+    deadline = time.monotonic() + 60
+    while len(Trace(str(trace)).processes) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)       # both children write frames of their own
+    tracees = _descendants(proc.pid)
+    assert len(tracees) >= 3
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    for _ in range(100):
+        alive = [t for t in tracees if os.path.exists(f"/proc/{t}") and
+                 open(f"/proc/{t}/stat").read().split()[2] != "Z"]
+        if not alive:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"tracees {alive} outlived their recorder")
+    t = Trace(str(trace))
+    assert not t.complete
+    busy = [p for p in t.processes if t.stream(p["index"]).event_count > 1000]
+    assert len(busy) == 2        # both loops' streams reached the disk
+    rep = replay(trace)
+    assert rep.returncode == 0, rep.stdout.decode() + rep.stderr.decode()
+    assert rep.stdout.decode().startswith("verified: 3 processes, ")
+    assert "incomplete trace: verified up to its end" in rep.stdout.decode()
