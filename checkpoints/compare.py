@@ -27,8 +27,14 @@ def identity_pairs(recorded_host: dict) -> set[tuple[int, int]]:
     cannot be trapped here, so a replay on another core reads its own APIC id: memory that
     differs from a checkpoint only by such bytes is that, and is tolerated (and counted)."""
     here = cpu_identity({"0x1.0": list(host.cpuid(1)), "0xb.0": list(host.cpuid(0xb, 0))})
-    rec = cpu_identity(recorded_host.get("cpuid", {}))
-    return {(a, b) for a, b in zip(rec, here) if a != b}
+    recorded = [cpu_identity(recorded_host.get("cpuid", {}))]
+    for ident in recorded_host.get("core_identities") or []:   # the cores processes ran on
+        if isinstance(ident, str) and len(ident) == 10:
+            try:
+                recorded.append(bytes.fromhex(ident))
+            except ValueError:
+                pass
+    return {(a, b) for rec in recorded for a, b in zip(rec, here) if a != b}
 
 
 MAX_IDENTITY_BYTES_PER_PAGE = 16   # a few saved copies of cpuid's output, no more

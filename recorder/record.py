@@ -231,11 +231,12 @@ def unsupported_reason(state) -> str:
 
 
 def build_manifest(argv: list[str], exe: str, cpu: int, every: int, interval: float,
-                   serialize: bool = False, tracee_cpus: str = "all") -> dict:
+                   serialize: bool = False, tracee_cpus: str = "all",
+                   cpus: set | None = None) -> dict:
     return {
         "command": argv, "exe": exe,
         "env": [f"{k}={v}" for k, v in os.environ.items()],
-        "cwd": os.getcwd(), "host": host.describe(), "rlimits": current_rlimits(),
+        "cwd": os.getcwd(), "host": host.describe(cpus or {cpu}), "rlimits": current_rlimits(),
         "recorder": {"version": RECORDER_VERSION, "cpu": cpu,
                      "syscalls_known": len(syscalls.TABLE),
                      "checkpoint_every": every, "checkpoint_interval": interval,
@@ -256,9 +257,9 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
     cpu = choose_cpu()
     allowed = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {cpu})   # this thread: the manifest's CPUID is the recording core's
-    writer = TraceWriter(trace_dir, build_manifest(argv, exe, cpu, checkpoint_every,
-                                                   checkpoint_interval, serialize, tracee_cpus),
-                         avoid_cpu=cpu)
+    writer = TraceWriter(trace_dir, build_manifest(
+        argv, exe, cpu, checkpoint_every, checkpoint_interval, serialize, tracee_cpus,
+        allowed if tracee_cpus == "all" else {cpu}), avoid_cpu=cpu)
     rec = Recorder(writer)
     session = ffi.new("struct rrv_session *")
     session.serialize = int(serialize)

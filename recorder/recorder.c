@@ -1166,7 +1166,14 @@ int rrv_session_adopt(struct rrv_session *s, struct rrv_recorder *child, int pid
   if (status == -1 && rrv_wait(pid, &status) < 0) return -1;
   if (rrv_record_init(child, pid) < 0) return -1;
   child->status = status;
-  if (!WIFSTOPPED(status)) return -2;
+  if (!WIFSTOPPED(status)) {   /* killed before it ever ran: a process of the trace all the same */
+    child->handle = parent->handle;
+    if (rrv_session_add(s, child)) return -1;
+    child->gone = 1;
+    child->need_resume = 0;
+    s->live--;
+    return -2;
+  }
   child->program_tsc_mode = parent->program_tsc_mode;
   child->program_no_new_privs = parent->program_no_new_privs;
   child->program_filters = program_filters_copy(parent->program_filters);

@@ -87,19 +87,46 @@ static struct mem_snapshot *writable_mappings(int pid, int shared_only) {
 }
 
 /* Page hashes of [m->start, m->end) as the tracee's memory holds it now (unreadable pages
- * hash as zeros). */
+ * hash as zeros). Private pages the process has not touched (not present in
+ * /proc/PID/pagemap, nor swapped) hash as zeros without being read: a JVM's or a sanitizer's huge reserved mappings
+ * cost their page table, not their size. */
 static int hash_range(int pid, struct mem_range *m) {
   enum { CHUNK = 256 };    /* pages read at once */
   static uint8_t buf[CHUNK * 4096];
+  static uint64_t zero_hash;
+  static int have_zero_hash;
+  uint64_t present[CHUNK];
   uint64_t pages = (m->end - m->start) / 4096;
+  if (!have_zero_hash) {
+    memset(buf, 0, 4096);
+    rrv_page_hashes(buf, 1, &zero_hash);
+    have_zero_hash = 1;
+  }
   m->hashes = malloc(pages * sizeof *m->hashes);
   if (!m->hashes) return -1;
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/pagemap", pid);
+  int pagemap = open(path, O_RDONLY | O_CLOEXEC);
   for (uint64_t done = 0; done < pages; done += CHUNK) {
     uint64_t n = pages - done < CHUNK ? pages - done : CHUNK;
-    ssize_t got = rrv_read_mem(pid, m->start + done * 4096, buf, n * 4096);
-    if (got < (ssize_t)(n * 4096)) memset(buf + (got > 0 ? got : 0), 0, n * 4096 - (got > 0 ? got : 0));
-    rrv_page_hashes(buf, n, m->hashes + done);
+    uint64_t first = (m->start >> 12) + done;
+    int known = pagemap >= 0 && m->perms[3] == 'p' &&   /* a shared page may be only in
+                                                            another process's page tables */
+                pread(pagemap, present, n * 8, first * 8) == (ssize_t)(n * 8);
+    uint64_t lo = 0, hi = n;      /* read only from the first present page to the last */
+    if (known) {
+      while (lo < n && !(present[lo] >> 62)) lo++;     /* bit 63: present, 62: swapped */
+      while (hi > lo && !(present[hi - 1] >> 62)) hi--;
+    }
+    for (uint64_t i = 0; i < lo; i++) m->hashes[done + i] = zero_hash;
+    for (uint64_t i = hi; i < n; i++) m->hashes[done + i] = zero_hash;
+    if (lo == hi) continue;
+    size_t want = (hi - lo) * 4096;
+    ssize_t got = rrv_read_mem(pid, m->start + (done + lo) * 4096, buf, want);
+    if (got < (ssize_t)want) memset(buf + (got > 0 ? got : 0), 0, want - (got > 0 ? got : 0));
+    rrv_page_hashes(buf, hi - lo, m->hashes + done + lo);
   }
+  if (pagemap >= 0) close(pagemap);
   return 0;
 }
 

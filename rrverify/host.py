@@ -53,11 +53,29 @@ def cpu_model_name() -> str:
     return platform.processor()
 
 
-def describe() -> dict:
+def core_identities(cpus) -> list[str]:
+    """The APIC ids (compare.py: cpu_identity) of each of these CPUs, in hex: a recorded
+    process may run on any of them, and keeps what its cpuid said there."""
+    from .checkpoints.compare import cpu_identity
+    mine = os.sched_getaffinity(0)
+    out = []
+    try:
+        for cpu in sorted(cpus):
+            os.sched_setaffinity(0, {cpu})
+            out.append(cpu_identity({"0x1.0": list(cpuid(1)), "0xb.0": list(cpuid(0xb, 0))}).hex())
+    finally:
+        os.sched_setaffinity(0, mine)
+    return sorted(set(out))
+
+
+def describe(cpus=None) -> dict:
+    """cpus: the CPUs recorded processes may run on (their APIC ids are recorded too)."""
     eax, ebx, ecx, edx = cpuid(0)
     vendor = b"".join(r.to_bytes(4, "little") for r in (ebx, edx, ecx)).decode("ascii", "replace")
     u = os.uname()
     return {"hostname": u.nodename, "kernel": u.release, "machine": u.machine,
             "cpu": {"vendor": vendor, "model_name": cpu_model_name(),
                     "signature": cpuid(1)[0]},
-            "cpuid": cpuid_leaves(), "xsave": xsave_layout()}
+            "cpuid": cpuid_leaves(), "xsave": xsave_layout(),
+            "core_identities": core_identities(cpus if cpus is not None else
+                                               os.sched_getaffinity(0))}

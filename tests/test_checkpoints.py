@@ -155,3 +155,21 @@ def test_a_restored_process_is_its_checkpoint_whoever_restores_it(programs, tmp_
     out = subprocess.run([sys.executable, "-c", RESTORE_FROM_ELSEWHERE, str(tmp_path / "t")],
                          capture_output=True, text=True, timeout=300)
     assert out.stdout.strip() == "diverged: []", out.stdout + out.stderr
+
+
+def test_every_recording_core_s_apic_id_is_tolerated():
+    """Recorded processes run on every CPU (--tracee-cpus all): a cpuid result saved in memory
+    holds whichever core's APIC id the process ran on, so comparison tolerates each recorded
+    core's id against this one's, not only the tracer's."""
+    from rrverify import host
+    from rrverify.checkpoints.compare import cpu_identity, identity_pairs
+    here = cpu_identity({"0x1.0": list(host.cpuid(1)), "0xb.0": list(host.cpuid(0xb, 0))})
+    other = bytes([here[0] ^ 0x5a]) + here[1:]
+    recorded = {"cpuid": {"0x1.0": list(host.cpuid(1)), "0xb.0": list(host.cpuid(0xb, 0))}}
+    assert identity_pairs(recorded) == set()
+    recorded["core_identities"] = [here.hex(), other.hex()]
+    assert identity_pairs(recorded) == {(other[0], here[0])}
+    cpus = os.sched_getaffinity(0)
+    idents = host.describe(cpus)["core_identities"]
+    assert 1 <= len(idents) <= len(cpus) and all(len(bytes.fromhex(i)) == 5 for i in idents)
+    assert os.sched_getaffinity(0) == cpus       # measured core by core, then put back
