@@ -94,16 +94,24 @@ class Injector:
 
     # -- state the kernel keeps per task, read and written through syscalls --------------
     def signal_state(self) -> dict:
+        """The actions of the signals that have a handler or are ignored (the kernel's
+        SigCgt and SigIgn sets: a default action's flags are not kept, docs/trace-format.md
+        §9.3), the mask, the alternate stack. Two syscalls and one per such signal: a
+        checkpoint of a process that handles three signals stops it a dozen times, not 70."""
         actions = []
+        sets = signal_sets(self.pid)
+        caught_or_ignored = sets.get("SigCgt", 0) | sets.get("SigIgn", 0)
         for sig in range(1, 65):
-            if sig in (9, 19):              # SIGKILL, SIGSTOP: fixed
+            if sig in (9, 19) or not caught_or_ignored >> (sig - 1) & 1:   # SIGKILL, SIGSTOP
                 continue
             self.syscall("rt_sigaction", sig, 0, stub.SCRATCH, 8, check=False)
             handler, flags, restorer, mask = KSIGACTION.unpack(self.mem.read(stub.SCRATCH, 32))
             if handler or flags or mask:
                 actions.append([sig, handler, flags, restorer, mask])
-        self.syscall("rt_sigprocmask", SIG_BLOCK, 0, stub.SCRATCH, 8)
-        mask = struct.unpack("<Q", self.mem.read(stub.SCRATCH, 8))[0]
+        mask_out = ffi.new("uint64_t *")
+        if lib.rrv_get_sigmask(self.pid, mask_out) < 0:
+            raise NativeError(f"PTRACE_GETSIGMASK of pid {self.pid}: {os.strerror(ffi.errno)}")
+        mask = mask_out[0]
         self.syscall("sigaltstack", 0, stub.SCRATCH)
         sp, flags, _, size = STACK_T.unpack(self.mem.read(stub.SCRATCH, STACK_T.size))
         return {"mask": mask, "actions": actions, "altstack": [sp, flags, size]}
@@ -231,12 +239,18 @@ def read_mm_layout(pid: int, brk: int) -> dict:
             "arg_start": get(48), "arg_end": get(49), "env_start": get(50), "env_end": get(51)}
 
 
-def signal_pending(pid: int) -> bool:
-    """Would a signal be delivered as soon as the tracee runs (pending and not blocked)?"""
-    fields = {}
+def signal_sets(pid: int) -> dict[str, int]:
+    """The signal sets of /proc/PID/status: SigPnd, ShdPnd, SigBlk, SigIgn, SigCgt."""
+    out = {}
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             key, _, value = line.partition(":")
-            if key in ("SigPnd", "ShdPnd", "SigBlk"):
-                fields[key] = int(value.strip(), 16)
-    return bool((fields.get("SigPnd", 0) | fields.get("ShdPnd", 0)) & ~fields.get("SigBlk", 0))
+            if key in ("SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt"):
+                out[key] = int(value.strip(), 16)
+    return out
+
+
+def signal_pending(pid: int) -> bool:
+    """Would a signal be delivered as soon as the tracee runs (pending and not blocked)?"""
+    sets = signal_sets(pid)
+    return bool((sets.get("SigPnd", 0) | sets.get("ShdPnd", 0)) & ~sets.get("SigBlk", 0))
