@@ -37,6 +37,8 @@ EXPECT = {
     "execveat_true": {"processes": 3},
     "orphan": {"processes": 3},
     "shared_anon": {"processes": 2},
+    "default_action_fork": {"processes": 2, "xfail": "checkpoints keep no default action's "
+                            "flags and mask (1fcf4a0), which sigaction shows the child"},
     "job_stop": {"record": "interactive"},
     # test_job_control.py sends it SIGCONT
 }
@@ -44,7 +46,9 @@ NAMES = [n for n in (os.path.splitext(os.path.basename(p))[0] for p in PROGRAM_S
          if EXPECT.get(n, {}).get("record") is None]   # test_unsupported.py has the others
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.xfail(reason=EXPECT[n]["xfail"], strict=True))
+    if "xfail" in EXPECT.get(n, {}) else n for n in NAMES])
 def test_program_records_and_replays(name, programs, tmp_path):
     expect = EXPECT.get(name, {})
     args = [programs[name], *expect.get("args", [str(tmp_path)])]
