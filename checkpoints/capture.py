@@ -138,22 +138,27 @@ def memory_pagemap(mem: TraceeMemory, maps: list[dict], pages=None,
 
 def capture(pid: int, *, event: int, gadget: int, writer, pages,
             unchanged: UnchangedPages | None = None, mapped_files: dict | None = None,
-            parked_mask: int | None = None, trap: str = "none") -> dict:
+            parked_mask: int | None = None, trap: str = "none",
+            blocked_mask: int | None = None, process: int = 0,
+            actions_set: int = 0) -> dict:
     """Capture the tracee (stopped at a syscall-exit stop, no signal pending) as the checkpoint
-    replay restores to run from `event` on. mapped_files: (dev, inode) -> (blob, content or
-    None, files.jsonl index) of the files the trace stores: a region mapping one names it
-    (restore maps the file's content there), and pages equal to it are stored as references
-    into its blob. parked_mask: the
-    tracee is parked before its exit (rrv_record_park_for_exit) with every signal blocked
-    meanwhile, and this is its own mask. Returns the checkpoint record written."""
+    replay restores to run from `event` of process `process`'s stream on. mapped_files:
+    (dev, inode) -> (blob, content or None, files.jsonl index) of the files the trace stores:
+    a region mapping one names it (restore maps the file's content there), and pages equal to
+    it are stored as references into its blob. parked_mask: the tracee is parked before its
+    exit (rrv_record_park_for_exit) with every signal blocked meanwhile, and this is its own
+    mask. blocked_mask: every signal is blocked meanwhile (a child's birth with a signal
+    already pending), and this is its own mask. actions_set: the signals whose action the
+    process set since its exec (Injector.signal_state). Returns the checkpoint record
+    written."""
     mapped_files = mapped_files or {}
     mem = TraceeMemory(pid)
     try:
         regs = getregs(pid)
         xstate = read_xstate(pid)
-        signals, brk = Injector(pid, gadget, mem).task_state()
-        if parked_mask is not None:
-            signals["mask"] = parked_mask
+        signals, brk = Injector(pid, gadget, mem).task_state(actions_set)
+        if parked_mask is not None or blocked_mask is not None:
+            signals["mask"] = parked_mask if parked_mask is not None else blocked_mask
         mm = read_mm_layout(pid, brk)
         attributes = task_attributes(pid)
         maps = exec_image.read_maps(pid)
@@ -166,7 +171,7 @@ def capture(pid: int, *, event: int, gadget: int, writer, pages,
     finally:
         mem.close()
     pages.flush()   # every page this checkpoint names is in pages.idx before the checkpoint is
-    ckpt = {"event": event, "tid": pid, "regs": regs, "gadget": gadget,
+    ckpt = {"event": event, "process": process, "tid": pid, "regs": regs, "gadget": gadget,
             "xstate": writer.put_blob(xstate).hex(),
             "fpu_digest": lib.rrv_fpu_digest_of(xstate, len(xstate)),
             "signals": signals, "mm": mm, "regions": regions, **attributes,

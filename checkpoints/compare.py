@@ -89,7 +89,10 @@ def compare(pid: int, ckpt: dict, trace, pages, notes: dict | None = None,
     mem = TraceeMemory(pid)
     try:
         with VerifierSite(pid, mem) as injector:
-            signals, brk = injector.task_state()
+            # The signals the checkpoint names, besides those the process handles or ignores
+            # (a default action set with flags: Injector.signal_state).
+            named = sum(1 << (a[0] - 1) for a in ckpt["signals"]["actions"])
+            signals, brk = injector.task_state(named)
         if signals != ckpt["signals"]:
             diffs.append({"what": "signal-state", "expected": ckpt["signals"], "found": signals})
         if brk != ckpt["mm"]["brk"]:

@@ -93,16 +93,17 @@ class Injector:
             self.scratch_mapped = False
 
     # -- state the kernel keeps per task, read and written through syscalls --------------
-    def signal_state(self) -> dict:
-        """The actions of the signals that have a handler or are ignored (the kernel's
-        SigCgt and SigIgn sets: a default action's flags are not kept, docs/trace-format.md
-        §9.3), the mask, the alternate stack. Two syscalls and one per such signal: a
-        checkpoint of a process that handles three signals stops it a dozen times, not 70."""
+    def signal_state(self, also: int = 0) -> dict:
+        """The mask, the alternate stack, and the actions of the signals that may differ from
+        a fresh exec's: those that have a handler or are ignored (the kernel's SigCgt and
+        SigIgn sets), and those in `also` (a default action keeps the flags and mask it was
+        set with, which rt_sigaction's oldact shows: the recorder knows which signals the
+        process set since its exec). One syscall per such signal, not 62."""
         actions = []
         sets = signal_sets(self.pid)
-        caught_or_ignored = sets.get("SigCgt", 0) | sets.get("SigIgn", 0)
+        wanted = sets.get("SigCgt", 0) | sets.get("SigIgn", 0) | also
         for sig in range(1, 65):
-            if sig in (9, 19) or not caught_or_ignored >> (sig - 1) & 1:   # SIGKILL, SIGSTOP
+            if sig in (9, 19) or not wanted >> (sig - 1) & 1:   # SIGKILL, SIGSTOP: fixed
                 continue
             self.syscall("rt_sigaction", sig, 0, stub.SCRATCH, 8, check=False)
             handler, flags, restorer, mask = KSIGACTION.unpack(self.mem.read(stub.SCRATCH, 32))
@@ -130,11 +131,11 @@ class Injector:
     def brk(self) -> int:
         return self.syscall("brk", 0)
 
-    def task_state(self) -> tuple[dict, int]:
+    def task_state(self, also_signals: int = 0) -> tuple[dict, int]:
         """(signal state, brk): what a checkpoint holds of the kernel's per-task state."""
         self.map_scratch()
         try:
-            return self.signal_state(), self.brk()
+            return self.signal_state(also_signals), self.brk()
         finally:
             self.unmap_scratch()
 

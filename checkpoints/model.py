@@ -70,8 +70,9 @@ def load_checkpoint(trace, n: int) -> dict:
     except TraceError:
         _fail(trace, n, "not JSON")
     if not isinstance(c, dict) or c.get("id") != n or c.get("event") != index[n]["event"] or \
-            not is_int(c["id"]) or not is_int(c["event"]):
-        _fail(trace, n, "id or event do not match checkpoints.jsonl")
+            not is_int(c["id"]) or not is_int(c["event"]) or \
+            c.get("process") != index[n]["process"] or not is_int(c["process"]):
+        _fail(trace, n, "id, process or event do not match checkpoints.jsonl")
     if not is_int(c.get("tid")):
         _fail(trace, n, "tid")
     regs = c.get("regs")

@@ -19,14 +19,26 @@ def aggregate(trace, segments: list[dict], *, wall_seconds: float, workers: int,
     work = sum(r.get("seconds", 0) for r in segments)
     replay = sum(r.get("replay_seconds", 0) for r in segments)
     events = sum(r.get("events", 0) for r in segments if r["status"] == VERIFIED)
-    checks, divergences = crossprocess.check(trace, [r["facts"] for r in segments
-                                                     if "facts" in r])
+    cps = trace.checkpoints
+    for r in segments:       # the driver's own reports (timeout, lost, skipped) name them too
+        if 0 <= r["segment"] < len(cps):
+            process = cps[r["segment"]]["process"]
+            r.setdefault("process", process)
+            r.setdefault("pid", trace.processes[process]["pid"])
+    partial = {r.get("process") for r in segments if "facts" not in r}
+    checks, divergences = crossprocess.check(
+        trace, [r["facts"] for r in segments if "facts" in r],
+        whole={p["index"] for p in trace.processes} - partial)
     all_verified = counts[VERIFIED] == len(segments)
+    # Events no segment covers: a complete trace has none (a process without a checkpoint).
+    unreplayable = [p["pid"] for p in trace.unreplayable()] if trace.complete else []
     return {
         "report_version": REPORT_VERSION,
         "trace": trace.path, "uuid": trace.manifest.get("uuid"),
         "command": trace.manifest["command"], "complete_trace": trace.complete,
-        "status": "verified" if all_verified and not divergences else "failed",
+        "status": "verified" if all_verified and not divergences and not unreplayable
+                  else "failed",
+        "unreplayable_processes": unreplayable,
         "workers": workers, "address": address, "ship": ship,
         "totals": {"segments": len(segments), **counts,
                    "processes": len(trace.processes),
@@ -48,14 +60,17 @@ def write_json(report: dict, path: str) -> None:
 
 
 def write_junit(report: dict, path: str) -> None:
+    """One test case per segment, and one per cross-process divergence."""
     t = report["totals"]
-    failures = t["diverged"]
+    cross = len(report.get("cross_process", []))
+    failures = t["diverged"] + cross
     skipped = t["skipped"]
-    errors = t["segments"] - t["verified"] - failures - skipped
-    suites = ET.Element("testsuites", tests=str(t["segments"]), failures=str(failures),
+    errors = t["segments"] - t["verified"] - t["diverged"] - skipped
+    tests = t["segments"] + cross
+    suites = ET.Element("testsuites", tests=str(tests), failures=str(failures),
                         errors=str(errors), skipped=str(skipped), time=str(t["wall_seconds"]))
     suite = ET.SubElement(suites, "testsuite", name=f"rrverify {report['trace']}",
-                          tests=str(t["segments"]), failures=str(failures), errors=str(errors),
+                          tests=str(tests), failures=str(failures), errors=str(errors),
                           skipped=str(skipped), time=str(t["wall_seconds"]))
     for s in report["segments"]:
         name = f"segment {s['segment']:05d} (events {s.get('first_event', '?')}-{s.get('end_event', '?')})"
@@ -93,6 +108,9 @@ def summary_lines(report: dict) -> list[str]:
             lines.append(f"{head}: {s.get('error', '')}")
     for div in report.get("cross_process", []):
         lines.append(f"cross-process divergence ({div['check']}): {div['detail']}")
+    for pid in report.get("unreplayable_processes", []):
+        lines.append(f"trace-error: process {pid} has events but no checkpoint to replay them "
+                     f"from")
     bad = {k: t[k] for k in STATUSES if k != VERIFIED and t[k]}
     if t.get("cross_process_divergences"):
         bad["cross-process divergences"] = t["cross_process_divergences"]

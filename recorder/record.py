@@ -183,17 +183,30 @@ class Recorder(CallbackTarget):
         finally:
             mem.close()
 
-    def checkpoint(self, proc: RecordedProcess, parked_mask: int | None = None) -> int | None:
-        """Capture a checkpoint of proc at its next event. Returns None, or the process's wait
-        status if it was killed from outside meanwhile (the checkpoint is then not written)."""
+    def checkpoint(self, proc: RecordedProcess, parked_mask: int | None = None,
+                   block_signals: bool = False) -> int | None:
+        """Capture a checkpoint of proc at its next event. block_signals: a signal may be
+        pending (a child's birth, which cannot wait for a later point): every signal is
+        blocked for the capture, and the checkpoint holds the process's own mask. Returns
+        None, or the process's wait status if it was killed from outside meanwhile (the
+        checkpoint is then not written)."""
         t0 = time.monotonic()
-        self.writer.checkpoint_process = proc.index
+        own_mask = None
+        if block_signals:
+            mask = ffi.new("uint64_t *")
+            if lib.rrv_get_sigmask(proc.pid, mask) == 0 and \
+                    lib.rrv_set_sigmask(proc.pid, 2**64 - 1) == 0:
+                own_mask = mask[0]
         try:
             return died_meanwhile(proc.pid, lambda: capture(
                 proc.pid, event=proc.events, gadget=proc.gadget, writer=self.writer,
                 pages=self.pages, unchanged=proc.unchanged, mapped_files=self.mapped_files,
-                parked_mask=parked_mask, trap=TRAPS[proc.state.last_trap]))
+                parked_mask=parked_mask, trap=TRAPS[proc.state.last_trap],
+                blocked_mask=own_mask, process=proc.index,
+                actions_set=proc.state.actions_set))
         finally:
+            if own_mask is not None:
+                lib.rrv_set_sigmask(proc.pid, own_mask)
             self.checkpoint_seconds += time.monotonic() - t0
 
 
@@ -312,22 +325,32 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
         proc.events += 1
         return rec.checkpoint(proc)
 
-    def checkpoint_at(proc: RecordedProcess, parked_mask=None) -> bool:
-        """A checkpoint of proc; False if it died from outside meanwhile (the recording ends)."""
-        nonlocal status, complete, reason
-        died = rec.checkpoint(proc, parked_mask)
-        if died is not None:
-            status = died
-            complete, reason = False, (f"process {proc.pid} was {describe_wait_status(died)} "
-                                       f"from outside during a checkpoint")
-            return False
-        proc.checkpoint_taken(checkpoint_every)
-        return True
+    def died(proc: RecordedProcess, wait_status: int) -> None:
+        """proc was killed while the driver worked on it (only SIGKILL kills a stopped
+        tracee: from outside, or from another process of the tree). Its stream ends with
+        that exit, as at any other stop; the checkpoint being taken is not written."""
+        lib.rrv_record_died(proc.state, wait_status)
+        proc.status = wait_status
+        drain()
+
+    def checkpoint_at(proc: RecordedProcess, parked_mask=None) -> None:
+        """A checkpoint of proc. A child's first (its birth) is taken with signals blocked:
+        it cannot wait."""
+        status = rec.checkpoint(proc, parked_mask, block_signals=proc.last_checkpoint < 0)
+        if status is not None:
+            died(proc, status)
+        else:
+            proc.checkpoint_taken(checkpoint_every)
 
     def failure(proc: RecordedProcess, what: str) -> str:
-        """what, naming the process: "unsupported syscall N (name) in process PID: why"."""
-        head, sep, why = what.partition(": ")
-        return f"{head} in process {proc.pid}{sep}{why}"
+        """what, naming the process: "unsupported syscall N (name) in process PID: why" (after
+        the first phrase, the first ': ' outside parentheses)."""
+        depth = 0
+        for i, ch in enumerate(what):
+            depth += (ch == "(") - (ch == ")")
+            if depth == 0 and what.startswith(": ", i):
+                return f"{what[:i]} in process {proc.pid}{what[i:]}"
+        return f"{what} (in process {proc.pid})"
 
     try:
         err = ffi.new("char[256]")
@@ -356,11 +379,11 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
             if stop == lib.RRV_STOP_FLUSH:
                 writer.cut_frame()
             elif stop == lib.RRV_STOP_CHECKPOINT:
-                if signal_pending(proc.pid):     # a signal would interrupt the capture: next time
+                if signal_pending(proc.pid) and proc.last_checkpoint >= 0:
+                    # a signal would interrupt the capture: next time (a birth cannot wait)
                     state.next_checkpoint_event = proc.events + 1
                     continue
-                if not checkpoint_at(proc):
-                    break
+                checkpoint_at(proc)
             elif stop == lib.RRV_STOP_CHECKPOINT_AT_EXIT:
                 # The final state is compared too: a checkpoint before the exit, unless one
                 # was just taken at this very event (the native loop then records the exit).
@@ -368,28 +391,21 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
                     continue
                 rc = lib.rrv_record_park_for_exit(state)
                 if rc == -2:
-                    status = state.status
-                    complete, reason = False, (f"process {proc.pid} was "
-                                               f"{describe_wait_status(status)} from outside "
-                                               f"during a checkpoint")
-                    break
-                if rc < 0:
+                    died(proc, state.status)
+                elif rc < 0:
                     raise NativeError(f"record: cannot stop pid {proc.pid} before its exit: "
                                       f"{os.strerror(ffi.errno)}")
-                if not checkpoint_at(proc, state.parked_mask):
-                    break
+                else:
+                    checkpoint_at(proc, state.parked_mask)
             elif stop == lib.RRV_STOP_SEGV_RESTORE:
                 rec.put_back_segv(proc, state.segv_restore)
             elif stop == lib.RRV_STOP_EXEC:
                 lib.rrv_forget_mem()
-                died = exec_and_checkpoint(proc)
-                if died is not None:
-                    status = died
-                    complete, reason = False, (f"process {proc.pid} was "
-                                               f"{describe_wait_status(died)} from outside "
-                                               f"during a checkpoint")
-                    break
-                proc.checkpoint_taken(checkpoint_every)
+                killed_status = exec_and_checkpoint(proc)
+                if killed_status is not None:
+                    died(proc, killed_status)
+                else:
+                    proc.checkpoint_taken(checkpoint_every)
             elif stop == lib.RRV_STOP_NEW_PROCESS:
                 child_state = new_state()
                 child = add_process(session.new_pid, child_state, proc)
@@ -402,16 +418,10 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
                         E.EXIT, regs=E.zero_regs(), tid=child.pid, nr=child_state.status), 1)
                     child.status = child_state.status
                     continue
-                if child_state.awaiting_token:
-                    continue    # it shares memory with one running: checkpointed once it runs
-                if not checkpoint_at(child):
-                    break
+                if not child_state.awaiting_token:  # (else: it shares memory with one
+                    checkpoint_at(child)            # running: checkpointed once it runs)
             elif stop == lib.RRV_STOP_EXITED:
                 proc.status = state.status
-                if session.live == 0:
-                    status = first.status
-                    complete, reason = killed(status)
-                    break
             elif stop == lib.RRV_STOP_UNSUPPORTED:
                 reason = failure(proc, unsupported_reason(state))
                 raise UnsupportedError(f"record: {reason}; trace left incomplete at {trace_dir}")
@@ -421,6 +431,10 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
                 reason = f"recorder error: {failure(proc, what)}"
                 raise NativeError(f"record: {failure(proc, what)}; trace left incomplete at "
                                   f"{trace_dir}")
+            if session.live == 0:      # the last process of the tree is gone
+                status = first.status
+                complete, reason = killed(status)
+                break
     finally:
         STOP.pids = set()
         for proc in procs:

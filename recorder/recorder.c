@@ -764,7 +764,10 @@ static int on_syscall_exit(struct rrv_recorder *r) {
   if ((nr == SYS_rt_sigprocmask || nr == SYS_rt_sigreturn) &&
       rrv_get_sigmask(r->pid, &r->known_mask) < 0)
     return fail(r, "PTRACE_GETSIGMASK");
+  if (nr == SYS_rt_sigaction && result == 0 && regs.rsi && regs.rdi >= 1 && regs.rdi <= 64)
+    r->actions_set |= 1ull << (regs.rdi - 1);
   if (spec->handling == RRV_H_EXEC && result == 0) {   /* handlers reset, SIG_IGN kept */
+    r->actions_set = 0;     /* and every action's flags and mask cleared */
     uint64_t ignored = r->segv_action[0] == (uint64_t)(uintptr_t)SIG_IGN;
     memset(r->segv_action, 0, sizeof r->segv_action);
     r->segv_action[0] = ignored ? (uint64_t)(uintptr_t)SIG_IGN : 0;
@@ -1029,6 +1032,9 @@ int rrv_record_park_for_exit(struct rrv_recorder *r) {
   return rc;
 }
 
+/* r was found dead while the driver worked on it (a checkpoint): its exit is recorded. */
+int rrv_record_died(struct rrv_recorder *r, int status) { return record_exit(r, status); }
+
 /* One stop of process r, at the session loop. Returns 0 or an RRV_STOP_*. */
 static int on_stop(struct rrv_recorder *r, int status) {
   int rc;
@@ -1045,7 +1051,12 @@ static int on_stop(struct rrv_recorder *r, int status) {
     }
     if (RRV_EXEC_STOP(status)) {   /* a new address space: it shares nothing any more */
       rrv_forget_mem();
-      leave_sharing(r);
+      if (r->session->serialize) {  /* still one at a time; nothing of the old memory to diff */
+        mem_snapshot_free(r->shared_snapshot);
+        r->shared_snapshot = NULL;
+      } else {
+        leave_sharing(r);
+      }
       return 0;
     }
     if (event == PTRACE_EVENT_FORK || event == PTRACE_EVENT_VFORK ||
@@ -1186,6 +1197,7 @@ int rrv_session_adopt(struct rrv_session *s, struct rrv_recorder *child, int pid
   }
   memcpy(child->segv_action, parent->segv_action, sizeof child->segv_action);
   child->known_mask = parent->known_mask;
+  child->actions_set = parent->actions_set;
   child->shared_file_mapped = parent->shared_file_mapped;
   child->last_trap = parent->last_trap;
   child->checkpoint_every = parent->checkpoint_every;

@@ -1,4 +1,4 @@
-"""Cross-process checks (docs/checks.md §9): what one process saw of another must be what the
+"""Cross-process checks (docs/checks.md §13.2): what one process saw of another must be what the
 other did. Each verified segment reports the facts its events hold about other processes
 (segment_facts: the pids its forks returned, the statuses its waits got, the process's exit,
 the bytes it moved through pipes); check() joins the facts of every segment of a trace.
@@ -92,10 +92,12 @@ def _divergence(check: str, detail: str, *who: tuple[dict, int | None]) -> dict:
                           for row, event in who]}
 
 
-def check(trace: Trace, facts: list[dict]) -> tuple[int, list[dict]]:
+def check(trace: Trace, facts: list[dict], whole: set[int] | None = None
+          ) -> tuple[int, list[dict]]:
     """Join every segment's facts: (checks run, divergences). A fact whose other side the
     trace does not hold (a child still running when an incomplete recording ended) is not
-    checked."""
+    checked. whole: the processes whose every segment reported its facts (None: all); a pipe
+    is compared only between two of those (a missing piece would misalign the bytes)."""
     procs = trace.processes
     forks: dict[tuple[int, int], int] = {}       # (process, event) -> pid returned
     exits: dict[int, int] = {}                   # process -> wait status
@@ -157,7 +159,8 @@ def check(trace: Trace, facts: list[dict]) -> tuple[int, list[dict]]:
     for pipe, by_dir in sorted(sides.items()):
         writers, readers = by_dir.get("write", {}), by_dir.get("read", {})
         if "untracked" in by_dir or len(writers) != 1 or len(readers) != 1 or \
-                set(writers) == set(readers):
+                set(writers) == set(readers) or \
+                whole is not None and not (set(writers) | set(readers)) <= whole:
             continue
         (w, wio), = writers.items()
         (r, rio), = readers.items()

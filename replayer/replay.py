@@ -136,12 +136,26 @@ class EventFeed:
 def segment_checkpoints(trace: Trace, k: int) -> tuple[int, int | None]:
     """Segment k runs from checkpoint k to its process's next checkpoint, the process's last
     one to the end of its stream."""
-    cps = trace.checkpoints
-    n = len(cps)
-    if not 0 <= k < n:
-        raise TraceError(f"{trace.path}: no segment {k} (the trace has segments 0 to {n - 1})")
-    later = [c["id"] for c in cps[k + 1:] if c["process"] == cps[k]["process"]]
+    cps = trace.segments
+    ids = [c["id"] for c in cps]
+    if k not in ids:
+        raise TraceError(f"{trace.path}: no segment {k} (the trace has segments "
+                         f"{_ranges(ids)})")
+    process = trace.checkpoints[k]["process"]
+    later = [c["id"] for c in cps if c["id"] > k and c["process"] == process]
     return k, (later[0] if later else None)
+
+
+def _ranges(ids: list[int]) -> str:
+    """0 to 9, 12 to 14"""
+    out, start = [], None
+    for i, n in enumerate(ids):
+        if start is None:
+            start = n
+        if i + 1 == len(ids) or ids[i + 1] != n + 1:
+            out.append(f"{start}" if start == n else f"{start} to {n}")
+            start = None
+    return ", ".join(out) or "none"
 
 
 def replay(trace: Trace, *, start: int = 0, end: int | None = None, echo: bool = False,
@@ -149,14 +163,14 @@ def replay(trace: Trace, *, start: int = 0, end: int | None = None, echo: bool =
     """Replay one process from checkpoint `start` until its checkpoint `end` (None: the end of
     its stream), comparing with every checkpoint of its reached. start and end are checkpoint
     ids; both belong to the same process."""
-    every = trace.checkpoints
-    if not every:
+    if not trace.segments:
         raise TraceError(f"{trace.path}: the trace has no checkpoint to start replay from "
                          f"(the recording ended before its first)")
-    if not 0 <= start < len(every) or (end is not None and not (
-            start < end < len(every) and every[end]["process"] == every[start]["process"])):
+    every = {c["id"]: c for c in trace.segments}
+    if start not in every or (end is not None and not (
+            end in every and start < end and every[end]["process"] == every[start]["process"])):
         raise TraceError(f"{trace.path}: no segment from checkpoint {start} to {end} "
-                         f"(the trace has {len(every)} checkpoints)")
+                         f"(the trace has {len(trace.checkpoints)} checkpoints)")
     process = every[start]["process"]
     stream = trace.stream(process)
     checkpoints = stream.checkpoints      # this process's chain; below, positions in it
@@ -194,7 +208,7 @@ def replay(trace: Trace, *, start: int = 0, end: int | None = None, echo: bool =
             if state.event_index != expected:   # a structural lie, never "verified"
                 raise TraceError(f"{trace.path}: replay from event {checkpoints[start]['event']} "
                                  f"ended at event {state.event_index}, but the "
-                                 + (f"segment ends at checkpoint {end} (event {expected})"
+                                 + (f"segment ends at checkpoint {ids[end]} (event {expected})"
                                     if end is not None else f"trace has {expected} events"))
         return ReplayResult(status, state.event_index - checkpoints[start]["event"],
                             stream.event_count, trace.complete,
@@ -221,7 +235,8 @@ def replay(trace: Trace, *, start: int = 0, end: int | None = None, echo: bool =
                 compared += 1
                 if diffs:
                     res = result("diverged", divergence=R.describe_checkpoint(
-                        state.event_index, ids[next_k], diffs, trace, ckpt["tid"]))
+                        state.event_index, ids[next_k], diffs, trace, ckpt["tid"],
+                        segment=ids[next_k - 1]))
                 elif end is not None and next_k == end:
                     res = result("verified")
                 else:
@@ -299,8 +314,12 @@ def replay_processes(trace: Trace, *, echo: bool = False, cpu: int | None = None
     other, up to the first divergence. Returns the combined result and the number of
     processes replayed. (A process that never reached its first checkpoint, killed before it
     ever ran, has nothing to replay.)"""
+    if trace.complete and trace.unreplayable():
+        p = trace.unreplayable()[0]
+        raise TraceError(f"{trace.path}: process {p['pid']} has events but no checkpoint to "
+                         f"replay them from")
     firsts = {}
-    for c in trace.checkpoints:
+    for c in trace.segments:
         firsts.setdefault(c["process"], c["id"])
     if not firsts:
         raise TraceError(f"{trace.path}: the trace has no checkpoint to start replay from "
@@ -317,8 +336,8 @@ def replay_processes(trace: Trace, *, echo: bool = False, cpu: int | None = None
             total.checkpoints_compared += res.checkpoints_compared
             total.seconds += res.seconds
             for k, v in res.stats.items():
-                if isinstance(v, (int, float)) and isinstance(total.stats.get(k), (int, float)):
-                    total.stats[k] += v
+                if isinstance(v, (int, float)):
+                    total.stats[k] = total.stats.get(k, 0) + v
             total.status, total.divergence = res.status, res.divergence
             total.process, total.pid = res.process, res.pid
         if res.status != "verified":

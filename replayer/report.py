@@ -88,12 +88,14 @@ def with_segment(div: dict, segment: int, trace_path: str) -> dict:
     return dict(div, segment=segment, reproduce=f"rrverify replay {trace_path} --segment {segment}")
 
 
-def describe_checkpoint(event: int, k: int, diffs: list[dict], trace, tid: int) -> dict:
-    """A replay that reached checkpoint k's event with a state other than the checkpoint's."""
+def describe_checkpoint(event: int, k: int, diffs: list[dict], trace, tid: int,
+                        segment: int) -> dict:
+    """A replay of segment `segment` that reached checkpoint k's event (its process's next
+    checkpoint) with a state other than the checkpoint's."""
     return {"event": event, "check": "checkpoint", "checkpoint": k, "task": tid,
             "detail": f"state differs from checkpoint {k}: " +
                       ", ".join(d["what"] for d in diffs),
-            "differences": diffs, "reproduce": f"rrverify replay {trace.path} --segment {k - 1}"}
+            "differences": diffs, "reproduce": f"rrverify replay {trace.path} --segment {segment}"}
 
 
 def format_text(div: dict) -> list[str]:

@@ -25,9 +25,9 @@ def segment_bounds(trace: Trace) -> list[tuple[int, int, int]]:
     checkpoint k to the process's next checkpoint, or to the end of its stream."""
     cps = trace.checkpoints
     bounds = []
-    for k, c in enumerate(cps):
-        _, nxt = segment_checkpoints(trace, k)
-        bounds.append((k, c["event"], cps[nxt]["event"] if nxt is not None
+    for c in trace.segments:
+        _, nxt = segment_checkpoints(trace, c["id"])
+        bounds.append((c["id"], c["event"], cps[nxt]["event"] if nxt is not None
                        else trace.stream(c["process"]).event_count))
     return bounds
 

@@ -25,21 +25,24 @@ def check(path: str) -> str:
             blobs.add(digest)
 
     files = trace.files
+    procs = trace.processes         # every frame's process is one of them
     events = 0
     for frame in trace.frames:
         raw = trace.read_frame(frame)
         pos, index = 0, frame.first_event
+        where = f"process {procs[frame.process]['pid']}'s event"
         while pos < len(raw):
             try:
                 ev = E.decode_at(raw, pos, index)
             except TraceError as e:
-                raise TraceError(f"{trace.path}: {e}") from None
+                raise TraceError(f"{trace.path}: process {procs[frame.process]['pid']}: {e}") \
+                    from None
             for w in ev.writes:
                 if w.blob is not None:
-                    blob(w.blob, w.length, f"event {index}")
+                    blob(w.blob, w.length, f"{where} {index}")
             for f in _files_named(ev):
                 if not 0 <= f < len(files):
-                    raise TraceError(f"{trace.path}: event {index} names mapped file #{f}, "
+                    raise TraceError(f"{trace.path}: {where} {index} names mapped file #{f}, "
                                      f"which files.jsonl does not have")
             pos += ev.size
             index += 1
@@ -71,8 +74,9 @@ def check(path: str) -> str:
             if d not in checked and d not in (ZERO, UNREADABLE):
                 pages.page(d)
                 checked.add(d)
-    return (f"ok: {events} events, {len(trace.frames)} frames, {len(trace.checkpoints)} "
-            f"checkpoints, {len(blobs)} blobs, {len(checked)} pages checked")
+    return (f"ok: {len(procs)} process{'es' if len(procs) != 1 else ''}, {events} events, "
+            f"{len(trace.frames)} frames, {len(trace.checkpoints)} checkpoints, {len(blobs)} "
+            f"blobs, {len(checked)} pages checked")
 
 
 def _files_named(ev) -> list[int]:

@@ -323,21 +323,24 @@ def cmd_replay(args) -> int:
         result = replay(trace, start=start, end=end, echo=args.echo)
     else:
         result, processes = replay_processes(trace, echo=args.echo)
-    if args.json:
-        with _writing(args.json, "--json"), open(args.json, "w") as f:
-            json.dump({"trace": trace.path, "status": result.status, "events": result.events,
-                       "trace_events": result.trace_events, "complete": result.complete_trace,
-                       "divergence": result.divergence, "stats": result.stats,
-                       "seconds": result.seconds}, f, indent=1)
-    cross = []
+    checks, cross = 0, []
     if result.status == "verified" and args.segment is None:
         checks, cross = crossprocess.check(trace, [
             crossprocess.segment_facts(trace, p, 0, trace.stream(p).event_count)
             for p in range(len(trace.processes))])
-        for div in cross:
-            print(f"cross-process divergence ({div['check']}): {div['detail']}")
-        if cross:
-            return 1
+    if args.json:
+        with _writing(args.json, "--json"), open(args.json, "w") as f:
+            json.dump({"trace": trace.path,
+                       "status": "diverged" if cross else result.status,
+                       "events": result.events,
+                       "trace_events": result.trace_events, "complete": result.complete_trace,
+                       "divergence": result.divergence, "stats": result.stats,
+                       "cross_process_checks": checks, "cross_process": cross,
+                       "seconds": result.seconds}, f, indent=1)
+    for div in cross:
+        print(f"cross-process divergence ({div['check']}): {div['detail']}")
+    if cross:
+        return 1
     if result.status == "verified":
         note = "" if result.complete_trace else " (incomplete trace: verified up to its end)"
         what = (f"segment {args.segment} (events {result.first_event}-{result.end_event})"

@@ -272,7 +272,6 @@ class TraceWriter:
             self._procs_fd = os.open(os.path.join(path, "processes.jsonl"), flags, 0o644)
             write_all(self._index_fd, INDEX_MAGIC)
         self.checkpoints = 0
-        self.checkpoint_process = 0    # whose checkpoint add_checkpoint writes, unless it says
         # Level 1 for blobs (mapped files, pages): recording-time cost matters more here
         # than the last few percent of size.
         self._compressor = zstandard.ZstdCompressor(level=1, write_checksum=True,
@@ -394,7 +393,6 @@ class TraceWriter:
         """Write checkpoint number len(checkpoints) and index it (the index line last, so a
         reader never finds an index entry without its checkpoint)."""
         n = self.checkpoints
-        ckpt.setdefault("process", self.checkpoint_process)
         data = json.dumps(dict(ckpt, id=n), sort_keys=True).encode() + b"\n"
         line = json.dumps({"id": n, "process": ckpt["process"], "event": ckpt["event"],
                            "blake2b": file_hash(data)}) + "\n"
@@ -539,9 +537,10 @@ class Trace:
         frames, expect_offset = [], 0
         expect_event: dict[int, int] = {}     # per process: its next event
         for n, (o, c, r, first, count, process, h) in enumerate(records):
+            # Streams interleave in any order (a process's first frame may follow a younger
+            # one's); that every frame's process exists is checked against processes.jsonl.
             if (o != expect_offset or first != expect_event.get(process, 0) or
-                    r > MAX_FRAME_RAW or count == 0 or not 0 < c <= frame_bound(r) or
-                    process > len(expect_event)):
+                    r > MAX_FRAME_RAW or count == 0 or not 0 < c <= frame_bound(r)):
                 raise TraceError(f"{ipath}: corrupted frame index at frame {n}")
             if o + c > esize:
                 if self.complete:
@@ -597,8 +596,9 @@ class Trace:
             rows = self._jsonl("processes.jsonl", "index", {"pid": is_int})
             for row in rows:
                 parent = row.get("parent")
-                if parent is not None and not (is_int(parent) and 0 <= parent < row["index"]
-                                               and is_u64(row.get("parent_event"))):
+                if (parent is None) != (row["index"] == 0) or parent is not None and not (
+                        is_int(parent) and 0 <= parent < row["index"]
+                        and is_u64(row.get("parent_event"))):
                     raise TraceError(f"{self.path}/processes.jsonl: corrupted at line "
                                      f"{row['index'] + 1} (its parent)")
             if any(f.process >= len(rows) for f in self.frames):
@@ -606,6 +606,22 @@ class Trace:
                                  f"processes.jsonl does not list")
             self._processes = rows
         return self._processes
+
+    def unreplayable(self) -> list[dict]:
+        """The processes with events that no checkpoint lets replay check: none in a complete
+        trace from rrverify's recorder, except a child killed before it ever ran (its stream
+        is its exit alone). An interrupted recording may leave a child's events without its
+        birth checkpoint."""
+        with_checkpoint = {c["process"] for c in self.segments}
+        out = []
+        for p in self.processes:
+            s = self.stream(p["index"])
+            if p["index"] in with_checkpoint or s.event_count == 0:
+                continue
+            if s.event_count == 1 and next(s.events()).kind == 5:     # EXIT
+                continue
+            out.append(p)
+        return out
 
     def stream(self, process: int) -> "Stream":
         """One process's events: its frames, in order."""
@@ -672,22 +688,25 @@ class Trace:
             rows = self._jsonl("checkpoints.jsonl", "id",
                                {"event": is_u64, "blake2b": is_hex_digest,
                                 "process": lambda v: is_int(v) and 0 <= v < nprocs})
-            if not self.complete:
-                # An interrupted recording may have indexed checkpoints whose events never
-                # reached the disk: replay could not go on from them.
-                rows = [r for r in rows
-                        if r["event"] < self.stream(r["process"]).event_count]
             last: dict[int, int] = {}
             for row in rows:
                 p = row["process"]
-                if row["event"] <= last.get(p, -1) or \
-                        row["event"] > self.stream(p).event_count:
+                if row["event"] <= last.get(p, -1) or (
+                        self.complete and row["event"] > self.stream(p).event_count):
                     raise TraceError(f"{self.path}: checkpoints.jsonl: checkpoint {row['id']} "
                                      f"is at event {row['event']} of process {p}, out of "
                                      f"order or past the end")
                 last[p] = row["event"]
             self._checkpoints = rows
         return self._checkpoints
+
+    @property
+    def segments(self) -> list[dict]:
+        """The checkpoints a segment starts from (its id is the segment's number): all of
+        them, but in an interrupted recording only those whose event reached the disk (replay
+        could not go on from the others)."""
+        return [r for r in self.checkpoints
+                if self.complete or r["event"] < self.stream(r["process"]).event_count]
 
     def checkpoint(self, n: int) -> dict:
         from .checkpoints.model import load_checkpoint
@@ -717,7 +736,8 @@ class Stream:
 
     @property
     def checkpoints(self) -> list[dict]:
-        return [c for c in self.trace.checkpoints if c["process"] == self.process]
+        """This process's chain: the checkpoints it can be replayed from or compared with."""
+        return [c for c in self.trace.segments if c["process"] == self.process]
 
 
 def _check_manifest(m: dict, mpath: str) -> None:

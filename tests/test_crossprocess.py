@@ -1,4 +1,4 @@
-"""Cross-process checks (docs/checks.md §9) fire on a trace whose streams disagree with each
+"""Cross-process checks (docs/checks.md §13.2) fire on a trace whose streams disagree with each
 other even where each process replays faithfully on its own."""
 from __future__ import annotations
 
@@ -61,8 +61,19 @@ def test_edited_wait_status_is_a_cross_process_divergence(forgetful, tmp_path):
     assert div["check"] == "wait-status"
     assert "got exited 9, but that child's recorded end is exited 7" in div["detail"]
     assert [p["process"] for p in div["processes"]] == [0, 1]
-    rep = run_cli("replay", trace)
+    rep = run_cli("replay", trace, "--json", tmp_path / "replay.json")
     assert rep.returncode == 1 and "cross-process divergence (wait-status)" in rep.stdout.decode()
+    replayed = json.loads((tmp_path / "replay.json").read_text())
+    assert replayed["status"] == "diverged" and replayed["cross_process_checks"] == 2
+    assert [d["check"] for d in replayed["cross_process"]] == ["wait-status"]
+    junit = tmp_path / "r.xml"
+    assert run_cli(trace, "--workers", "1", "--junit", junit).returncode == 1
+    import xml.etree.ElementTree as ET
+    suite = ET.parse(junit).getroot()
+    segments = report["totals"]["segments"]
+    assert (suite.get("tests"), suite.get("failures")) == (str(segments + 1), "1")
+    assert [c.get("classname") for c in suite.iter("testcase")].count(
+        "rrverify.cross-process") == 1
 
 
 def test_edited_fork_result_is_a_cross_process_divergence(forgetful, tmp_path):

@@ -29,7 +29,7 @@ def _name(trace, which: str) -> str:
 
 
 FILES = ["manifest.json", "events.zst", "events.idx", "files.jsonl", "checkpoints.jsonl",
-         "checkpoints/000000.json", "pages.idx", "blob"]
+         "checkpoints/000000.json", "pages.idx", "processes.jsonl", "blob"]
 
 
 @pytest.mark.parametrize("which", FILES)
@@ -144,7 +144,8 @@ def test_checkpoint_edited_without_its_hash(trace):
 
 
 @pytest.mark.parametrize("name,what", [("files.jsonl", "table"), ("checkpoints.jsonl", "table"),
-                                       ("pages.idx", "page index"), ("events.idx", "frame index")])
+                                       ("pages.idx", "page index"), ("events.idx", "frame index"),
+                                       ("processes.jsonl", "table")])
 def test_a_file_that_does_not_match_the_manifest_integrity(name, what, trace):
     data = bytearray((trace / name).read_bytes())
     data[-3] ^= 1
@@ -163,6 +164,26 @@ def test_an_index_line_of_the_wrong_type(trace):
     assert_one_line_error(replay(trace, timeout=TIMEOUT), 2, "checkpoints.jsonl: corrupted at line 2")
 
 
+PROCESS_LIES = {
+    "a second root": lambda rows: rows + [{"index": 1, "pid": 7, "parent": None,
+                                           "parent_event": None}],
+    "a parent of its own": lambda rows: rows + [{"index": 1, "pid": 7, "parent": 1,
+                                                 "parent_event": 0}],
+    "the first with a parent": lambda rows: [dict(rows[0], parent=0, parent_event=0)],
+    "a pid of the wrong type": lambda rows: [dict(rows[0], pid="1")],
+}
+
+
+@pytest.mark.parametrize("lie", sorted(PROCESS_LIES))
+def test_a_process_table_of_the_wrong_shape(lie, trace):
+    p = trace / "processes.jsonl"
+    rows = PROCESS_LIES[lie]([json.loads(line) for line in p.read_text().splitlines()])
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rehash(trace)
+    line = assert_one_line_error(replay(trace, timeout=TIMEOUT), 2, "processes.jsonl: corrupted at line")
+    assert "Traceback" not in line
+
+
 def test_blob_with_trailing_bytes_is_corrupted(trace):
     name = _a_file_blob(trace)
     with open(trace / name, "ab") as f:
@@ -176,7 +197,7 @@ def test_check_reads_everything(good_trace, trace):
     assert proc.returncode == 0, proc.stderr
     t = Trace(str(good_trace))
     line = proc.stdout.decode().strip()
-    assert line.startswith(f"ok: {t.event_count} events, {len(t.frames)} frames, "
+    assert line.startswith(f"ok: 1 process, {t.event_count} events, {len(t.frames)} frames, "
                            f"{len(t.checkpoints)} checkpoints, "), line
     # A page no replay of this trace reads (the last chunk's last page, if only the last
     # checkpoint holds it) still fails check: check reads every page of pages.idx.

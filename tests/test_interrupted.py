@@ -111,3 +111,38 @@ def test_recorder_killed_during_a_process_tree(programs, tmp_path):
     assert rep.returncode == 0, rep.stdout.decode() + rep.stderr.decode()
     assert rep.stdout.decode().startswith("verified: 3 processes, ")
     assert "incomplete trace: verified up to its end" in rep.stdout.decode()
+
+
+def test_an_interrupted_process_tree_keeps_later_processes_checkpoints(tmp_path):
+    """A recorder killed before some process's frames reached the disk: that process's
+    checkpoints start no segment, and the other processes' later checkpoints keep their ids
+    (a dropped row renumbering them broke loading them)."""
+    import json
+    from rrverify.trace import Trace
+    trace = tmp_path / "t"
+    assert record(trace, "/bin/sh", "-c", "echo a | cat; echo b | cat").returncode == 0
+    t = Trace(str(trace))
+    frames = t.frames
+    # Keep the frames up to the first one of the last process, as if the rest never got out.
+    last = max(f.process for f in frames)
+    keep = next(i for i, f in enumerate(frames) if f.process == last)
+    m = json.loads((trace / "manifest.json").read_text())
+    m["complete"] = False
+    for key in ("stats", "end", "integrity"):
+        m.pop(key)
+    (trace / "manifest.json").write_text(json.dumps(m))
+    idx = (trace / "events.idx").read_bytes()
+    (trace / "events.idx").write_bytes(idx[:8 + 48 * keep])
+    t = Trace(str(trace))
+    lost = [c for c in t.checkpoints if c not in t.segments]
+    assert lost and any(c["id"] > lost[0]["id"] for c in t.segments)
+    for c in t.segments:
+        assert t.checkpoint(c["id"])["process"] == c["process"]
+    rep = replay(trace)
+    assert rep.returncode == 0, rep.stdout.decode() + rep.stderr.decode()
+    assert "incomplete trace: verified up to its end" in rep.stdout.decode()
+    out = tmp_path / "r.json"
+    v = run_cli(trace, "--workers", "2", "--json", out)
+    assert v.returncode == 0, v.stdout.decode() + v.stderr.decode()
+    report = json.loads(out.read_text())
+    assert [s["segment"] for s in report["segments"]] == [c["id"] for c in t.segments]

@@ -114,13 +114,6 @@ CASES = {
         "stdout": b"parent: child exited 0, grandchild still running\n",
         "processes": 3, "exits": [0, 0, 0]},
 }
-# Cases that fail because of a known bug of the core.
-DEFAULT_ACTION_BUG = ("checkpoints keep no default action's flags and mask (1fcf4a0: only "
-                      "SigCgt|SigIgn are read), yet sigaction's oldact shows them: a child "
-                      "restored from its birth checkpoint reads other bytes")
-KNOWN_BUGS = {"default_action_fork": DEFAULT_ACTION_BUG,
-              "background_jobs": DEFAULT_ACTION_BUG,      # dash's job: ignoresig(SIGQUIT)
-              "bash_loop": DEFAULT_ACTION_BUG}
 # One case is verified on a Ray started by the command itself, exactly as a user runs it; the
 # others join one Ray head started for the module (starting Ray costs seconds each time).
 LOCAL_RAY_CASE = "pipeline"
@@ -306,9 +299,7 @@ CHECKS = {"pipeline": _pipeline, "make_j2": _make_j2, "vfork_write": _vfork_writ
           "orphan": _orphan}
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(reason=KNOWN_BUGS[n], strict=True))
-    if n in KNOWN_BUGS else n for n in CASES])
+@pytest.mark.parametrize("name", list(CASES))
 def test_records_and_verifies(name, recorded, programs):
     case = CASES[name]
     r = recorded(name)

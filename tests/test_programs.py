@@ -37,8 +37,7 @@ EXPECT = {
     "execveat_true": {"processes": 3},
     "orphan": {"processes": 3},
     "shared_anon": {"processes": 2},
-    "default_action_fork": {"processes": 2, "xfail": "checkpoints keep no default action's "
-                            "flags and mask (1fcf4a0), which sigaction shows the child"},
+    "default_action_fork": {"processes": 2},
     "job_stop": {"record": "interactive"},
     # test_job_control.py sends it SIGCONT
 }

@@ -1,5 +1,5 @@
 """Processes that share writable memory: run one at a time while recorded, each one's events
-carrying what the others changed in it (docs/checks.md §9.4, recorder/shared_memory.c)."""
+carrying what the others changed in it (docs/checks.md §13.3, recorder/shared_memory.c)."""
 from __future__ import annotations
 
 import shutil
@@ -59,6 +59,9 @@ def test_dropping_the_other_process_changes_diverges(turns, tmp_path):
     rep = replay(trace)
     assert rep.returncode == 1, rep.stdout.decode()
     assert "divergence" in rep.stdout.decode()
+    # The reproduce line names a segment of the process that diverged (the child's).
+    k = int(rep.stdout.decode().split("--segment ")[1].split()[0])
+    assert Trace(str(trace)).checkpoints[k]["process"] == 1
 
 
 def test_a_process_spinning_on_shared_memory_ends_recording_clearly(programs, tmp_path):

@@ -177,6 +177,8 @@ struct rrv_recorder {   /* one recorded process: its state and its own event str
   int delivering;       /* a signal being delivered by single-step; its event still open */
   uint8_t self_mem_fds[1024]; /* which descriptors are the tracee's own /proc/PID/mem */
   uint64_t known_mask;  /* the tracee's signal mask as of its last change */
+  uint64_t actions_set; /* signals whose action it set since its exec (a default action keeps
+                           the flags and mask it was set with: checkpoints read these too) */
   int shared_file_mapped;   /* it has made a shared file mapping (writes may show there) */
   void *program_filters;    /* the seccomp filters the program installed (program_filter.c) */
   uint64_t segv_action[4]; /* SIGSEGV's kernel sigaction: handler, flags, restorer, mask */
@@ -277,6 +279,7 @@ size_t rrv_record_sealed(const struct rrv_recorder *r);
 void rrv_record_consumed(struct rrv_recorder *r, size_t n, uint64_t count);
 void rrv_session_free(struct rrv_session *s);
 int rrv_record_park_for_exit(struct rrv_recorder *r);
+int rrv_record_died(struct rrv_recorder *r, int status);
 void rrv_record_free(struct rrv_recorder *r);
 void rrv_replay_set_pid(struct rrv_replayer *r, int pid);
 int rrv_replay_run(struct rrv_replayer *r);
