@@ -11,9 +11,11 @@ from . import tracedirs
 from .recorder.record import record
 
 # The bundled workload: a small Python program that reads the clock, draws random bytes,
-# hashes, writes and reads a JSON file: the nondeterminism a recording must capture.
+# hashes, writes and reads a JSON file (the nondeterminism a recording must capture), then
+# pipes its digests through a shell pipeline (processes of their own, each verified on its own
+# and against each other).
 WORKLOAD = """
-import hashlib, json, os, sys, time
+import hashlib, json, os, subprocess, sys, time
 work = sys.argv[1]
 seed = os.urandom(16)
 rounds = []
@@ -26,8 +28,13 @@ for r in range(40):
     with open(path) as f:
         rounds.append(json.load(f) == data)
     os.unlink(path)
-print("demo workload: %d rounds, seed %s..., all round trips %s"
-      % (len(rounds), seed.hex()[:8], all(rounds)))
+heads = "\\n".join(d[:1] for r in range(40) for d in
+                   [hashlib.sha256(seed + bytes([r, i])).hexdigest() for i in range(64)])
+top = subprocess.run("sort | uniq -c | sort -rn | head -1", shell=True, input=heads.encode(),
+                     capture_output=True, check=True).stdout.split()
+print("demo workload: %d rounds, seed %s..., all round trips %s, most common first hex digit "
+      "%s (%s times)" % (len(rounds), seed.hex()[:8], all(rounds), top[1].decode(),
+                         top[0].decode()))
 """
 
 

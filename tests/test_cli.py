@@ -94,3 +94,16 @@ def test_verify_stdout_is_the_report_only(recorded_hello):
     proc = run_cli(recorded_hello, "--workers", 1)
     assert proc.returncode == 0, proc.stderr.decode()
     assert re.fullmatch(rb"verified: (\d+)/\1 segments of 1 process, \d+ events; .* on 1 workers\n", proc.stdout)
+
+
+def test_demo_records_a_process_tree_and_verifies_it(tmp_path):
+    """README's first command: the bundled workload (a Python program that runs a shell
+    pipeline) recorded and verified on a local Ray, every process and the checks across them."""
+    proc = run_cli("demo", "--workers", "2", env={"RRVERIFY_TRACE_DIR": str(tmp_path)})
+    out = proc.stdout.decode()
+    assert proc.returncode == 0, out + proc.stderr.decode()
+    assert "all round trips True, most common first hex digit" in out
+    m = re.search(r"verified: (\d+)/\1 segments of (\d+) processes", out)
+    assert m and int(m.group(2)) >= 5, out      # python, sh, sort, uniq, sort, head
+    info = run_cli("info", tmp_path / "demo-0").stdout.decode()
+    assert "/usr/bin/sort" in info and "processes:" in info
