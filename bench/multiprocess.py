@@ -3,9 +3,10 @@
 Prints, from one run (the machines are shared and noisy: compare the ratios, not the
 seconds), the median wall time of:
 - the build natively;
-- recording it as rrverify does by default (processes run at once, on every CPU);
-- recording it with every process on the tracer's CPU (--tracee-cpus tracer: the cheapest
-  ptrace stops, no parallelism);
+- recording it as rrverify does by default (processes run at once, interleaved on the
+  tracer's CPU: the cheapest ptrace stops);
+- recording it with the processes on every CPU (--tracee-cpus all: parallel, but each ptrace
+  stop crosses CPUs);
 - recording it one process at a time (--serialize, as rr does);
 - verifying the default recording with 1 and with 2 workers.
 
@@ -14,6 +15,7 @@ seconds), the median wall time of:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -69,8 +71,8 @@ def main() -> None:
         src = os.path.join(work, "src")
         os.mkdir(src)
         make_project(src, args.files)
-        modes = {"native": None, "record": [], "record --tracee-cpus tracer":
-                 ["--tracee-cpus", "tracer"], "record --serialize": ["--serialize"]}
+        modes = {"native": None, "record": [], "record --tracee-cpus all":
+                 ["--tracee-cpus", "all"], "record --serialize": ["--serialize"]}
         times: dict[str, list[float]] = {m: [] for m in modes}
         trace = os.path.join(work, "trace")
         for run in range(args.runs):     # interleaved: noise hits every mode alike
@@ -85,16 +87,26 @@ def main() -> None:
                 if mode == "record" and not os.path.exists(trace):
                     shutil.copytree(t, trace)
                 shutil.rmtree(t)
-        verify = {n: statistics.median(timed(rrverify + [trace, "--workers", str(n)], work)
-                                       for _ in range(args.runs)) for n in (1, 2)}
+        verify, work_wall = {}, {}
+        for n in (1, 2):
+            report = os.path.join(work, f"r{n}.json")
+            verify[n] = statistics.median(
+                timed(rrverify + [trace, "--workers", str(n), "--json", report], work)
+                for _ in range(args.runs))
+            with open(report) as f:
+                t = json.load(f)["totals"]
+            work_wall[n] = (t["segment_seconds"], t["wall_seconds"])
         native = statistics.median(times["native"])
         print(f"make -j2 of {args.files} C files, median of {args.runs} runs:")
         for mode, ts in times.items():
             m = statistics.median(ts)
             print(f"  {mode:30s} {m:7.3f} s   {m / native:6.2f}x native")
-        print(f"  verify, 1 worker               {verify[1]:7.3f} s")
-        print(f"  verify, 2 workers              {verify[2]:7.3f} s   {verify[1] / verify[2]:.2f}x "
-              f"faster than 1 (each includes Ray's start-up)")
+        for n in (1, 2):
+            seg, wall = work_wall[n]
+            print(f"  verify, {n} worker{'s' if n > 1 else ' '}              {verify[n]:7.3f} s   "
+                  f"(segments: {seg:.2f} s of work in {wall:.2f} s wall)")
+        print(f"  verify 2 workers vs 1: {verify[1] / verify[2]:.2f}x faster end to end (Ray's "
+              f"start-up included), {work_wall[1][1] / work_wall[2][1]:.2f}x for the segments")
         procs = subprocess.run(rrverify + ["info", trace], capture_output=True).stdout.decode()
         print("  trace: " + " ".join(line.strip() for line in procs.splitlines()
                                      if line.startswith(("processes", "events"))))

@@ -1,6 +1,9 @@
 """Checkpoint capture: a recording tracee's state, at a syscall-exit stop, into the trace."""
 from __future__ import annotations
 
+import os
+import struct
+
 from .. import exec_image
 from .._native import ffi, lib
 from ..errors import NativeError
@@ -87,14 +90,49 @@ class UnchangedPages:
         return out, changed
 
 
+def _pagemap_entries(pid: int, start: int, npages: int) -> tuple[int, ...] | None:
+    """/proc/PID/pagemap's entries of npages pages from start, or None if unreadable."""
+    try:
+        fd = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        data = os.pread(fd, npages * 8, start // PAGE * 8)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return struct.unpack(f"<{npages}Q", data) if len(data) == npages * 8 else None
+
+
+def file_page_runs(pid: int, start: int, npages: int, file_pages: int):
+    """(first, count, still the file's) runs covering npages pages of a private file mapping
+    from start, whose first file_pages pages lie within the file: a page is still the file's
+    if the process never copied it (pagemap: a page-cache page, bit 61; or neither present nor
+    swapped, bits 63 and 62). A page past the file's end, or an unreadable pagemap, is not."""
+    entries = _pagemap_entries(pid, start, npages)
+    kinds = [entries is not None and i < file_pages and
+             bool(e >> 61 & 1 or not e >> 62 & 3) for i, e in enumerate(entries or [0] * npages)]
+    i = 0
+    while i < npages:
+        j = i
+        while j < npages and kinds[j] == kinds[i]:
+            j += 1
+        yield i, j - i, kinds[i]
+        i = j
+
+
 def memory_pagemap(mem: TraceeMemory, maps: list[dict], pages=None,
-                   unchanged: UnchangedPages | None = None, mapped_files: dict | None = None):
+                   unchanged: UnchangedPages | None = None, mapped_files: dict | None = None,
+                   file_unchanged=None):
     """(regions, pagemap): the regions we keep and the concatenated digests of their pages.
     pages (a PageStoreWriter) gets every readable page that is new since `unchanged` saw it.
     mapped_files: as capture's. A page equal to its mapped file's page (at its own offset) is
     not hashed: it has that file page's digest, computed once per trace (pages.file_pages);
     so has a whole run of them in one comparison, the text of every library a fresh exec
-    maps."""
+    maps. file_unchanged(region, blob): whether the region's file is still, by its times, the
+    content the trace stores; then the pages of a private mapping of it that the process never
+    copied are not even read (a compiler's 30 MB of text cost its page table)."""
     regions, pagemap = [], bytearray()
     for r in maps:
         if r["path"] in SKIP_REGIONS:
@@ -102,45 +140,64 @@ def memory_pagemap(mem: TraceeMemory, maps: list[dict], pages=None,
         first = len(pagemap) // 16
         f = mapped_files.get((r["dev"], r["inode"])) if mapped_files and r["inode"] else None
         content = None if f is None or pages is None else f[1]
-        for i0, data, unreadable in region_chunks(mem, r["start"], r["end"]):
+        skip_file_pages = (content is not None and file_unchanged is not None and
+                           r["perms"][3] == "p" and file_unchanged(r, f[0]))
+        for i0 in range(0, (r["end"] - r["start"]) // PAGE, CHUNK_PAGES):
+            n = min(CHUNK_PAGES, (r["end"] - r["start"]) // PAGE - i0)
+            addr = r["start"] + i0 * PAGE
             offset = r["offset"] + i0 * PAGE
-            if content is not None and not unreadable:
-                digests = pages.file_pages(f[0], content, offset, data)
-                if digests is not None:
-                    pagemap += b"".join(digests)
-                    continue
-
-            def digest_of(i, page):
-                if content is not None and i not in unreadable:
-                    d = pages.file_pages(f[0], content, offset + i * PAGE, page)
-                    if d is not None:
-                        return d[0]
-                return page_digest(page)
-
-            if unchanged is not None:
-                digests, changed = unchanged.digests(r["start"] + i0 * PAGE, data, digest_of)
-            else:
-                digests = [digest_of(i, data[i * PAGE:(i + 1) * PAGE])
-                           for i in range(len(data) // PAGE)]
-                changed = range(len(digests))
-            for i in unreadable:
-                digests[i] = UNREADABLE
-            pagemap += b"".join(digests)
-            if pages is not None:
-                for i in changed:
-                    if i not in unreadable:
-                        pages.add(digests[i], data[i * PAGE:(i + 1) * PAGE])
+            in_file = max(0, -(-(len(content) - offset) // PAGE)) if content is not None else 0
+            runs = (file_page_runs(mem.pid, addr, n, in_file) if skip_file_pages
+                    else [(0, n, False)])
+            for j0, m, still_file in runs:
+                if still_file:
+                    pagemap += b"".join(pages.file_page_digests(
+                        f[0], content, offset + j0 * PAGE, m))
+                else:
+                    pagemap += _read_and_digest(mem, addr + j0 * PAGE, m, offset + j0 * PAGE,
+                                                f, content, pages, unchanged)
         regions.append({"start": r["start"], "end": r["end"], "perms": r["perms"],
                         "offset": r["offset"], "path": r["path"], "first_page": first,
                         **({"file": r["file"]} if "file" in r else {})})
     return regions, bytes(pagemap)
 
 
+def _read_and_digest(mem: TraceeMemory, addr: int, npages: int, offset: int, f, content,
+                     pages, unchanged: UnchangedPages | None) -> bytes:
+    """The digests of npages pages read from addr (offset: their file offset, if the region
+    maps a file), every new one handed to the page store."""
+    data, unreadable = read_region(mem, addr, addr + npages * PAGE)
+    if content is not None and not unreadable:
+        digests = pages.file_pages(f[0], content, offset, data)
+        if digests is not None:
+            return b"".join(digests)
+
+    def digest_of(i, page):
+        if content is not None and i not in unreadable:
+            d = pages.file_pages(f[0], content, offset + i * PAGE, page)
+            if d is not None:
+                return d[0]
+        return page_digest(page)
+
+    if unchanged is not None:
+        digests, changed = unchanged.digests(addr, data, digest_of)
+    else:
+        digests = [digest_of(i, data[i * PAGE:(i + 1) * PAGE]) for i in range(len(data) // PAGE)]
+        changed = range(len(digests))
+    for i in unreadable:
+        digests[i] = UNREADABLE
+    if pages is not None:
+        for i in changed:
+            if i not in unreadable:
+                pages.add(digests[i], data[i * PAGE:(i + 1) * PAGE])
+    return b"".join(digests)
+
+
 def capture(pid: int, *, event: int, gadget: int, writer, pages,
             unchanged: UnchangedPages | None = None, mapped_files: dict | None = None,
             parked_mask: int | None = None, trap: str = "none",
             blocked_mask: int | None = None, process: int = 0,
-            actions_set: int = 0) -> dict:
+            actions_set: int = 0, file_unchanged=None) -> dict:
     """Capture the tracee (stopped at a syscall-exit stop, no signal pending) as the checkpoint
     replay restores to run from `event` of process `process`'s stream on. mapped_files:
     (dev, inode) -> (blob, content or None, files.jsonl index) of the files the trace stores:
@@ -149,8 +206,8 @@ def capture(pid: int, *, event: int, gadget: int, writer, pages,
     exit (rrv_record_park_for_exit) with every signal blocked meanwhile, and this is its own
     mask. blocked_mask: every signal is blocked meanwhile (a child's birth with a signal
     already pending), and this is its own mask. actions_set: the signals whose action the
-    process set since its exec (Injector.signal_state). Returns the checkpoint record
-    written."""
+    process set since its exec (Injector.signal_state). file_unchanged: as memory_pagemap's.
+    Returns the checkpoint record written."""
     mapped_files = mapped_files or {}
     mem = TraceeMemory(pid)
     try:
@@ -166,7 +223,8 @@ def capture(pid: int, *, event: int, gadget: int, writer, pages,
             f = mapped_files.get((m["dev"], m["inode"])) if m["inode"] else None
             if f is not None:
                 m["file"] = f[2]
-        regions, pagemap = memory_pagemap(mem, maps, pages, unchanged, mapped_files)
+        regions, pagemap = memory_pagemap(mem, maps, pages, unchanged, mapped_files,
+                                          file_unchanged)
         getregs(pid)    # still there (a kill meanwhile would leave unreadable memory behind)
     finally:
         mem.close()

@@ -95,9 +95,15 @@ class PageStoreWriter:
         compares bytes: each file page's digest is computed once per trace."""
         if not file_matches(content, offset, data):
             return None
+        return self.file_page_digests(blob, content, offset, len(data) // PAGE)
+
+    def file_page_digests(self, blob: bytes, content: bytes, offset: int,
+                          npages: int) -> list[bytes]:
+        """The digests of the file's npages pages from `offset` on (zero-padded past its end),
+        indexed as references into its blob, for a caller that knows the memory holds them."""
         digests = self._digests_of(blob, content)
         out = []
-        for off in range(offset, offset + len(data), PAGE):
+        for off in range(offset, offset + npages * PAGE, PAGE):
             d = digests[off // PAGE]
             if d is None:
                 d = digests[off // PAGE] = page_digest(

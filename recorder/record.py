@@ -26,7 +26,10 @@ RECORDER_VERSION = 1
 DEFAULT_CHECKPOINT_EVERY = 20000       # events
 DEFAULT_CHECKPOINT_INTERVAL = 2.0      # seconds
 TRACEE_CPUS = ("all", "tracer")
-DEFAULT_TRACEE_CPUS = "all"
+# Measured (bench/multiprocess.py, a 2-CPU VM): a cross-CPU ptrace stop costs more than the
+# parallelism gains, even for a compile-bound make -j2; the processes still run at once,
+# interleaved on the tracer's CPU, and see the CPUs they would natively (cpu_view).
+DEFAULT_TRACEE_CPUS = "tracer"
 # Mapped files up to this size stay in memory while recording, so checkpoint pages equal to
 # them are stored as references to the file's blob instead of again.
 MAX_FILE_FOR_PAGE_SOURCES = 256 << 20
@@ -203,7 +206,10 @@ class Recorder(CallbackTarget):
                 pages=self.pages, unchanged=proc.unchanged, mapped_files=self.mapped_files,
                 parked_mask=parked_mask, trap=TRAPS[proc.state.last_trap],
                 blocked_mask=own_mask, process=proc.index,
-                actions_set=proc.state.actions_set))
+                actions_set=proc.state.actions_set,
+                file_unchanged=lambda region, blob: self.identities.unchanged(
+                    f"/proc/{proc.pid}/map_files/{region['start']:x}-{region['end']:x}",
+                    blob.hex())))
         finally:
             if own_mask is not None:
                 lib.rrv_set_sigmask(proc.pid, own_mask)
@@ -244,12 +250,12 @@ def unsupported_reason(state) -> str:
 
 
 def build_manifest(argv: list[str], exe: str, cpu: int, every: int, interval: float,
-                   serialize: bool = False, tracee_cpus: str = "all",
-                   cpus: set | None = None) -> dict:
+                   serialize: bool = False, tracee_cpus: str = DEFAULT_TRACEE_CPUS) -> dict:
     return {
         "command": argv, "exe": exe,
         "env": [f"{k}={v}" for k, v in os.environ.items()],
-        "cwd": os.getcwd(), "host": host.describe(cpus or {cpu}), "rlimits": current_rlimits(),
+        # Every CPU's APIC id: a process may move itself (taskset) whatever tracee_cpus says.
+        "cwd": os.getcwd(), "host": host.describe(), "rlimits": current_rlimits(),
         "recorder": {"version": RECORDER_VERSION, "cpu": cpu,
                      "syscalls_known": len(syscalls.TABLE),
                      "checkpoint_every": every, "checkpoint_interval": interval,
@@ -271,11 +277,14 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
     allowed = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {cpu})   # this thread: the manifest's CPUID is the recording core's
     writer = TraceWriter(trace_dir, build_manifest(
-        argv, exe, cpu, checkpoint_every, checkpoint_interval, serialize, tracee_cpus,
-        allowed if tracee_cpus == "all" else {cpu}), avoid_cpu=cpu)
+        argv, exe, cpu, checkpoint_every, checkpoint_interval, serialize, tracee_cpus),
+        avoid_cpu=cpu)
     rec = Recorder(writer)
     session = ffi.new("struct rrv_session *")
     session.serialize = int(serialize)
+    view = sum(1 << c for c in allowed).to_bytes(128, "little")
+    session.cpu_view = list(view)
+    session.cpu_view_bytes = len(view)
     procs: list[RecordedProcess] = []
     t0 = time.monotonic()
     # Orphans of the tree are re-parented to the recorder, which goes on recording them.

@@ -764,6 +764,17 @@ static int on_syscall_exit(struct rrv_recorder *r) {
   if ((nr == SYS_rt_sigprocmask || nr == SYS_rt_sigreturn) &&
       rrv_get_sigmask(r->pid, &r->known_mask) < 0)
     return fail(r, "PTRACE_GETSIGMASK");
+  int self_target = regs.rdi == 0 || regs.rdi == (uint64_t)r->pid;
+  if (nr == SYS_sched_setaffinity && result == 0 && self_target) r->own_affinity = 1;
+  if (nr == SYS_sched_getaffinity && result > 0 && self_target && !r->own_affinity &&
+      r->session && r->session->cpu_view_bytes) {
+    /* The CPUs it would run on without the recorder, who pinned it to its own CPU: what
+     * nproc and make -j$(nproc) go by. Recorded as the syscall's output like any. */
+    size_t n = (size_t)result < sizeof r->session->cpu_view ? (size_t)result
+                                                             : sizeof r->session->cpu_view;
+    if (rrv_write_mem(r->pid, regs.rdx, r->session->cpu_view, n) != (ssize_t)n)
+      return fail(r, "showing the tracee its CPUs");
+  }
   if (nr == SYS_rt_sigaction && result == 0 && regs.rsi && regs.rdi >= 1 && regs.rdi <= 64)
     r->actions_set |= 1ull << (regs.rdi - 1);
   if (spec->handling == RRV_H_EXEC && result == 0) {   /* handlers reset, SIG_IGN kept */
@@ -1198,6 +1209,7 @@ int rrv_session_adopt(struct rrv_session *s, struct rrv_recorder *child, int pid
   memcpy(child->segv_action, parent->segv_action, sizeof child->segv_action);
   child->known_mask = parent->known_mask;
   child->actions_set = parent->actions_set;
+  child->own_affinity = parent->own_affinity;
   child->shared_file_mapped = parent->shared_file_mapped;
   child->last_trap = parent->last_trap;
   child->checkpoint_every = parent->checkpoint_every;

@@ -168,6 +168,9 @@ class FileIdentities:
     def __init__(self):
         self._cache: dict[tuple, dict] = {}
         self._written: set[tuple] = set()   # (st_dev, st_ino) mapped shared and writable
+        # (st_dev, st_ino) -> (size, mtime, ctime, blake2b) of a file whose times do show a
+        # change since it was hashed (not racy, not written shared)
+        self._stable: dict[tuple, tuple] = {}
         self.reads = 0                      # files read and hashed so far
 
     def identify_range(self, open_path: str, display_path: str, offset: int,
@@ -223,9 +226,24 @@ class FileIdentities:
                  "blake2b": content_digest(data)}
         if file in self._written or max(st.st_mtime_ns, st.st_ctime_ns) + RACY_NS > before:
             self._cache.pop(key, None)
+            self._stable.pop(file, None)
         else:
             self._cache[key] = ident
+            self._stable[file] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, ident["blake2b"])
         return ident, data, where
+
+    def unchanged(self, path: str, blake2b: str) -> bool:
+        """Is the file at path (e.g. /proc/PID/map_files/RANGE) still, by its times, the
+        content that was hashed as blake2b (hashed with times that would show a change since,
+        and never mapped shared and writable)? Then a page a private mapping of it has not
+        copied holds the file's bytes (checkpoints/capture.py reads none of them)."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        file = (st.st_dev, st.st_ino)
+        return file not in self._written and self._stable.get(file) == (
+            st.st_size, st.st_mtime_ns, st.st_ctime_ns, blake2b)
 
 
 @dataclass

@@ -53,15 +53,19 @@ def cpu_model_name() -> str:
     return platform.processor()
 
 
-def core_identities(cpus) -> list[str]:
-    """The APIC ids (compare.py: cpu_identity) of each of these CPUs, in hex: a recorded
-    process may run on any of them, and keeps what its cpuid said there."""
+def core_identities(cpus=None) -> list[str]:
+    """The APIC ids (compare.py: cpu_identity) of each of these CPUs (None: every online CPU
+    this process may be moved to, whatever its affinity now), in hex: a recorded process may
+    run on any of them (a taskset moves it), and keeps what its cpuid said there."""
     from .checkpoints.compare import cpu_identity
     mine = os.sched_getaffinity(0)
     out = []
     try:
-        for cpu in sorted(cpus):
-            os.sched_setaffinity(0, {cpu})
+        for cpu in sorted(cpus) if cpus is not None else range(os.cpu_count() or 1):
+            try:
+                os.sched_setaffinity(0, {cpu})
+            except OSError:         # outside this process's cpuset
+                continue
             out.append(cpu_identity({"0x1.0": list(cpuid(1)), "0xb.0": list(cpuid(0xb, 0))}).hex())
     finally:
         os.sched_setaffinity(0, mine)
@@ -69,7 +73,8 @@ def core_identities(cpus) -> list[str]:
 
 
 def describe(cpus=None) -> dict:
-    """cpus: the CPUs recorded processes may run on (their APIC ids are recorded too)."""
+    """cpus: the CPUs recorded processes may run on, whose APIC ids are recorded too (None:
+    every CPU this process may be moved to)."""
     eax, ebx, ecx, edx = cpuid(0)
     vendor = b"".join(r.to_bytes(4, "little") for r in (ebx, edx, ecx)).decode("ascii", "replace")
     u = os.uname()
@@ -77,5 +82,4 @@ def describe(cpus=None) -> dict:
             "cpu": {"vendor": vendor, "model_name": cpu_model_name(),
                     "signature": cpuid(1)[0]},
             "cpuid": cpuid_leaves(), "xsave": xsave_layout(),
-            "core_identities": core_identities(cpus if cpus is not None else
-                                               os.sched_getaffinity(0))}
+            "core_identities": core_identities(cpus)}

@@ -398,3 +398,17 @@ def test_dump_says_how_each_signal_came(recorded):
     fatal = run_cli("dump", recorded("kill_spinning").trace).stdout.decode()
     assert re.search(r"signal SIGTERM \(fatal, delivered at once in user code\)", fatal)
     assert "(fault)" not in held + fatal
+
+
+def test_a_process_sees_the_cpus_it_would_natively(tmp_path):
+    """The recorder keeps its processes on its own CPU (--tracee-cpus tracer, the default);
+    sched_getaffinity still shows them every CPU the recording may use, so nproc (and make
+    -j$(nproc)) behave as natively; a process that sets its own affinity sees its own, and may
+    run on another CPU (whose APIC id the manifest holds: the replay verifies)."""
+    trace = tmp_path / "t"
+    proc = record(trace, "/bin/sh", "-c", "nproc; taskset -c 0 nproc")
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout == native("/bin/sh", "-c", "nproc; taskset -c 0 nproc").stdout
+    assert proc.stdout.split()[1] == b"1"
+    rep = replay(trace)
+    assert rep.returncode == 0 and rep.stdout.startswith(b"verified: 3 processes"), rep.stdout

@@ -177,6 +177,7 @@ struct rrv_recorder {   /* one recorded process: its state and its own event str
   int delivering;       /* a signal being delivered by single-step; its event still open */
   uint8_t self_mem_fds[1024]; /* which descriptors are the tracee's own /proc/PID/mem */
   uint64_t known_mask;  /* the tracee's signal mask as of its last change */
+  int own_affinity;     /* it set its own CPU affinity (the session's cpu_view no longer applies) */
   uint64_t actions_set; /* signals whose action it set since its exec (a default action keeps
                            the flags and mask it was set with: checkpoints read these too) */
   int shared_file_mapped;   /* it has made a shared file mapping (writes may show there) */
@@ -221,6 +222,10 @@ struct rrv_session {    /* every process of a recording, run concurrently by one
   int token_holder;     /* the index of the process sharing memory that runs user code, -1 */
   int serialize;        /* every process takes the token: one runs at a time (rr's way; for
                            comparison, rrverify record --serialize) */
+  int cpu_view_bytes;   /* > 0: sched_getaffinity shows a process that never set its own
+                           affinity cpu_view (the CPUs it would have natively), not the CPU
+                           the recorder pinned it to */
+  uint8_t cpu_view[128];
   char message[512];
   /* private */
   int nearly;           /* first stops of children not yet announced: pid, status */
