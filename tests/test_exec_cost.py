@@ -213,3 +213,53 @@ def test_a_page_store_references_file_pages_once(tmp_path):
         records = f.read()[8:]
     assert len(records) == 4 * pages.RECORD.size      # one record per distinct page
     assert ZERO not in digests
+
+
+def _bytes_read_by_checkpoints(monkeypatch, tmp_path, name, unchanged) -> int:
+    """What the checkpoints of a recording of python3 read of its memory, with the file
+    identities' unchanged() as given (None: the real one)."""
+    from rrverify.checkpoints import inject
+    total = [0]
+    real_read = inject.TraceeMemory.read
+
+    def counting(self, addr, size):
+        total[0] += size
+        return real_read(self, addr, size)
+    monkeypatch.setattr(inject.TraceeMemory, "read", counting)
+    if unchanged is not None:
+        monkeypatch.setattr(exec_image.FileIdentities, "unchanged", unchanged)
+    res = record([shutil.which("python3"), "-c", "pass"], str(tmp_path / name))
+    assert res.complete
+    assert replay(Trace(str(tmp_path / name))).status == "verified"
+    return total[0]
+
+
+def test_pages_a_process_never_copied_from_its_files_are_not_read(monkeypatch, tmp_path):
+    """python3's text (several MiB, unchanged since it was hashed) is not read at its
+    checkpoints; with the file's times showing a change it is, and either way the trace
+    verifies."""
+    text = sum(e - s for s, e, perms, path in _maps_of(shutil.which("python3"))
+               if perms == "r-xp")
+    skipped = _bytes_read_by_checkpoints(monkeypatch, tmp_path, "a", None)
+    read_all = _bytes_read_by_checkpoints(monkeypatch, tmp_path, "b",
+                                          lambda self, path, blake2b: False)
+    assert read_all - skipped > text, (read_all, skipped, text)
+
+
+def _maps_of(exe: str):
+    """The mappings of exe's own file in a process running it (read from a live one)."""
+    import subprocess
+    import time
+    p = subprocess.Popen([exe, "-c", "import time; time.sleep(5)"])
+    try:
+        time.sleep(0.3)
+        real = os.path.realpath(exe)
+        with open(f"/proc/{p.pid}/maps") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 6 and os.path.realpath(parts[5]) == real:
+                    s, e = (int(x, 16) for x in parts[0].split("-"))
+                    yield s, e, parts[1], parts[5]
+    finally:
+        p.kill()
+        p.wait()
