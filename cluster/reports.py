@@ -25,7 +25,8 @@ def aggregate(trace, segments: list[dict], *, wall_seconds: float, workers: int,
             process = cps[r["segment"]]["process"]
             r.setdefault("process", process)
             r.setdefault("pid", trace.processes[process]["pid"])
-    partial = {r.get("process") for r in segments if "facts" not in r}
+    partial = {r.get("process") for r in segments
+               if "facts" not in r or r["status"] != VERIFIED}
     checks, divergences = crossprocess.check(
         trace, [r["facts"] for r in segments if "facts" in r],
         whole={p["index"] for p in trace.processes} - partial)

@@ -861,30 +861,14 @@ static int same_regs(const struct rrv_regs *a, const struct rrv_regs *b) {
 }
 
 
-/* The signals pid catches (has a handler for) and ignores, from /proc/PID/status. */
-static int signal_dispositions(int pid, uint64_t *caught, uint64_t *ignored) {
-  char path[64], line[256];
-  snprintf(path, sizeof path, "/proc/%d/status", pid);
-  FILE *f = fopen(path, "re");
-  if (!f) return -1;
-  int found = 0;
-  while (fgets(line, sizeof line, f)) {
-    unsigned long long v;
-    if (sscanf(line, "SigIgn: %llx", &v) == 1) *ignored = v, found |= 1;
-    if (sscanf(line, "SigCgt: %llx", &v) == 1) *caught = v, found |= 2;
-  }
-  fclose(f);
-  return found == 3 ? 0 : -1;
-}
-
 /* A signal that arrived while the process ran user code, where no exact point is known. One
  * it handles is held (not delivered now) until its next syscall's entry (deliver_held_signal):
  * POSIX allows the delay. One without a handler changes nothing in the process, or ends it:
  * delivered at once, and a fatal one is recorded (flagged ASYNC_FATAL) before the exit. */
 static int on_async_signal(struct rrv_recorder *r, int sig, const siginfo_t *si,
                            const struct rrv_regs *regs, uint64_t fpu) {
-  uint64_t caught = 0, ignored = 0, bit = 1ull << (sig - 1);
-  if (signal_dispositions(r->pid, &caught, &ignored) < 0)
+  uint64_t caught = 0, ignored = 0, blocked = 0, bit = 1ull << (sig - 1);
+  if (rrv_signal_sets(r->pid, &caught, &ignored, &blocked) < 0)
     return fail(r, "reading the tracee's signal dispositions");
   if (caught & bit) {
     if (r->nheld == RRV_MAX_HELD) {

@@ -116,6 +116,14 @@ def check(trace: Trace, facts: list[dict], whole: set[int] | None = None
         parent = procs[child["parent"]]
         got = forks.get((parent["index"], child["parent_event"]))
         if got is None:
+            # No fork there, in a parent whose every event a replay went through: the trace
+            # says the child was born where nothing could have made it.
+            if trace.complete and (whole is None or parent["index"] in whole):
+                checks += 1
+                found.append(_divergence(
+                    "fork-pid", f"process {child['pid']} was recorded as born at event "
+                    f"{child['parent_event']} of process {parent['pid']}, where no fork "
+                    f"returned a child", (parent, child["parent_event"]), (child, None)))
             continue
         checks += 1
         if got != child["pid"]:

@@ -30,6 +30,9 @@ static void advance(struct rrv_replayer *r) {
   r->event_index++;
 }
 
+/* A signal a trace may name: 1-64. */
+#define RRV_SIGNAL_NUMBER(n) ((n) >= 1 && (n) <= 64)
+
 static int diverge(struct rrv_replayer *r, int kind, const char *fmt, ...) {
   r->div.kind = kind;
   r->div.event_index = r->event_index;
@@ -192,18 +195,25 @@ static int check_pipe_io(struct rrv_replayer *r, const struct rrv_event *ev,
   size_t n = ev->extra_len / sizeof(struct rrv_pipe_io);
   if (!n || n > 2 || ev->extra_len % sizeof(struct rrv_pipe_io))
     return diverge(r, RRV_DIV_TRACE, "bad pipe record");
-  struct rrv_pipe_io io;
-  memcpy(&io, (const uint8_t *)ev + ev->size - RRV_ALIGN8(ev->extra_len), sizeof io);
-  if (io.direction == RRV_PIPE_UNTRACKED) return 0;
-  if (io.direction > RRV_PIPE_UNTRACKED || n != 1 ||
-      (ev->nr != SYS_read && ev->nr != SYS_write && ev->nr != SYS_readv && ev->nr != SYS_writev))
-    return diverge(r, RRV_DIV_TRACE, "bad pipe record");
+  struct rrv_pipe_io io[2];
+  memcpy(io, (const uint8_t *)ev + ev->size - RRV_ALIGN8(ev->extra_len), n * sizeof io[0]);
+  int reads = ev->nr == SYS_read || ev->nr == SYS_readv,
+      writes = ev->nr == SYS_write || ev->nr == SYS_writev;
+  /* As the recorder writes them (tracee.c: pipe_io_of): one record for read and write, of
+   * their direction or untracked; only untracked ones for the others (splice, tee...). */
+  for (size_t i = 0; i < n; i++)
+    if (io[i].direction != RRV_PIPE_UNTRACKED &&
+        !(n == 1 && ((reads && io[i].direction == RRV_PIPE_READ) ||
+                     (writes && io[i].direction == RRV_PIPE_WRITE))))
+      return diverge(r, RRV_DIV_TRACE, "bad pipe record");
+  if ((reads || writes) && n != 1) return diverge(r, RRV_DIV_TRACE, "bad pipe record");
+  if (io[0].direction == RRV_PIPE_UNTRACKED) return 0;
   uint64_t h;
-  if (rrv_pipe_io_hash(r->pid, ev->nr, regs, ev->result, &h) < 0 || h != io.hash) {
-    r->div.expected_value = io.hash;
+  if (rrv_pipe_io_hash(r->pid, ev->nr, regs, ev->result, &h) < 0 || h != io[0].hash) {
+    r->div.expected_value = io[0].hash;
     r->div.found_value = h;
     return diverge(r, RRV_DIV_DATA, "the bytes %s through a pipe differ from the hash the trace "
-                   "holds for them", io.direction == RRV_PIPE_READ ? "read" : "written");
+                   "holds for them", reads ? "read" : "written");
   }
   return 0;
 }
@@ -242,6 +252,9 @@ static int emulate(struct rrv_replayer *r, const struct rrv_event *ev, const str
  * restart after the handler; the signal's delivery stop is then checked as any other. */
 static int replay_signal_at_entry(struct rrv_replayer *r, const struct rrv_event *ev,
                                   const struct rrv_regs *regs) {
+  if (!RRV_SIGNAL_NUMBER(ev->nr) || ev->nr == SIGKILL || ev->nr == SIGSTOP)
+    return diverge(r, RRV_DIV_TRACE, "signal %d cannot be held and delivered at a syscall's "
+                   "entry", ev->nr);
   if ((int64_t)ev->regs.orig_rax != (int64_t)regs->orig_rax) {
     r->div.expected_nr = ev->regs.orig_rax;
     r->div.found_nr = regs->orig_rax;
@@ -474,9 +487,14 @@ static int replay_signal(struct rrv_replayer *r, int sig) {
    * a second one whose default is to do nothing): queued now, so that the kernel delivers it
    * next, where the recording saw it. */
   const struct rrv_event *next = next_event(r);
-  if (next && next->kind == RRV_EVENT_SIGNAL && (next->flags & RRV_EF_AT_SYSCALL_EXIT) &&
-      syscall(SYS_tgkill, r->pid, r->pid, next->nr) < 0)
-    return rfail(r, "queueing the next recorded signal");
+  if (next && next->kind == RRV_EVENT_SIGNAL && (next->flags & RRV_EF_AT_SYSCALL_EXIT)) {
+    if (!RRV_SIGNAL_NUMBER(next->nr)) {
+      advance(r);
+      return diverge(r, RRV_DIV_TRACE, "signal %d is no signal", next->nr);
+    }
+    if (syscall(SYS_tgkill, r->pid, r->pid, next->nr) < 0)
+      return rfail(r, "queueing the next recorded signal");
+  }
   advance(r);
   return 0;
 }
@@ -545,6 +563,24 @@ static int end_at_inexact_death(struct rrv_replayer *r) {
     if (exit->kind != RRV_EVENT_EXIT || !WIFSIGNALED(exit->nr) || WTERMSIG(exit->nr) != ev->nr)
       return diverge(r, RRV_DIV_TRACE, "a fatal signal delivered in user code must be followed "
                      "by the death it caused");
+    int sig = ev->nr;
+    /* Only a signal whose default action ends the process can (SIGKILL has no delivery stop:
+     * its death is an EXIT alone). */
+    if (!RRV_SIGNAL_NUMBER(sig) || sig == SIGKILL || sig == SIGSTOP || sig == SIGTSTP ||
+        sig == SIGTTIN || sig == SIGTTOU || sig == SIGCHLD || sig == SIGURG ||
+        sig == SIGWINCH || sig == SIGCONT)
+      return diverge(r, RRV_DIV_TRACE, "signal %d cannot be a fatal signal delivered in user "
+                     "code", sig);
+    /* ...and only one the process neither handles, ignores nor blocks: here, as recorded. */
+    uint64_t caught = 0, ignored = 0, blocked = 0, bit = 1ull << (sig - 1);
+    if (rrv_signal_sets(r->pid, &caught, &ignored, &blocked) < 0)
+      return rfail(r, "reading the tracee's signal dispositions");
+    if ((caught | ignored | blocked) & bit) {
+      r->div.expected_nr = sig;
+      return diverge(r, RRV_DIV_SIGNAL, "the recording says signal %d killed the process in "
+                     "user code, but here the process %s it", sig,
+                     caught & bit ? "handles" : ignored & bit ? "ignores" : "blocks");
+    }
     advance(r);
     ev = cur_event(r);
   }

@@ -3,7 +3,7 @@
 fork events, processes.jsonl, per-process frames and checkpoints. Each must end in one clear
 line and exit 2 (or a `trace-error` segment), a divergence, or a cross-process divergence:
 never a traceback, an "internal error", a write outside the replayed process, or "verified"
-for a trace that lies. Bugs still open are strict xfails."""
+for a trace that lies."""
 from __future__ import annotations
 
 import copy
@@ -225,8 +225,6 @@ def test_a_pipe_record_on_a_syscall_that_moves_no_pipe_bytes(signalled, tmp_path
     replay_rc(trace, 2, f"event {ev.index}: bad pipe record")
 
 
-@pytest.mark.xfail(strict=True, reason="check_pipe_io accepts a WRITE record on a read(): the "
-                   "pipe then has two writers and no reader, and pipe-data never runs for it")
 def test_a_read_recorded_as_a_pipe_write_is_a_trace_error(signalled, tmp_path):
     trace = fresh(signalled, tmp_path)
     ev = pipe_read(trace)
@@ -246,23 +244,24 @@ def exit_signal(trace) -> E.Event:
                 e.flags & E.EF_AT_SYSCALL_EXIT and e.nr == signal.SIGUSR1)
 
 
-@pytest.mark.parametrize("signo, detail", [
-    (0, "was delivered at the entry of a different syscall"),
-    (signal.SIGKILL, "event-kind"),
-    (signal.SIGSTOP, "delivered to a handler in the recording, without in replay"),
-    (signal.SIGUSR2, "delivered to a handler in the recording, without in replay"),
-])
-def test_an_entry_signal_the_process_does_not_handle_diverges(signalled, tmp_path, signo,
-                                                              detail):
+def test_an_entry_signal_the_process_does_not_handle_diverges(signalled, tmp_path):
     trace = fresh(signalled, tmp_path)
-    edit_at(trace, entry_signal(trace), setter(nr=signo))
-    replay_rc(trace, 1, "divergence at event", detail)
+    edit_at(trace, entry_signal(trace), setter(nr=signal.SIGUSR2))
+    replay_rc(trace, 1, "divergence at event",
+              "delivered to a handler in the recording, without in replay")
     check_ok(trace)
 
 
-@pytest.mark.xfail(strict=True, reason="replay_signal_at_entry resumes with ev->nr unchecked: "
-                   "PTRACE_CONT with signal 65 fails, 'replay: resuming the tracee: "
-                   "Input/output error', and verify calls the segment an error")
+@pytest.mark.parametrize("signo", [0, signal.SIGKILL, signal.SIGSTOP])
+def test_an_entry_signal_that_cannot_be_held_is_a_trace_error(signalled, tmp_path, signo):
+    """No signal 0; SIGKILL and SIGSTOP are never held (no handler, no delivery stop)."""
+    trace = fresh(signalled, tmp_path)
+    ev = entry_signal(trace)
+    edit_at(trace, ev, setter(nr=signo))
+    replay_rc(trace, 2, f"event {ev.index}", f"signal {signo} cannot be held")
+    check_ok(trace)
+
+
 def test_an_entry_signal_numbered_65_is_a_trace_error(signalled, tmp_path):
     trace = fresh(signalled, tmp_path)
     ev = entry_signal(trace)
@@ -273,9 +272,6 @@ def test_an_entry_signal_numbered_65_is_a_trace_error(signalled, tmp_path):
     assert rc == 1 and [s["status"] for s in bad_segments(report)] == ["trace-error"]
 
 
-@pytest.mark.xfail(strict=True, reason="the tgkill that queues the next AT_SYSCALL_EXIT signal "
-                   "takes its number unchecked: 'replay: queueing the next recorded signal: "
-                   "Invalid argument', naming neither the trace nor the event")
 def test_a_following_signal_numbered_65_is_a_trace_error(signalled, tmp_path):
     trace = fresh(signalled, tmp_path)
     first = exit_signal(trace)
@@ -407,9 +403,6 @@ def test_a_fatal_signal_cut_is_replayed_as_an_inexact_death(signalled, tmp_path)
     replay_rc(trace, 0, "verified")
 
 
-@pytest.mark.xfail(strict=True, reason="end_at_inexact_death checks only that the EXIT is a "
-                   "death by the SIGNAL's number: a signal that cannot kill (SIGCHLD, 65), one "
-                   "with no delivery stop (SIGKILL), or one the process handles is 'verified'")
 @pytest.mark.parametrize("signo", [signal.SIGCHLD, 65, signal.SIGKILL, signal.SIGUSR1])
 def test_an_impossible_fatal_signal_is_not_verified(signalled, tmp_path, signo):
     trace = fresh(signalled, tmp_path)
@@ -569,11 +562,16 @@ def test_an_extra_process_with_no_events(forked, tmp_path):
 
 @pytest.mark.parametrize("parent_event", [10**6, 2**64 - 1])
 def test_a_parent_event_past_the_parents_stream(forked, tmp_path, parent_event):
-    """Not checked by the reader (trace-format.md §1.1): the fork-pid check has no fact to
-    compare and does not run; nothing crashes."""
+    """Not checked by the reader (trace-format.md §1.1): a child born where its whole parent
+    made no fork is a fork-pid divergence (docs/checks.md §13.2); nothing crashes."""
     trace = fresh(forked, tmp_path)
     edit_lines(trace, "processes.jsonl", set_row(1, parent_event=parent_event))
-    out = replay_rc(trace, 0, "verified: 2 processes")
+    replay_rc(trace, 1, "cross-process divergence (fork-pid)",
+              f"recorded as born at event {parent_event} of process",
+              "where no fork returned a child")
+    rc, report = verify_report(trace, tmp_path)
+    assert rc == 1 and report["totals"]["verified"] == report["totals"]["segments"]
+    assert [d["check"] for d in report["cross_process"]] == ["fork-pid"]
     check_ok(trace)
     assert run_cli("info", trace).returncode == 0
 

@@ -23,6 +23,7 @@ int rrv_digest_iovecs(int pid, uint64_t iov_addr, uint64_t iovcnt, uint64_t tota
                       uint64_t *digest, int echo_fd);
 int rrv_digest_range(int pid, uint64_t addr, uint64_t len, uint64_t *digest, int echo_fd);
 uint64_t rrv_now_ns(void);
+int rrv_signal_sets(int pid, uint64_t *caught, uint64_t *ignored, uint64_t *blocked);
 int rrv_pipe_io_hash(int pid, int64_t nr, const struct rrv_regs *a, int64_t result, uint64_t *h);
 int rrv_is_rdtsc(int pid, uint64_t rip, int *is_rdtscp);
 int rrv_signal_frame(int pid, const struct rrv_regs *regs, int sig, uint64_t ranges[2][2]);

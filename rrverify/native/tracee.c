@@ -568,6 +568,23 @@ int rrv_signal_frame(int pid, const struct rrv_regs *regs, int sig, uint64_t ran
   return 2;
 }
 
+/* The signals pid handles (SigCgt), ignores (SigIgn) and blocks (SigBlk): /proc/PID/status. */
+int rrv_signal_sets(int pid, uint64_t *caught, uint64_t *ignored, uint64_t *blocked) {
+  char path[64], line[256];
+  snprintf(path, sizeof path, "/proc/%d/status", pid);
+  FILE *f = fopen(path, "re");
+  if (!f) return -1;
+  int found = 0;
+  while (fgets(line, sizeof line, f)) {
+    unsigned long long v;
+    if (sscanf(line, "SigCgt: %llx", &v) == 1) *caught = v, found |= 1;
+    if (sscanf(line, "SigIgn: %llx", &v) == 1) *ignored = v, found |= 2;
+    if (sscanf(line, "SigBlk: %llx", &v) == 1) *blocked = v, found |= 4;
+  }
+  fclose(f);
+  return found == 7 ? 0 : -1;
+}
+
 int rrv_get_sigmask(int pid, uint64_t *mask) {
   return ptrace(PTRACE_GETSIGMASK, pid, (void *)sizeof *mask, mask);
 }
