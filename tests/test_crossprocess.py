@@ -91,12 +91,14 @@ def test_edited_fork_result_is_a_cross_process_divergence(forgetful, tmp_path):
     assert "returned 4242, but the child recorded there is" in div["detail"]
 
 
-def test_edited_pipe_data_is_a_cross_process_divergence(tmp_path):
+def test_edited_pipe_data_is_a_cross_process_divergence(programs, tmp_path):
     """The reader's recorded bytes (and the hash the trace holds for them, so its own replay
-    is consistent with the edit) are no longer what the writer wrote."""
+    is consistent with the edit: it forgets what it read) are no longer what the writer
+    wrote: every segment verifies, and only the cross-process check can tell."""
     from rrverify.replayer.crossprocess import poly_concat
     trace = tmp_path / "t"
-    assert record(trace, "/bin/sh", "-c", "printf hello | wc -c").returncode == 0
+    assert record(trace, "/bin/sh", "-c",
+                  f"printf hello | {programs['pipe_sink']}").returncode == 0
     rc, report = verify_json(trace, tmp_path)
     assert rc == 0 and report["totals"]["cross_process_checks"] >= 5   # 2 forks, 2 waits, 1 pipe
     edits = []
@@ -116,6 +118,7 @@ def test_edited_pipe_data_is_a_cross_process_divergence(tmp_path):
     assert len(edits) == 1
     rc, report = verify_json(trace, tmp_path)
     assert rc == 1
+    assert report["totals"]["verified"] == report["totals"]["segments"]
     [div] = [d for d in report["cross_process"] if d["check"] == "pipe-data"]
     assert "the 5 bytes process" in div["detail"] and "read from pipe" in div["detail"]
     assert div["processes"][1]["process"] == edits[0]

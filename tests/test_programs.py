@@ -27,6 +27,7 @@ EXPECT = {
     "read_then_exit": {"args": ["/etc/passwd"]},
     "fork_child": {"processes": 2},
     "wait_forget": {"processes": 2},
+    "pipe_sink": {"args": []},
     "shared_turns": {"processes": 2},
     "shared_spin": {"record": "unsupported"},       # test_shared_memory.py
     "shm_two_mappers": {"record": "unsupported"},
