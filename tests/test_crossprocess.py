@@ -142,3 +142,28 @@ def test_a_pipe_data_edit_alone_is_caught_by_replay(tmp_path):
     [bad] = [s for s in report["segments"] if s["status"] != "verified"]
     assert bad["status"] == "diverged"
     assert "read through a pipe differ from the hash" in bad["divergence"]["detail"]
+
+
+def test_a_waitid_status_is_checked_against_the_child_s_exit(programs, tmp_path):
+    """waitid reports the end in a siginfo: the wait-status check reads it there; an edited
+    si_status is a divergence naming both processes."""
+    trace = tmp_path / "t"
+    rec = record(trace, programs["waitid_child"])
+    assert rec.returncode == 0 and rec.stdout == b"code exited, status 3\n"
+    rc, report = verify_json(trace, tmp_path)
+    assert rc == 0 and report["totals"]["cross_process_checks"] == 2   # the fork, the waitid
+
+    def edit(ev):
+        if ev.process == 0 and ev.kind == E.SYSCALL and ev.nr == NUMBERS["waitid"]:
+            for w in ev.writes:
+                if w.addr == ev.regs["rdx"]:
+                    fields = list(struct.unpack_from("<7i", w.data))
+                    assert fields[6] == 3
+                    fields[6] = 4
+                    w.data = struct.pack("<7i", *fields) + w.data[28:]
+        return ev
+    rewrite_events(trace, edit)
+    rc, report = verify_json(trace, tmp_path)
+    assert rc == 1
+    [div] = [d for d in report["cross_process"] if d["check"] == "wait-status"]
+    assert "got exited 4, but that child's recorded end is exited 3" in div["detail"]

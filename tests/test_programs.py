@@ -28,6 +28,7 @@ EXPECT = {
     "fork_child": {"processes": 2},
     "wait_forget": {"processes": 2},
     "pipe_sink": {"args": []},
+    "waitid_child": {"processes": 2},
     "shared_turns": {"processes": 2},
     "shared_spin": {"record": "unsupported"},       # test_shared_memory.py
     "shm_two_mappers": {"record": "unsupported"},
