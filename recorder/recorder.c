@@ -348,6 +348,15 @@ static void event_abort(struct rrv_recorder *r) {
 
 static int fail(struct rrv_recorder *r, const char *what);
 
+/* A process is gone: out of the session's alive[] (its last entry moves into its place). */
+static void session_forget(struct rrv_session *s, int index) {
+  for (int k = 0; k < s->live; k++)
+    if (s->alive[k] == index) {
+      s->alive[k] = s->alive[--s->live];
+      return;
+    }
+}
+
 /* Processes that share writable memory run user code one at a time: the one holding the
  * session's token. A member gives the token up as it goes into the kernel (its shared mappings
  * are hashed then) and needs it back at the syscall's exit stop, where what the others changed
@@ -388,7 +397,7 @@ static int record_exit(struct rrv_recorder *r, int status) {
     r->gone = 1;
     r->need_resume = 0;
     leave_sharing(r);
-    if (r->session) r->session->live--;
+    if (r->session) session_forget(r->session, r->index);
     rrv_forget_mem();
   }
   size_t ev = event_begin(r, RRV_EVENT_EXIT, status, NULL);
@@ -729,8 +738,8 @@ static int refuse_shared_with_another(struct rrv_recorder *r, int fd, int writab
   ssize_t n = readlink(path, target, sizeof target - 1);
   target[n > 0 ? n : 0] = 0;
   struct rrv_session *s = r->session;
-  for (int i = 0; s && i < s->nprocs; i++) {
-    struct rrv_recorder *other = s->procs[i];
+  for (int k = 0; s && k < s->live; k++) {
+    struct rrv_recorder *other = s->procs[s->alive[k]];
     if (!other || other == r || other->gone || (other->shared_member && r->shared_member))
       continue;
     int other_maps = maps_shared_object(other->pid, st.st_dev, st.st_ino, NULL);
@@ -1132,8 +1141,8 @@ static int wait_any(struct rrv_session *s, int *status, uint64_t deadline_ns) {
 }
 
 static int find_process(const struct rrv_session *s, int pid) {
-  for (int i = s->nprocs - 1; i >= 0; i--)
-    if (s->procs[i] && !s->procs[i]->gone && s->procs[i]->pid == pid) return i;
+  for (int k = 0; k < s->live; k++)
+    if (s->procs[s->alive[k]]->pid == pid) return s->alive[k];
   return -1;
 }
 
@@ -1143,6 +1152,9 @@ int rrv_session_add(struct rrv_session *s, struct rrv_recorder *r) {
     struct rrv_recorder **procs = realloc(s->procs, cap * sizeof *procs);
     if (!procs) return -1;
     s->procs = procs;
+    int *alive = realloc(s->alive, cap * sizeof *alive);
+    if (!alive) return -1;
+    s->alive = alive;
     s->cap = cap;
   }
   if (!s->nprocs) s->token_holder = -1;
@@ -1151,7 +1163,7 @@ int rrv_session_add(struct rrv_session *s, struct rrv_recorder *r) {
   r->need_resume = 1;
   if (s->serialize) r->shared_member = 1;
   s->procs[s->nprocs++] = r;
-  s->live++;
+  s->alive[s->live++] = r->index;
   if (!s->held_timeout_ns) s->held_timeout_ns = 2000000000ull;
   return 0;
 }
@@ -1177,7 +1189,7 @@ int rrv_session_adopt(struct rrv_session *s, struct rrv_recorder *child, int pid
     if (rrv_session_add(s, child)) return -1;
     child->gone = 1;
     child->need_resume = 0;
-    s->live--;
+    session_forget(s, child->index);
     return -2;
   }
   child->program_tsc_mode = parent->program_tsc_mode;
@@ -1225,7 +1237,9 @@ void rrv_session_free(struct rrv_session *s) {
   if (s->timer_ready) timer_delete(*(timer_t *)s->timer);
   free(s->timer);
   free(s->procs);
+  free(s->alive);
   s->procs = NULL;
+  s->alive = NULL;
   s->timer = NULL;
   s->timer_ready = 0;
 }
@@ -1236,9 +1250,9 @@ void rrv_session_free(struct rrv_session *s) {
 /* The token is free: the member that has waited longest gets it. Returns 0 or an RRV_STOP_*. */
 static int grant_token(struct rrv_session *s) {
   struct rrv_recorder *next = NULL;
-  for (int i = 0; i < s->nprocs; i++) {
-    struct rrv_recorder *r = s->procs[i];
-    if (r && !r->gone && r->awaiting_token &&
+  for (int k = 0; k < s->live; k++) {
+    struct rrv_recorder *r = s->procs[s->alive[k]];
+    if (r->awaiting_token &&
         (!next || r->token_wait_since_ns < next->token_wait_since_ns))
       next = r;
   }
@@ -1258,9 +1272,11 @@ int rrv_session_run(struct rrv_session *s) {
       int rc = grant_token(s);
       if (rc) return rc;
     }
-    for (int i = 0; i < s->nprocs; i++) {
+    /* Backwards: a process that ends here leaves alive[], and the last entry (one already
+     * seen) takes its place. */
+    for (int k = s->live - 1; k >= 0; k--) {
+      int i = s->alive[k];
       struct rrv_recorder *r = s->procs[i];
-      if (!r || r->gone) continue;
       if (r->nheld && (!deadline || r->held_since_ns + s->held_timeout_ns < deadline))
         deadline = r->held_since_ns + s->held_timeout_ns;
       if (r->awaiting_token &&
@@ -1286,9 +1302,10 @@ int rrv_session_run(struct rrv_session *s) {
     }
     if ((n & 63) == 63) {
       uint64_t now = rrv_now_ns();
-      for (int i = 0; i < s->nprocs; i++) {
+      for (int k = 0; k < s->live; k++) {
+        int i = s->alive[k];
         struct rrv_recorder *r = s->procs[i];
-        if (r && r->buffered_events && !r->delivering && now - r->last_flush_ns > 200000000ull) {
+        if (r->buffered_events && !r->delivering && now - r->last_flush_ns > 200000000ull) {
           r->last_flush_ns = now;
           s->current = i;
           return RRV_STOP_FLUSH;
@@ -1302,9 +1319,10 @@ int rrv_session_run(struct rrv_session *s) {
       return RRV_STOP_ERROR;
     }
     if (pid == 0) {   /* a held signal or the token waited too long: no syscall comes */
-      for (int i = 0; i < s->nprocs; i++) {
+      for (int k = 0; k < s->live; k++) {
+        int i = s->alive[k];
         struct rrv_recorder *r = s->procs[i];
-        if (!r || r->gone || !r->awaiting_token ||
+        if (!r->awaiting_token ||
             rrv_now_ns() < r->token_wait_since_ns + s->held_timeout_ns || s->token_holder < 0)
           continue;
         struct rrv_recorder *holder = s->procs[s->token_holder];
@@ -1320,9 +1338,10 @@ int rrv_session_run(struct rrv_session *s) {
                  s->held_timeout_ns / 1e9, r->pid);
         return RRV_STOP_UNSUPPORTED;
       }
-      for (int i = 0; i < s->nprocs; i++) {
+      for (int k = 0; k < s->live; k++) {
+        int i = s->alive[k];
         struct rrv_recorder *r = s->procs[i];
-        if (!r || r->gone || !r->nheld || rrv_now_ns() < r->held_since_ns + s->held_timeout_ns)
+        if (!r->nheld || rrv_now_ns() < r->held_since_ns + s->held_timeout_ns)
           continue;
         s->current = i;
         r->stop_what = RRV_UNSUP_HELD_SIGNAL;

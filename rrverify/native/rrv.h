@@ -214,7 +214,8 @@ struct rrv_session {    /* every process of a recording, run concurrently by one
   int current;          /* the index of the process the last stop concerns */
   int nprocs, cap;
   struct rrv_recorder **procs;   /* by index; owned by the Python driver */
-  int live;             /* processes not yet gone */
+  int live;             /* processes not yet gone: the first `live` entries of alive[] */
+  int *alive;           /* their indexes (a build may have run thousands before) */
   int new_pid;          /* NEW_PROCESS: the child born to `current` */
   uint64_t new_flags;   /* its clone flags (CLONE_VM, CLONE_VFORK, ...) */
   uint64_t held_timeout_ns;  /* a handled signal held longer, or a process waiting longer
