@@ -47,6 +47,12 @@ def exit_of(status: int) -> tuple[str, int]:
     return "other", status
 
 
+def _a_fact(kind: int, flags: int, nr: int) -> bool:
+    """Can an event with this header hold a fact (segment_facts decodes only those)?"""
+    return kind == E.EXIT or kind == E.SYSCALL and (
+        flags & E.EF_PIPE or nr in FORKS or nr in (WAIT4, WAITID))
+
+
 def segment_facts(trace: Trace, process: int, first: int, end: int) -> dict:
     """What events [first, end) of process's stream say about other processes."""
     forks, waits, exits, pipes = [], [], [], []
@@ -54,7 +60,7 @@ def segment_facts(trace: Trace, process: int, first: int, end: int) -> dict:
     for frame in stream.frames:
         if frame.first_event + frame.events <= first or frame.first_event >= end:
             continue
-        for ev in E.iter_events(stream.read_frame(frame), frame.first_event):
+        for ev in E.iter_events_where(stream.read_frame(frame), frame.first_event, _a_fact):
             if not first <= ev.index < end:
                 continue
             if ev.kind == E.SYSCALL and ev.flags & E.EF_PIPE and ev.result > 0:

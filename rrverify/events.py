@@ -114,6 +114,25 @@ def iter_events(buf: bytes | memoryview, first_index: int = 0):
         index += 1
 
 
+PREFIX = struct.Struct("<IBBHii")     # size, kind, flags, nwrites, tid, nr: HEADER's start
+
+
+def iter_events_where(buf: bytes | memoryview, first_index: int, wanted):
+    """The events for which wanted(kind, flags, nr) holds, decoded; the others only stepped
+    over (their headers read, nothing else: a scan of a long stream for a few of them)."""
+    pos, index = 0, first_index
+    while pos < len(buf):
+        if pos + HEADER.size > len(buf):
+            raise TraceError(f"event {index} is truncated")
+        size, kind, flags, _nwrites, _tid, nr = PREFIX.unpack_from(buf, pos)
+        if size < HEADER.size or size % 8 or pos + size > len(buf):
+            decode_at(buf, pos, index)      # raises, saying what is wrong
+        if wanted(kind, flags, nr):
+            yield decode_at(buf, pos, index)
+        pos += size
+        index += 1
+
+
 def _pad(data: bytes) -> bytes:
     return data + b"\0" * (align8(len(data)) - len(data))
 

@@ -612,13 +612,14 @@ class Trace:
         trace from rrverify's recorder, except a child killed before it ever ran (its stream
         is its exit alone). An interrupted recording may leave a child's events without its
         birth checkpoint."""
+        from .events import EXIT
         with_checkpoint = {c["process"] for c in self.segments}
         out = []
         for p in self.processes:
             s = self.stream(p["index"])
             if p["index"] in with_checkpoint or s.event_count == 0:
                 continue
-            if s.event_count == 1 and next(s.events()).kind == 5:     # EXIT
+            if s.event_count == 1 and next(s.events()).kind == EXIT:
                 continue
             out.append(p)
         return out
