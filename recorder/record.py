@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 
 from .. import events as E
-from .. import exec_image, host
+from .. import exec_image, host, preload
 from .._native import ffi, lib
 from ..checkpoints.capture import UnchangedPages, capture
 from ..checkpoints.model import TRAPS
@@ -20,7 +20,7 @@ from ..checkpoints.pages import PageStoreWriter
 from ..errors import NativeError, TraceeDied, UnsupportedError, UsageError
 from ..trace import TraceWriter
 from ..tracee import CallbackTarget, choose_cpu, current_rlimits, getregs, spawn
-from . import syscalls
+from . import patch, syscalls
 
 RECORDER_VERSION = 1
 DEFAULT_CHECKPOINT_EVERY = 20000       # events
@@ -170,6 +170,10 @@ class Recorder(CallbackTarget):
         kernel mapped. The checkpoint taken right after holds everything else."""
         pid = proc.pid
         proc.gadget = exec_image.patch_vdso(pid)
+        if proc.state.syscallbuf_allowed:
+            err = ffi.new("char[256]")
+            if lib.rrv_map_syscall_page(pid, proc.gadget, err, 256) < 0:
+                raise NativeError(f"pid {pid}: {ffi.string(err).decode(errors='replace')}")
         proc.unchanged = UnchangedPages()       # a new address space
         try:
             proc.execs.append(os.readlink(f"/proc/{pid}/exe"))
@@ -249,27 +253,46 @@ def unsupported_reason(state) -> str:
     return f"unsupported syscall {nr} ({syscalls.name_of(nr)}): {what}"
 
 
+def tracee_env(syscallbuf: bool) -> list[str]:
+    """The recorded command's environment: the recorder's, with the preload added in front
+    of any LD_PRELOAD of the user's when syscalls are buffered."""
+    env = dict(os.environ)
+    if syscallbuf:
+        theirs = env.get("LD_PRELOAD", "")
+        env["LD_PRELOAD"] = f"{preload.LIBRARY} {theirs}".strip()
+        key, _, value = preload.ENV_MARKER.partition("=")
+        env[key] = value
+    return [f"{k}={v}" for k, v in env.items()]
+
+
 def build_manifest(argv: list[str], exe: str, cpu: int, every: int, interval: float,
-                   serialize: bool = False, tracee_cpus: str = DEFAULT_TRACEE_CPUS) -> dict:
+                   serialize: bool = False, tracee_cpus: str = DEFAULT_TRACEE_CPUS,
+                   syscallbuf: bool = True) -> dict:
     return {
         "command": argv, "exe": exe,
-        "env": [f"{k}={v}" for k, v in os.environ.items()],
+        "env": tracee_env(syscallbuf),
         # Every CPU's APIC id: a process may move itself (taskset) whatever tracee_cpus says.
         "cwd": os.getcwd(), "host": host.describe(), "rlimits": current_rlimits(),
         "recorder": {"version": RECORDER_VERSION, "cpu": cpu,
                      "syscalls_known": len(syscalls.TABLE),
                      "checkpoint_every": every, "checkpoint_interval": interval,
-                     "serialize": serialize, "tracee_cpus": tracee_cpus},
+                     "serialize": serialize, "tracee_cpus": tracee_cpus,
+                     "syscallbuf": syscallbuf},
         "started": time.time(),
     }
 
 
 def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
            checkpoint_interval: float = DEFAULT_CHECKPOINT_INTERVAL, serialize: bool = False,
-           tracee_cpus: str = DEFAULT_TRACEE_CPUS) -> RecordResult:
+           tracee_cpus: str = DEFAULT_TRACEE_CPUS, syscallbuf: bool = True) -> RecordResult:
     """tracee_cpus: "tracer" keeps every process on the tracer's CPU (the cheapest ptrace stops,
     no parallelism), "all" lets them run on every CPU this process may use (bench/
-    multiprocess.py measures both). serialize: one process runs at a time, as rr does."""
+    multiprocess.py measures both). serialize: one process runs at a time, as rr does.
+    syscallbuf: common syscalls are buffered by the preload, without a ptrace stop (False:
+    rrverify record --no-syscallbuf, two stops for every syscall)."""
+    if syscallbuf and not preload.available():
+        raise NativeError(f"record: the preload library {preload.LIBRARY} is missing (reinstall "
+                          f"rrverify, or record with --no-syscallbuf)")
     if tracee_cpus not in TRACEE_CPUS:
         raise UsageError(f"record: --tracee-cpus must be one of {', '.join(TRACEE_CPUS)}")
     exe = resolve_program(argv[0])
@@ -277,7 +300,8 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
     allowed = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {cpu})   # this thread: the manifest's CPUID is the recording core's
     writer = TraceWriter(trace_dir, build_manifest(
-        argv, exe, cpu, checkpoint_every, checkpoint_interval, serialize, tracee_cpus),
+        argv, exe, cpu, checkpoint_every, checkpoint_interval, serialize, tracee_cpus,
+        syscallbuf),
         avoid_cpu=cpu)
     rec = Recorder(writer)
     session = ffi.new("struct rrv_session *")
@@ -289,7 +313,7 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
     t0 = time.monotonic()
     # Orphans of the tree are re-parented to the recorder, which goes on recording them.
     libc_prctl(PR_SET_CHILD_SUBREAPER, 1)
-    pid = spawn(exe, argv, writer.manifest["env"], cwd=None, cpu=cpu)
+    pid = spawn(exe, argv, writer.manifest["env"], cwd=None, cpu=cpu, syscallbuf=syscallbuf)
     if tracee_cpus == "all":
         os.sched_setaffinity(pid, allowed)      # its children inherit it
     STOP.pids = {pid}
@@ -302,6 +326,7 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
         state.handle = rec.handle
         state.checkpoint_every = checkpoint_every
         state.checkpoint_interval_ns = int(checkpoint_interval * 1e9)
+        state.syscallbuf_allowed = int(syscallbuf)
         return state
 
     def add_process(pid: int, state, parent: RecordedProcess | None) -> RecordedProcess:
@@ -361,6 +386,16 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
                 return f"{what[:i]} in process {proc.pid}{what[i:]}"
         return f"{what} (in process {proc.pid})"
 
+    def patch_site(proc: RecordedProcess) -> int:
+        """A bufferable syscall at a site not seen before: patched into a jump to a stub, or
+        kept. Returns 0 or the stop the native recorder met doing it."""
+        found = patch.decide(proc.pid, proc.state)
+        if found is None:
+            lib.rrv_record_keep_site(proc.state)
+            return 0
+        return lib.rrv_record_patch_site(proc.state, found.jump, len(found.jump), found.stub,
+                                         len(found.stub))
+
     try:
         err = ffi.new("char[256]")
         if lib.rrv_run_initial_exec(pid, err, 256) < 0:
@@ -385,6 +420,11 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
                 reason = failure(proc, str(e))
                 raise UnsupportedError(f"record: {reason}; trace left incomplete at "
                                        f"{trace_dir}") from None
+            if stop == lib.RRV_STOP_PATCH_SITE:
+                stop = patch_site(proc)
+                drain()
+                if stop == 0:
+                    continue
             if stop == lib.RRV_STOP_FLUSH:
                 writer.cut_frame()
             elif stop == lib.RRV_STOP_CHECKPOINT:

@@ -89,6 +89,123 @@ static int capture(struct rrv_recorder *r, size_t start, uint64_t addr, uint64_t
   return 0;
 }
 
+/* Append a write of `len` bytes the recorder has in hand (not read from the tracee). */
+static int event_add_write(struct rrv_recorder *r, size_t start, uint64_t addr, const void *data,
+                           uint32_t len) {
+  if (ensure_room(r, sizeof(struct rrv_write) + RRV_ALIGN8(len))) return -1;
+  struct rrv_write *w = (struct rrv_write *)(r->buf + r->len);
+  w->addr = addr;
+  w->len = len;
+  w->how = RRV_WRITE_INLINE;
+  memset(r->buf + r->len + sizeof *w, 0, RRV_ALIGN8(len));
+  memcpy(r->buf + r->len + sizeof *w, data, len);
+  r->len += sizeof *w + RRV_ALIGN8(len);
+  event_at(r, start)->nwrites++;
+  return 0;
+}
+
+static int fail(struct rrv_recorder *r, const char *what);
+
+/* The syscalls a process buffered since its last flush become one FLUSH event, before the
+ * event of the stop it is at (only stops that record an event flush: replay flushes at the
+ * same ones). Each record is copied as the preload wrote it, except that the bytes a write
+ * sent become their digest (and the hash of a pipe's bytes, as for a traced write), and the
+ * buffer is emptied, by a write the event carries so that replay empties it too. */
+static int syscallbuf_flush(struct rrv_recorder *r) {
+  static uint8_t in[RRV_SYSCALLBUF_SIZE];
+  static uint32_t at[RRV_SYSCALLBUF_SIZE / sizeof(struct rrv_buffered_syscall) + 1];
+  const size_t hdr = sizeof(struct rrv_syscallbuf_hdr);
+  uint32_t n = 0;
+  if (!r->syscallbuf) return 0;
+  if (rrv_read_mem(r->pid, r->syscallbuf, &n, sizeof n) != sizeof n)
+    return fail(r, "reading the syscall buffer");
+  if (!n) return 0;
+  char why[160];
+  if (n > RRV_SYSCALLBUF_SIZE - hdr || rrv_read_mem(r->pid, r->syscallbuf + hdr, in, n) != n) {
+    snprintf(r->message, sizeof r->message, "its syscall buffer at 0x%llx says it holds %u "
+             "bytes of records, more than it can", (unsigned long long)r->syscallbuf, n);
+    return RRV_STOP_ERROR;
+  }
+  uint32_t count = 0;
+  for (size_t pos = 0; pos < n; count++) {
+    size_t size = buffered_record_size(in + pos, n - pos, 1, why, sizeof why);
+    if (!size) {
+      snprintf(r->message, sizeof r->message, "buffered syscall %u of its syscall buffer is "
+               "malformed: %s", count, why);
+      return RRV_STOP_ERROR;
+    }
+    at[count] = pos;
+    pos += size;
+  }
+  size_t ev = event_begin(r, RRV_EVENT_FLUSH, count, NULL);
+  if (ev == (size_t)-1) return fail(r, "out of memory");
+  event_at(r, ev)->result = n;
+  event_at(r, ev)->aux = r->syscallbuf;
+  uint8_t zero[16] = {0};   /* num_rec_bytes and io_fds */
+  if (event_add_write(r, ev, r->syscallbuf, zero, sizeof zero)) return fail(r, "out of memory");
+  if (ensure_room(r, n + (size_t)count * sizeof(struct rrv_pipe_io))) return fail(r, "out of memory");
+  size_t extra = r->len;
+  for (uint32_t i = 0; i < count; i++) {
+    const uint8_t *p = in + at[i];
+    const struct rrv_buffered_syscall *rec = (const struct rrv_buffered_syscall *)p;
+    struct rrv_buffered_syscall *out = (struct rrv_buffered_syscall *)(r->buf + r->len);
+    *out = *rec;
+    out->nwrites = 0;
+    out->flags = 0;
+    out->sent_digest = 0;
+    size_t o = sizeof *out, q = sizeof *rec;
+    uint64_t poly = 0;
+    for (unsigned k = 0; k < rec->nwrites; k++) {
+      const struct rrv_write *w = (const struct rrv_write *)(p + q);
+      const uint8_t *data = p + q + sizeof *w;
+      if (w->how == RRV_WRITE_SENT) {
+        out->sent_digest = sent_digest_update(out->sent_digest, data, w->len);
+        out->flags |= RRV_BF_SENT;
+      } else {
+        memcpy(r->buf + r->len + o, w, sizeof *w + RRV_ALIGN8((size_t)w->len));
+        o += sizeof *w + RRV_ALIGN8((size_t)w->len);
+        out->nwrites++;
+      }
+      poly = rrv_poly_hash(poly, data, w->len);
+      q += sizeof *w + RRV_ALIGN8((size_t)w->len);
+    }
+    int moves = rec->nr == SYS_read || rec->nr == SYS_readv || rec->nr == SYS_write ||
+                rec->nr == SYS_writev;
+    /* The fd is still what it was: closing an fd a record moved data through is not buffered
+     * (the preload's io_fds). */
+    uint64_t pipe = moves && rec->result > 0 ? pipe_of(r->pid, (int)rec->args[0]) : 0;
+    if (pipe) {
+      struct rrv_pipe_io io = {pipe, poly, rec->nr == SYS_read || rec->nr == SYS_readv ?
+                                               RRV_PIPE_READ : RRV_PIPE_WRITE, 0};
+      memcpy(r->buf + r->len + o, &io, sizeof io);
+      o += sizeof io;
+      out->flags |= RRV_BF_PIPE;
+    }
+    if (rec->nr == SYS_close && rec->result == 0 && rec->args[0] < sizeof r->self_mem_fds)
+      r->self_mem_fds[rec->args[0]] = 0;
+    out->size = o;
+    r->len += o;
+  }
+  event_at(r, ev)->extra_len = r->len - extra;
+  event_end(r, ev);
+  if (rrv_write_mem(r->pid, r->syscallbuf, zero, sizeof zero) != sizeof zero)
+    return fail(r, "emptying the syscall buffer");
+  r->buffered_syscalls += count;
+  r->flushes++;
+  return 0;
+}
+
+/* Set (or clear) flags of the process's buffer header; recorded by whoever calls. */
+static int syscallbuf_set_flags(struct rrv_recorder *r, uint32_t set, uint32_t clear,
+                                uint32_t *before) {
+  uint32_t flags;
+  uint64_t at = r->syscallbuf + offsetof(struct rrv_syscallbuf_hdr, flags);
+  if (rrv_read_mem(r->pid, at, &flags, 4) != 4) return -1;
+  if (before) *before = flags;
+  flags = (flags | set) & ~clear;
+  return rrv_write_mem(r->pid, at, &flags, 4) == 4 ? 0 : -1;
+}
+
 static uint32_t tracee_u32(int pid, uint64_t addr) {
   uint32_t v = 0;
   if (addr) rrv_read_mem(pid, addr, &v, 4);
@@ -563,9 +680,18 @@ static int begin_fork(struct rrv_recorder *r, int64_t nr, const struct rrv_regs 
     return unsupported(r, nr, "%s with CLONE_UNTRACED or CLONE_PTRACE (a child the recorder "
                        "would not follow)", name);
   uint64_t lo, hi;
-  if (!(flags & RRV_CLONE_VM) && shared_writable_mapping(r->pid, &lo, &hi))
-    r->shared_member = 1;    /* the child shares it: both run user code one at a time */
+  int sharing = !(flags & RRV_CLONE_VM) && shared_writable_mapping(r->pid, &lo, &hi);
+  if (sharing) r->shared_member = 1;   /* the child shares it: both run user code one at a time */
   r->sc_clone_flags = flags;
+  /* Buffered syscalls stop for processes that share memory (the token is passed at syscalls:
+   * recorded at the fork's exit, and the child copies it), and for a vfork child, which would
+   * write its records into its parent's buffer (put back at the vfork's exit, unrecorded: the
+   * parent never runs with them). */
+  if (r->syscallbuf && (sharing || (flags & RRV_CLONE_VM))) {
+    if (syscallbuf_set_flags(r, RRV_HDR_DISABLED, 0, &r->vfork_saved_flags) < 0)
+      return fail(r, "writing the syscall buffer");
+    r->capture_buffer_flags = sharing;
+  }
   if (flags & RRV_CLONE_VM) {
     r->vfork_snapshot = mem_snapshot_take(r->pid, 0);
     if (!r->vfork_snapshot) return fail(r, "reading the memory a vfork child will share");
@@ -618,6 +744,102 @@ static int deliver_held_signal(struct rrv_recorder *r, const struct rrv_regs *re
   return 0;
 }
 
+/* The preload registers its thread's buffer and the memory it keeps for stubs. Answered by the
+ * recorder: 0, with the buffer's flags as the answer's output (so replay sets them too), or
+ * -ENOSYS when recording without syscall buffering (the preload then stays inert). */
+static int on_preload_init(struct rrv_recorder *r, const struct rrv_regs *regs, uint64_t fpu) {
+  struct rrv_preload_init init;
+  if (!r->syscallbuf_allowed ||
+      rrv_read_mem(r->pid, regs->rdi, &init, sizeof init) != sizeof init ||
+      init.version != RRV_PRELOAD_VERSION || !init.buffer || !init.stubs)
+    return record_answer(r, regs->orig_rax, regs, fpu, -ENOSYS, RRV_EF_REFUSED, NULL, 0, 1);
+  r->syscallbuf = init.buffer;
+  r->stubs = init.stubs;
+  r->stubs_size = init.stubs_size;
+  r->stubs_used = 0;
+  r->hook_entry = init.hook_entry;
+  r->nkept = 0;
+  /* Buffered syscalls would pass by what the recorder does at each syscall of a process that
+   * shares memory (the token) or installed its own seccomp filters (it runs them). */
+  uint32_t flags = r->shared_member || r->program_filters ? RRV_HDR_DISABLED : 0;
+  uint64_t at = init.buffer + offsetof(struct rrv_syscallbuf_hdr, flags);
+  if (rrv_write_mem(r->pid, at, &flags, 4) != 4) return fail(r, "writing the syscall buffer");
+  const uint64_t outs[1][2] = {{at, 4}};
+  return record_answer(r, regs->orig_rax, regs, fpu, 0, RRV_EF_REFUSED, outs, 1, 1);
+}
+
+/* Could this syscall stop be a site to patch: a syscall the preload buffers, from code that is
+ * not the syscall page or a stub, of a process whose preload registered? */
+static int patchable_stop(struct rrv_recorder *r, int64_t nr, const struct rrv_regs *regs) {
+  if (!r->syscallbuf || r->program_filters) return 0;
+  switch (nr) {
+    case SYS_read: case SYS_pread64: case SYS_readv: case SYS_write: case SYS_pwrite64:
+    case SYS_writev: case SYS_openat: case SYS_close: case SYS_lseek: case SYS_fstat:
+    case SYS_newfstatat: case SYS_statx: case SYS_getdents64: case SYS_access:
+    case SYS_faccessat: case SYS_faccessat2: case SYS_readlink: case SYS_clock_gettime:
+    case SYS_gettimeofday: case SYS_time: case SYS_getpid: case SYS_getppid: case SYS_gettid:
+    case SYS_poll: case SYS_madvise:
+      break;
+    default:
+      return 0;
+  }
+  uint64_t site = regs->rip - 2;
+  if ((site >= RRV_SYSCALL_PAGE && site < RRV_SYSCALL_PAGE + 4096) ||
+      (site >= r->stubs && site < r->stubs + r->stubs_size))
+    return 0;
+  for (int i = 0; i < r->nkept; i++)
+    if (r->kept_sites[i] == site) return 0;
+  return r->nkept < (int)(sizeof r->kept_sites / sizeof r->kept_sites[0]);
+}
+
+/* PATCH_SITE decided: the site becomes a jump to `stub` (written at the next free place of the
+ * stub memory), recorded as a PATCH event, and the syscall is not run now: the tracee goes
+ * back to the site, and makes it again through the stub. Returns 0 or an RRV_STOP_*. */
+int rrv_record_patch_site(struct rrv_recorder *r, const uint8_t *jump, size_t jump_len,
+                          const uint8_t *stub, size_t stub_len) {
+  uint64_t site = r->patch_site, stub_at = r->stubs + r->stubs_used;
+  struct rrv_regs regs;
+  uint64_t fpu = 0;
+  if (rrv_getregs(r->pid, &regs) < 0) return fail(r, "PTRACE_GETREGS");
+  rrv_fpu_digest(r->pid, &fpu);
+  if (r->stubs_used + stub_len > r->stubs_size) {
+    rrv_record_keep_site(r);
+    return 0;
+  }
+  if (rrv_write_mem(r->pid, stub_at, stub, stub_len) != (ssize_t)stub_len ||
+      rrv_write_mem(r->pid, site, jump, jump_len) != (ssize_t)jump_len)
+    return fail(r, "patching a syscall site");
+  size_t ev = event_begin(r, RRV_EVENT_PATCH, (int)regs.orig_rax, &regs);
+  if (ev == (size_t)-1) return fail(r, "out of memory");
+  event_at(r, ev)->aux = site;
+  event_at(r, ev)->fpu_digest = fpu;
+  if (event_add_write(r, ev, stub_at, stub, stub_len) ||
+      event_add_write(r, ev, site, jump, jump_len))
+    return fail(r, "out of memory");
+  event_end(r, ev);
+  r->stubs_used += (stub_len + 15) & ~(uint64_t)15;
+  r->patched_sites++;
+  struct rrv_regs after = regs;
+  after.rip = site;
+  after.rax = regs.orig_rax;
+  after.orig_rax = (uint64_t)-1;
+  int status;
+  int rc = rrv_skip_syscall(r->pid, &after, &status);
+  if (rc == -2) return record_exit(r, status);
+  if (rc < 0) return fail(r, "returning a patched syscall to its site");
+  r->resume_op = PTRACE_CONT;
+  r->after_syscall = 0;
+  return 0;
+}
+
+/* PATCH_SITE decided: the site stays as it is (the patcher refused it); the syscall goes on
+ * through ptrace, now and whenever it comes back. */
+void rrv_record_keep_site(struct rrv_recorder *r) {
+  if (r->nkept < (int)(sizeof r->kept_sites / sizeof r->kept_sites[0]))
+    r->kept_sites[r->nkept++] = r->patch_site;
+  r->redo_stop = 1;
+}
+
 static int on_syscall(struct rrv_recorder *r) {
   struct rrv_regs regs;
   uint64_t fpu = 0;
@@ -627,6 +849,8 @@ static int on_syscall(struct rrv_recorder *r) {
   const struct rrv_syscall_spec *spec =
       nr >= 0 && nr < RRV_NSYSCALLS && rrv_syscalls[nr].handling ? &rrv_syscalls[nr] : NULL;
   r->after_syscall = 0;
+  int flushed = syscallbuf_flush(r);
+  if (flushed) return flushed;
   if (r->nheld && !r->delivering_held &&
       !(regs.rip >= RRV_VSYSCALL_PAGE && regs.rip < RRV_VSYSCALL_PAGE + 4096))
     return deliver_held_signal(r, &regs);
@@ -647,6 +871,11 @@ static int on_syscall(struct rrv_recorder *r) {
   }
   if (regs.rip >= RRV_VSYSCALL_PAGE && regs.rip < RRV_VSYSCALL_PAGE + 4096)
     return answer_vsyscall(r, nr, &regs, fpu);
+  if (nr == RRV_CALL_PRELOAD_INIT) return on_preload_init(r, &regs, fpu);
+  if (patchable_stop(r, nr, &regs)) {
+    r->patch_site = regs.rip - 2;
+    return RRV_STOP_PATCH_SITE;
+  }
   if (!spec && (nr < 0 || nr >= RRV_NUMBERS || !rrv_assigned[nr]))
     /* No kernel has it: ENOSYS, as without rrverify. */
     return record_answer(r, nr, &regs, fpu, -ENOSYS, RRV_EF_REFUSED, NULL, 0, 1);
@@ -685,7 +914,13 @@ static int on_syscall(struct rrv_recorder *r) {
       return record_answer(r, nr, &regs, fpu, -EINVAL, RRV_EF_REFUSED, NULL, 0, 1);
     int rc = program_filters_add((struct program_filters **)&r->program_filters, r->pid, prog,
                                  strict, r->program_no_new_privs);
-    return record_answer(r, nr, &regs, fpu, rc, RRV_EF_REFUSED, NULL, 0, 1);
+    if (rc || !r->syscallbuf)
+      return record_answer(r, nr, &regs, fpu, rc, RRV_EF_REFUSED, NULL, 0, 1);
+    /* From now on every syscall goes through ptrace, where the recorder runs the filters. */
+    if (syscallbuf_set_flags(r, RRV_HDR_DISABLED, 0, NULL) < 0)
+      return fail(r, "writing the syscall buffer");
+    const uint64_t outs[1][2] = {{r->syscallbuf + offsetof(struct rrv_syscallbuf_hdr, flags), 4}};
+    return record_answer(r, nr, &regs, fpu, rc, RRV_EF_REFUSED, outs, 1, 1);
   }
 
   if (spec->handling == RRV_H_REFUSE)
@@ -804,7 +1039,14 @@ static int on_syscall_exit(struct rrv_recorder *r) {
     r->shared_snapshot = NULL;
     if (rc) return fail(r, "recording what other processes changed in shared memory");
   }
+  if (r->capture_buffer_flags) {
+    r->capture_buffer_flags = 0;
+    if (capture(r, ev, r->syscallbuf + offsetof(struct rrv_syscallbuf_hdr, flags), 4))
+      return fail(r, "out of memory");
+  }
   if (r->vfork_snapshot) {   /* what the vfork child changed in the memory it shared */
+    if (r->syscallbuf && syscallbuf_set_flags(r, 0, ~r->vfork_saved_flags, NULL) < 0)
+      return fail(r, "writing the syscall buffer");
     int rc = record_vfork_changes(r, ev);
     if (rc) return rc;
     event_at(r, ev)->flags |= RRV_EF_VFORK;
@@ -855,7 +1097,12 @@ static int on_syscall_exit(struct rrv_recorder *r) {
     r->restart_nr = nr;
     r->restart_args = regs;
   }
-  if (spec->handling == RRV_H_EXEC && result == 0) return RRV_STOP_EXEC;
+  if (spec->handling == RRV_H_EXEC && result == 0) {
+    r->syscallbuf = 0;      /* a new image: its preload registers anew */
+    r->stubs = r->stubs_size = r->stubs_used = 0;
+    r->nkept = 0;
+    return RRV_STOP_EXEC;
+  }
   /* A checkpoint is due: the tracee sits at this syscall's exit stop, the one kind of point
    * where checkpoints are taken (and where replay can stop to compare). */
   if (r->events >= r->next_checkpoint_event ||
@@ -897,6 +1144,8 @@ static int on_async_signal(struct rrv_recorder *r, int sig, const siginfo_t *si,
                   sig == SIGCONT || sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN ||
                   sig == SIGTTOU;    /* ignored, or a job-control stop (seen as a group stop) */
   if (!no_effect) {
+    int flushed = syscallbuf_flush(r);
+    if (flushed) return flushed;
     size_t ev = event_begin(r, RRV_EVENT_SIGNAL, sig, regs);
     if (ev == (size_t)-1) return fail(r, "out of memory");
     event_at(r, ev)->flags = RRV_EF_ASYNC_FATAL;
@@ -931,6 +1180,8 @@ static int on_signal(struct rrv_recorder *r, int sig) {
    * then it is the fault the program expects, recorded and delivered as one. */
   if (sig == SIGSEGV && si.si_code == SI_KERNEL && r->program_tsc_mode != PR_TSC_SIGSEGV &&
       rrv_is_rdtsc(r->pid, regs.rip, &rdtscp)) {
+    int flushed = syscallbuf_flush(r);
+    if (flushed) return flushed;
     unsigned aux = 0;
     uint64_t tsc = rdtscp ? __rdtscp(&aux) : __rdtsc();
     if (rrv_complete_rdtsc(r->pid, &regs, tsc, aux, rdtscp) < 0)
@@ -963,6 +1214,19 @@ static int on_signal(struct rrv_recorder *r, int sig) {
   int fault = (sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE ||
                sig == SIGTRAP) && si.si_code > 0;
   if (fault) r->last_trap = RRV_TRAP_OTHER;
+  if (fault && r->syscallbuf) {
+    uint32_t in_hook = 0;
+    rrv_read_mem(r->pid, r->syscallbuf + offsetof(struct rrv_syscallbuf_hdr, in_hook),
+                 &in_hook, 4);
+    if (in_hook) {
+      r->stop_what = RRV_UNSUP_SIGNAL;
+      r->stop_nr = sig;
+      snprintf(r->message, sizeof r->message, "the syscall-buffering hook faulted (%s at "
+               "0x%llx) in process %d, reading the iovec array of readv or writev: record "
+               "with --no-syscallbuf", strsignal(sig), (unsigned long long)regs.rip, r->pid);
+      return RRV_STOP_UNSUPPORTED;
+    }
+  }
   int flags = fault ? 0 : RRV_EF_AT_SYSCALL_EXIT;
   if (!fault && r->delivering_held) {
     if (sig != r->held[0].sig)    /* another one came first: as any that comes in user code */
@@ -975,10 +1239,13 @@ static int on_signal(struct rrv_recorder *r, int sig) {
     memmove(&r->held[0], &r->held[1], (r->nheld - 1) * sizeof r->held[0]);
     r->nheld--;
     r->held_since_ns = rrv_now_ns();
-    flags = RRV_EF_AT_SYSCALL_ENTRY;
+    flags = RRV_EF_AT_SYSCALL_ENTRY | (r->delivering_unwound ? RRV_EF_UNWOUND : 0);
+    r->delivering_unwound = 0;
   } else if (!fault && !after_syscall) {
     return on_async_signal(r, sig, &si, &regs, fpu);
   }
+  int flushed = syscallbuf_flush(r);
+  if (flushed) return flushed;
   size_t ev = event_begin(r, RRV_EVENT_SIGNAL, sig, &regs);
   if (ev == (size_t)-1) return fail(r, "out of memory");
   event_at(r, ev)->flags = flags;
@@ -1039,6 +1306,29 @@ int rrv_record_park_for_exit(struct rrv_recorder *r) {
 /* r was found dead while the driver worked on it (a checkpoint): its exit is recorded. */
 int rrv_record_died(struct rrv_recorder *r, int status) { return record_exit(r, status); }
 
+/* A syscall-entry stop of a process resumed with PTRACE_SYSCALL while it had signals held.
+ * A buffered syscall (at the untraced instruction): the thread is in the preload, where no
+ * signal may find it (rr issue #3285), so the syscall is unwound to its stub's own traced
+ * `syscall`, and the held signal is delivered there, at that syscall's entry, as at any
+ * other. A traced syscall: its seccomp stop comes next, and delivers it. */
+static int on_watched_entry(struct rrv_recorder *r) {
+  struct rrv_regs regs;
+  r->watching_entries = 0;
+  r->resume_op = PTRACE_CONT;
+  if (rrv_getregs(r->pid, &regs) < 0) return fail(r, "PTRACE_GETREGS");
+  if (regs.rip != RRV_UNTRACED_SYSCALL + 2 || !r->syscallbuf || !r->nheld) return 0;
+  int flushed = syscallbuf_flush(r);
+  if (flushed) return flushed;
+  char why[160];
+  if (rrv_syscallbuf_unwind(r->pid, r->syscallbuf, &regs, why, sizeof why) < 0) {
+    snprintf(r->message, sizeof r->message, "cannot move a buffered syscall out of the "
+             "preload to deliver a signal: %s", why);
+    return RRV_STOP_ERROR;
+  }
+  r->delivering_unwound = 1;
+  return deliver_held_signal(r, &regs);
+}
+
 /* One stop of process r, at the session loop. Returns 0 or an RRV_STOP_*. */
 static int on_stop(struct rrv_recorder *r, int status) {
   int rc;
@@ -1085,7 +1375,11 @@ static int on_stop(struct rrv_recorder *r, int status) {
     }
     return 0;
   }
-  if (RRV_SECCOMP_STOP(status)) return on_syscall(r);
+  if (RRV_SECCOMP_STOP(status)) {
+    r->watching_entries = 0;
+    return on_syscall(r);
+  }
+  if (r->watching_entries && RRV_SYSCALL_EXIT_STOP(status)) return on_watched_entry(r);
   if (WSTOPSIG(status) == SIGTRAP && (status >> 16)) {
     snprintf(r->message, sizeof r->message, "unexpected ptrace event %d", status >> 16);
     return RRV_STOP_ERROR;
@@ -1213,6 +1507,16 @@ int rrv_session_adopt(struct rrv_session *s, struct rrv_recorder *child, int pid
   child->flush_at = parent->flush_at;
   child->blob_threshold = parent->blob_threshold;
   child->handle = parent->handle;
+  child->syscallbuf_allowed = parent->syscallbuf_allowed;
+  if (!(s->new_flags & RRV_CLONE_VM)) {  /* a vfork child patches nothing, buffers nothing */
+    child->syscallbuf = parent->syscallbuf;
+    child->stubs = parent->stubs;
+    child->stubs_size = parent->stubs_size;
+    child->stubs_used = parent->stubs_used;
+    child->hook_entry = parent->hook_entry;
+    child->nkept = parent->nkept;
+    memcpy(child->kept_sites, parent->kept_sites, sizeof child->kept_sites);
+  }
   if (rrv_session_add(s, child)) return -1;
   if (parent->shared_member) {    /* it shares its parent's shared mappings (vfork: all) */
     child->shared_member = 1;
@@ -1285,6 +1589,12 @@ int rrv_session_run(struct rrv_session *s) {
       if (!r->need_resume) continue;
       s->current = i;
       if (r->len >= r->flush_at && !r->delivering) return RRV_STOP_FLUSH;
+      if (r->redo_stop) {      /* a kept site: its syscall goes on through ptrace */
+        r->redo_stop = 0;
+        int rc = on_syscall(r);
+        if (rc) return rc;
+        if (r->gone || !r->need_resume) continue;
+      }
       if (r->exit_pending) {   /* no checkpoint was taken: record the exit where it stands */
         r->exit_pending = 0;
         int rc = on_syscall(r);
@@ -1294,6 +1604,12 @@ int rrv_session_run(struct rrv_session *s) {
       r->need_resume = 0;
       int sig = r->resume_sig;
       r->resume_sig = 0;
+      /* Holding a signal: stop at the next syscall entry, buffered ones included */
+      if (r->nheld && r->syscallbuf && !r->in_syscall && r->resume_op == PTRACE_CONT &&
+          !r->delivering && !r->delivering_held && !r->listening) {
+        r->resume_op = PTRACE_SYSCALL;
+        r->watching_entries = 1;
+      }
       if (r->listening)       /* stopped by job control: it goes on when SIGCONT comes */
         r->listening = 0;
       else if (ptrace(r->resume_op, r->pid, 0, sig) < 0)

@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--checkpoint-interval", type=_number(float, 0, MAX_SECONDS), metavar="SEC",
                    default=None,
                    help="...and at least every SEC seconds (default 2; 0: never)")
+    r.add_argument("--no-syscallbuf", action="store_true",
+                   help="no syscall buffering: every syscall takes two ptrace stops (for "
+                        "comparison, and as a fallback)")
     r.add_argument("--serialize", action="store_true",
                    help="run one process at a time, as rr does (for comparison; processes "
                         "that share no memory otherwise run at once)")
@@ -250,6 +253,7 @@ def cmd_record(args) -> int:
     if args.checkpoint_interval is not None:
         opts["checkpoint_interval"] = args.checkpoint_interval
     opts["serialize"] = args.serialize
+    opts["syscallbuf"] = not args.no_syscallbuf
     if args.tracee_cpus is not None:
         opts["tracee_cpus"] = args.tracee_cpus
     # The tracee shares our terminal: let it, not us, take the keyboard's signals.

@@ -93,10 +93,26 @@ def format_event(ev: E.Event) -> str:
         except ValueError:
             name = str(ev.nr)
         how = ("at syscall exit" if ev.flags & E.EF_AT_SYSCALL_EXIT else
+               "held, delivered at the entry of a buffered syscall unwound to its stub"
+               if ev.flags & E.EF_AT_SYSCALL_ENTRY and ev.flags & E.EF_UNWOUND else
                "held, delivered at syscall entry" if ev.flags & E.EF_AT_SYSCALL_ENTRY else
                "fatal, delivered at once in user code" if ev.flags & E.EF_ASYNC_FATAL else
                "fault")
         return head + f"signal {name} ({how}) at {ev.regs['rip']:#x}"
+    if ev.kind == E.FLUSH:
+        lines = [head + f"flush: {ev.nr} buffered syscalls ({ev.result} bytes of buffer at "
+                        f"{ev.aux:#x})"]
+        pad = " " * len(head)
+        for rec in E.buffered_syscalls(ev):
+            line = f"{format_syscall(rec.as_event(ev))} = {format_result(rec.result)}"
+            if rec.writes:
+                line += f"  <{sum(w.length for w in rec.writes)} bytes written>"
+            lines.append(f"{pad}  buffered: {line}  (stub {rec.site:#x})")
+        return "\n".join(lines)
+    if ev.kind == E.PATCH:
+        return head + (f"patch: syscall site {ev.aux:#x} ({syscalls.name_of(ev.nr)}) now jumps "
+                       f"to its stub at {ev.writes[0].addr:#x}" if ev.writes else
+                       f"patch: syscall site {ev.aux:#x}")
     if ev.kind == E.EXEC:
         return head + f"exec: entry {ev.regs['rip']:#x}, stack {ev.regs['rsp']:#x}"
     if ev.kind == E.EXIT:

@@ -8,10 +8,14 @@ from dataclasses import dataclass, field
 
 from .errors import TraceError
 
-SYSCALL, RDTSC, SIGNAL, EXEC, EXIT = 1, 2, 3, 4, 5
-KIND_NAMES = {SYSCALL: "syscall", RDTSC: "rdtsc", SIGNAL: "signal", EXEC: "exec", EXIT: "exit"}
+SYSCALL, RDTSC, SIGNAL, EXEC, EXIT, FLUSH, PATCH = 1, 2, 3, 4, 5, 6, 7
+KIND_NAMES = {SYSCALL: "syscall", RDTSC: "rdtsc", SIGNAL: "signal", EXEC: "exec", EXIT: "exit",
+              FLUSH: "flush", PATCH: "patch"}
 EF_AT_SYSCALL_EXIT, EF_RDTSCP, EF_REFUSED, EF_SEGV_RESTORE = 1, 2, 4, 8
+EF_UNWOUND = 8          # SIGNAL's meaning of the bit RDTSC uses for SEGV_RESTORE
 EF_AT_SYSCALL_ENTRY, EF_ASYNC_FATAL, EF_VFORK, EF_PIPE = 16, 32, 64, 128
+BF_SENT, BF_PIPE = 1, 2
+PIPE_IO = struct.Struct("<QQII")
 WRITE_INLINE, WRITE_BLOB = 0, 1
 MMAP_ZERO_DEVICE = 2**64 - 1   # the aux of an mmap of /dev/zero (an anonymous mapping)
 DIGEST_BYTES = 32
@@ -158,3 +162,66 @@ def encode(kind: int, *, regs: dict, tid: int, nr: int = 0, result: int = 0, aux
 def reencode(ev: Event) -> bytes:
     return encode(ev.kind, regs=ev.regs, tid=ev.tid, nr=ev.nr, result=ev.result, aux=ev.aux,
                   flags=ev.flags, fpu_digest=ev.fpu_digest, writes=ev.writes, extra=ev.extra)
+
+
+BUFFERED = struct.Struct("<IHHiiq6QQQ")     # struct rrv_buffered_syscall
+assert BUFFERED.size == 88
+
+
+@dataclass
+class BufferedSyscall:
+    """One record of a FLUSH event: a syscall the preload buffered (docs/trace-format.md)."""
+    nr: int
+    result: int
+    args: tuple
+    site: int
+    sent_digest: int | None          # None: it sent nothing
+    writes: list
+    pipe: tuple | None = None        # (inode, hash, direction) of a pipe's bytes
+
+    def as_event(self, parent: Event) -> Event:
+        """The record as a SYSCALL event (for formatting and cross-process facts)."""
+        regs = zero_regs()
+        for name, value in zip(("rdi", "rsi", "rdx", "r10", "r8", "r9"), self.args):
+            regs[name] = value
+        regs["orig_rax"] = self.nr
+        extra = PIPE_IO.pack(*self.pipe, 0) if self.pipe else b""
+        return Event(parent.index, SYSCALL, EF_PIPE if self.pipe else 0, parent.tid, self.nr,
+                     self.result, self.sent_digest or 0, 0, regs, self.writes, extra,
+                     process=parent.process)
+
+
+def buffered_syscalls(ev: Event) -> list[BufferedSyscall]:
+    """The records of a FLUSH event, validated: TraceError naming the flush and the record."""
+    data, pos, out = ev.extra, 0, []
+    while pos < len(data):
+        where = f"event {ev.index} (flush), buffered syscall {len(out)}"
+        if pos + BUFFERED.size > len(data):
+            raise TraceError(f"{where} is truncated")
+        size, nwrites, flags, nr, _res, result, *rest = BUFFERED.unpack_from(data, pos)
+        args, site, sent = tuple(rest[:6]), rest[6], rest[7]
+        if size < BUFFERED.size or size % 8 or pos + size > len(data) or flags & ~(BF_SENT | BF_PIPE):
+            raise TraceError(f"{where} is malformed (size {size}, flags {flags:#x})")
+        p, end, writes = pos + BUFFERED.size, pos + size, []
+        for _ in range(nwrites):
+            if p + WRITE.size > end:
+                raise TraceError(f"{where}: its memory writes overrun it")
+            addr, length, how = WRITE.unpack_from(data, p)
+            if how != WRITE_INLINE or p + WRITE.size + align8(length) > end:
+                raise TraceError(f"{where}: write at {addr:#x} is malformed")
+            writes.append(Write(addr, length, data=bytes(data[p + WRITE.size:p + WRITE.size + length])))
+            p += WRITE.size + align8(length)
+        pipe = None
+        if flags & BF_PIPE:
+            if p + PIPE_IO.size > end:
+                raise TraceError(f"{where}: its pipe record overruns it")
+            pipe = PIPE_IO.unpack_from(data, p)[:3]
+            p += PIPE_IO.size
+        if p != end:
+            raise TraceError(f"{where}: its size does not match its contents")
+        out.append(BufferedSyscall(nr, result, args, site, sent if flags & BF_SENT else None,
+                                   writes, pipe))
+        pos = end
+    if len(out) != ev.nr:
+        raise TraceError(f"event {ev.index} (flush) says {ev.nr} buffered syscalls, holds {len(out)}")
+    return out

@@ -31,10 +31,13 @@ VDSO_SYSCALLS = {name: NUMBERS[name] for name in
 VDSO_SYSCALLS["getrandom"] = None
 
 
-def _stub(nr: int | None) -> bytes:
+def _stub(nr: int | None, room: int) -> bytes:
     if nr is None:
         return b"\x48\xc7\xc0\xda\xff\xff\xff\xc3"        # mov $-ENOSYS, %rax; ret
-    return b"\xb8" + struct.pack("<I", nr) + b"\x0f\x05\xc3"  # mov $nr, %eax; syscall; ret
+    stub = b"\xb8" + struct.pack("<I", nr) + b"\x0f\x05\xc3"  # mov $nr, %eax; syscall; ret
+    # two int3 after it, where the function has room: the recorder's patcher may then turn
+    # its syscall into a 5-byte jump (recorder/patch.py) and the call is buffered
+    return stub + b"\xcc\xcc" if room >= len(stub) + 2 else stub
 
 
 def read_auxv(pid: int) -> dict[int, int]:
@@ -78,9 +81,9 @@ def vdso_patches(image: bytes, pid: int) -> tuple[tuple[tuple[int, bytes], ...],
     for sym in dynsym.iter_symbols():
         name = sym.name.removeprefix("__vdso_")
         if name in VDSO_SYSCALLS and sym["st_value"] and sym["st_info"]["type"] == "STT_FUNC":
-            patched[sym["st_value"]] = name
+            patched[sym["st_value"]] = (name, sym["st_size"])
     gadget = None
-    for addr, name in sorted(patched.items()):
+    for addr, (name, _) in sorted(patched.items()):
         if VDSO_SYSCALLS[name] is not None:
             gadget = addr + 5       # after `mov $nr, %eax`
     if gadget is None:
@@ -88,7 +91,8 @@ def vdso_patches(image: bytes, pid: int) -> tuple[tuple[tuple[int, bytes], ...],
     if len(_VDSO_PATCHES) >= MAX_VDSO_IMAGES:
         _VDSO_PATCHES.clear()
     known = _VDSO_PATCHES[image] = (
-        tuple((addr, _stub(VDSO_SYSCALLS[name])) for addr, name in sorted(patched.items())),
+        tuple((addr, _stub(VDSO_SYSCALLS[name], size))
+              for addr, (name, size) in sorted(patched.items())),
         gadget)
     return known
 

@@ -43,12 +43,14 @@ def personality(pid: int) -> int:
 
 
 def spawn(exe: str, argv: list[str], env: list[str], *, cwd: str | None, cpu: int,
-          sandbox: bool = False, exec_fd: int | None = None, rlimits: list | None = None) -> int:
+          sandbox: bool = False, exec_fd: int | None = None, rlimits: list | None = None,
+          syscallbuf: bool = False) -> int:
     """Fork a tracee that stops right before execve(exe, argv, env), under our seccomp filter,
     with ASLR off, rdtsc trapping, default signal dispositions and an empty signal mask.
     exec_fd: execute that open file instead of the path exe (the restorer's memfd). sandbox
     (replay): confined so that it can reach nothing of this machine (docs/checks.md §1.1).
-    Returns its pid."""
+    syscallbuf (record): its filter lets the preload's buffered syscalls through. Returns its
+    pid."""
     keep = []
 
     def cstr(s: str):
@@ -66,6 +68,7 @@ def spawn(exe: str, argv: list[str], env: list[str], *, cwd: str | None, cpu: in
     spec.cpu = cpu
     spec.exec_fd = -1 if exec_fd is None else exec_fd
     spec.sandbox = int(sandbox)
+    spec.syscallbuf = int(syscallbuf)
     limits = [(RLIMITS[n], c, m) for n, c, m in (rlimits or []) if n in RLIMITS]
     if len(limits) > 16:
         raise NativeError("too many resource limits")

@@ -25,6 +25,74 @@ struct rrv_session;
 #define RRV_EF_VFORK 64         /* SYSCALL (fork family): the child shared the caller's memory
                                    until it exec'd or exited; the writes are what it changed */
 
+/* Syscall buffering (preload/syscallbuf.c; docs/trace-format.md, "Buffered syscalls"). */
+#define RRV_EVENT_FLUSH 6       /* the buffered syscalls a process made since its last flush:
+                                   extra is struct rrv_buffered_syscall records */
+#define RRV_EVENT_PATCH 7       /* a syscall site patched into a jump to its stub (writes) */
+#define RRV_EF_UNWOUND 8        /* SIGNAL (with AT_SYSCALL_ENTRY): the syscall it was delivered
+                                   at was a buffered one, unwound to its stub's own `syscall` */
+
+#define RRV_SYSCALL_PAGE 0x70000000ull  /* mapped by the recorder into every exec'd image */
+#define RRV_UNTRACED_SYSCALL 0x70000000ull /* `syscall; ret` the tracee filter lets through
+                                              (for the buffered numbers only) */
+#define RRV_TRACED_SYSCALL 0x70000010ull   /* `syscall; ret`: the preload's own traced calls */
+#define RRV_CALL_PRELOAD_INIT 1000      /* a private syscall number: the preload registers */
+#define RRV_PRELOAD_VERSION 1
+#define RRV_SYSCALLBUF_SIZE 1048576     /* per thread, header included */
+
+/* A patch stub, written by the recorder for each patched site (recorder/patch.py): */
+#define RRV_STUB_CALL_RETURN 10     /* where the hook returns to when it buffered the syscall */
+#define RRV_STUB_TRACED 20          /* ...and when it did not: the stub's own traced syscall */
+#define RRV_STUB_SYSCALL 28         /* that `syscall` instruction */
+#define RRV_STUB_SITE 32            /* 8 bytes: the address of the site the stub stands for */
+#define RRV_STUB_DISPLACED 40       /* the site's displaced instructions, then a jump back */
+
+#define RRV_HDR_DISABLED 1      /* buffer nothing: every syscall through ptrace */
+#define RRV_HDR_NO_WRITES 2     /* buffer no write-family syscall (a file is mapped shared) */
+
+#define RRV_BF_SENT 1           /* sent_digest is the digest of the bytes the syscall sent */
+#define RRV_BF_PIPE 2           /* followed by a struct rrv_pipe_io */
+#define RRV_WRITE_SENT 2        /* in a tracee's buffer only: the bytes a write sent (the
+                                   recorder turns them into sent_digest and pipe hashes) */
+
+struct rrv_syscallbuf_hdr {     /* the start of a thread's buffer; records follow */
+  uint32_t num_rec_bytes;       /* bytes of records committed since the last flush */
+  uint32_t reserved0;
+  uint64_t io_fds;              /* fds (bit 63: any >= 63) a record since the last flush read
+                                   or wrote: closing one goes through ptrace, so that the
+                                   recorder still finds which pipe each was at the flush */
+  uint32_t in_hook;             /* 1 while the hook runs: `frame` holds the caller's registers */
+  uint32_t flags;               /* RRV_HDR_*: set by the recorder, as writes of a recorded event */
+  uint64_t frame;               /* the running hook's struct rrv_hook_frame */
+  uint32_t size;                /* bytes of the buffer, this header included */
+  uint32_t reserved1;
+  uint64_t reserved[3];
+};
+
+struct rrv_buffered_syscall {   /* one buffered syscall: in a buffer, and in a FLUSH event */
+  uint32_t size;                /* the whole record, a multiple of 8 */
+  uint16_t nwrites;             /* struct rrv_write (INLINE) + data follow, as in events */
+  uint16_t flags;               /* RRV_BF_* */
+  int32_t nr;
+  int32_t reserved;
+  int64_t result;
+  uint64_t args[6];
+  uint64_t site;                /* the patched site's stub (RRV_STUB_SITE says which site) */
+  uint64_t sent_digest;
+};
+
+struct rrv_hook_frame {         /* what the hook's entry pushed, lowest address first */
+  uint64_t r15, r14, r13, r12, r11, r10, r9, r8, rbp, rdi, rsi, rdx, rcx, rbx, rax, rflags;
+  uint64_t ret;                 /* into the stub: its start + RRV_STUB_CALL_RETURN */
+};
+
+struct rrv_preload_init {       /* RRV_CALL_PRELOAD_INIT's argument */
+  uint32_t version, reserved;
+  uint64_t buffer;              /* the calling thread's buffer */
+  uint64_t stubs, stubs_size;   /* r-x memory near the libraries, for the recorder's stubs */
+  uint64_t hook_entry;          /* what stubs call */
+};
+
 #define RRV_WRITE_INLINE 0
 #define RRV_WRITE_BLOB 1
 #define RRV_DIGEST_BYTES 32
@@ -46,6 +114,8 @@ struct rrv_session;
                                      segv_restore says (a trapped rdtsc changed them) */
 #define RRV_STOP_NEW_PROCESS 15  /* record: session.new_pid was born to process `current`
                                      (stopped at its first stop, not yet adopted) */
+#define RRV_STOP_PATCH_SITE 16   /* record: a bufferable syscall at an unpatched site (patch_site):
+                                    rrv_record_patch_site or rrv_record_keep_site decides */
 #define RRV_STOP_FILE_FD 13       /* replay: make the tracee a memfd of file_index (it is parked
                                      before the mmap that maps it, issued again on resume) */
 
@@ -117,6 +187,8 @@ struct rrv_spawn {
   int cpu;              /* pin tracee (and caller) to this CPU; -1: don't */
   int exec_fd;          /* >= 0: execute this file (execveat AT_EMPTY_PATH), not `path` */
   int sandbox;          /* replay: confine the tracee (tracee.c: enter_replay_sandbox) */
+  int syscallbuf;       /* record: the filter lets the buffered syscalls through at
+                           RRV_UNTRACED_SYSCALL */
   int nrlimits;
   struct rrv_rlimit rlimits[16];
 };
@@ -208,6 +280,20 @@ struct rrv_recorder {   /* one recorded process: its state and its own event str
   void *shared_snapshot;/* its shared mappings as it went into the kernel without the token */
   int awaiting_token;   /* 1: at a syscall's exit stop, 2: at its birth; waiting to run */
   uint64_t token_wait_since_ns;
+  /* syscall buffering (preload/) */
+  int syscallbuf_allowed;   /* the preload may register (not --no-syscallbuf) */
+  uint64_t syscallbuf;      /* its buffer's header in the tracee (0: none registered) */
+  uint64_t stubs, stubs_size, stubs_used, hook_entry;  /* from its registration */
+  uint64_t patch_site;      /* PATCH_SITE: the `syscall` instruction's address */
+  int nkept;                /* sites left unpatched (the patcher refused them) */
+  uint64_t kept_sites[64];
+  int redo_stop;            /* handle the current seccomp stop again (a site was kept) */
+  int delivering_unwound;   /* the held signal being delivered was at an unwound syscall */
+  int watching_entries;     /* resumed with PTRACE_SYSCALL from user code (signals held): a
+                               syscall-entry stop may come, of a buffered syscall too */
+  uint32_t vfork_saved_flags; /* its buffer's flags before a vfork child shared them */
+  int capture_buffer_flags; /* the syscall under way changed them: recorded at its exit */
+  uint64_t buffered_syscalls, flushes, patched_sites;
 };
 
 struct rrv_session {    /* every process of a recording, run concurrently by one tracer */
@@ -273,6 +359,13 @@ struct rrv_replayer {
   int wait_mask_set;       /* that signal went in under a waiting syscall's mask */
   struct rrv_segv_restore segv_restore;   /* SEGV_RESTORE: what to put back */
   uint64_t mask_before_wait;
+  /* syscall buffering: the FLUSH event being replayed (its records hit the breakpoint) */
+  size_t flush_event;       /* its offset in `events`, or (size_t)-1 */
+  size_t flush_record;      /* offset of its next record in `events` */
+  uint32_t flush_left;      /* records not yet hit */
+  uint64_t flush_index;     /* its event index */
+  int armed;                /* the syscall breakpoint is set */
+  uint64_t buffered_syscalls, breakpoint_checks, flushes;
 };
 
 int rrv_spawn(const struct rrv_spawn *spec, char *err, size_t errlen);
@@ -289,6 +382,10 @@ int rrv_record_died(struct rrv_recorder *r, int status);
 void rrv_record_free(struct rrv_recorder *r);
 void rrv_replay_set_pid(struct rrv_replayer *r, int pid);
 int rrv_replay_run(struct rrv_replayer *r);
+int rrv_record_patch_site(struct rrv_recorder *r, const uint8_t *jump, size_t jump_len,
+                          const uint8_t *stub, size_t stub_len);
+void rrv_record_keep_site(struct rrv_recorder *r);
+int rrv_map_syscall_page(int pid, uint64_t gadget, char *err, size_t errlen);
 void rrv_kill(int pid);
 void rrv_cpuid(uint32_t leaf, uint32_t subleaf, uint32_t out[4]);
 int rrv_getregs(int pid, struct rrv_regs *regs);

@@ -106,6 +106,40 @@ static struct sock_filter tracee_filter[] = {
     BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRACE),
 };
 
+/* The syscalls the preload buffers (preload/syscallbuf.c's classify), which the recording
+ * filter lets run without a stop when made at RRV_UNTRACED_SYSCALL. */
+static const int buffered_numbers[] = {
+    SYS_read, SYS_pread64, SYS_readv, SYS_write, SYS_pwrite64, SYS_writev, SYS_openat,
+    SYS_close, SYS_lseek, SYS_fstat, SYS_newfstatat, SYS_statx, SYS_getdents64, SYS_access,
+    SYS_faccessat, SYS_faccessat2, SYS_readlink, SYS_clock_gettime, SYS_gettimeofday, SYS_time,
+    SYS_getpid, SYS_getppid, SYS_gettid, SYS_poll, SYS_madvise};
+#define RRV_NBUFFERED (int)(sizeof buffered_numbers / sizeof buffered_numbers[0])
+
+/* tracee_filter, with the buffered numbers allowed at the untraced instruction (its ip as
+ * seccomp sees it: after the instruction). Returns the filter's length. */
+static int syscallbuf_filter(struct sock_filter *f) {
+  int n = 0;
+  const int head = sizeof tracee_filter / sizeof tracee_filter[0] - 1;  /* all but RET TRACE */
+  memcpy(f, tracee_filter, head * sizeof *f);
+  n = head;
+  uint64_t ip = RRV_UNTRACED_SYSCALL + 2;
+  f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+                                        offsetof(struct seccomp_data, instruction_pointer));
+  f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)ip, 0,
+                                        RRV_NBUFFERED + 3);
+  f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+                                        offsetof(struct seccomp_data, instruction_pointer) + 4);
+  f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)(ip >> 32), 0,
+                                        RRV_NBUFFERED + 1);
+  f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr));
+  for (int i = 0; i < RRV_NBUFFERED; i++)
+    f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, buffered_numbers[i],
+                                          RRV_NBUFFERED - i, 0);
+  f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRACE);
+  f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+  return n;
+}
+
 /* Landlock (linux/landlock.h; the installed headers may predate the parts used here). */
 struct rrv_landlock_ruleset_attr { uint64_t handled_access_fs, handled_access_net, scoped; };
 #define RRV_SYS_landlock_create_ruleset 444
@@ -154,8 +188,13 @@ static const char *enter_replay_sandbox(void) {
 }
 
 static void child_setup_and_exec(const struct rrv_spawn *s, int errpipe, int go) {
+  struct sock_filter with_syscallbuf[64];
   struct sock_fprog prog = {.len = sizeof tracee_filter / sizeof tracee_filter[0],
                             .filter = tracee_filter};
+  if (s->syscallbuf && !s->sandbox) {
+    prog.len = syscallbuf_filter(with_syscallbuf);
+    prog.filter = with_syscallbuf;
+  }
   const char *what = "signal dispositions";
   /* Every recording and replay starts from the same signal state: default dispositions and
    * an empty mask (an inherited SIG_IGN, e.g. Python's SIGPIPE, would otherwise leak in). */
@@ -813,4 +852,35 @@ long rrv_bench_ptrace_floor(long n, int cpu, int emulate) {
     ptrace(PTRACE_CONT, pid, 0, 0);
   }
   return (long)(rrv_now_ns() - t0);
+}
+
+/* The recorder's syscall page, at the same address in every recorded image (the tracee filter
+ * knows it before exec): an untraced `syscall; ret` (RRV_UNTRACED_SYSCALL), a traced one
+ * (RRV_TRACED_SYSCALL), int3 elsewhere. Mapped into a fresh image by an injected mmap; a
+ * checkpoint then holds it like any anonymous page. Returns 0, or -1 with err set. */
+int rrv_map_syscall_page(int pid, uint64_t gadget, char *err, size_t errlen) {
+  uint8_t page[4096];
+  memset(page, 0xcc, sizeof page);
+  memcpy(page + (RRV_UNTRACED_SYSCALL - RRV_SYSCALL_PAGE), "\x0f\x05\xc3", 3);
+  memcpy(page + (RRV_TRACED_SYSCALL - RRV_SYSCALL_PAGE), "\x0f\x05\xc3", 3);
+  const uint64_t args[6] = {RRV_SYSCALL_PAGE, sizeof page, PROT_READ | PROT_EXEC,
+                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, (uint64_t)-1, 0};
+  int64_t result = 0;
+  int rc = rrv_inject_syscall(pid, gadget, SYS_mmap, args, &result, err, errlen);
+  if (rc < 0) return -1;
+  if (rc == 0 && result != (int64_t)RRV_SYSCALL_PAGE) {
+    snprintf(err, errlen, "cannot map the syscall page at 0x%llx: %s",
+             (unsigned long long)RRV_SYSCALL_PAGE,
+             result < 0 ? strerror((int)-result) : "mapped elsewhere");
+    return -1;
+  }
+  if (rc != 0) {
+    snprintf(err, errlen, "the tracee stopped otherwise while the syscall page was mapped");
+    return -1;
+  }
+  if (rrv_write_mem(pid, RRV_SYSCALL_PAGE, page, sizeof page) != sizeof page) {
+    snprintf(err, errlen, "cannot write the syscall page: %s", strerror(errno));
+    return -1;
+  }
+  return 0;
 }

@@ -1,0 +1,104 @@
+"""Patching a syscall site of a recorded process into a jump to a stub that calls the preload's
+hook (preload/syscallbuf.c), when the recorder meets a bufferable syscall there (rr patches the
+same way: lazily, one site at a time, at its first syscall).
+
+Which sites are safe to patch, and what the jump displaces, patch_sites.py decides with
+capstone from the library's file; this module checks that the process's memory still holds
+those bytes, lays out the stub (rrv.h: RRV_STUB_*) and the jump, and hands both to the native
+recorder, which writes them and records them as a PATCH event.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from rrverify._native import lib
+from rrverify.exec_image import read_maps
+from rrverify.preload import LIBRARY
+
+from .patch_sites import PatchPlan, plan_site
+
+REL32 = 2**31
+JUMP_LENGTH = 5
+# The vDSO's functions are rrverify's own stubs (exec_image.patch_vdso): `mov $nr, %eax;
+# syscall; ret; int3; int3`. Its site displaces the `ret` and the two int3.
+VDSO_TAIL = b"\x0f\x05\xc3\xcc\xcc"
+
+
+@dataclass(frozen=True)
+class Patch:
+    jump: bytes       # written over the site
+    stub: bytes       # written at the stub address
+
+
+def stub_code(stub: int, site: int, plan: PatchPlan, hook_entry: int, returns: bool) -> bytes:
+    """The stub of one site (rrv.h's RRV_STUB_* offsets). returns: the displaced instructions
+    end in a `ret` (the vDSO's), so no jump back follows them."""
+    code = bytearray()
+    code += b"\x48\x8d\x64\x24\x80"                         # lea -0x80(%rsp), %rsp
+    code += b"\xe8" + rel32(stub + 10, hook_entry)          # call hook_entry
+    assert len(code) == lib.RRV_STUB_CALL_RETURN
+    code += b"\x48\x8d\xa4\x24\x80\x00\x00\x00"             # lea 0x80(%rsp), %rsp
+    code += b"\xeb" + bytes([lib.RRV_STUB_DISPLACED - 20])  # jmp to the displaced code
+    assert len(code) == lib.RRV_STUB_TRACED
+    code += b"\x48\x8d\xa4\x24\x80\x00\x00\x00"             # lea 0x80(%rsp), %rsp
+    assert len(code) == lib.RRV_STUB_SYSCALL
+    code += b"\x0f\x05"                                     # syscall (traced)
+    code += b"\xeb" + bytes([lib.RRV_STUB_DISPLACED - 32])  # jmp to the displaced code
+    assert len(code) == lib.RRV_STUB_SITE
+    code += struct.pack("<Q", site)
+    code += plan.displaced
+    if not returns:
+        end = stub + len(code) + JUMP_LENGTH
+        code += b"\xe9" + rel32(end, site + plan.length)    # jmp back after the site
+    return bytes(code)
+
+
+def rel32(after: int, target: int) -> bytes:
+    delta = target - after
+    if not -REL32 <= delta < REL32:
+        raise ValueError("out of reach")
+    return struct.pack("<i", delta)
+
+
+def plan_for(pid: int, site: int, region: dict, mem) -> tuple[PatchPlan, bool] | None:
+    """What patching the site would displace, checked against the process's memory; None if
+    it is not to be patched."""
+    if region["path"] == "[vdso]":
+        mem.seek(site)
+        if mem.read(len(VDSO_TAIL)) != VDSO_TAIL or site + len(VDSO_TAIL) > region["end"]:
+            return None
+        return PatchPlan(length=JUMP_LENGTH, displaced=b"\xc3\xcc\xcc", text="ret"), True
+    path = region["path"]
+    if not path.startswith("/") or "x" not in region["perms"] or path == LIBRARY:
+        return None
+    plan = plan_site(path, region["offset"] + site - region["start"])
+    if not isinstance(plan, PatchPlan):
+        return None
+    mem.seek(site)
+    if mem.read(plan.length) != b"\x0f\x05" + plan.displaced:
+        return None       # the process changed its code since it mapped the file
+    return plan, False
+
+
+def decide(pid: int, state) -> Patch | None:
+    """The patch of the site state.patch_site (process pid, stopped at its syscall), or None
+    if the site is to stay as it is."""
+    site = state.patch_site
+    region = next((r for r in read_maps(pid) if r["start"] <= site < r["end"]), None)
+    if region is None:
+        return None
+    stub = state.stubs + state.stubs_used
+    try:
+        with open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
+            planned = plan_for(pid, site, region, mem)
+        if planned is None:
+            return None
+        plan, returns = planned
+        code = stub_code(stub, site, plan, state.hook_entry, returns)
+        jump = b"\xe9" + rel32(site + JUMP_LENGTH, stub)
+    except (OSError, ValueError):
+        return None
+    if stub + len(code) > state.stubs + state.stubs_size:
+        return None
+    return Patch(jump + b"\xcc" * (plan.length - JUMP_LENGTH), code)
