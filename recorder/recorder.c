@@ -1249,6 +1249,7 @@ static int on_signal(struct rrv_recorder *r, int sig) {
   size_t ev = event_begin(r, RRV_EVENT_SIGNAL, sig, &regs);
   if (ev == (size_t)-1) return fail(r, "out of memory");
   event_at(r, ev)->flags = flags;
+  if (flags & RRV_EF_UNWOUND) event_at(r, ev)->aux = r->syscallbuf;
   event_at(r, ev)->fpu_digest = fpu;
   /* Delivered by single-step: the next stop shows whether the kernel wrote a signal frame,
    * which then becomes this event's writes (finish_recorded_delivery). */

@@ -276,14 +276,249 @@ static int replay_signal_at_entry(struct rrv_replayer *r, const struct rrv_event
   return 0;
 }
 
+static int check_breakpoint_clear(struct rrv_replayer *r, const char *where);
+
+/* The segment ends here, at its checkpoint, where no syscall breakpoint may be armed. */
+static int segment_end(struct rrv_replayer *r) {
+  int rc = check_breakpoint_clear(r, "at a checkpoint");
+  return rc ? rc : RRV_STOP_SEGMENT_END;
+}
+
+/* ---- syscall buffering: the syscall breakpoint (docs/checks.md, "Syscall buffering") ---- */
+
+static const struct rrv_buffered_syscall *flush_record(const struct rrv_replayer *r) {
+  return (const struct rrv_buffered_syscall *)(r->events + r->pos + r->flush_record);
+}
+
+static int set_breakpoint(struct rrv_replayer *r, int armed) {
+  if (rrv_set_syscall_breakpoint(r->pid, armed ? RRV_UNTRACED_SYSCALL : 0) < 0)
+    return rfail(r, "setting the syscall breakpoint");
+  r->armed = armed;
+  return 0;
+}
+
+/* Check: no breakpoint is armed in the tracee (DR7), where none may be. */
+static int check_breakpoint_clear(struct rrv_replayer *r, const char *where) {
+  uint64_t dr7 = 0, dr6 = 0;
+  if (rrv_debug_state(r->pid, &dr7, &dr6) < 0) return rfail(r, "reading the debug registers");
+  r->breakpoint_checks++;
+  if (dr7 & 0xff)
+    return diverge(r, RRV_DIV_SYSCALLBUF, "syscallbuf-breakpoint-clear: the syscall breakpoint "
+                   "is still armed %s (DR7 0x%llx)", where, (unsigned long long)dr7);
+  return 0;
+}
+
+/* The current event is a FLUSH not yet begun: its records are checked (a malformed one is a
+ * trace error naming it), and the breakpoint armed for the first. */
+static int begin_flush(struct rrv_replayer *r) {
+  const struct rrv_event *ev = cur_event(r);
+  size_t extra = r->pos + ev->size - RRV_ALIGN8(ev->extra_len);
+  size_t end = extra + ev->extra_len;
+  uint32_t count = 0;
+  char why[160];
+  for (size_t pos = extra; pos < end; count++) {
+    size_t size = buffered_record_size(r->events + pos, end - pos, 0, why, sizeof why);
+    if (!size)
+      return diverge(r, RRV_DIV_TRACE, "flush event %llu, buffered syscall %u: %s",
+                     (unsigned long long)r->event_index, count, why);
+    pos += size;
+  }
+  if (count != (uint32_t)ev->nr || !count || ev->extra_len > r->len)
+    return diverge(r, RRV_DIV_TRACE, "flush event %llu says %d buffered syscalls and holds %u",
+                   (unsigned long long)r->event_index, ev->nr, count);
+  r->flushing = 1;
+  r->flush_record = extra - r->pos;
+  r->flush_left = count;
+  r->flush_index = r->event_index;
+  r->flushes++;
+  return set_breakpoint(r, 1);
+}
+
+/* A stop other than the breakpoint's while a FLUSH is the current event: the flush ends here,
+ * as it did in the recording (which flushes only at stops that record an event). Every record
+ * must have been hit, the breakpoint be clear, and the preload's buffer hold as many bytes as
+ * the recording's did; then the buffer is emptied as the recording emptied it. `inexact`: the
+ * process dies at a point replay cannot reach (the buffer is not compared). */
+static int end_flush(struct rrv_replayer *r, int64_t traced_nr, int inexact) {
+  const struct rrv_event *ev = cur_event(r);
+  r->breakpoint_checks++;
+  if (r->flush_left) {
+    const struct rrv_buffered_syscall *rec = flush_record(r);
+    r->div.expected_nr = rec->nr;
+    r->div.found_nr = traced_nr;
+    return diverge(r, RRV_DIV_SYSCALLBUF, "syscallbuf-missing-record: buffered syscall %u of %d "
+                   "of flush event %llu (%s) was never made: the program reached %s first",
+                   ev->nr - r->flush_left, ev->nr, (unsigned long long)r->flush_index,
+                   rrv_syscall_name(rec->nr), traced_nr >= 0 ? rrv_syscall_name(traced_nr)
+                                                            : "a stop that is no syscall");
+  }
+  int rc = check_breakpoint_clear(r, "at the end of a flush");
+  if (rc) return rc;
+  if (!inexact) {
+    uint32_t held = 0;
+    r->breakpoint_checks++;
+    if (rrv_read_mem(r->pid, ev->aux, &held, sizeof held) != sizeof held || held != ev->result) {
+      r->div.expected_value = ev->result;
+      r->div.found_value = held;
+      return diverge(r, RRV_DIV_SYSCALLBUF, "syscallbuf-flush-length: the preload's buffer at "
+                     "0x%llx holds %u bytes of records at the flush, the recording's held %lld",
+                     (unsigned long long)ev->aux, held, (long long)ev->result);
+    }
+    if ((rc = apply_writes(r, ev))) return rc;
+  }
+  r->flushing = 0;
+  advance(r);
+  return 0;
+}
+
+/* The breakpoint took control at the untraced syscall: the next record of the flush is
+ * checked against the syscall the program makes, and injected in its place (never run). */
+static int replay_buffered_hit(struct rrv_replayer *r) {
+  struct rrv_regs regs;
+  if (rrv_getregs(r->pid, &regs) < 0) return rfail(r, "PTRACE_GETREGS");
+  if (!r->armed || !r->flushing || !r->flush_left)
+    return diverge(r, RRV_DIV_SYSCALLBUF, "syscallbuf-armed-with-records: the syscall "
+                   "breakpoint fired with no buffered syscall left to replay");
+  const struct rrv_event *ev = cur_event(r);
+  const struct rrv_buffered_syscall *rec = flush_record(r);
+  unsigned k = ev->nr - r->flush_left;
+  const uint64_t found[6] = {regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9};
+  r->div.expected_nr = rec->nr;
+  r->div.found_nr = (int64_t)regs.rax;
+  r->breakpoint_checks += 2;
+  if (regs.rip != RRV_UNTRACED_SYSCALL)
+    return diverge(r, RRV_DIV_SYSCALLBUF, "syscallbuf-armed-with-records: the syscall "
+                   "breakpoint stopped the program at 0x%llx", (unsigned long long)regs.rip);
+  if ((int64_t)regs.rax != rec->nr || memcmp(found, rec->args, sizeof found))
+    return diverge(r, RRV_DIV_SYSCALLBUF, "syscallbuf-record-syscall: buffered syscall %u of "
+                   "flush event %llu is %s(0x%llx, 0x%llx, 0x%llx, ...), the program made "
+                   "%s(0x%llx, 0x%llx, 0x%llx, ...)", k, (unsigned long long)r->flush_index,
+                   rrv_syscall_name(rec->nr), (unsigned long long)rec->args[0],
+                   (unsigned long long)rec->args[1], (unsigned long long)rec->args[2],
+                   rrv_syscall_name((int64_t)regs.rax), (unsigned long long)found[0],
+                   (unsigned long long)found[1], (unsigned long long)found[2]);
+  if (regs.rcx != rec->site) {
+    r->div.expected_value = rec->site;
+    r->div.found_value = regs.rcx;
+    return diverge(r, RRV_DIV_SYSCALLBUF, "syscallbuf-record-site: buffered syscall %u of flush "
+                   "event %llu (%s) came through the stub at 0x%llx, the program's through 0x%llx",
+                   k, (unsigned long long)r->flush_index, rrv_syscall_name(rec->nr),
+                   (unsigned long long)rec->site, (unsigned long long)regs.rcx);
+  }
+  struct rrv_regs call = regs;
+  call.orig_rax = rec->nr;
+  if (rec->flags & RRV_BF_SENT) {
+    const struct rrv_syscall_spec *spec = &rrv_syscalls[rec->nr];
+    uint64_t d = rrv_sent_digest(r->pid, spec, &call, rec->result, -1);
+    r->breakpoint_checks++;
+    if (d != rec->sent_digest) {
+      r->div.expected_value = rec->sent_digest;
+      r->div.found_value = d;
+      return diverge(r, RRV_DIV_DATA, "the data buffered syscall %u of flush event %llu (%s) "
+                     "sends differs from the recording", k, (unsigned long long)r->flush_index,
+                     spec->name);
+    }
+  }
+  /* Its writes, as a traced syscall's are injected */
+  const uint8_t *p = (const uint8_t *)(rec + 1);
+  for (unsigned i = 0; i < rec->nwrites; i++) {
+    const struct rrv_write *w = (const struct rrv_write *)p;
+    if (rrv_write_mem(r->pid, w->addr, p + sizeof *w, w->len) != (ssize_t)w->len) {
+      r->div.expected_value = w->addr;
+      return diverge(r, RRV_DIV_DATA, "buffered syscall %u of flush event %llu wrote %u bytes "
+                     "at 0x%llx, which replay does not have mapped", k,
+                     (unsigned long long)r->flush_index, w->len, (unsigned long long)w->addr);
+    }
+    p += sizeof *w + RRV_ALIGN8((size_t)w->len);
+  }
+  if (rec->flags & RRV_BF_PIPE) {   /* the pipe's bytes, as a traced read's or write's */
+    struct rrv_pipe_io io;
+    memcpy(&io, p, sizeof io);
+    uint64_t h = 0;
+    r->breakpoint_checks++;
+    if (rrv_pipe_io_hash(r->pid, rec->nr, &call, rec->result, &h) < 0 || h != io.hash) {
+      r->div.expected_value = io.hash;
+      r->div.found_value = h;
+      return diverge(r, RRV_DIV_DATA, "the bytes buffered syscall %u of flush event %llu moved "
+                     "through a pipe differ from the hash the trace holds for them", k,
+                     (unsigned long long)r->flush_index);
+    }
+  }
+  regs.rax = rec->result;
+  regs.rip = RRV_UNTRACED_SYSCALL + 2;
+  regs.rcx = regs.rip;               /* as the kernel leaves them after a syscall */
+  regs.r11 = regs.eflags;
+  if (rrv_setregs(r->pid, &regs) < 0 || rrv_clear_debug_status(r->pid) < 0)
+    return rfail(r, "injecting a buffered syscall");
+  r->flush_record += rec->size;
+  r->flush_left--;
+  r->buffered_syscalls++;
+  if (!r->flush_left) return set_breakpoint(r, 0);   /* armed only while records remain */
+  return 0;
+}
+
+/* Is the tracee's SIGTRAP the syscall breakpoint's (DR6 says DR0 fired)? */
+static int syscall_breakpoint_hit(struct rrv_replayer *r) {
+  uint64_t dr7 = 0, dr6 = 0;
+  siginfo_t si;
+  return ptrace(PTRACE_GETSIGINFO, r->pid, 0, &si) == 0 && si.si_code == 4 /* TRAP_HWBKPT */ &&
+         rrv_debug_state(r->pid, &dr7, &dr6) == 0 && (dr6 & 1);
+}
+
+/* A syscall site patched in the recording (recorder.c: rrv_record_patch_site): patched here
+ * too, and the syscall sent back to it, to be made again through the stub. */
+static int replay_patch(struct rrv_replayer *r, const struct rrv_regs *regs) {
+  const struct rrv_event *ev = cur_event(r);
+  int rc = check_state(r, ev, regs);
+  if (rc) return rc;
+  if (ev->aux != regs->rip - 2)
+    return diverge(r, RRV_DIV_TRACE, "patch event %llu names site 0x%llx, not this syscall's",
+                   (unsigned long long)r->event_index, (unsigned long long)ev->aux);
+  if ((rc = apply_writes(r, ev))) return rc;
+  struct rrv_regs after = *regs;
+  after.rip = ev->aux;
+  after.rax = regs->orig_rax;
+  after.orig_rax = (uint64_t)-1;
+  int status;
+  int skipped = rrv_skip_syscall(r->pid, &after, &status);
+  if (skipped == -2) return diverge(r, RRV_DIV_EXITED_EARLY, "the tracee died (status 0x%x)", status);
+  if (skipped < 0) return rfail(r, "returning a patched syscall to its site");
+  advance(r);
+  return 0;
+}
+
 static int replay_syscall(struct rrv_replayer *r) {
   struct rrv_regs regs;
   if (rrv_getregs(r->pid, &regs) < 0) return rfail(r, "PTRACE_GETREGS");
   int64_t nr = (int64_t)regs.orig_rax;
+  int rc;
+  if (cur_event(r)->kind == RRV_EVENT_FLUSH && (rc = end_flush(r, nr, 0))) return rc;
+  if (!have_events(r, 1)) return RRV_STOP_NEED_EVENTS;
   const struct rrv_event *ev = cur_event(r);
+  if (regs.rip == RRV_UNTRACED_SYSCALL + 2) {  /* a buffered syscall the breakpoint let by */
+    r->breakpoint_checks++;
+    if (ev->kind == RRV_EVENT_SIGNAL && (ev->flags & RRV_EF_UNWOUND) &&
+        (ev->flags & RRV_EF_AT_SYSCALL_ENTRY)) {
+      /* held in the recording, and delivered once the syscall was unwound out of the
+       * preload: the same unwinding here (syscallbuf.c), then the delivery at its entry */
+      char why[160];
+      if (rrv_syscallbuf_unwind(r->pid, ev->aux, &regs, why, sizeof why) < 0)
+        return diverge(r, RRV_DIV_SYSCALLBUF, "syscallbuf-unwind: %s", why);
+      return replay_signal_at_entry(r, ev, &regs);
+    }
+    r->div.found_nr = nr;
+    return diverge(r, RRV_DIV_SYSCALLBUF, "syscallbuf-extra-record: the program made buffered "
+                   "syscall %s (through the stub at 0x%llx) that the recording has no record of",
+                   rrv_syscall_name(nr), (unsigned long long)regs.rcx);
+  }
+  if (ev->kind == RRV_EVENT_PATCH) return replay_patch(r, &regs);
+  if (ev->kind == RRV_EVENT_SIGNAL && (ev->flags & RRV_EF_UNWOUND))
+    return diverge(r, RRV_DIV_SYSCALLBUF, "syscallbuf-unwind: the recording delivered signal %d "
+                   "at a buffered syscall, the program made %s through ptrace", ev->nr,
+                   rrv_syscall_name(nr));
   if (ev->kind == RRV_EVENT_SIGNAL && (ev->flags & RRV_EF_AT_SYSCALL_ENTRY))
     return replay_signal_at_entry(r, ev, &regs);
-  int rc = expect_kind(r, ev, RRV_EVENT_SYSCALL, nr);
+  rc = expect_kind(r, ev, RRV_EVENT_SYSCALL, nr);
   if (rc) return rc;
   if (ev->nr != nr) {
     r->div.expected_nr = ev->nr;
@@ -313,7 +548,7 @@ static int replay_syscall(struct rrv_replayer *r) {
                      spec->name, status);
     }
     if (prc < 0) return rfail(r, "stopping the tracee before its exit");
-    return RRV_STOP_SEGMENT_END;
+    return segment_end(r);
   }
   if ((rc = replay_sent_data(r, spec, &regs, ev))) return rc;
 
@@ -405,7 +640,7 @@ static int replay_syscall(struct rrv_replayer *r) {
   }
   if ((rc = apply_writes(r, ev))) return rc;
   advance(r);
-  if (segment_ends_here(r)) return RRV_STOP_SEGMENT_END;
+  if (segment_ends_here(r)) return segment_end(r);
   if (signal_at_exit) r->resume_sig = next->nr; /* injected from the exit stop */
   return 0;
 }
@@ -448,6 +683,11 @@ static int replay_signal(struct rrv_replayer *r, int sig) {
     return diverge(r, RRV_DIV_SYSCALL, "the replayed program made syscall %d of another ABI "
                    "(audit arch 0x%x, at %p), which replay never runs", si.si_syscall,
                    si.si_arch, si.si_call_addr);
+  }
+  if (cur_event(r)->kind == RRV_EVENT_FLUSH) {
+    int rc = end_flush(r, -1, 0);
+    if (rc) return rc;
+    if (!have_events(r, 1)) return RRV_STOP_NEED_EVENTS;
   }
   int rdtscp;   /* a trapped rdtsc, unless the recording delivered it (PR_TSC_SIGSEGV) */
   if (sig == SIGSEGV && si.si_code == SI_KERNEL && cur_event(r)->kind != RRV_EVENT_SIGNAL &&
@@ -600,6 +840,18 @@ int rrv_replay_run(struct rrv_replayer *r) {
     /* A death at a point replay cannot find (SIGKILL; a fatal signal that came in user code,
      * delivered at once): every event before it was checked; the process ends here. */
     const struct rrv_event *cur = cur_event(r);
+    int rc;
+    if (cur->kind == RRV_EVENT_FLUSH && !r->flushing && (rc = begin_flush(r)))
+      return rc;
+    if (cur->kind == RRV_EVENT_FLUSH && !r->flush_left && have_events(r, 2)) {
+      /* every record hit, and the process then died where replay cannot follow */
+      const struct rrv_event *next = next_event(r);
+      if ((next->kind == RRV_EVENT_EXIT && WIFSIGNALED(next->nr) && WTERMSIG(next->nr) == SIGKILL) ||
+          (next->kind == RRV_EVENT_SIGNAL && (next->flags & RRV_EF_ASYNC_FATAL))) {
+        if ((rc = end_flush(r, -1, 1))) return rc;
+        cur = cur_event(r);
+      }
+    }
     int sigkilled = cur->kind == RRV_EVENT_EXIT && WIFSIGNALED(cur->nr) &&
                     WTERMSIG(cur->nr) == SIGKILL;
     if (sigkilled || (cur->kind == RRV_EVENT_SIGNAL && (cur->flags & RRV_EF_ASYNC_FATAL)))
@@ -610,7 +862,6 @@ int rrv_replay_run(struct rrv_replayer *r) {
     r->resume_op = PTRACE_CONT;
     int status;
     if (rrv_wait(r->pid, &status) < 0) return rfail(r, "waitpid");
-    int rc;
     if (r->delivering && (rc = finish_replayed_delivery(r, status))) {
       if (rc == 1) continue;     /* the single-step trap: resume */
       return rc;
@@ -632,6 +883,9 @@ int rrv_replay_run(struct rrv_replayer *r) {
       rc = 0;   /* a stop signal's stop, or its end: nobody sends SIGCONT in replay: go on */
     } else if (RRV_SECCOMP_STOP(status)) {
       rc = replay_syscall(r);
+    } else if (r->armed && WSTOPSIG(status) == SIGTRAP && !(status >> 16) &&
+               syscall_breakpoint_hit(r)) {
+      rc = replay_buffered_hit(r);
     } else if (RRV_SYSCALL_EXIT_STOP(status)) {
       /* Reached only after an emulated syscall, to end a segment or inject a signal. */
       struct rrv_regs regs;
@@ -640,7 +894,7 @@ int rrv_replay_run(struct rrv_replayer *r) {
         regs.orig_rax = r->last_nr;
         if (rrv_setregs(r->pid, &regs) < 0) return rfail(r, "PTRACE_SETREGS");
       }
-      if (segment_ends_here(r)) return RRV_STOP_SEGMENT_END;
+      if (segment_ends_here(r)) return segment_end(r);
       const struct rrv_event *ev = cur_event(r);
       if ((rc = expect_kind(r, ev, RRV_EVENT_SIGNAL, 0))) return rc;
       r->resume_sig = ev->nr;

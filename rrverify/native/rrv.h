@@ -148,6 +148,7 @@ struct rrv_preload_init {       /* RRV_CALL_PRELOAD_INIT's argument */
 #define RRV_DIV_EXIT_STATUS 9
 #define RRV_DIV_EXITED_EARLY 10
 #define RRV_DIV_TRACE 11
+#define RRV_DIV_SYSCALLBUF 12  /* a syscall-breakpoint check failed (detail: which) */
 
 #define RRV_MAX_HELD 8          /* handled signals held at once per process */
 
@@ -360,8 +361,8 @@ struct rrv_replayer {
   struct rrv_segv_restore segv_restore;   /* SEGV_RESTORE: what to put back */
   uint64_t mask_before_wait;
   /* syscall buffering: the FLUSH event being replayed (its records hit the breakpoint) */
-  size_t flush_event;       /* its offset in `events`, or (size_t)-1 */
-  size_t flush_record;      /* offset of its next record in `events` */
+  int flushing;             /* begun: the current event is that FLUSH */
+  size_t flush_record;      /* its next record's offset within it */
   uint32_t flush_left;      /* records not yet hit */
   uint64_t flush_index;     /* its event index */
   int armed;                /* the syscall breakpoint is set */
