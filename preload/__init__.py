@@ -4,6 +4,7 @@ to know of it: where its code is, read from its ELF with pyelftools."""
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import os
 
@@ -16,6 +17,13 @@ ENV_MARKER = "RRVERIFY_SYSCALLBUF=1"   # the preload stays inert without it
 
 def available() -> bool:
     return os.path.exists(LIBRARY)
+
+
+@functools.lru_cache(maxsize=1)
+def digest() -> str:
+    """The library's BLAKE2b-256 (hex): how the trace's files.jsonl names it."""
+    with open(LIBRARY, "rb") as f:
+        return hashlib.blake2b(f.read(), digest_size=32).hexdigest()
 
 
 @functools.lru_cache(maxsize=8)

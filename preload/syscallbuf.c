@@ -233,6 +233,7 @@ static int buffer_syscall(struct rrv_syscallbuf_hdr *h, struct rrv_hook_frame *f
   uint64_t a[6] = {f->rdi, f->rsi, f->rdx, f->r10, f->r8, f->r9};
   struct pieces out = {0}, sent = {0};
   if (!classify(nr, a, h->flags, h->io_fds, &out, &sent)) return 0;
+  if (h->max_records && h->num_records >= h->max_records) return 0;
   uint32_t used = h->num_rec_bytes;
   size_t room = h->size - sizeof *h - used;
   if (sizeof(struct rrv_buffered_syscall) + pieces_room(&out) + pieces_room(&sent) > room)
@@ -262,6 +263,7 @@ static int buffer_syscall(struct rrv_syscallbuf_hdr *h, struct rrv_hook_frame *f
   if (moves_data(nr)) h->io_fds |= fd_bit(a[0]);
   barrier();
   h->num_rec_bytes = used + rec->size;    /* the commit */
+  h->num_records++;
   f->rax = (uint64_t)result;
   return 1;
 }

@@ -109,7 +109,9 @@ class RecordedProcess:
         """The next periodic checkpoint counts from this one, whatever its kind."""
         self.last_checkpoint = self.events
         self.state.events = self.events     # the native counter, after events Python added
-        self.state.next_checkpoint_event = (self.events + checkpoint_every if checkpoint_every
+        # a buffered syscall counts as an event here: a loop of them gets checkpoints too
+        clock = self.events + self.state.buffered_syscalls
+        self.state.next_checkpoint_event = (clock + checkpoint_every if checkpoint_every
                                             else 2**64 - 1)
         self.state.last_checkpoint_ns = lib.rrv_now_ns()
 
@@ -277,7 +279,9 @@ def build_manifest(argv: list[str], exe: str, cpu: int, every: int, interval: fl
                      "syscalls_known": len(syscalls.TABLE),
                      "checkpoint_every": every, "checkpoint_interval": interval,
                      "serialize": serialize, "tracee_cpus": tracee_cpus,
-                     "syscallbuf": syscallbuf},
+                     "syscallbuf": syscallbuf,
+                     # which mapped file is the preload (replayer/syscallbuf_invariant.py)
+                     "preload": preload.digest() if syscallbuf else None},
         "started": time.time(),
     }
 
@@ -430,7 +434,7 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
             elif stop == lib.RRV_STOP_CHECKPOINT:
                 if signal_pending(proc.pid) and proc.last_checkpoint >= 0:
                     # a signal would interrupt the capture: next time (a birth cannot wait)
-                    state.next_checkpoint_event = proc.events + 1
+                    state.next_checkpoint_event = proc.events + state.buffered_syscalls + 1
                     continue
                 checkpoint_at(proc)
             elif stop == lib.RRV_STOP_CHECKPOINT_AT_EXIT:

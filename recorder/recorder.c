@@ -141,7 +141,7 @@ static int syscallbuf_flush(struct rrv_recorder *r) {
   if (ev == (size_t)-1) return fail(r, "out of memory");
   event_at(r, ev)->result = n;
   event_at(r, ev)->aux = r->syscallbuf;
-  uint8_t zero[16] = {0};   /* num_rec_bytes and io_fds */
+  uint8_t zero[16] = {0};   /* num_rec_bytes, num_records and io_fds */
   if (event_add_write(r, ev, r->syscallbuf, zero, sizeof zero)) return fail(r, "out of memory");
   if (ensure_room(r, n + (size_t)count * sizeof(struct rrv_pipe_io))) return fail(r, "out of memory");
   size_t extra = r->len;
@@ -762,10 +762,13 @@ static int on_preload_init(struct rrv_recorder *r, const struct rrv_regs *regs, 
   /* Buffered syscalls would pass by what the recorder does at each syscall of a process that
    * shares memory (the token) or installed its own seccomp filters (it runs them). */
   uint32_t flags = r->shared_member || r->program_filters ? RRV_HDR_DISABLED : 0;
+  uint32_t max_records = r->checkpoint_every < UINT32_MAX ? (uint32_t)r->checkpoint_every : 0;
   uint64_t at = init.buffer + offsetof(struct rrv_syscallbuf_hdr, flags);
-  if (rrv_write_mem(r->pid, at, &flags, 4) != 4) return fail(r, "writing the syscall buffer");
-  const uint64_t outs[1][2] = {{at, 4}};
-  return record_answer(r, regs->orig_rax, regs, fpu, 0, RRV_EF_REFUSED, outs, 1, 1);
+  uint64_t at_max = init.buffer + offsetof(struct rrv_syscallbuf_hdr, max_records);
+  if (rrv_write_mem(r->pid, at, &flags, 4) != 4 || rrv_write_mem(r->pid, at_max, &max_records, 4) != 4)
+    return fail(r, "writing the syscall buffer");
+  const uint64_t outs[2][2] = {{at, 4}, {at_max, 4}};
+  return record_answer(r, regs->orig_rax, regs, fpu, 0, RRV_EF_REFUSED, outs, 2, 1);
 }
 
 /* Could this syscall stop be a site to patch: a syscall the preload buffers, from code that is
@@ -1105,7 +1108,7 @@ static int on_syscall_exit(struct rrv_recorder *r) {
   }
   /* A checkpoint is due: the tracee sits at this syscall's exit stop, the one kind of point
    * where checkpoints are taken (and where replay can stop to compare). */
-  if (r->events >= r->next_checkpoint_event ||
+  if (r->events + r->buffered_syscalls >= r->next_checkpoint_event ||
       (r->checkpoint_interval_ns &&
        rrv_now_ns() - r->last_checkpoint_ns >= r->checkpoint_interval_ns))
     return RRV_STOP_CHECKPOINT;

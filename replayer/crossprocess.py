@@ -49,7 +49,7 @@ def exit_of(status: int) -> tuple[str, int]:
 
 def _a_fact(kind: int, flags: int, nr: int) -> bool:
     """Can an event with this header hold a fact (segment_facts decodes only those)?"""
-    return kind == E.EXIT or kind == E.SYSCALL and (
+    return kind in (E.EXIT, E.FLUSH) or kind == E.SYSCALL and (
         flags & E.EF_PIPE or nr in FORKS or nr in (WAIT4, WAITID))
 
 
@@ -62,6 +62,14 @@ def segment_facts(trace: Trace, process: int, first: int, end: int) -> dict:
             continue
         for ev in E.iter_events_where(stream.read_frame(frame), frame.first_event, _a_fact):
             if not first <= ev.index < end:
+                continue
+            if ev.kind == E.FLUSH:      # buffered reads and writes of pipes, in order
+                for rec in E.buffered_syscalls(ev):
+                    if rec.pipe and rec.result > 0:
+                        pipe, h, direction = rec.pipe
+                        pipes.append({"event": ev.index, "pipe": pipe, "hash": h,
+                                      "length": rec.result,
+                                      "direction": PIPE_DIRECTIONS.get(direction, "untracked")})
                 continue
             if ev.kind == E.SYSCALL and ev.flags & E.EF_PIPE and ev.result > 0:
                 for pipe, h, direction, _ in PIPE_IO.iter_unpack(

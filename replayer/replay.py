@@ -19,6 +19,7 @@ from ..errors import NativeError, TraceError
 from ..trace import Stream, Trace
 from ..tracee import CallbackTarget, choose_cpu
 from . import report as R
+from .syscallbuf_invariant import check_replayed
 
 
 @dataclass
@@ -299,11 +300,24 @@ def replay(trace: Trace, *, start: int = 0, end: int | None = None, echo: bool =
     finally:
         if alive:
             lib.rrv_kill(pid)
+    reached = [trace.checkpoint(ids[k]) for k in range(start, min(next_k + 1, len(ids)))
+               if checkpoints[k]["event"] <= state.event_index]
+    invariant = check_replayed(trace, process, reached, state.event_index, pages)
+    if invariant.violations and res.status == "verified":
+        first = invariant.violations[0]
+        res.status = "diverged"
+        res.divergence = dict(first, event_index=first["event"], segment=ids[start],
+                              process=process, pid=stream.row["pid"])
     res.seconds = time.monotonic() - t0
     res.stats = {"syscalls_emulated": state.syscalls_emulated,
                  "syscalls_executed": state.syscalls_executed,
                  "signals": state.signals, "rdtsc": state.rdtscs,
-                 "inexact_deaths": state.inexact_deaths, **notes,
+                 "inexact_deaths": state.inexact_deaths,
+                 "buffered_syscalls": state.buffered_syscalls,
+                 "syscallbuf_flushes": state.flushes,
+                 "syscall_breakpoint_checks": state.breakpoint_checks,
+                 "syscallbuf_invariant_checks": invariant.checks,
+                 "syscallbuf_invariant_violations": len(invariant.violations), **notes,
                  **{k: round(v, 6) for k, v in timing.items()}}
     return res
 

@@ -841,7 +841,9 @@ int rrv_replay_run(struct rrv_replayer *r) {
      * delivered at once): every event before it was checked; the process ends here. */
     const struct rrv_event *cur = cur_event(r);
     int rc;
-    if (cur->kind == RRV_EVENT_FLUSH && !r->flushing && (rc = begin_flush(r)))
+    /* armed as the tracee goes on into user code (not on its way to a syscall's exit) */
+    if (cur->kind == RRV_EVENT_FLUSH && !r->flushing && r->resume_op == PTRACE_CONT &&
+        (rc = begin_flush(r)))
       return rc;
     if (cur->kind == RRV_EVENT_FLUSH && !r->flush_left && have_events(r, 2)) {
       /* every record hit, and the process then died where replay cannot follow */

@@ -57,7 +57,7 @@ struct rrv_session;
 
 struct rrv_syscallbuf_hdr {     /* the start of a thread's buffer; records follow */
   uint32_t num_rec_bytes;       /* bytes of records committed since the last flush */
-  uint32_t reserved0;
+  uint32_t num_records;         /* ...and how many */
   uint64_t io_fds;              /* fds (bit 63: any >= 63) a record since the last flush read
                                    or wrote: closing one goes through ptrace, so that the
                                    recorder still finds which pipe each was at the flush */
@@ -65,7 +65,9 @@ struct rrv_syscallbuf_hdr {     /* the start of a thread's buffer; records follo
   uint32_t flags;               /* RRV_HDR_*: set by the recorder, as writes of a recorded event */
   uint64_t frame;               /* the running hook's struct rrv_hook_frame */
   uint32_t size;                /* bytes of the buffer, this header included */
-  uint32_t reserved1;
+  uint32_t max_records;         /* records between flushes (0: as many as fit): the recorder's
+                                   checkpoint interval, so that a loop of buffered syscalls
+                                   still reaches a ptrace stop, where checkpoints are taken */
   uint64_t reserved[3];
 };
 
@@ -234,9 +236,10 @@ struct rrv_recorder {   /* one recorded process: its state and its own event str
   uint64_t events, syscalls;
   size_t blob_threshold;
   void *handle;         /* passed to the Python callbacks */
-  uint64_t checkpoint_every;        /* events between checkpoints (0: no event trigger) */
+  uint64_t checkpoint_every;        /* events (buffered syscalls count) between checkpoints
+                                       (0: no event trigger) */
   uint64_t checkpoint_interval_ns;  /* time between checkpoints (0: no time trigger) */
-  uint64_t next_checkpoint_event, last_checkpoint_ns;
+  uint64_t next_checkpoint_event, last_checkpoint_ns;  /* events + buffered_syscalls */
   int exit_pending;     /* CHECKPOINT_AT_EXIT returned; the exit is recorded on the next run
                            unless rrv_record_park_for_exit parked the tracee */
   uint64_t parked_mask; /* the signal mask of a parked tracee (blocked meanwhile) */
