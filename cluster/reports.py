@@ -31,6 +31,10 @@ def aggregate(trace, segments: list[dict], *, wall_seconds: float, workers: int,
         trace, [r["facts"] for r in segments if "facts" in r],
         whole={p["index"] for p in trace.processes} - partial)
     all_verified = counts[VERIFIED] == len(segments)
+
+    def stat(name: str) -> int:
+        return sum(r.get("stats", {}).get(name, 0) for r in segments)
+    violations = sum(len(r.get("syscallbuf_invariant_violations", [])) for r in segments)
     # Events no segment covers: a complete trace has none (a process without a checkpoint).
     unreplayable = [p["pid"] for p in trace.unreplayable()] if trace.complete else []
     return {
@@ -45,6 +49,10 @@ def aggregate(trace, segments: list[dict], *, wall_seconds: float, workers: int,
                    "processes": len(trace.processes),
                    "cross_process_checks": checks,
                    "cross_process_divergences": len(divergences),
+                   "buffered_syscalls": stat("buffered_syscalls"),
+                   "syscall_breakpoint_checks": stat("syscall_breakpoint_checks"),
+                   "syscallbuf_invariant_checks": stat("syscallbuf_invariant_checks"),
+                   "syscallbuf_invariant_violations": violations,
                    "events": trace.event_count, "events_verified": events,
                    "wall_seconds": round(wall_seconds, 3),
                    "segment_seconds": round(work, 3), "replay_seconds": round(replay, 3),

@@ -331,6 +331,8 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
         state.checkpoint_every = checkpoint_every
         state.checkpoint_interval_ns = int(checkpoint_interval * 1e9)
         state.syscallbuf_allowed = int(syscallbuf)
+        # fault injection for the invariant's own test (tests/test_syscallbuf.py)
+        state.test_no_unwind = int(os.environ.get("RRVERIFY_TEST_DELIVER_IN_PRELOAD") == "1")
         return state
 
     def add_process(pid: int, state, parent: RecordedProcess | None) -> RecordedProcess:

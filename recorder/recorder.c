@@ -1324,6 +1324,7 @@ static int on_watched_entry(struct rrv_recorder *r) {
   int flushed = syscallbuf_flush(r);
   if (flushed) return flushed;
   char why[160];
+  if (r->test_no_unwind) return deliver_held_signal(r, &regs);
   if (rrv_syscallbuf_unwind(r->pid, r->syscallbuf, &regs, why, sizeof why) < 0) {
     snprintf(r->message, sizeof r->message, "cannot move a buffered syscall out of the "
              "preload to deliver a signal: %s", why);

@@ -37,6 +37,7 @@ class ReplayResult:
     divergence: dict | None = None
     stats: dict = field(default_factory=dict)
     seconds: float = 0.0
+    invariant_violations: list = field(default_factory=list)   # syscallbuf_invariant.py
 
 
 class Replayer(CallbackTarget):
@@ -304,10 +305,10 @@ def replay(trace: Trace, *, start: int = 0, end: int | None = None, echo: bool =
                if checkpoints[k]["event"] <= state.event_index]
     invariant = check_replayed(trace, process, reached, state.event_index, pages)
     if invariant.violations and res.status == "verified":
-        first = invariant.violations[0]
         res.status = "diverged"
-        res.divergence = dict(first, event_index=first["event"], segment=ids[start],
-                              process=process, pid=stream.row["pid"])
+        res.divergence = dict(invariant.violations[0],
+                              reproduce=f"rrverify replay {trace.path} --segment {ids[start]}")
+    res.invariant_violations = invariant.violations
     res.seconds = time.monotonic() - t0
     res.stats = {"syscalls_emulated": state.syscalls_emulated,
                  "syscalls_executed": state.syscalls_executed,
@@ -353,6 +354,7 @@ def replay_processes(trace: Trace, *, echo: bool = False, cpu: int | None = None
                 if isinstance(v, (int, float)):
                     total.stats[k] = total.stats.get(k, 0) + v
             total.status, total.divergence = res.status, res.divergence
+            total.invariant_violations += res.invariant_violations
             total.process, total.pid = res.process, res.pid
         if res.status != "verified":
             return total, n + 1

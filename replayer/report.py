@@ -18,7 +18,7 @@ DIV_NAMES = {lib.RRV_DIV_EVENT_KIND: "event-kind", lib.RRV_DIV_SYSCALL: "syscall
              lib.RRV_DIV_RESULT: "syscall-result", lib.RRV_DIV_DATA: "data",
              lib.RRV_DIV_SIGINFO: "siginfo", lib.RRV_DIV_SIGNAL: "signal",
              lib.RRV_DIV_EXIT_STATUS: "exit-status", lib.RRV_DIV_EXITED_EARLY: "exited-early",
-             lib.RRV_DIV_TRACE: "trace"}
+             lib.RRV_DIV_TRACE: "trace", lib.RRV_DIV_SYSCALLBUF: "syscallbuf"}
 
 
 def event_label(kind: int, nr: int) -> str:
@@ -47,8 +47,10 @@ def disassemble(pid: int, addr: int, count: int = 4) -> list[str]:
 def describe(state, feed, replayer, pid: int, trace) -> dict:
     d = state.div
     kind = DIV_NAMES.get(d.kind, str(d.kind))
-    out = {"event": d.event_index, "check": kind,
-           "detail": ffi.string(d.detail).decode(errors="replace")}
+    detail = ffi.string(d.detail).decode(errors="replace")
+    if d.kind == lib.RRV_DIV_SYSCALLBUF:   # each syscall-breakpoint check has its own name
+        kind, _, detail = detail.partition(": ")
+    out = {"event": d.event_index, "check": kind, "detail": detail}
     try:
         ev = feed.current()
         out["expected"] = {"event": event_label(ev.kind, ev.nr), "tid": ev.tid}

@@ -75,6 +75,9 @@ def verify_segment(trace_path: str, k: int, *, cpu: int | None = None,
         report["facts"] = segment_facts(trace, process, first, res.end_event)
         if res.divergence:
             report["divergence"] = with_segment(res.divergence, k, shown)
+        if res.invariant_violations:
+            report["syscallbuf_invariant_violations"] = [
+                with_segment(v, k, shown) for v in res.invariant_violations]
     except TraceError as e:
         report.update(status=TRACE_ERROR, error=str(e))
     except RRVerifyError as e:

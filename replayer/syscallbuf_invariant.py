@@ -70,7 +70,8 @@ def check_replayed(trace: Trace, process: int, ckpts: list[dict], end: int,
             hit = _inside(ip, ranges)
             if hit:
                 res.violations.append({
-                    "kind": "syscallbuf-invariant", "event": event, "ip": ip,
+                    "check": "syscallbuf-invariant", "event": event, "task": ckpt["tid"],
+                    "ip": {"address": ip},
                     "detail": f"{what} with its ip {ip:#x} inside the preload's buffering code "
                               f"({hit[0]:#x}-{hit[1]:#x}): a signal handler there would find "
                               f"the syscall buffer half-written (rr issue #3285)"})

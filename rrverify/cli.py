@@ -340,6 +340,7 @@ def cmd_replay(args) -> int:
                        "trace_events": result.trace_events, "complete": result.complete_trace,
                        "divergence": result.divergence, "stats": result.stats,
                        "cross_process_checks": checks, "cross_process": cross,
+                       "syscallbuf_invariant_violations": result.invariant_violations,
                        "seconds": result.seconds}, f, indent=1)
     for div in cross:
         print(f"cross-process divergence ({div['check']}): {div['detail']}")
@@ -355,6 +356,9 @@ def cmd_replay(args) -> int:
         return 0
     for line in format_text(result.divergence):
         print(line)
+    for v in result.invariant_violations:
+        if v is not result.divergence:
+            print(f"also: syscallbuf-invariant at event {v['event']}: {v['detail']}")
     return 1
 
 

@@ -293,6 +293,8 @@ struct rrv_recorder {   /* one recorded process: its state and its own event str
   uint64_t kept_sites[64];
   int redo_stop;            /* handle the current seccomp stop again (a site was kept) */
   int delivering_unwound;   /* the held signal being delivered was at an unwound syscall */
+  int test_no_unwind;       /* tests only: deliver held signals inside the preload (breaking
+                               the #3285 invariant, for the verifier's check to find) */
   int watching_entries;     /* resumed with PTRACE_SYSCALL from user code (signals held): a
                                syscall-entry stop may come, of a buffered syscall too */
   uint32_t vfork_saved_flags; /* its buffer's flags before a vfork child shared them */

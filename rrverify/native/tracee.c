@@ -532,13 +532,15 @@ uint64_t rrv_sent_digest(int pid, const struct rrv_syscall_spec *spec, const str
   return rc < 0 ? 0 : d;
 }
 
-/* Run the syscall the tracee stands at (seccomp stop) to its exit stop, through the exec
- * event for an execve. Returns 0 with the wait status (a death inside is not an error). */
+/* Run the syscall the tracee stands at (its seccomp stop, or a syscall-entry stop, which the
+ * seccomp stop then follows) to its exit stop, through the exec event for an execve. Returns
+ * 0 with the wait status (a death inside is not an error). */
 int rrv_step_to_syscall_exit(int pid, int *status) {
   for (;;) {
     if (ptrace(PTRACE_SYSCALL, pid, 0, 0) < 0) return -1;
     if (rrv_wait(pid, status) < 0) return -1;
     if (!WIFSTOPPED(*status) || RRV_SYSCALL_EXIT_STOP(*status)) return 0;
+    if (RRV_SECCOMP_STOP(*status)) continue;
     if (RRV_EXEC_STOP(*status)) {
       rrv_forget_mem();
       continue;
