@@ -1060,6 +1060,15 @@ static int on_syscall_exit(struct rrv_recorder *r) {
     event_at(r, ev)->aux = rrv_sent_digest(r->pid, spec, &regs, result, -1);
     if (track_self_mem(r, nr, &regs, result) && capture_self_mem_write(r, ev, nr, &regs, result))
       return fail(r, "recording a write to the tracee's own memory");
+    /* A write through its own /proc/PID/mem changes its memory: writes go through ptrace
+     * from now on, where the recorder records that (capture_self_mem_write). */
+    if (r->syscallbuf && (nr == SYS_open || nr == SYS_openat || nr == SYS_openat2) &&
+        result < (int64_t)sizeof r->self_mem_fds && r->self_mem_fds[result]) {
+      if (syscallbuf_set_flags(r, RRV_HDR_NO_WRITES, 0, NULL) < 0)
+        return fail(r, "writing the syscall buffer");
+      if (capture(r, ev, r->syscallbuf + offsetof(struct rrv_syscallbuf_hdr, flags), 4))
+        return fail(r, "out of memory");
+    }
     struct rrv_file_write fw;
     int shared = rrv_sends_data(spec) && result > 0 && r->shared_file_mapped ?
                      shared_mapping_of_write(r, nr, &regs, result, &fw) : 0;
@@ -1082,6 +1091,14 @@ static int on_syscall_exit(struct rrv_recorder *r) {
       r->shared_file_mapped = 1;
       int rc = refuse_shared_with_another(r, (int)regs.r8, (regs.rdx & PROT_WRITE) != 0);
       if (rc) return rc;
+      /* Writes to a file it maps shared show in its memory: they go through ptrace from now
+       * on, where the recorder records that (shared_mapping_of_write). */
+      if (r->syscallbuf && regs.rdx & PROT_READ) {
+        if (syscallbuf_set_flags(r, RRV_HDR_NO_WRITES, 0, NULL) < 0)
+          return fail(r, "writing the syscall buffer");
+        if (capture(r, ev, r->syscallbuf + offsetof(struct rrv_syscallbuf_hdr, flags), 4))
+          return fail(r, "out of memory");
+      }
     }
     if (nr == SYS_mmap && !(regs.r10 & MAP_ANONYMOUS) && (int)regs.r8 >= 0) {
       uint64_t index = 0;
@@ -1160,6 +1177,8 @@ static int on_async_signal(struct rrv_recorder *r, int sig, const siginfo_t *si,
   return 0;
 }
 
+static int complete_buffered_as_traced(struct rrv_recorder *r, struct rrv_regs *regs);
+
 static int on_signal(struct rrv_recorder *r, int sig) {
   siginfo_t si;
   struct rrv_regs regs;
@@ -1167,6 +1186,11 @@ static int on_signal(struct rrv_recorder *r, int sig) {
   if (ptrace(PTRACE_GETSIGINFO, r->pid, 0, &si) < 0) return fail(r, "PTRACE_GETSIGINFO");
   if (rrv_getregs(r->pid, &regs) < 0) return fail(r, "PTRACE_GETREGS");
   rrv_fpu_digest(r->pid, &fpu);
+  if (r->syscallbuf && regs.rip == RRV_UNTRACED_SYSCALL + 2 && !r->test_no_unwind &&
+      !RRV_RESTARTING((int64_t)regs.rax)) {
+    int rc = complete_buffered_as_traced(r, &regs);
+    if (rc) return rc;
+  }
   /* Still at the last syscall's exit if no user code ran since (the registers say so): so are
    * further signals that follow one without a handler (SIGSTOP, then SIGCONT). */
   int after_syscall = r->after_syscall && same_regs(&regs, &r->exit_regs);
@@ -1242,8 +1266,7 @@ static int on_signal(struct rrv_recorder *r, int sig) {
     memmove(&r->held[0], &r->held[1], (r->nheld - 1) * sizeof r->held[0]);
     r->nheld--;
     r->held_since_ns = rrv_now_ns();
-    flags = RRV_EF_AT_SYSCALL_ENTRY | (r->delivering_unwound ? RRV_EF_UNWOUND : 0);
-    r->delivering_unwound = 0;
+    flags = RRV_EF_AT_SYSCALL_ENTRY;
   } else if (!fault && !after_syscall) {
     return on_async_signal(r, sig, &si, &regs, fpu);
   }
@@ -1252,7 +1275,6 @@ static int on_signal(struct rrv_recorder *r, int sig) {
   size_t ev = event_begin(r, RRV_EVENT_SIGNAL, sig, &regs);
   if (ev == (size_t)-1) return fail(r, "out of memory");
   event_at(r, ev)->flags = flags;
-  if (flags & RRV_EF_UNWOUND) event_at(r, ev)->aux = r->syscallbuf;
   event_at(r, ev)->fpu_digest = fpu;
   /* Delivered by single-step: the next stop shows whether the kernel wrote a signal frame,
    * which then becomes this event's writes (finish_recorded_delivery). */
@@ -1310,6 +1332,58 @@ int rrv_record_park_for_exit(struct rrv_recorder *r) {
 /* r was found dead while the driver worked on it (a checkpoint): its exit is recorded. */
 int rrv_record_died(struct rrv_recorder *r, int status) { return record_exit(r, status); }
 
+/* The buffered syscall the thread is in (at its entry, or completed) is moved out of the
+ * preload: *regs become its caller's, at the entry of its stub's own traced `syscall`
+ * (syscallbuf.c: rrv_syscallbuf_unwind), recorded as an UNWIND event. Not set in the tracee. */
+static int record_unwind(struct rrv_recorder *r, struct rrv_regs *regs) {
+  char why[160];
+  if (rrv_syscallbuf_unwind(r->pid, r->syscallbuf, regs, why, sizeof why) < 0) {
+    snprintf(r->message, sizeof r->message, "cannot move a buffered syscall out of the "
+             "preload: %s", why);
+    return RRV_STOP_ERROR;
+  }
+  size_t ev = event_begin(r, RRV_EVENT_UNWIND, (int)regs->orig_rax, regs);
+  if (ev == (size_t)-1) return fail(r, "out of memory");
+  event_at(r, ev)->aux = r->syscallbuf;
+  event_end(r, ev);
+  return 0;
+}
+
+/* A signal came as a buffered syscall completed (rip after the untraced instruction, rax its
+ * result: SIGPIPE from a write, or any that arrived just then). Delivered there, at the
+ * syscall's exit, as it would be without the recorder, but not inside the preload: the
+ * syscall is unwound to its stub and recorded as a traced syscall that returned this result
+ * (its outputs are in the caller's memory: the hook does not move them), and the signal comes
+ * at that syscall's exit. Returns 0 or an RRV_STOP_*. */
+static int complete_buffered_as_traced(struct rrv_recorder *r, struct rrv_regs *regs) {
+  int64_t result = (int64_t)regs->rax;
+  uint64_t fpu = 0;
+  int rc = syscallbuf_flush(r);
+  if (rc) return rc;
+  rrv_fpu_digest(r->pid, &fpu);
+  struct rrv_regs entry = *regs;
+  if ((rc = record_unwind(r, &entry))) return rc;
+  int64_t nr = (int64_t)entry.orig_rax;
+  if (nr < 0 || nr >= RRV_NSYSCALLS || !rrv_syscalls[nr].handling) {
+    snprintf(r->message, sizeof r->message, "a buffered syscall %lld the table does not know",
+             (long long)nr);
+    return RRV_STOP_ERROR;
+  }
+  struct rrv_regs exit = entry;
+  exit.rax = (uint64_t)result;
+  if (rrv_setregs(r->pid, &exit) < 0) return fail(r, "PTRACE_SETREGS");
+  r->sc_nr = nr;
+  r->sc_regs = entry;
+  r->sc_fpu = fpu;
+  r->sc_sets_segv = 0;
+  r->in_syscall = 1;
+  rc = on_syscall_exit(r);
+  if (rc == RRV_STOP_CHECKPOINT) rc = 0;   /* not with a signal pending: at a later exit */
+  if (rc) return rc;
+  *regs = exit;
+  return 0;
+}
+
 /* A syscall-entry stop of a process resumed with PTRACE_SYSCALL while it had signals held.
  * A buffered syscall (at the untraced instruction): the thread is in the preload, where no
  * signal may find it (rr issue #3285), so the syscall is unwound to its stub's own traced
@@ -1323,15 +1397,9 @@ static int on_watched_entry(struct rrv_recorder *r) {
   if (regs.rip != RRV_UNTRACED_SYSCALL + 2 || !r->syscallbuf || !r->nheld) return 0;
   int flushed = syscallbuf_flush(r);
   if (flushed) return flushed;
-  char why[160];
   if (r->test_no_unwind) return deliver_held_signal(r, &regs);
-  if (rrv_syscallbuf_unwind(r->pid, r->syscallbuf, &regs, why, sizeof why) < 0) {
-    snprintf(r->message, sizeof r->message, "cannot move a buffered syscall out of the "
-             "preload to deliver a signal: %s", why);
-    return RRV_STOP_ERROR;
-  }
-  r->delivering_unwound = 1;
-  return deliver_held_signal(r, &regs);
+  int rc = record_unwind(r, &regs);
+  return rc ? rc : deliver_held_signal(r, &regs);
 }
 
 /* One stop of process r, at the session loop. Returns 0 or an RRV_STOP_*. */

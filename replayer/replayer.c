@@ -411,7 +411,10 @@ static int replay_buffered_hit(struct rrv_replayer *r) {
   call.orig_rax = rec->nr;
   if (rec->flags & RRV_BF_SENT) {
     const struct rrv_syscall_spec *spec = &rrv_syscalls[rec->nr];
-    uint64_t d = rrv_sent_digest(r->pid, spec, &call, rec->result, -1);
+    int fd = (int)rec->args[0];
+    int echo = r->echo && (fd == 1 || fd == 2) && (rec->nr == SYS_write || rec->nr == SYS_writev)
+                   ? fd : -1;
+    uint64_t d = rrv_sent_digest(r->pid, spec, &call, rec->result, echo);
     r->breakpoint_checks++;
     if (d != rec->sent_digest) {
       r->div.expected_value = rec->sent_digest;
@@ -495,33 +498,43 @@ static int replay_syscall(struct rrv_replayer *r) {
   int64_t nr = (int64_t)regs.orig_rax;
   int rc;
   if (cur_event(r)->kind == RRV_EVENT_FLUSH && (rc = end_flush(r, nr, 0))) return rc;
-  if (!have_events(r, 1)) return RRV_STOP_NEED_EVENTS;
+  if (!have_events(r, 1)) return RRV_STOP_END_OF_TRACE;
   const struct rrv_event *ev = cur_event(r);
   if (regs.rip == RRV_UNTRACED_SYSCALL + 2) {  /* a buffered syscall the breakpoint let by */
     r->breakpoint_checks++;
-    if (ev->kind == RRV_EVENT_SIGNAL && (ev->flags & RRV_EF_UNWOUND) &&
-        (ev->flags & RRV_EF_AT_SYSCALL_ENTRY)) {
-      /* held in the recording, and delivered once the syscall was unwound out of the
-       * preload: the same unwinding here (syscallbuf.c), then the delivery at its entry */
+    if (ev->kind == RRV_EVENT_UNWIND) {
+      /* moved out of the preload in the recording (to deliver a signal): the same here
+       * (syscallbuf.c), and the stop goes on as this syscall's, at its stub */
       char why[160];
-      if (rrv_syscallbuf_unwind(r->pid, ev->aux, &regs, why, sizeof why) < 0)
+      struct rrv_regs unwound = regs;
+      if (rrv_syscallbuf_unwind(r->pid, ev->aux, &unwound, why, sizeof why) < 0)
         return diverge(r, RRV_DIV_SYSCALLBUF, "syscallbuf-unwind: %s", why);
+      r->div.expected_regs = ev->regs;
+      r->div.found_regs = unwound;
+      if (!regs_match(&unwound, &ev->regs))
+        return diverge(r, RRV_DIV_SYSCALLBUF, "syscallbuf-unwind: the buffered syscall unwound "
+                       "to other registers than the recording's");
+      if (rrv_setregs(r->pid, &unwound) < 0) return rfail(r, "PTRACE_SETREGS");
+      advance(r);
+      if (!have_events(r, 1)) return RRV_STOP_END_OF_TRACE;
+      regs = unwound;
+      ev = cur_event(r);
+    } else if (ev->kind == RRV_EVENT_SIGNAL && (ev->flags & RRV_EF_AT_SYSCALL_ENTRY)) {
+      /* delivered right there, inside the preload, by a recorder that broke the invariant:
+       * replayed as recorded, for the invariant check to report (syscallbuf_invariant.py) */
       return replay_signal_at_entry(r, ev, &regs);
+    } else {
+      r->div.found_nr = nr;
+      return diverge(r, RRV_DIV_SYSCALLBUF, "syscallbuf-extra-record: the program made "
+                     "buffered syscall %s (through the stub at 0x%llx) that the recording has "
+                     "no record of", rrv_syscall_name(nr), (unsigned long long)regs.rcx);
     }
-    /* delivered right there, inside the preload, by a recorder that broke the invariant:
-     * replayed as recorded, for the invariant check to report (syscallbuf_invariant.py) */
-    if (ev->kind == RRV_EVENT_SIGNAL && (ev->flags & RRV_EF_AT_SYSCALL_ENTRY))
-      return replay_signal_at_entry(r, ev, &regs);
-    r->div.found_nr = nr;
-    return diverge(r, RRV_DIV_SYSCALLBUF, "syscallbuf-extra-record: the program made buffered "
-                   "syscall %s (through the stub at 0x%llx) that the recording has no record of",
-                   rrv_syscall_name(nr), (unsigned long long)regs.rcx);
+  } else if (ev->kind == RRV_EVENT_UNWIND) {
+    return diverge(r, RRV_DIV_SYSCALLBUF, "syscallbuf-unwind: the recording moved a buffered "
+                   "syscall out of the preload here, the program made %s through ptrace",
+                   rrv_syscall_name(nr));
   }
   if (ev->kind == RRV_EVENT_PATCH) return replay_patch(r, &regs);
-  if (ev->kind == RRV_EVENT_SIGNAL && (ev->flags & RRV_EF_UNWOUND))
-    return diverge(r, RRV_DIV_SYSCALLBUF, "syscallbuf-unwind: the recording delivered signal %d "
-                   "at a buffered syscall, the program made %s through ptrace", ev->nr,
-                   rrv_syscall_name(nr));
   if (ev->kind == RRV_EVENT_SIGNAL && (ev->flags & RRV_EF_AT_SYSCALL_ENTRY))
     return replay_signal_at_entry(r, ev, &regs);
   rc = expect_kind(r, ev, RRV_EVENT_SYSCALL, nr);
@@ -693,7 +706,7 @@ static int replay_signal(struct rrv_replayer *r, int sig) {
   if (cur_event(r)->kind == RRV_EVENT_FLUSH) {
     int rc = end_flush(r, -1, 0);
     if (rc) return rc;
-    if (!have_events(r, 1)) return RRV_STOP_NEED_EVENTS;
+    if (!have_events(r, 1)) return RRV_STOP_END_OF_TRACE;
   }
   int rdtscp;   /* a trapped rdtsc, unless the recording delivered it (PR_TSC_SIGSEGV) */
   if (sig == SIGSEGV && si.si_code == SI_KERNEL && cur_event(r)->kind != RRV_EVENT_SIGNAL &&
@@ -841,7 +854,9 @@ static int end_at_inexact_death(struct rrv_replayer *r) {
 
 int rrv_replay_run(struct rrv_replayer *r) {
   for (;;) {
-    if (!have_events(r, 2) && !r->eof) return RRV_STOP_NEED_EVENTS;
+    /* A stop may take up to four events: a flush's end, an unwind, a syscall, a signal at
+     * its exit. */
+    if (!have_events(r, 4) && !r->eof) return RRV_STOP_NEED_EVENTS;
     if (!have_events(r, 1)) return RRV_STOP_END_OF_TRACE;
     /* A death at a point replay cannot find (SIGKILL; a fatal signal that came in user code,
      * delivered at once): every event before it was checked; the process ends here. */

@@ -93,8 +93,6 @@ def format_event(ev: E.Event) -> str:
         except ValueError:
             name = str(ev.nr)
         how = ("at syscall exit" if ev.flags & E.EF_AT_SYSCALL_EXIT else
-               "held, delivered at the entry of a buffered syscall unwound to its stub"
-               if ev.flags & E.EF_AT_SYSCALL_ENTRY and ev.flags & E.EF_UNWOUND else
                "held, delivered at syscall entry" if ev.flags & E.EF_AT_SYSCALL_ENTRY else
                "fatal, delivered at once in user code" if ev.flags & E.EF_ASYNC_FATAL else
                "fault")
@@ -109,6 +107,9 @@ def format_event(ev: E.Event) -> str:
                 line += f"  <{sum(w.length for w in rec.writes)} bytes written>"
             lines.append(f"{pad}  buffered: {line}  (stub {rec.site:#x})")
         return "\n".join(lines)
+    if ev.kind == E.UNWIND:
+        return head + (f"unwind: buffered {syscalls.name_of(ev.nr)} moved out of the preload, "
+                       f"to its stub's syscall at {ev.regs['rip'] - 2:#x}")
     if ev.kind == E.PATCH:
         return head + (f"patch: syscall site {ev.aux:#x} ({syscalls.name_of(ev.nr)}) now jumps "
                        f"to its stub at {ev.writes[0].addr:#x}" if ev.writes else

@@ -8,11 +8,10 @@ from dataclasses import dataclass, field
 
 from .errors import TraceError
 
-SYSCALL, RDTSC, SIGNAL, EXEC, EXIT, FLUSH, PATCH = 1, 2, 3, 4, 5, 6, 7
+SYSCALL, RDTSC, SIGNAL, EXEC, EXIT, FLUSH, PATCH, UNWIND = 1, 2, 3, 4, 5, 6, 7, 8
 KIND_NAMES = {SYSCALL: "syscall", RDTSC: "rdtsc", SIGNAL: "signal", EXEC: "exec", EXIT: "exit",
-              FLUSH: "flush", PATCH: "patch"}
+              FLUSH: "flush", PATCH: "patch", UNWIND: "unwind"}
 EF_AT_SYSCALL_EXIT, EF_RDTSCP, EF_REFUSED, EF_SEGV_RESTORE = 1, 2, 4, 8
-EF_UNWOUND = 8          # SIGNAL's meaning of the bit RDTSC uses for SEGV_RESTORE
 EF_AT_SYSCALL_ENTRY, EF_ASYNC_FATAL, EF_VFORK, EF_PIPE = 16, 32, 64, 128
 BF_SENT, BF_PIPE = 1, 2
 PIPE_IO = struct.Struct("<QQII")
@@ -225,3 +224,18 @@ def buffered_syscalls(ev: Event) -> list[BufferedSyscall]:
     if len(out) != ev.nr:
         raise TraceError(f"event {ev.index} (flush) says {ev.nr} buffered syscalls, holds {len(out)}")
     return out
+
+
+def encode_buffered_syscalls(records: list[BufferedSyscall]) -> bytes:
+    """A FLUSH event's extra holding these records (the inverse of buffered_syscalls)."""
+    out = bytearray()
+    for rec in records:
+        body = bytearray()
+        for w in rec.writes:
+            body += WRITE.pack(w.addr, len(w.data), WRITE_INLINE) + _pad(w.data)
+        flags = (BF_SENT if rec.sent_digest is not None else 0) | (BF_PIPE if rec.pipe else 0)
+        if rec.pipe:
+            body += PIPE_IO.pack(*rec.pipe, 0)
+        out += BUFFERED.pack(BUFFERED.size + len(body), len(rec.writes), flags, rec.nr, 0,
+                             rec.result, *rec.args, rec.site, rec.sent_digest or 0) + body
+    return bytes(out)

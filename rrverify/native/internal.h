@@ -61,6 +61,9 @@ struct kernel_msghdr {
 #define RRV_SYS_SECCOMP 1 /* si_code of the SIGSYS a SECCOMP_RET_TRAP raises */
 /* A SIGSYS from the tracee filter: a syscall of a foreign ABI that was never run. */
 #define RRV_FOREIGN_SYSCALL(sig, si) ((sig) == SIGSYS && (si)->si_code == RRV_SYS_SECCOMP)
+/* A syscall's result that asks the kernel to restart it (-ERESTARTSYS, -ERESTARTNOINTR,
+ * -ERESTARTNOHAND, -ERESTART_RESTARTBLOCK): it did not complete. */
+#define RRV_RESTARTING(rax) ((rax) <= -512 && (rax) >= -516 && (rax) != -515)
 #define RRV_ALIGN8(n) (((n) + 7) & ~(size_t)7)
 #define RRV_MAX_WRITE (1u << 31)
 #define RRV_EVENT_INLINE_MAX (1u << 20) /* beyond this an event's writes go to blobs */

@@ -29,8 +29,9 @@ struct rrv_session;
 #define RRV_EVENT_FLUSH 6       /* the buffered syscalls a process made since its last flush:
                                    extra is struct rrv_buffered_syscall records */
 #define RRV_EVENT_PATCH 7       /* a syscall site patched into a jump to its stub (writes) */
-#define RRV_EF_UNWOUND 8        /* SIGNAL (with AT_SYSCALL_ENTRY): the syscall it was delivered
-                                   at was a buffered one, unwound to its stub's own `syscall` */
+#define RRV_EVENT_UNWIND 8      /* a buffered syscall under way moved out of the preload, to its
+                                   stub's own traced `syscall` (regs: there, as at its entry;
+                                   aux: the buffer), before the event that follows */
 
 #define RRV_SYSCALL_PAGE 0x70000000ull  /* mapped by the recorder into every exec'd image */
 #define RRV_UNTRACED_SYSCALL 0x70000000ull /* `syscall; ret` the tracee filter lets through
@@ -292,7 +293,6 @@ struct rrv_recorder {   /* one recorded process: its state and its own event str
   int nkept;                /* sites left unpatched (the patcher refused them) */
   uint64_t kept_sites[64];
   int redo_stop;            /* handle the current seccomp stop again (a site was kept) */
-  int delivering_unwound;   /* the held signal being delivered was at an unwound syscall */
   int test_no_unwind;       /* tests only: deliver held signals inside the preload (breaking
                                the #3285 invariant, for the verifier's check to find) */
   int watching_entries;     /* resumed with PTRACE_SYSCALL from user code (signals held): a
