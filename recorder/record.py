@@ -411,9 +411,10 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
         first = add_process(pid, first_state, None)
         if lib.rrv_session_add(session, first_state) < 0:
             raise NativeError("record: out of memory")
-        died = exec_and_checkpoint(first)
-        if died is not None:
-            raise NativeError(f"record: {exe} died right after its exec ({describe_wait_status(died)})")
+        early_death = exec_and_checkpoint(first)
+        if early_death is not None:
+            raise NativeError(f"record: {exe} died right after its exec "
+                              f"({describe_wait_status(early_death)})")
         first.checkpoint_taken(checkpoint_every)
         while True:
             stop = lib.rrv_session_run(session)

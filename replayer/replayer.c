@@ -444,9 +444,10 @@ static int replay_buffered_hit(struct rrv_replayer *r) {
     if (rrv_pipe_io_hash(r->pid, rec->nr, &call, rec->result, &h) < 0 || h != io.hash) {
       r->div.expected_value = io.hash;
       r->div.found_value = h;
-      return diverge(r, RRV_DIV_DATA, "the bytes buffered syscall %u of flush event %llu moved "
-                     "through a pipe differ from the hash the trace holds for them", k,
-                     (unsigned long long)r->flush_index);
+      return diverge(r, RRV_DIV_DATA, "the bytes buffered syscall %u of flush event %llu (%s) "
+                     "%s through a pipe differ from the hash the trace holds for them", k,
+                     (unsigned long long)r->flush_index, rrv_syscall_name(rec->nr),
+                     io.direction == RRV_PIPE_READ ? "read" : "written");
     }
   }
   regs.rax = rec->result;
