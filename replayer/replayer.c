@@ -383,8 +383,10 @@ static int replay_buffered_hit(struct rrv_replayer *r) {
   const struct rrv_buffered_syscall *rec = flush_record(r);
   unsigned k = ev->nr - r->flush_left;
   const uint64_t found[6] = {regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9};
-  r->div.found_regs = regs;      /* where it stands, for the report */
+  r->div.found_regs = regs;      /* where it stands, for the report: its stub's syscall */
   r->div.found_regs.rip = rec->site + RRV_STUB_SYSCALL;
+  r->div.site = 0;               /* ...and the program's site the stub stands for */
+  rrv_read_mem(r->pid, regs.rcx + RRV_STUB_SITE, &r->div.site, sizeof r->div.site);
   r->div.expected_nr = rec->nr;
   r->div.found_nr = (int64_t)regs.rax;
   r->breakpoint_checks += 2;

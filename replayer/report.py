@@ -82,6 +82,8 @@ def describe(state, feed, replayer, pid: int, trace) -> dict:
         # A syscall stop reports the ip after the `syscall` instruction: show that instruction.
         at = ip - 2 if d.kind != lib.RRV_DIV_EVENT_KIND and ev is not None and ev.kind == E.SYSCALL else ip
         out["ip"] = {"address": at, "symbol": sym(at), "disassembly": disassemble(pid, at)}
+        if d.site:      # a buffered syscall: the program's own site, which its stub stands for
+            out["site"] = {"address": d.site, "symbol": sym(d.site)}
     out["reproduce"] = f"rrverify replay {trace.path}"
     return out
 
@@ -129,6 +131,10 @@ def format_text(div: dict) -> list[str]:
     if ip:
         lines.append(f"  at ip {ip['address']:#x}: {ip['symbol']}")
         lines.extend(f"    {insn}" for insn in ip["disassembly"])
+    site = div.get("site")
+    if site:
+        lines.append(f"  buffered, from the program's syscall at {site['address']:#x}: "
+                     f"{site['symbol']}")
     lines.append(f"  reproduce: {div['reproduce']}")
     return lines
 

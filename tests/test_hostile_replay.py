@@ -87,8 +87,9 @@ def test_an_injected_syscall_that_arrives_changed_is_refused(recorded_hello):
 def test_a_mid_trace_sigkill_exit_is_not_verified(programs, tmp_path):
     """An incomplete trace whose middle event became "killed by SIGKILL": replay used to stop
     there and say verified, though the events after it were never checked."""
-    trace = tmp_path / "t"
-    assert record(trace, programs["fileio"], tmp_path).returncode == 0
+    trace = tmp_path / "t"    # traced writes: --no-syscallbuf
+    assert run_cli("record", "--no-syscallbuf", "-o", trace, "--", programs["fileio"],
+                   tmp_path).returncode == 0
     victim = nth_event(trace, lambda e: e.kind == E.SYSCALL and e.nr == NUMBERS["write"], 3)
 
     def to_sigkill_exit(ev):
@@ -107,7 +108,8 @@ def test_the_final_state_is_compared(programs, tmp_path):
     trace = tmp_path / "t"
     src = tmp_path / "data"
     src.write_text("the recorded bytes")
-    assert record(trace, programs["read_then_exit"], src).returncode == 0
+    assert run_cli("record", "--no-syscallbuf", "-o", trace, "--", programs["read_then_exit"],
+                   src).returncode == 0        # a traced read (a buffered one: test_syscallbuf.py)
     proc = replay(trace)
     assert proc.returncode == 0 and "1 checkpoints compared" in proc.stdout.decode()
     read = nth_event(trace, lambda e: e.kind == E.SYSCALL and e.nr == NUMBERS["read"]

@@ -7,7 +7,7 @@ from ptrace.syscall.linux.x86_64 import SYSCALL_NAMES
 from rrverify import events as E
 from rrverify.recorder import gen_syscalls, syscalls
 from rrverify.trace import Trace
-from conftest import record
+from conftest import record, run_cli
 
 
 def test_recode_every_event(programs, tmp_path):
@@ -19,14 +19,14 @@ def test_recode_every_event(programs, tmp_path):
             evs = list(E.iter_events(raw, frame.first_event))
             kinds |= {e.kind for e in evs}
             assert b"".join(E.reencode(e) for e in evs) == raw
-    assert kinds == {E.SYSCALL, E.RDTSC, E.SIGNAL, E.EXEC, E.EXIT}
+    assert kinds == {E.SYSCALL, E.RDTSC, E.SIGNAL, E.EXEC, E.EXIT, E.FLUSH, E.PATCH}
 
 
 def test_large_outputs_go_to_the_blob_store(tmp_path):
     data = tmp_path / "big"
     data.write_bytes(bytes(range(256)) * 4096)          # 1 MiB: read in large chunks
-    trace = tmp_path / "t"
-    assert record(trace, "/bin/cat", data).returncode == 0
+    trace = tmp_path / "t"   # traced reads: buffered ones are in their flush (test_syscallbuf.py)
+    assert run_cli("record", "--no-syscallbuf", "-o", trace, "--", "/bin/cat", data).returncode == 0
     t = Trace(str(trace))
     blob_writes = [w for ev in t.events() for w in ev.writes if w.blob is not None]
     assert blob_writes

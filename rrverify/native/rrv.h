@@ -335,6 +335,7 @@ struct rrv_divergence {
   int64_t expected_value, found_value;
   struct rrv_regs expected_regs, found_regs;
   uint64_t expected_fpu, found_fpu;
+  uint64_t site;        /* a buffered syscall's: the program's patched `syscall` (0: none) */
   char detail[512];
 };
 
