@@ -290,3 +290,47 @@ def test_python_json_and_sort_are_buffered_and_verify(tmp_path):
         assert proc.returncode == 0, proc.stderr.decode()
         assert len(buffered(trace)) > 50, cmd
         assert replay(trace).returncode == 0, cmd
+
+
+# -- hostile edits of the new events ---------------------------------------------------------
+
+def edit_first(trace, kind, change) -> E.Event:
+    target = next(ev for ev in Trace(str(trace)).events() if ev.kind == kind)
+
+    def edit(ev):
+        if ev.index == target.index and ev.process == target.process:
+            change(ev)
+        return ev
+    rewrite_events(trace, edit)
+    return target
+
+
+def test_an_unwind_from_a_forged_buffer_is_a_divergence(programs, tmp_path):
+    trace = tmp_path / "t"
+    assert record(trace, programs["sb_handler_io"]).returncode == 0
+    edit_first(trace, E.UNWIND, lambda ev: setattr(ev, "aux", 0x1000))
+    proc = replay(trace)
+    assert check_of(proc) == "syscallbuf-unwind"
+    assert "unreadable" in proc.stdout.decode()
+
+
+def test_an_unwind_to_other_registers_is_a_divergence(programs, tmp_path):
+    trace = tmp_path / "t"
+    assert record(trace, programs["sb_handler_io"]).returncode == 0
+    edit_first(trace, E.UNWIND, lambda ev: ev.regs.update(rip=ev.regs["rip"] + 2))
+    assert check_of(replay(trace)) == "syscallbuf-unwind"
+
+
+def test_a_patch_of_another_site_is_a_trace_error(loop_copy):
+    target = edit_first(loop_copy, E.PATCH, lambda ev: setattr(ev, "aux", ev.aux + 16))
+    assert_one_line_error(replay(loop_copy), 2, f"patch event {target.index} names site")
+
+
+def test_a_buffered_write_to_unmapped_memory_is_a_data_divergence(loop_copy):
+    def change(recs, ev):
+        rec = next(r for r in recs if r.writes)
+        rec.writes[0].addr = 0x10000
+    edit_flush(loop_copy, change)
+    proc = replay(loop_copy)
+    assert check_of(proc) == "data"
+    assert "which replay does not have mapped" in proc.stdout.decode()
