@@ -173,10 +173,10 @@ static int classify(long nr, const uint64_t *a, uint32_t flags, uint64_t h_io_fd
       return 1;
     case __NR_newfstatat:
       piece(out, a[2], 144);
-      return path_is_plain(a[0], (const char *)a[1]) || ((const char *)a[1])[0] == 0;
+      return a[1] && (path_is_plain(a[0], (const char *)a[1]) || ((const char *)a[1])[0] == 0);
     case __NR_statx:
       piece(out, a[4], 256);
-      return path_is_plain(a[0], (const char *)a[1]) || ((const char *)a[1])[0] == 0;
+      return a[1] && (path_is_plain(a[0], (const char *)a[1]) || ((const char *)a[1])[0] == 0);
     case __NR_openat:
       return path_is_plain(a[0], (const char *)a[1]);
     case __NR_access:

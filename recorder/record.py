@@ -395,7 +395,8 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
     def patch_site(proc: RecordedProcess) -> int:
         """A bufferable syscall at a site not seen before: patched into a jump to a stub, or
         kept. Returns 0 or the stop the native recorder met doing it."""
-        found = patch.decide(proc.pid, proc.state)
+        # the vDSO syscall checkpoints inject through stays a syscall
+        found = patch.decide(proc.pid, proc.state) if proc.state.patch_site != proc.gadget else None
         if found is None:
             lib.rrv_record_keep_site(proc.state)
             return 0

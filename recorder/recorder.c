@@ -1186,8 +1186,7 @@ static int on_signal(struct rrv_recorder *r, int sig) {
   if (ptrace(PTRACE_GETSIGINFO, r->pid, 0, &si) < 0) return fail(r, "PTRACE_GETSIGINFO");
   if (rrv_getregs(r->pid, &regs) < 0) return fail(r, "PTRACE_GETREGS");
   rrv_fpu_digest(r->pid, &fpu);
-  if (r->syscallbuf && regs.rip == RRV_UNTRACED_SYSCALL + 2 && !r->test_no_unwind &&
-      !RRV_RESTARTING((int64_t)regs.rax)) {
+  if (r->syscallbuf && regs.rip == RRV_UNTRACED_SYSCALL + 2 && !r->test_no_unwind) {
     int rc = complete_buffered_as_traced(r, &regs);
     if (rc) return rc;
   }
@@ -1349,12 +1348,14 @@ static int record_unwind(struct rrv_recorder *r, struct rrv_regs *regs) {
   return 0;
 }
 
-/* A signal came as a buffered syscall completed (rip after the untraced instruction, rax its
- * result: SIGPIPE from a write, or any that arrived just then). Delivered there, at the
- * syscall's exit, as it would be without the recorder, but not inside the preload: the
- * syscall is unwound to its stub and recorded as a traced syscall that returned this result
- * (its outputs are in the caller's memory: the hook does not move them), and the signal comes
- * at that syscall's exit. Returns 0 or an RRV_STOP_*. */
+/* A signal came as a buffered syscall returned: it completed (SIGPIPE from a write, or any
+ * signal that arrived just then), or the signal interrupted it where it blocked (rax a
+ * restart code). Delivered there, at the syscall's exit, as it would be without the
+ * recorder, but not inside the preload: the syscall is unwound to its stub and recorded as a
+ * traced syscall that returned this result (its outputs are in the caller's memory: the hook
+ * does not move them), and the signal comes at that syscall's exit, where the kernel restarts
+ * an interrupted one through the stub's own `syscall` (SA_RESTART) or makes it fail with
+ * EINTR, as for any traced syscall. Returns 0 or an RRV_STOP_*. */
 static int complete_buffered_as_traced(struct rrv_recorder *r, struct rrv_regs *regs) {
   int64_t result = (int64_t)regs->rax;
   uint64_t fpu = 0;

@@ -76,7 +76,7 @@ static int check_state(struct rrv_replayer *r, const struct rrv_event *ev,
 static int expect_kind(struct rrv_replayer *r, const struct rrv_event *ev, int kind,
                        int64_t found_nr) {
   if (ev->kind == kind) return 0;
-  if (ev->kind < RRV_EVENT_SYSCALL || ev->kind > RRV_EVENT_EXIT)
+  if (ev->kind < RRV_EVENT_SYSCALL || ev->kind > RRV_EVENT_UNWIND)
     return diverge(r, RRV_DIV_TRACE, "unknown event kind %d", ev->kind);
   r->div.expected_kind = ev->kind;
   r->div.found_kind = kind;
@@ -458,6 +458,7 @@ static int replay_buffered_hit(struct rrv_replayer *r) {
   regs.r11 = regs.eflags;
   if (rrv_setregs(r->pid, &regs) < 0 || rrv_clear_debug_status(r->pid) < 0)
     return rfail(r, "injecting a buffered syscall");
+  r->div.site = 0;               /* checked: no later divergence is about this site */
   r->flush_record += rec->size;
   r->flush_left--;
   r->buffered_syscalls++;

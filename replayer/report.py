@@ -129,8 +129,8 @@ def format_text(div: dict) -> list[str]:
             lines.append(f"  {d['what']}: expected {d.get('expected')}, found {d.get('found')}")
     ip = div.get("ip")
     if ip:
-        lines.append(f"  at ip {ip['address']:#x}: {ip['symbol']}")
-        lines.extend(f"    {insn}" for insn in ip["disassembly"])
+        lines.append(f"  at ip {ip['address']:#x}" + (f": {ip['symbol']}" if ip.get("symbol") else ""))
+        lines.extend(f"    {insn}" for insn in ip.get("disassembly", []))
     site = div.get("site")
     if site:
         lines.append(f"  buffered, from the program's syscall at {site['address']:#x}: "

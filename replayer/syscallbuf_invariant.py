@@ -30,8 +30,9 @@ class InvariantResult:
 def preload_ranges(trace: Trace, ckpt: dict, pages) -> list[tuple[int, int]]:
     """[lo, hi) ranges of the preload's code in the process of this checkpoint (empty if it
     does not map the preload), and the untraced instruction's."""
-    digest = trace.manifest.get("recorder", {}).get("preload")
-    if not digest:
+    recorder = trace.manifest.get("recorder")
+    digest = recorder.get("preload") if isinstance(recorder, dict) else None
+    if not isinstance(digest, str):
         return []
     files = trace.files
     ranges = [UNTRACED]

@@ -61,8 +61,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="run one process at a time, as rr does (for comparison; processes "
                         "that share no memory otherwise run at once)")
     r.add_argument("--tracee-cpus", choices=("all", "tracer"), default=None,
-                   help="where the recorded processes run: on every CPU (default) or only on "
-                        "the tracer's (cheapest ptrace stops, no parallelism)")
+                   help="where the recorded processes run: only on the tracer's CPU "
+                        "(default: the cheapest ptrace stops, no parallelism) or on every CPU")
     r.add_argument("cmd", nargs=argparse.REMAINDER)
     v = sub.add_parser("replay", help="replay a trace on this machine and verify every event")
     v.add_argument("trace", nargs="?")

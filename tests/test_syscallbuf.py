@@ -252,6 +252,24 @@ def test_signals_in_blocked_buffered_reads_are_delivered_outside_the_preload(
     assert rep["stats"]["syscallbuf_invariant_checks"] >= unwound
 
 
+def test_a_signal_ends_a_blocked_buffered_read_with_eintr(programs, tmp_path):
+    """Interrupted where it blocked, the buffered read is unwound to its stub and recorded as a
+    traced read that the signal interrupted: without SA_RESTART it fails with EINTR, as
+    natively, and the handler runs at its exit."""
+    trace = tmp_path / "t"
+    proc = record(trace, programs["sb_eintr"])
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout == native(programs["sb_eintr"]).stdout
+    assert proc.stdout.count(b"Interrupted system call") == 5
+    events = list(Trace(str(trace)).events())
+    at_exit = [ev for ev in events if ev.kind == E.SIGNAL and ev.flags & E.EF_AT_SYSCALL_EXIT]
+    assert len(at_exit) == 5
+    for sig in at_exit:      # after an UNWIND and the read it became
+        read, unwind = events[sig.index - 1], events[sig.index - 2]
+        assert (read.kind, read.nr, unwind.kind) == (E.SYSCALL, NUMBERS["read"], E.UNWIND)
+    assert replay(trace).returncode == 0
+
+
 # -- processes, programs, and what is not buffered -----------------------------------------
 
 def test_a_pipeline_buffers_in_every_process_and_checks_its_pipes(tmp_path):
