@@ -78,7 +78,7 @@ def plan_for(pid: int, site: int, region: dict, mem) -> tuple[PatchPlan, bool] |
     mem.seek(site)
     if mem.read(plan.length) != b"\x0f\x05" + plan.displaced:
         return None       # the process changed its code since it mapped the file
-    return plan, False
+    return plan, plan.displaced[:1] == b"\xc3"     # `syscall; ret` and padding
 
 
 def decide(pid: int, state) -> Patch | None:

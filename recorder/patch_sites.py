@@ -594,10 +594,50 @@ def _check_branches(identity: Identity, img: _Image, fn: _Function, site: int,
                                f"an exception landing pad is inside the patch (0x{pad:x})")
 
 
+def _covered(img: _Image, pc: int) -> bool:
+    """Does a function (an FDE) cover pc?"""
+    try:
+        _find_fde(img, pc)
+        return True
+    except _Refused:
+        return False
+
+
+def _ret_tail(identity: Identity, img: _Image, fn: _Function, site: int) -> PatchPlan | None:
+    """A `syscall; ret` at the very end of a function (glibc's getpid, the other small
+    wrappers): the jump may also take the padding after the function, which no function covers
+    and nothing runs, if it is padding (nop, int3) and no branch targets the `ret`. The stub
+    then ends in that `ret` (recorder/patch.py)."""
+    i = fn.index[site]
+    if i + 2 != len(fn.insns) or fn.insns[i + 1].text != "ret" or fn.insns[i + 1].size != 1:
+        return None
+    pad, need = site + 3, JMP_REL32_SIZE - 3
+    if fn.end != pad or any(_covered(img, pad + k) for k in range(need)):
+        return None
+    code = img.read(pad, 16)
+    covered = 0
+    for ci in _capstone().disasm(code, pad):
+        if ci.mnemonic not in _PADDING_MNEMONICS:
+            return None
+        covered += ci.size
+        if covered >= need:
+            break
+    if covered < need:
+        return None
+    try:
+        _check_branches(identity, img, fn, site, JMP_REL32_SIZE)
+    except _Refused:
+        return None
+    return PatchPlan(JMP_REL32_SIZE, img.read(site + 2, JMP_REL32_SIZE - 2), "ret (then padding)")
+
+
 def _plan_from(identity: Identity, img: _Image, site: int) -> PatchPlan:
     fn = _site_function(identity, img, site)
     fails, displaced = _failures(identity, img, fn, site)
     if fails:
+        tail = _ret_tail(identity, img, fn, site)
+        if tail is not None:
+            return tail
         raise fails[0]
     raw = b"".join(img.read(insn.address, insn.size) for insn in displaced)
     return PatchPlan(2 + len(raw), raw, "; ".join(insn.text for insn in displaced))
@@ -658,6 +698,8 @@ def site_survey(path: str) -> dict:
                 fn = _site_function(identity, img, site)
                 boundaries += 1
                 fails, _ = _failures(identity, img, fn, site)
+                if fails and _ret_tail(identity, img, fn, site) is not None:
+                    fails = []
             except _Refused as r:
                 fails = [r]
             except _MALFORMED as e:

@@ -195,6 +195,22 @@ static int syscallbuf_flush(struct rrv_recorder *r) {
   return 0;
 }
 
+/* Was fd opened for writing (its access mode, from /proc/PID/fdinfo)? */
+static int fd_writable(int pid, int fd) {
+  char path[64], buf[256];
+  snprintf(path, sizeof path, "/proc/%d/fdinfo/%d", pid, fd);
+  int f = open(path, O_RDONLY | O_CLOEXEC);
+  if (f < 0) return 1;
+  ssize_t n = read(f, buf, sizeof buf - 1);
+  close(f);
+  if (n <= 0) return 1;
+  buf[n] = 0;
+  const char *flags = strstr(buf, "flags:");
+  unsigned long mode = 0;
+  if (!flags || sscanf(flags + 6, "%lo", &mode) != 1) return 1;
+  return (mode & O_ACCMODE) != O_RDONLY;
+}
+
 /* Set (or clear) flags of the process's buffer header; recorded by whoever calls. */
 static int syscallbuf_set_flags(struct rrv_recorder *r, uint32_t set, uint32_t clear,
                                 uint32_t *before) {
@@ -1092,8 +1108,11 @@ static int on_syscall_exit(struct rrv_recorder *r) {
       int rc = refuse_shared_with_another(r, (int)regs.r8, (regs.rdx & PROT_WRITE) != 0);
       if (rc) return rc;
       /* Writes to a file it maps shared show in its memory: they go through ptrace from now
-       * on, where the recorder records that (shared_mapping_of_write). */
-      if (r->syscallbuf && regs.rdx & PROT_READ) {
+       * on, where the recorder records that (shared_mapping_of_write). Not for a read-only
+       * mapping through a read-only descriptor (glibc's gconv and locale caches): a program
+       * that writes such a file through another descriptor diverges in replay (docs/checks.md
+       * §14 limits). */
+      if (r->syscallbuf && ((regs.rdx & PROT_WRITE) || fd_writable(r->pid, (int)regs.r8))) {
         if (syscallbuf_set_flags(r, RRV_HDR_NO_WRITES, 0, NULL) < 0)
           return fail(r, "writing the syscall buffer");
         if (capture(r, ev, r->syscallbuf + offsetof(struct rrv_syscallbuf_hdr, flags), 4))

@@ -367,3 +367,23 @@ def test_offset_outside_executable_segments_is_refused(offset):
     refusal = plan_site(LIBC, offset)
     assert isinstance(refusal, Refusal)
     assert LIBC in refusal.reason and "executable PT_LOAD" in refusal.reason
+
+
+def test_a_syscall_ret_wrapper_is_patched_with_its_padding():
+    """glibc's getpid is `mov $39, %eax; syscall; ret`, then padding to the next function: the
+    jump takes the `ret` and two bytes of that padding, and the stub ends in the `ret`."""
+    from elftools.elf.elffile import ELFFile
+    libc = LIBC
+    with open(libc, "rb") as f:
+        elf = ELFFile(f)
+        sym = next(s for s in elf.get_section_by_name(".dynsym").iter_symbols()
+                   if s.name == "getpid")
+        f.seek(0)
+        data = f.read()
+    site = data.find(b"\x0f\x05", sym["st_value"], sym["st_value"] + sym["st_size"])
+    if data[site + 2] != 0xc3:
+        pytest.skip("this libc's getpid is not a `syscall; ret` wrapper")
+    plan = plan_site(libc, site)
+    assert isinstance(plan, PatchPlan), plan
+    assert plan.length == 5 and plan.displaced[0] == 0xc3
+    assert plan.displaced == data[site + 2:site + 5]
