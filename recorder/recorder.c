@@ -779,11 +779,15 @@ static int on_preload_init(struct rrv_recorder *r, const struct rrv_regs *regs, 
    * shares memory (the token) or installed its own seccomp filters (it runs them). */
   uint32_t flags = r->shared_member || r->program_filters ? RRV_HDR_DISABLED : 0;
   uint32_t max_records = r->checkpoint_every < UINT32_MAX ? (uint32_t)r->checkpoint_every : 0;
+  /* A flush is at most one frame's worth of events (flush_at), so that frames reach the
+   * disk as often with buffering as without. */
+  uint32_t size = r->flush_at < RRV_SYSCALLBUF_SIZE ? (uint32_t)r->flush_at : RRV_SYSCALLBUF_SIZE;
   uint64_t at = init.buffer + offsetof(struct rrv_syscallbuf_hdr, flags);
-  uint64_t at_max = init.buffer + offsetof(struct rrv_syscallbuf_hdr, max_records);
-  if (rrv_write_mem(r->pid, at, &flags, 4) != 4 || rrv_write_mem(r->pid, at_max, &max_records, 4) != 4)
+  uint64_t at_size = init.buffer + offsetof(struct rrv_syscallbuf_hdr, size);
+  if (rrv_write_mem(r->pid, at, &flags, 4) != 4 || rrv_write_mem(r->pid, at_size, &size, 4) != 4 ||
+      rrv_write_mem(r->pid, at_size + 4, &max_records, 4) != 4)
     return fail(r, "writing the syscall buffer");
-  const uint64_t outs[2][2] = {{at, 4}, {at_max, 4}};
+  const uint64_t outs[2][2] = {{at, 4}, {at_size, 8}};   /* flags; size and max_records */
   return record_answer(r, regs->orig_rax, regs, fpu, 0, RRV_EF_REFUSED, outs, 2, 1);
 }
 

@@ -707,7 +707,7 @@ static int replay_signal(struct rrv_replayer *r, int sig) {
                    "(audit arch 0x%x, at %p), which replay never runs", si.si_syscall,
                    si.si_arch, si.si_call_addr);
   }
-  if (cur_event(r)->kind == RRV_EVENT_FLUSH) {
+  if (cur_event(r)->kind == RRV_EVENT_FLUSH) {   /* the flush ended at this stop */
     int rc = end_flush(r, -1, 0);
     if (rc) return rc;
     if (!have_events(r, 1)) return RRV_STOP_END_OF_TRACE;

@@ -65,7 +65,8 @@ struct rrv_syscallbuf_hdr {     /* the start of a thread's buffer; records follo
   uint32_t in_hook;             /* 1 while the hook runs: `frame` holds the caller's registers */
   uint32_t flags;               /* RRV_HDR_*: set by the recorder, as writes of a recorded event */
   uint64_t frame;               /* the running hook's struct rrv_hook_frame */
-  uint32_t size;                /* bytes of the buffer, this header included */
+  uint32_t size;                /* bytes of it the preload uses, this header included (the
+                                   recorder's frame size, at most RRV_SYSCALLBUF_SIZE) */
   uint32_t max_records;         /* records between flushes (0: as many as fit): the recorder's
                                    checkpoint interval, so that a loop of buffered syscalls
                                    still reaches a ptrace stop, where checkpoints are taken */
