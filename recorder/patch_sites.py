@@ -32,7 +32,12 @@ A site is patchable when all of these hold (each rule has a key; `site_survey` c
   indirect-jump      the function has no indirect jmp (a jump table's targets are unknown) but
                      tail calls: a jmp through one rip-relative slot (a GOT entry), or one that
                      only padding follows up to the function's end.
-Debian 12's libc (glibc 2.36) has 529 0f 05 pairs in its text, 524 of them syscalls, 475 patchable.
+One exception to control-transfer and past-function-end (`_ret_tail`): a `syscall; ret` that
+ends its function (glibc's getpid and the other small wrappers) may take the `ret` and the
+padding after the function, when no FDE covers that padding, it decodes as nop/int3 and no
+branch targets inside; its stub then ends in the `ret`.
+Debian 12's libc (glibc 2.36) has 529 0f 05 pairs in its text, 524 of them syscalls, 489 patchable
+(475 without that exception).
 
 Not checked: a branch into the middle of a function from an unrelated one (compilers do not
 emit them; hand-written asm could). Left to the recorder: memory must still hold the file's bytes

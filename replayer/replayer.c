@@ -468,10 +468,9 @@ static int replay_buffered_hit(struct rrv_replayer *r) {
 
 /* Is the tracee's SIGTRAP the syscall breakpoint's (DR6 says DR0 fired)? */
 static int syscall_breakpoint_hit(struct rrv_replayer *r) {
-  uint64_t dr7 = 0, dr6 = 0;
-  siginfo_t si;
-  return ptrace(PTRACE_GETSIGINFO, r->pid, 0, &si) == 0 && si.si_code == 4 /* TRAP_HWBKPT */ &&
-         rrv_debug_state(r->pid, &dr7, &dr6) == 0 && (dr6 & 1);
+  errno = 0;
+  long dr6 = ptrace(PTRACE_PEEKUSER, r->pid, offsetof(struct user, u_debugreg[6]), 0);
+  return !errno && (dr6 & 1);     /* cleared after each hit (replay_buffered_hit) */
 }
 
 /* A syscall site patched in the recording (recorder.c: rrv_record_patch_site): patched here
