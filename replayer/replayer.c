@@ -290,21 +290,28 @@ static const struct rrv_buffered_syscall *flush_record(const struct rrv_replayer
   return (const struct rrv_buffered_syscall *)(r->events + r->pos + r->flush_record);
 }
 
+/* The syscall breakpoint: an int3 over the untraced `syscall` instruction's first byte, in the
+ * replayed process's own syscall page (a hardware breakpoint would do, but its debug exception
+ * costs tens of microseconds on a VM; an int3 does not). */
 static int set_breakpoint(struct rrv_replayer *r, int armed) {
-  if (rrv_set_syscall_breakpoint(r->pid, armed ? RRV_UNTRACED_SYSCALL : 0) < 0)
+  uint8_t byte = armed ? 0xcc : 0x0f;
+  if (rrv_write_mem(r->pid, RRV_UNTRACED_SYSCALL, &byte, 1) != 1)
     return rfail(r, "setting the syscall breakpoint");
   r->armed = armed;
   return 0;
 }
 
-/* Check: no breakpoint is armed in the tracee (DR7), where none may be. */
+/* Check: no breakpoint is armed in the tracee (the syscall instruction whole, no debug
+ * register set), where none may be. */
 static int check_breakpoint_clear(struct rrv_replayer *r, const char *where) {
   uint64_t dr7 = 0, dr6 = 0;
+  uint8_t byte = 0;
   if (rrv_debug_state(r->pid, &dr7, &dr6) < 0) return rfail(r, "reading the debug registers");
+  rrv_read_mem(r->pid, RRV_UNTRACED_SYSCALL, &byte, 1);
   r->breakpoint_checks++;
-  if (dr7 & 0xff)
+  if ((dr7 & 0xff) || byte == 0xcc)
     return diverge(r, RRV_DIV_SYSCALLBUF, "syscallbuf-breakpoint-clear: the syscall breakpoint "
-                   "is still armed %s (DR7 0x%llx)", where, (unsigned long long)dr7);
+                   "is still armed %s", where);
   return 0;
 }
 
@@ -390,7 +397,7 @@ static int replay_buffered_hit(struct rrv_replayer *r) {
   r->div.expected_nr = rec->nr;
   r->div.found_nr = (int64_t)regs.rax;
   r->breakpoint_checks += 2;
-  if (regs.rip != RRV_UNTRACED_SYSCALL)
+  if (regs.rip != RRV_UNTRACED_SYSCALL + 1)     /* just past the int3 */
     return diverge(r, RRV_DIV_SYSCALLBUF, "syscallbuf-armed-with-records: the syscall "
                    "breakpoint stopped the program at 0x%llx", (unsigned long long)regs.rip);
   if ((int64_t)regs.rax != rec->nr || memcmp(found, rec->args, sizeof found))
@@ -456,8 +463,7 @@ static int replay_buffered_hit(struct rrv_replayer *r) {
   regs.rip = RRV_UNTRACED_SYSCALL + 2;
   regs.rcx = regs.rip;               /* as the kernel leaves them after a syscall */
   regs.r11 = regs.eflags;
-  if (rrv_setregs(r->pid, &regs) < 0 || rrv_clear_debug_status(r->pid) < 0)
-    return rfail(r, "injecting a buffered syscall");
+  if (rrv_setregs(r->pid, &regs) < 0) return rfail(r, "injecting a buffered syscall");
   r->div.site = 0;               /* checked: no later divergence is about this site */
   r->flush_record += rec->size;
   r->flush_left--;
@@ -466,11 +472,12 @@ static int replay_buffered_hit(struct rrv_replayer *r) {
   return 0;
 }
 
-/* Is the tracee's SIGTRAP the syscall breakpoint's (DR6 says DR0 fired)? */
+/* Is the tracee's SIGTRAP the syscall breakpoint's (an int3, at the untraced instruction)? */
 static int syscall_breakpoint_hit(struct rrv_replayer *r) {
-  errno = 0;
-  long dr6 = ptrace(PTRACE_PEEKUSER, r->pid, offsetof(struct user, u_debugreg[6]), 0);
-  return !errno && (dr6 & 1);     /* cleared after each hit (replay_buffered_hit) */
+  struct rrv_regs regs;
+  siginfo_t si;
+  return ptrace(PTRACE_GETSIGINFO, r->pid, 0, &si) == 0 && si.si_code == SI_KERNEL &&
+         rrv_getregs(r->pid, &regs) == 0 && regs.rip == RRV_UNTRACED_SYSCALL + 1;
 }
 
 /* A syscall site patched in the recording (recorder.c: rrv_record_patch_site): patched here

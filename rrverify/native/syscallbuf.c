@@ -1,7 +1,7 @@
 /* syscallbuf.c: what recording and replay both do to a thread that buffers syscalls
  * (preload/syscallbuf.c): read its buffer's records, unwind a buffered syscall that did not
- * complete, skip a syscall at its entry stop, and set the debug register replay uses as the
- * syscall breakpoint. */
+ * complete, skip a syscall at its entry stop, and read the debug registers (replay checks that
+ * none is armed: its syscall breakpoint is an int3, replayer.c). */
 #include <stddef.h>
 #include <sys/user.h>
 
@@ -101,17 +101,7 @@ int rrv_skip_syscall(int pid, const struct rrv_regs *after, int *status) {
   return rrv_setregs(pid, after);
 }
 
-#define RRV_DR7_L0 1ull           /* DR0 enabled, execute, 1 byte (R/W0 = LEN0 = 0) */
-
-/* Replay's syscall breakpoint: an execution breakpoint in DR0 at `addr`, or none (0). */
-int rrv_set_syscall_breakpoint(int pid, uint64_t addr) {
-  if (addr && ptrace(PTRACE_POKEUSER, pid, offsetof(struct user, u_debugreg[0]), addr) < 0)
-    return -1;
-  return ptrace(PTRACE_POKEUSER, pid, offsetof(struct user, u_debugreg[7]),
-                addr ? RRV_DR7_L0 : 0) < 0 ? -1 : 0;
-}
-
-/* DR7 (0: no breakpoint armed) and DR6 (bit 0: DR0 hit), or -1. */
+/* DR7 (0: no breakpoint armed) and DR6, or -1. */
 int rrv_debug_state(int pid, uint64_t *dr7, uint64_t *dr6) {
   errno = 0;
   long v7 = ptrace(PTRACE_PEEKUSER, pid, offsetof(struct user, u_debugreg[7]), 0);
@@ -121,10 +111,6 @@ int rrv_debug_state(int pid, uint64_t *dr7, uint64_t *dr6) {
   *dr7 = (uint64_t)v7;
   *dr6 = (uint64_t)v6;
   return 0;
-}
-
-int rrv_clear_debug_status(int pid) {
-  return ptrace(PTRACE_POKEUSER, pid, offsetof(struct user, u_debugreg[6]), 0) < 0 ? -1 : 0;
 }
 
 /* The digest of bytes a write-family syscall sent, continued from h, as rrv_digest_range
