@@ -211,6 +211,18 @@ static int fd_writable(int pid, int fd) {
   return (mode & O_ACCMODE) != O_RDONLY;
 }
 
+static int syscallbuf_set_flags(struct rrv_recorder *r, uint32_t set, uint32_t clear,
+                                uint32_t *before);
+
+/* Set flags of the process's buffer header, as a write of the event at ev (so that replay
+ * sets them at the same point). */
+static int syscallbuf_set_flags_at(struct rrv_recorder *r, size_t ev, uint32_t set) {
+  if (syscallbuf_set_flags(r, set, 0, NULL) < 0) return fail(r, "writing the syscall buffer");
+  if (capture(r, ev, r->syscallbuf + offsetof(struct rrv_syscallbuf_hdr, flags), 4))
+    return fail(r, "out of memory");
+  return 0;
+}
+
 /* Set (or clear) flags of the process's buffer header; recorded by whoever calls. */
 static int syscallbuf_set_flags(struct rrv_recorder *r, uint32_t set, uint32_t clear,
                                 uint32_t *before) {
@@ -743,16 +755,12 @@ static int record_vfork_changes(struct rrv_recorder *r, size_t ev) {
  * delivery stop that follows is recorded as a SIGNAL event flagged AT_SYSCALL_ENTRY
  * (on_signal), and replay does the same at the same syscall. */
 static int deliver_held_signal(struct rrv_recorder *r, const struct rrv_regs *regs) {
-  struct rrv_regs skip = *regs;
-  int status;
-  skip.orig_rax = -1;
-  if (rrv_setregs(r->pid, &skip) < 0) return fail(r, "PTRACE_SETREGS");
-  if (rrv_step_to_syscall_exit(r->pid, &status) < 0)
-    return fail(r, "skipping a syscall to deliver a signal");
-  if (!WIFSTOPPED(status)) return record_exit(r, status);
   struct rrv_regs restart = *regs;
   restart.rax = -513;   /* -ERESTARTNOINTR */
-  if (rrv_setregs(r->pid, &restart) < 0) return fail(r, "PTRACE_SETREGS");
+  int status;
+  int rc = rrv_skip_syscall(r->pid, &restart, &status);
+  if (rc == -2) return record_exit(r, status);
+  if (rc < 0) return fail(r, "skipping a syscall to deliver a signal");
   r->resume_op = PTRACE_CONT;
   r->resume_sig = r->held[0].sig;
   r->delivering_held = 1;
@@ -794,18 +802,7 @@ static int on_preload_init(struct rrv_recorder *r, const struct rrv_regs *regs, 
 /* Could this syscall stop be a site to patch: a syscall the preload buffers, from code that is
  * not the syscall page or a stub, of a process whose preload registered? */
 static int patchable_stop(struct rrv_recorder *r, int64_t nr, const struct rrv_regs *regs) {
-  if (!r->syscallbuf || r->program_filters) return 0;
-  switch (nr) {
-    case SYS_read: case SYS_pread64: case SYS_readv: case SYS_write: case SYS_pwrite64:
-    case SYS_writev: case SYS_openat: case SYS_close: case SYS_lseek: case SYS_fstat:
-    case SYS_newfstatat: case SYS_statx: case SYS_getdents64: case SYS_access:
-    case SYS_faccessat: case SYS_faccessat2: case SYS_readlink: case SYS_clock_gettime:
-    case SYS_gettimeofday: case SYS_time: case SYS_getpid: case SYS_getppid: case SYS_gettid:
-    case SYS_poll: case SYS_madvise:
-      break;
-    default:
-      return 0;
-  }
+  if (!r->syscallbuf || r->program_filters || !is_buffered_number(nr)) return 0;
   uint64_t site = regs->rip - 2;
   if ((site >= RRV_SYSCALL_PAGE && site < RRV_SYSCALL_PAGE + 4096) ||
       (site >= r->stubs && site < r->stubs + r->stubs_size))
@@ -1084,10 +1081,8 @@ static int on_syscall_exit(struct rrv_recorder *r) {
      * from now on, where the recorder records that (capture_self_mem_write). */
     if (r->syscallbuf && (nr == SYS_open || nr == SYS_openat || nr == SYS_openat2) &&
         result < (int64_t)sizeof r->self_mem_fds && r->self_mem_fds[result]) {
-      if (syscallbuf_set_flags(r, RRV_HDR_NO_WRITES, 0, NULL) < 0)
-        return fail(r, "writing the syscall buffer");
-      if (capture(r, ev, r->syscallbuf + offsetof(struct rrv_syscallbuf_hdr, flags), 4))
-        return fail(r, "out of memory");
+      int rc = syscallbuf_set_flags_at(r, ev, RRV_HDR_NO_WRITES);
+      if (rc) return rc;
     }
     struct rrv_file_write fw;
     int shared = rrv_sends_data(spec) && result > 0 && r->shared_file_mapped ?
@@ -1116,12 +1111,9 @@ static int on_syscall_exit(struct rrv_recorder *r) {
        * mapping through a read-only descriptor (glibc's gconv and locale caches): a program
        * that writes such a file through another descriptor diverges in replay (docs/checks.md
        * §14 limits). */
-      if (r->syscallbuf && ((regs.rdx & PROT_WRITE) || fd_writable(r->pid, (int)regs.r8))) {
-        if (syscallbuf_set_flags(r, RRV_HDR_NO_WRITES, 0, NULL) < 0)
-          return fail(r, "writing the syscall buffer");
-        if (capture(r, ev, r->syscallbuf + offsetof(struct rrv_syscallbuf_hdr, flags), 4))
-          return fail(r, "out of memory");
-      }
+      if (r->syscallbuf && ((regs.rdx & PROT_WRITE) || fd_writable(r->pid, (int)regs.r8)) &&
+          (rc = syscallbuf_set_flags_at(r, ev, RRV_HDR_NO_WRITES)))
+        return rc;
     }
     if (nr == SYS_mmap && !(regs.r10 & MAP_ANONYMOUS) && (int)regs.r8 >= 0) {
       uint64_t index = 0;

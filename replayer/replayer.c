@@ -263,15 +263,13 @@ static int replay_signal_at_entry(struct rrv_replayer *r, const struct rrv_event
     return diverge(r, RRV_DIV_SYSCALL, "signal %d was delivered at the entry of a different "
                    "syscall", ev->nr);
   }
-  struct rrv_regs skip = *regs, restart = *regs;
-  int status;
-  skip.orig_rax = -1;
-  if (rrv_setregs(r->pid, &skip) < 0) return rfail(r, "PTRACE_SETREGS");
-  if (rrv_step_to_syscall_exit(r->pid, &status) < 0) return rfail(r, "skipping a syscall");
-  if (!WIFSTOPPED(status))
-    return diverge(r, RRV_DIV_EXITED_EARLY, "the tracee died (status 0x%x)", status);
+  struct rrv_regs restart = *regs;
   restart.rax = -513;   /* -ERESTARTNOINTR: issued again after the handler */
-  if (rrv_setregs(r->pid, &restart) < 0) return rfail(r, "PTRACE_SETREGS");
+  int status;
+  int skipped = rrv_skip_syscall(r->pid, &restart, &status);
+  if (skipped == -2)
+    return diverge(r, RRV_DIV_EXITED_EARLY, "the tracee died (status 0x%x)", status);
+  if (skipped < 0) return rfail(r, "skipping a syscall");
   r->resume_sig = ev->nr;
   return 0;
 }

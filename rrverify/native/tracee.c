@@ -107,13 +107,20 @@ static struct sock_filter tracee_filter[] = {
 };
 
 /* The syscalls the preload buffers (preload/syscallbuf.c's classify), which the recording
- * filter lets run without a stop when made at RRV_UNTRACED_SYSCALL. */
+ * filter lets run without a stop when made at RRV_UNTRACED_SYSCALL, and whose sites the
+ * recorder patches (recorder.c: patchable_stop). */
 static const int buffered_numbers[] = {
     SYS_read, SYS_pread64, SYS_readv, SYS_write, SYS_pwrite64, SYS_writev, SYS_openat,
     SYS_close, SYS_lseek, SYS_fstat, SYS_newfstatat, SYS_statx, SYS_getdents64, SYS_access,
     SYS_faccessat, SYS_faccessat2, SYS_readlink, SYS_clock_gettime, SYS_gettimeofday, SYS_time,
     SYS_getpid, SYS_getppid, SYS_gettid, SYS_poll, SYS_madvise};
 #define RRV_NBUFFERED (int)(sizeof buffered_numbers / sizeof buffered_numbers[0])
+
+static int is_buffered_number(int64_t nr) {
+  for (int i = 0; i < RRV_NBUFFERED; i++)
+    if (buffered_numbers[i] == nr) return 1;
+  return 0;
+}
 
 /* tracee_filter, with the buffered numbers allowed at the untraced instruction (its ip as
  * seccomp sees it: after the instruction). Returns the filter's length. */
