@@ -141,10 +141,19 @@ static int syscallbuf_flush(struct rrv_recorder *r) {
   if (ev == (size_t)-1) return fail(r, "out of memory");
   event_at(r, ev)->result = n;
   event_at(r, ev)->aux = r->syscallbuf;
-  uint8_t zero[16] = {0};   /* num_rec_bytes, num_records and io_fds */
-  if (event_add_write(r, ev, r->syscallbuf, zero, sizeof zero)) return fail(r, "out of memory");
+  static const uint8_t zero[RRV_SYSCALLBUF_SIZE];
+  /* The header's num_rec_bytes, num_records and io_fds; before a checkpoint the records too,
+   * or every checkpoint would store a buffer's worth of stale records as new pages. */
+  int checkpoint_next = r->events + r->buffered_syscalls + count >= r->next_checkpoint_event ||
+      (r->checkpoint_interval_ns &&
+       rrv_now_ns() - r->last_checkpoint_ns >= r->checkpoint_interval_ns);
+  if (event_add_write(r, ev, r->syscallbuf, zero, 16) ||
+      (checkpoint_next && event_add_write(r, ev, r->syscallbuf + hdr, zero, n)))
+    return fail(r, "out of memory");
   if (ensure_room(r, n + (size_t)count * sizeof(struct rrv_pipe_io))) return fail(r, "out of memory");
   size_t extra = r->len;
+  uint64_t fd_pipe[256];
+  memset(fd_pipe, 0xff, sizeof fd_pipe);
   for (uint32_t i = 0; i < count; i++) {
     const uint8_t *p = in + at[i];
     const struct rrv_buffered_syscall *rec = (const struct rrv_buffered_syscall *)p;
@@ -154,6 +163,22 @@ static int syscallbuf_flush(struct rrv_recorder *r) {
     out->flags = 0;
     out->sent_digest = 0;
     size_t o = sizeof *out, q = sizeof *rec;
+    int moves = rec->nr == SYS_read || rec->nr == SYS_readv || rec->nr == SYS_write ||
+                rec->nr == SYS_writev;
+    /* The fd is still what it was: closing an fd a record moved data through is not buffered
+     * (the preload's io_fds). Within one flush only a buffered openat or close can change what
+     * an fd number names, so the answer is cached until one does. */
+    if (rec->nr == SYS_openat || rec->nr == SYS_close) memset(fd_pipe, 0xff, sizeof fd_pipe);
+    uint64_t pipe = 0;
+    if (moves && rec->result > 0) {
+      int fd = (int)rec->args[0];
+      if (fd >= 0 && fd < (int)(sizeof fd_pipe / sizeof *fd_pipe)) {
+        if (fd_pipe[fd] == UINT64_MAX) fd_pipe[fd] = pipe_of(r->pid, fd);
+        pipe = fd_pipe[fd];
+      } else {
+        pipe = pipe_of(r->pid, fd);
+      }
+    }
     uint64_t poly = 0;
     for (unsigned k = 0; k < rec->nwrites; k++) {
       const struct rrv_write *w = (const struct rrv_write *)(p + q);
@@ -166,14 +191,9 @@ static int syscallbuf_flush(struct rrv_recorder *r) {
         o += sizeof *w + RRV_ALIGN8((size_t)w->len);
         out->nwrites++;
       }
-      poly = rrv_poly_hash(poly, data, w->len);
+      if (pipe) poly = rrv_poly_hash(poly, data, w->len);
       q += sizeof *w + RRV_ALIGN8((size_t)w->len);
     }
-    int moves = rec->nr == SYS_read || rec->nr == SYS_readv || rec->nr == SYS_write ||
-                rec->nr == SYS_writev;
-    /* The fd is still what it was: closing an fd a record moved data through is not buffered
-     * (the preload's io_fds). */
-    uint64_t pipe = moves && rec->result > 0 ? pipe_of(r->pid, (int)rec->args[0]) : 0;
     if (pipe) {
       struct rrv_pipe_io io = {pipe, poly, rec->nr == SYS_read || rec->nr == SYS_readv ?
                                                RRV_PIPE_READ : RRV_PIPE_WRITE, 0};
@@ -188,7 +208,8 @@ static int syscallbuf_flush(struct rrv_recorder *r) {
   }
   event_at(r, ev)->extra_len = r->len - extra;
   event_end(r, ev);
-  if (rrv_write_mem(r->pid, r->syscallbuf, zero, sizeof zero) != sizeof zero)
+  if (rrv_write_mem(r->pid, r->syscallbuf, zero, 16) != 16 ||
+      (checkpoint_next && rrv_write_mem(r->pid, r->syscallbuf + hdr, zero, n) != n))
     return fail(r, "emptying the syscall buffer");
   r->buffered_syscalls += count;
   r->flushes++;

@@ -82,6 +82,26 @@ def test_a_loop_of_common_syscalls_is_buffered_and_verified(loop_trace, tmp_path
     assert rep["stats"]["syscallbuf_invariant_violations"] == 0
 
 
+def test_the_flush_before_a_checkpoint_zeroes_its_records(loop_trace):
+    """A checkpoint would otherwise store a buffer's worth of stale records as new pages."""
+    trace = Trace(str(loop_trace))
+    events = list(trace.events())
+    zeroed = 0
+    for ckpt in trace.checkpoints[1:]:
+        before = [ev for ev in events[:ckpt["event"]] if ev.kind == E.FLUSH]
+        if not before:
+            continue
+        flush = before[-1]
+        assert [w.addr for w in flush.writes][:1] == [flush.aux]
+        if len(flush.writes) == 2:
+            records = flush.writes[1]
+            assert (records.addr, records.length) == (flush.aux + 64, flush.result)
+            assert records.data == bytes(flush.result)
+            zeroed += 1
+    assert zeroed >= len(trace.checkpoints) - 2
+    assert sum(len(ev.writes) == 2 for ev in events if ev.kind == E.FLUSH) <= zeroed + 2
+
+
 def test_no_syscallbuf_records_every_syscall_through_ptrace(programs, tmp_path):
     trace = tmp_path / "t"
     proc = run_cli("record", "--no-syscallbuf", "-o", trace, "--", programs["sb_loop"], 300)
