@@ -157,8 +157,9 @@ def main() -> None:
               "checkpoint, or of one more process (fork, exec, exit), with its three.")
         print("per trace: the rest of one run's added cost (it includes the final checkpoint, "
               "which every process that exits takes).")
-        print("checkpoint: the recorder's time per checkpoint in one run (its "
-              "stats.checkpoint_seconds / checkpoints).")
+        print("checkpoint: the time a checkpoint stops the recorder in one run "
+              "(stats.checkpoint_seconds / checkpoints; digesting and storing it runs beside, "
+              "off the tracer's CPU).")
         for name, (_, many) in cases.items():
             profile = cProfile.Profile()
             n = max(1, args.runs // 4)

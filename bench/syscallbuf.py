@@ -9,9 +9,10 @@ seconds), the median wall time of:
 and, for the default recording, how many syscalls were buffered and which still took a ptrace
 stop (the five most frequent), to say why.
 
-Workloads: a loop of pread/write/fstat/clock_gettime (tests/programs/sb_loop.c, 100000
-iterations), python3 -c 'import json', gzip and sort of a real file, and make -j2 of 8 small C
-files (bench/multiprocess.py's project).
+Workloads: a loop of pread/write/fstat/clock_gettime/getpid (tests/programs/sb_loop.c, 100000
+iterations, then 500000 to take the added cost per buffered syscall from the difference),
+python3 -c 'import json', gzip and sort of a real file, and make -j2 of 8 small C files
+(bench/multiprocess.py's project).
 
     python bench/syscallbuf.py [--runs 3] [--only loop,json,...]
 """
@@ -32,6 +33,8 @@ sys.path.insert(0, HERE)
 from multiprocess import clean, make_project  # noqa: E402
 
 RRVERIFY = [sys.executable, "-m", "rrverify"]
+LOOP, LONG_LOOP = 100000, 500000
+SYSCALLS_PER_ITERATION = 5      # sb_loop.c: pread, write, fstat, clock_gettime, getpid
 
 
 def timed(cmd: list[str], cwd: str | None = None) -> float:
@@ -71,12 +74,31 @@ def workloads(tmp: str) -> dict[str, tuple[list[str], str | None, callable]]:
     os.makedirs(project)
     make_project(project, 8)
     return {
-        "loop": ([loop, "100000", data], None, lambda: None),
+        "loop": ([loop, str(LOOP), data], None, lambda: None),
         "json": (["/usr/bin/python3", "-c", "import json"], None, lambda: None),
         "gzip": (["/bin/gzip", "-c", data], None, lambda: None),
         "sort": (["/usr/bin/sort", data], None, lambda: None),
         "make": (["make", "-j2", "-s"], project, lambda: clean(project)),
     }
+
+
+def loop_slope(cmd: list[str], trace: str, runs: int, native: float, record: float) -> None:
+    """The loop again, LONG_LOOP iterations, native and recorded side by side: the difference
+    from the short run is the cost of the extra iterations alone (start-up, the first
+    checkpoints and the patching of each site cancel out), and the ratio at that length is
+    what a long-running program sees."""
+    long_cmd = [cmd[0], str(LONG_LOOP)] + cmd[2:]
+    times = collections.defaultdict(list)
+    for _ in range(runs):
+        times["native"].append(timed(long_cmd))
+        shutil.rmtree(trace, ignore_errors=True)
+        times["record"].append(timed(RRVERIFY + ["record", "-o", trace, "--"] + long_cmd))
+    nat, rec = statistics.median(times["native"]), statistics.median(times["record"])
+    extra = SYSCALLS_PER_ITERATION * (LONG_LOOP - LOOP)
+    per = ((rec - record) - (nat - native)) / extra * 1e6
+    print(f"  {LONG_LOOP} iterations: native {nat:.3f} s; record {rec:.3f} s "
+          f"({rec / nat:.1f}x); the {extra} extra buffered syscalls cost {per:.2f} us each "
+          f"added, checkpoints included")
 
 
 def main() -> None:
@@ -116,8 +138,9 @@ def main() -> None:
             print(f"  {buffered} syscalls buffered, {traced} through ptrace; most frequent "
                   f"traced: " + ", ".join(f"{n} {c}" for n, c in top))
             if name == "loop":
-                per = (med["record"] - native) / (4 * 100000) * 1e6
+                per = (med["record"] - native) / (SYSCALLS_PER_ITERATION * LOOP) * 1e6
                 print(f"  added per buffered syscall: {per:.2f} us (start-up included)")
+                loop_slope(cmd, trace, args.runs, native, med["record"])
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""Checkpoint capture: a recording tracee's state, at a syscall-exit stop, into the trace."""
+"""Checkpoint capture: a recording tracee's state, at a syscall-exit stop, into the trace, in two
+halves: snapshot() reads the stopped tracee; finish() digests, stores and indexes what it read,
+without the tracee (the recorder runs it beside, checkpoints/finisher.py)."""
 from __future__ import annotations
 
 import os
@@ -122,24 +124,37 @@ def file_page_runs(pid: int, start: int, npages: int, file_pages: int):
         i = j
 
 
-def memory_pagemap(mem: TraceeMemory, maps: list[dict], pages=None,
-                   unchanged: UnchangedPages | None = None, mapped_files: dict | None = None,
-                   file_unchanged=None):
-    """(regions, pagemap): the regions we keep and the concatenated digests of their pages.
-    pages (a PageStoreWriter) gets every readable page that is new since `unchanged` saw it.
-    mapped_files: as capture's. A page equal to its mapped file's page (at its own offset) is
-    not hashed: it has that file page's digest, computed once per trace (pages.file_pages);
-    so has a whole run of them in one comparison, the text of every library a fresh exec
-    maps. file_unchanged(region, blob): whether the region's file is still, by its times, the
-    content the trace stores; then the pages of a private mapping of it that the process never
-    copied are not even read (a compiler's 30 MB of text cost its page table)."""
-    regions, pagemap = [], bytearray()
+class MemorySnapshot:
+    """A stopped tracee's memory as a checkpoint needs it, read while it was stopped: per
+    region, runs of pages that are still their file's (nothing read) and runs read from
+    memory. Digesting it (digest_memory) needs no tracee: it can run while the tracee goes on."""
+
+    def __init__(self):
+        self.regions: list[dict] = []
+        # (region's first page, file page run (f, content, offset, npages) or None, memory run
+        # (addr, data, unreadable, offset, f, content) or None), in address order
+        self.runs: list[tuple] = []
+        self.bytes = 0
+
+
+def read_memory(mem: TraceeMemory, maps: list[dict], pages_wanted: bool = True,
+                mapped_files: dict | None = None, file_unchanged=None) -> MemorySnapshot:
+    """The regions we keep and their pages' contents. mapped_files: as capture's. A page
+    equal to its mapped file's page (at its own offset) is not hashed later: it has that file
+    page's digest, computed once per trace (pages.file_pages); so has a whole run of them in
+    one comparison, the text of every library a fresh exec maps. file_unchanged(region,
+    blob): whether the region's file is still, by its times, the content the trace stores;
+    then the pages of a private mapping of it that the process never copied are not even
+    read (a compiler's 30 MB of text cost its page table). pages_wanted: False when nothing
+    will be stored (file pages are then read and hashed like any)."""
+    snap = MemorySnapshot()
+    npages = 0
     for r in maps:
         if r["path"] in SKIP_REGIONS:
             continue
-        first = len(pagemap) // 16
+        first = npages
         f = mapped_files.get((r["dev"], r["inode"])) if mapped_files and r["inode"] else None
-        content = None if f is None or pages is None else f[1]
+        content = None if f is None or not pages_wanted else f[1]
         skip_file_pages = (content is not None and file_unchanged is not None and
                            r["perms"][3] == "p" and file_unchanged(r, f[0]))
         for i0 in range(0, (r["end"] - r["start"]) // PAGE, CHUNK_PAGES):
@@ -151,22 +166,40 @@ def memory_pagemap(mem: TraceeMemory, maps: list[dict], pages=None,
                     else [(0, n, False)])
             for j0, m, still_file in runs:
                 if still_file:
-                    pagemap += b"".join(pages.file_page_digests(
-                        f[0], content, offset + j0 * PAGE, m))
+                    snap.runs.append(((f, content, offset + j0 * PAGE, m), None))
                 else:
-                    pagemap += _read_and_digest(mem, addr + j0 * PAGE, m, offset + j0 * PAGE,
-                                                f, content, pages, unchanged)
-        regions.append({"start": r["start"], "end": r["end"], "perms": r["perms"],
-                        "offset": r["offset"], "path": r["path"], "first_page": first,
-                        **({"file": r["file"]} if "file" in r else {})})
-    return regions, bytes(pagemap)
+                    data, unreadable = read_region(mem, addr + j0 * PAGE,
+                                                   addr + (j0 + m) * PAGE)
+                    snap.runs.append((None, (addr + j0 * PAGE, data, unreadable,
+                                             offset + j0 * PAGE, f, content)))
+                    snap.bytes += len(data)
+            npages += n
+        snap.regions.append({"start": r["start"], "end": r["end"], "perms": r["perms"],
+                             "offset": r["offset"], "path": r["path"], "first_page": first,
+                             **({"file": r["file"]} if "file" in r else {})})
+    return snap
 
 
-def _read_and_digest(mem: TraceeMemory, addr: int, npages: int, offset: int, f, content,
-                     pages, unchanged: UnchangedPages | None) -> bytes:
-    """The digests of npages pages read from addr (offset: their file offset, if the region
-    maps a file), every new one handed to the page store."""
-    data, unreadable = read_region(mem, addr, addr + npages * PAGE)
+def digest_memory(snap: MemorySnapshot, pages=None,
+                  unchanged: UnchangedPages | None = None) -> bytes:
+    """The concatenated digests of the snapshot's pages. pages (a PageStoreWriter) gets every
+    readable page that is new since `unchanged` saw it."""
+    pagemap = bytearray()
+    for file_run, memory_run in snap.runs:
+        if file_run is not None:
+            f, content, offset, m = file_run
+            pagemap += b"".join(pages.file_page_digests(f[0], content, offset, m))
+        else:
+            addr, data, unreadable, offset, f, content = memory_run
+            pagemap += _digest_pages(addr, data, unreadable, offset, f, content, pages,
+                                     unchanged)
+    return bytes(pagemap)
+
+
+def _digest_pages(addr: int, data: bytes, unreadable: set[int], offset: int, f, content,
+                  pages, unchanged: UnchangedPages | None) -> bytes:
+    """The digests of the pages `data` holds, read from addr (offset: their file offset, if
+    the region maps a file), every new one handed to the page store."""
     if content is not None and not unreadable:
         digests = pages.file_pages(f[0], content, offset, data)
         if digests is not None:
@@ -193,12 +226,25 @@ def _read_and_digest(mem: TraceeMemory, addr: int, npages: int, offset: int, f, 
     return b"".join(digests)
 
 
-def capture(pid: int, *, event: int, gadget: int, writer, pages,
-            unchanged: UnchangedPages | None = None, mapped_files: dict | None = None,
-            parked_mask: int | None = None, trap: str = "none",
-            blocked_mask: int | None = None, process: int = 0,
-            actions_set: int = 0, file_unchanged=None) -> dict:
-    """Capture the tracee (stopped at a syscall-exit stop, no signal pending) as the checkpoint
+class Snapshot:
+    """What a checkpoint holds, read from the stopped tracee (snapshot()); finish() turns it
+    into the checkpoint record without the tracee."""
+
+    def __init__(self, record: dict, xstate: bytes, memory: MemorySnapshot,
+                 unchanged: UnchangedPages | None):
+        self.record, self.xstate, self.memory, self.unchanged = record, xstate, memory, unchanged
+
+    @property
+    def bytes(self) -> int:
+        return self.memory.bytes
+
+
+def snapshot(pid: int, *, event: int, gadget: int, pages_wanted: bool = True,
+             unchanged: UnchangedPages | None = None, mapped_files: dict | None = None,
+             parked_mask: int | None = None, trap: str = "none",
+             blocked_mask: int | None = None, process: int = 0,
+             actions_set: int = 0, file_unchanged=None) -> Snapshot:
+    """Read the tracee (stopped at a syscall-exit stop, no signal pending) as the checkpoint
     replay restores to run from `event` of process `process`'s stream on. mapped_files:
     (dev, inode) -> (blob, content or None, files.jsonl index) of the files the trace stores:
     a region mapping one names it (restore maps the file's content there), and pages equal to
@@ -206,8 +252,7 @@ def capture(pid: int, *, event: int, gadget: int, writer, pages,
     exit (rrv_record_park_for_exit) with every signal blocked meanwhile, and this is its own
     mask. blocked_mask: every signal is blocked meanwhile (a child's birth with a signal
     already pending), and this is its own mask. actions_set: the signals whose action the
-    process set since its exec (Injector.signal_state). file_unchanged: as memory_pagemap's.
-    Returns the checkpoint record written."""
+    process set since its exec (Injector.signal_state). file_unchanged: as read_memory's."""
     mapped_files = mapped_files or {}
     mem = TraceeMemory(pid)
     try:
@@ -223,20 +268,25 @@ def capture(pid: int, *, event: int, gadget: int, writer, pages,
             f = mapped_files.get((m["dev"], m["inode"])) if m["inode"] else None
             if f is not None:
                 m["file"] = f[2]
-        regions, pagemap = memory_pagemap(mem, maps, pages, unchanged, mapped_files,
-                                          file_unchanged)
+        memory = read_memory(mem, maps, pages_wanted, mapped_files, file_unchanged)
         getregs(pid)    # still there (a kill meanwhile would leave unreadable memory behind)
     finally:
         mem.close()
-    pages.flush()   # every page this checkpoint names is in pages.idx before the checkpoint is
-    ckpt = {"event": event, "process": process, "tid": pid, "regs": regs, "gadget": gadget,
-            "xstate": writer.put_blob(xstate).hex(),
-            "fpu_digest": lib.rrv_fpu_digest_of(xstate, len(xstate)),
-            "signals": signals, "mm": mm, "regions": regions, **attributes,
-            "pagemap": writer.put_blob(pagemap).hex(),
-            "pages": len(pagemap) // 16}
+    record = {"event": event, "process": process, "tid": pid, "regs": regs, "gadget": gadget,
+              "fpu_digest": lib.rrv_fpu_digest_of(xstate, len(xstate)),
+              "signals": signals, "mm": mm, "regions": memory.regions, **attributes}
     if parked_mask is not None:
-        ckpt["before_exit"] = True
-    ckpt["trap"] = trap
+        record["before_exit"] = True
+    record["trap"] = trap
+    return Snapshot(record, xstate, memory, unchanged)
+
+
+def finish(snap: Snapshot, writer, pages) -> dict:
+    """Digest and store a snapshot's pages and write its checkpoint; returns the record."""
+    pagemap = digest_memory(snap.memory, pages, snap.unchanged)
+    pages.flush()   # every page this checkpoint names is in pages.idx before the checkpoint is
+    ckpt = dict(snap.record, xstate=writer.put_blob(snap.xstate).hex(),
+                pagemap=writer.put_blob(pagemap).hex(), pages=len(pagemap) // 16)
     writer.add_checkpoint(ckpt)
     return ckpt
+

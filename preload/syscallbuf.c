@@ -36,6 +36,11 @@
 #define MAP_PRIVATE 2
 #define MAP_ANONYMOUS 0x20
 #define AT_FDCWD (-100)
+#define FUTEX_WAIT 0
+#define FUTEX_WAKE 1
+#define FUTEX_WAIT_BITSET 9
+#define FUTEX_WAKE_BITSET 10
+#define FUTEX_CMD(op) ((op) & ~(128 | 256))   /* without FUTEX_PRIVATE_FLAG, _CLOCK_REALTIME */
 #define MADV_NORMAL 0
 #define MADV_RANDOM 1
 #define MADV_SEQUENTIAL 2
@@ -201,6 +206,15 @@ static int classify(long nr, const uint64_t *a, uint32_t flags, uint64_t h_io_fd
       if (a[2] != 0 || a[1] > 64) return 0;   /* a zero timeout only: it never blocks */
       piece(out, a[0], a[1] * 8);
       return 1;
+    case __NR_futex:     /* waits and wakes write no memory; their result is all there is */
+      switch (FUTEX_CMD(a[1])) {
+        case FUTEX_WAKE: case FUTEX_WAKE_BITSET:
+          return 1;
+        case FUTEX_WAIT: case FUTEX_WAIT_BITSET:
+          return a[3] == 0;  /* a timeout stays traced: its restart is the kernel's own block */
+        default:
+          return 0;
+      }
     case __NR_madvise:   /* advice that changes no memory */
       return a[2] == MADV_NORMAL || a[2] == MADV_RANDOM || a[2] == MADV_SEQUENTIAL ||
              a[2] == MADV_WILLNEED || a[2] == MADV_HUGEPAGE || a[2] == MADV_NOHUGEPAGE ||

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from .. import events as E
 from .. import exec_image, host, preload
 from .._native import ffi, lib
-from ..checkpoints.capture import UnchangedPages, capture
+from ..checkpoints.capture import UnchangedPages, snapshot
+from ..checkpoints.finisher import CheckpointFinisher
 from ..checkpoints.model import TRAPS
 from ..checkpoints.inject import Injector, TraceeMemory, put_back_segv, signal_pending
 from ..checkpoints.pages import PageStoreWriter
-from ..errors import NativeError, TraceeDied, UnsupportedError, UsageError
+from ..errors import NativeError, TraceError, TraceeDied, UnsupportedError, UsageError
 from ..trace import TraceWriter
 from ..tracee import CallbackTarget, choose_cpu, current_rlimits, getregs, spawn
 from . import patch, syscalls
@@ -117,10 +118,11 @@ class RecordedProcess:
 
 
 class Recorder(CallbackTarget):
-    def __init__(self, writer: TraceWriter):
+    def __init__(self, writer: TraceWriter, avoid_cpu: int | None = None):
         super().__init__()
         self.writer = writer
         self.pages = PageStoreWriter(writer.path, writer.put_blob)
+        self.finisher = CheckpointFinisher(writer, self.pages, avoid_cpu)
         self.identities = exec_image.FileIdentities()
         self.file_index: dict[tuple, tuple] = {}   # (path, blake2b) -> (blob, content, index)
         # (dev, inode) as /proc/PID/maps shows them -> (blob, content or None, files.jsonl index)
@@ -159,7 +161,8 @@ class Recorder(CallbackTarget):
     def _store(self, ident: dict, data: bytes | None, where: tuple) -> int:
         key = (ident["path"], ident["blake2b"], ident.get("offset", 0), ident["size"])
         if key not in self.file_index:
-            blob = self.writer.put_blob(data, bytes.fromhex(ident["blake2b"]))
+            blob = bytes.fromhex(ident["blake2b"])
+            self.finisher.put_blob(data, blob)
             index = self.writer.add_file(dict(ident, blob=blob.hex()))
             self.file_index[key] = (blob, data if ident.get("offset") is None and
                                     len(data) <= MAX_FILE_FOR_PAGE_SOURCES else None, index)
@@ -194,11 +197,12 @@ class Recorder(CallbackTarget):
 
     def checkpoint(self, proc: RecordedProcess, parked_mask: int | None = None,
                    block_signals: bool = False) -> int | None:
-        """Capture a checkpoint of proc at its next event. block_signals: a signal may be
-        pending (a child's birth, which cannot wait for a later point): every signal is
-        blocked for the capture, and the checkpoint holds the process's own mask. Returns
-        None, or the process's wait status if it was killed from outside meanwhile (the
-        checkpoint is then not written)."""
+        """Capture a checkpoint of proc at its next event: read now, while it is stopped, and
+        written by the finisher while it runs on. block_signals: a signal may be pending (a
+        child's birth, which cannot wait for a later point): every signal is blocked for the
+        capture, and the checkpoint holds the process's own mask. Returns None, or the
+        process's wait status if it was killed from outside meanwhile (the checkpoint is then
+        not written)."""
         t0 = time.monotonic()
         own_mask = None
         if block_signals:
@@ -206,20 +210,24 @@ class Recorder(CallbackTarget):
             if lib.rrv_get_sigmask(proc.pid, mask) == 0 and \
                     lib.rrv_set_sigmask(proc.pid, 2**64 - 1) == 0:
                 own_mask = mask[0]
+        taken = []
         try:
-            return died_meanwhile(proc.pid, lambda: capture(
-                proc.pid, event=proc.events, gadget=proc.gadget, writer=self.writer,
-                pages=self.pages, unchanged=proc.unchanged, mapped_files=self.mapped_files,
+            status = died_meanwhile(proc.pid, lambda: taken.append(snapshot(
+                proc.pid, event=proc.events, gadget=proc.gadget,
+                unchanged=proc.unchanged, mapped_files=self.mapped_files,
                 parked_mask=parked_mask, trap=TRAPS[proc.state.last_trap],
                 blocked_mask=own_mask, process=proc.index,
                 actions_set=proc.state.actions_set,
                 file_unchanged=lambda region, blob: self.identities.unchanged(
                     f"/proc/{proc.pid}/map_files/{region['start']:x}-{region['end']:x}",
-                    blob.hex())))
+                    blob.hex()))))
         finally:
             if own_mask is not None:
                 lib.rrv_set_sigmask(proc.pid, own_mask)
             self.checkpoint_seconds += time.monotonic() - t0
+        if status is None:
+            self.finisher.submit(taken[0])
+        return status
 
 
 def died_meanwhile(pid: int, work) -> int | None:
@@ -307,7 +315,7 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
         argv, exe, cpu, checkpoint_every, checkpoint_interval, serialize, tracee_cpus,
         syscallbuf),
         avoid_cpu=cpu)
-    rec = Recorder(writer)
+    rec = Recorder(writer, avoid_cpu=cpu)
     session = ffi.new("struct rrv_session *")
     session.serialize = int(serialize)
     view = sum(1 << c for c in allowed).to_bytes(128, "little")
@@ -504,6 +512,7 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
         elapsed = time.monotonic() - t0
         end = {"reason": reason, "wait_status": status,
                "exit_code": None if status is None else wait_status_to_exit_code(status)}
+        checkpoint_failure = rec.finisher.close()
         rec.pages.close()
         writer.manifest["processes"] = [
             {"index": p.index, "pid": p.pid, "parent": p.parent.index if p.parent else None,
@@ -512,10 +521,13 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
                      stats={"syscalls": sum(p.state.syscalls for p in procs),
                             "seconds": round(elapsed, 6),
                             "checkpoint_seconds": round(rec.checkpoint_seconds, 6),
+                            "checkpoint_finish_seconds": round(rec.finisher.seconds, 6),
                             "stored_pages": rec.pages.stored_pages})
         for proc in procs:
             lib.rrv_record_free(proc.state)
         lib.rrv_session_free(session)
+        if checkpoint_failure is not None and not isinstance(checkpoint_failure, TraceError):
+            raise checkpoint_failure
     return RecordResult(trace_dir, wait_status_to_exit_code(status), writer.events, complete,
                         reason, writer.checkpoints)
 

@@ -272,10 +272,10 @@ class TraceWriter:
             self._procs_fd = os.open(os.path.join(path, "processes.jsonl"), flags, 0o644)
             write_all(self._index_fd, INDEX_MAGIC)
         self.checkpoints = 0
-        # Level 1 for blobs (mapped files, pages): recording-time cost matters more here
-        # than the last few percent of size.
-        self._compressor = zstandard.ZstdCompressor(level=1, write_checksum=True,
-                                                    write_content_size=True)
+        # Blobs come from the recorder's thread (mapped files) and the checkpoint finisher's
+        # (pages): a compressor each, as one is not to be shared between threads.
+        self._blob_compressors = threading.local()
+        self._blob_lock = threading.Lock()
         # per process: raw events not yet in a frame, their count; events framed so far
         self._pending: dict[int, tuple[list[bytes], int]] = {}
         self.process_events: list[int] = []
@@ -346,9 +346,8 @@ class TraceWriter:
 
     def _write_frames(self, avoid_cpu: int | None) -> None:
         if avoid_cpu is not None:
-            others = os.sched_getaffinity(0) - {avoid_cpu}
-            if others:
-                os.sched_setaffinity(0, others)   # this thread only
+            from .tracee import keep_off_cpu     # the recorder's side only
+            keep_off_cpu(avoid_cpu)
         compressor = zstandard.ZstdCompressor(level=3, write_checksum=True,
                                               write_content_size=True)
         frames_failed = False
@@ -375,11 +374,22 @@ class TraceWriter:
         p = blob_path(self.path, digest)
         with self.writing():
             if not os.path.exists(p):
-                os.makedirs(os.path.dirname(p), exist_ok=True)
-                comp = self._compressor.compress(data)
-                _atomic_write(p, comp, sync=False)
-                self.blob_bytes += len(comp)
+                comp = self._blob_compressor().compress(data)
+                with self._blob_lock:       # the other thread may be storing the same blob
+                    if not os.path.exists(p):
+                        os.makedirs(os.path.dirname(p), exist_ok=True)
+                        _atomic_write(p, comp, sync=False)
+                        self.blob_bytes += len(comp)
         return digest
+
+    def _blob_compressor(self) -> zstandard.ZstdCompressor:
+        compressor = getattr(self._blob_compressors, "compressor", None)
+        if compressor is None:
+            # Level 1 for blobs (mapped files, pages): recording-time cost matters more here
+            # than the last few percent of size.
+            compressor = self._blob_compressors.compressor = zstandard.ZstdCompressor(
+                level=1, write_checksum=True, write_content_size=True)
+        return compressor
 
     def add_file(self, identity: dict) -> int:
         index = self.files

@@ -25,6 +25,15 @@ def choose_cpu() -> int:
     return allowed[-1]
 
 
+def keep_off_cpu(cpu: int) -> None:
+    """Run the calling thread on the CPUs this process started with, bar the tracer's: a
+    background thread of the recorder (compression, checkpoints) then works beside the tracer
+    and its tracees instead of taking turns with them. On a one-CPU machine it shares it."""
+    others = ORIGINAL_AFFINITY - {cpu}
+    if others:
+        os.sched_setaffinity(0, others)   # this thread only
+
+
 def current_rlimits(pid: int = 0) -> list[list]:
     """[name, soft, hard] of every resource limit of process pid (0: this one), -1 for
     unlimited, by resource number."""

@@ -173,3 +173,73 @@ def test_every_recording_core_s_apic_id_is_tolerated():
     idents = host.describe(cpus)["core_identities"]
     assert 1 <= len(idents) <= len(cpus) and all(len(bytes.fromhex(i)) == 5 for i in idents)
     assert os.sched_getaffinity(0) == cpus       # measured core by core, then put back
+
+
+# -- the checkpoint finisher: the second half of every checkpoint, off the tracer's CPU -------
+
+class FakeSnapshot:
+    def __init__(self, n: int, size: int):
+        self.n, self.bytes = n, size
+
+
+def test_the_finisher_writes_checkpoints_in_order_within_its_byte_budget(monkeypatch):
+    import threading
+    import time
+    from rrverify.checkpoints import finisher as F
+    finished, pending_seen = [], []
+
+    def slow_finish(snap, writer, pages):
+        time.sleep(0.01)
+        finished.append(snap.n)
+
+    monkeypatch.setattr(F, "finish", slow_finish)
+    fin = F.CheckpointFinisher(None, None, max_pending_bytes=250)
+    for n in range(8):
+        fin.submit(FakeSnapshot(n, 100))
+        pending_seen.append(fin._pending_bytes)
+    fin.drain()
+    assert finished == list(range(8))
+    assert max(pending_seen) <= 250            # a third snapshot of 100 bytes waited for room
+    assert fin.close() is None
+    assert not any(t.name == "rrverify-checkpoint-finisher" for t in threading.enumerate())
+
+
+def test_a_failed_checkpoint_stops_later_ones_and_reaches_the_recorder(monkeypatch):
+    from rrverify.checkpoints import finisher as F
+    finished = []
+
+    def finish(snap, writer, pages):
+        if snap.n == 1:
+            raise OSError(28, "No space left on device")
+        finished.append(snap.n)
+
+    monkeypatch.setattr(F, "finish", finish)
+    fin = F.CheckpointFinisher(None, None)
+    for n in range(3):
+        fin.submit(FakeSnapshot(n, 10))
+    with pytest.raises(OSError, match="No space"):
+        fin.drain()
+    with pytest.raises(OSError, match="No space"):
+        fin.submit(FakeSnapshot(3, 10))
+    assert finished == [0]      # no checkpoint after the failed one: it may name its pages
+    assert isinstance(fin.close(), OSError)
+
+
+def test_background_threads_leave_the_tracer_cpu_even_after_the_tracer_pinned_itself():
+    """The recorder pins its own thread first; a thread it starts then inherits that one CPU,
+    so the CPUs to move to come from the process's original affinity."""
+    import threading
+    from rrverify.tracee import ORIGINAL_AFFINITY, keep_off_cpu
+    if len(ORIGINAL_AFFINITY) < 2:
+        pytest.skip("one CPU: nowhere else to go")
+    cpu = max(ORIGINAL_AFFINITY)
+    seen = []
+    t = threading.Thread(target=lambda: (keep_off_cpu(cpu), seen.append(os.sched_getaffinity(0))))
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        t.start()
+        t.join()
+    finally:
+        os.sched_setaffinity(0, before)
+    assert seen == [set(ORIGINAL_AFFINITY) - {cpu}]

@@ -292,6 +292,28 @@ def test_a_signal_ends_a_blocked_buffered_read_with_eintr(programs, tmp_path):
     assert replay(trace).returncode == 0
 
 
+def test_futex_waits_and_wakes_are_buffered_and_a_signalled_wait_restarts_as_natively(
+        programs, tmp_path):
+    """Wakes and waits without a timeout are buffered; a buffered wait that a signal
+    interrupts is unwound and becomes a traced futex (EINTR, or restarted under SA_RESTART);
+    a wait with a timeout stays traced."""
+    trace = tmp_path / "t"
+    proc = record(trace, programs["sb_futex"])
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout == native(programs["sb_futex"]).stdout
+    futexes = [rec for rec in buffered(trace) if rec.nr == NUMBERS["futex"]]
+    assert len(futexes) >= 2 * 200 - 2
+    assert {rec.result for rec in futexes} == {0, -11}          # woke none; EAGAIN
+    events = list(Trace(str(trace)).events())
+    traced = [ev for ev in events if ev.kind == E.SYSCALL and ev.nr == NUMBERS["futex"]]
+    unwound = [ev for ev in events if ev.kind == E.UNWIND]
+    assert len(unwound) >= 2                    # the two waits the timer's signal ended
+    assert any(ev.result == -110 for ev in traced)    # the wait with a timeout: ETIMEDOUT
+    proc, rep = replay_json(trace, tmp_path)
+    assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
+    assert rep["stats"]["buffered_syscalls"] == len(buffered(trace))
+
+
 # -- processes, programs, and what is not buffered -----------------------------------------
 
 def test_a_pipeline_buffers_in_every_process_and_checks_its_pipes(tmp_path):
