@@ -378,9 +378,7 @@ static int end_flush(struct rrv_replayer *r, int64_t traced_nr, int inexact) {
 
 /* The breakpoint took control at the untraced syscall: the next record of the flush is
  * checked against the syscall the program makes, and injected in its place (never run). */
-static int replay_buffered_hit(struct rrv_replayer *r) {
-  struct rrv_regs regs;
-  if (rrv_getregs(r->pid, &regs) < 0) return rfail(r, "PTRACE_GETREGS");
+static int replay_buffered_hit(struct rrv_replayer *r, struct rrv_regs regs) {
   if (!r->armed || !r->flushing || !r->flush_left)
     return diverge(r, RRV_DIV_SYSCALLBUF, "syscallbuf-armed-with-records: the syscall "
                    "breakpoint fired with no buffered syscall left to replay");
@@ -390,16 +388,20 @@ static int replay_buffered_hit(struct rrv_replayer *r) {
   const uint64_t found[6] = {regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9};
   r->div.found_regs = regs;      /* where it stands, for the report: its stub's syscall */
   r->div.found_regs.rip = rec->site + RRV_STUB_SYSCALL;
-  r->div.site = 0;               /* ...and the program's site the stub stands for */
-  rrv_read_mem(r->pid, regs.rcx + RRV_STUB_SITE, &r->div.site, sizeof r->div.site);
+  /* ...and the program's site the stub stands for, read only for a divergence: one syscall
+   * less per buffered syscall */
+#define DIVERGE_AT_SITE(...) \
+  (rrv_read_mem(r->pid, regs.rcx + RRV_STUB_SITE, &r->div.site, sizeof r->div.site), \
+   diverge(__VA_ARGS__))
+  r->div.site = 0;
   r->div.expected_nr = rec->nr;
   r->div.found_nr = (int64_t)regs.rax;
   r->breakpoint_checks += 2;
   if (regs.rip != RRV_UNTRACED_SYSCALL + 1)     /* just past the int3 */
-    return diverge(r, RRV_DIV_SYSCALLBUF, "syscallbuf-armed-with-records: the syscall "
+    return DIVERGE_AT_SITE(r, RRV_DIV_SYSCALLBUF, "syscallbuf-armed-with-records: the syscall "
                    "breakpoint stopped the program at 0x%llx", (unsigned long long)regs.rip);
   if ((int64_t)regs.rax != rec->nr || memcmp(found, rec->args, sizeof found))
-    return diverge(r, RRV_DIV_SYSCALLBUF, "syscallbuf-record-syscall: buffered syscall %u of "
+    return DIVERGE_AT_SITE(r, RRV_DIV_SYSCALLBUF, "syscallbuf-record-syscall: buffered syscall %u of "
                    "flush event %llu is %s(0x%llx, 0x%llx, 0x%llx, ...), the program made "
                    "%s(0x%llx, 0x%llx, 0x%llx, ...)", k, (unsigned long long)r->flush_index,
                    rrv_syscall_name(rec->nr), (unsigned long long)rec->args[0],
@@ -409,7 +411,7 @@ static int replay_buffered_hit(struct rrv_replayer *r) {
   if (regs.rcx != rec->site) {
     r->div.expected_value = rec->site;
     r->div.found_value = regs.rcx;
-    return diverge(r, RRV_DIV_SYSCALLBUF, "syscallbuf-record-site: buffered syscall %u of flush "
+    return DIVERGE_AT_SITE(r, RRV_DIV_SYSCALLBUF, "syscallbuf-record-site: buffered syscall %u of flush "
                    "event %llu (%s) came through the stub at 0x%llx, the program's through 0x%llx",
                    k, (unsigned long long)r->flush_index, rrv_syscall_name(rec->nr),
                    (unsigned long long)rec->site, (unsigned long long)regs.rcx);
@@ -426,7 +428,7 @@ static int replay_buffered_hit(struct rrv_replayer *r) {
     if (d != rec->sent_digest) {
       r->div.expected_value = rec->sent_digest;
       r->div.found_value = d;
-      return diverge(r, RRV_DIV_DATA, "the data buffered syscall %u of flush event %llu (%s) "
+      return DIVERGE_AT_SITE(r, RRV_DIV_DATA, "the data buffered syscall %u of flush event %llu (%s) "
                      "sends differs from the recording", k, (unsigned long long)r->flush_index,
                      spec->name);
     }
@@ -437,7 +439,7 @@ static int replay_buffered_hit(struct rrv_replayer *r) {
     const struct rrv_write *w = (const struct rrv_write *)p;
     if (rrv_write_mem(r->pid, w->addr, p + sizeof *w, w->len) != (ssize_t)w->len) {
       r->div.expected_value = w->addr;
-      return diverge(r, RRV_DIV_DATA, "buffered syscall %u of flush event %llu wrote %u bytes "
+      return DIVERGE_AT_SITE(r, RRV_DIV_DATA, "buffered syscall %u of flush event %llu wrote %u bytes "
                      "at 0x%llx, which replay does not have mapped", k,
                      (unsigned long long)r->flush_index, w->len, (unsigned long long)w->addr);
     }
@@ -451,7 +453,7 @@ static int replay_buffered_hit(struct rrv_replayer *r) {
     if (rrv_pipe_io_hash(r->pid, rec->nr, &call, rec->result, &h) < 0 || h != io.hash) {
       r->div.expected_value = io.hash;
       r->div.found_value = h;
-      return diverge(r, RRV_DIV_DATA, "the bytes buffered syscall %u of flush event %llu (%s) "
+      return DIVERGE_AT_SITE(r, RRV_DIV_DATA, "the bytes buffered syscall %u of flush event %llu (%s) "
                      "%s through a pipe differ from the hash the trace holds for them", k,
                      (unsigned long long)r->flush_index, rrv_syscall_name(rec->nr),
                      io.direction == RRV_PIPE_READ ? "read" : "written");
@@ -468,14 +470,14 @@ static int replay_buffered_hit(struct rrv_replayer *r) {
   r->buffered_syscalls++;
   if (!r->flush_left) return set_breakpoint(r, 0);   /* armed only while records remain */
   return 0;
+#undef DIVERGE_AT_SITE
 }
 
 /* Is the tracee's SIGTRAP the syscall breakpoint's (an int3, at the untraced instruction)? */
-static int syscall_breakpoint_hit(struct rrv_replayer *r) {
-  struct rrv_regs regs;
+static int syscall_breakpoint_hit(struct rrv_replayer *r, struct rrv_regs *regs) {
   siginfo_t si;
   return ptrace(PTRACE_GETSIGINFO, r->pid, 0, &si) == 0 && si.si_code == SI_KERNEL &&
-         rrv_getregs(r->pid, &regs) == 0 && regs.rip == RRV_UNTRACED_SYSCALL + 1;
+         rrv_getregs(r->pid, regs) == 0 && regs->rip == RRV_UNTRACED_SYSCALL + 1;
 }
 
 /* A syscall site patched in the recording (recorder.c: rrv_record_patch_site): patched here
@@ -892,6 +894,7 @@ int rrv_replay_run(struct rrv_replayer *r) {
     if (ptrace(r->resume_op, r->pid, 0, sig) < 0) return rfail(r, "resuming the tracee");
     r->resume_op = PTRACE_CONT;
     int status;
+    struct rrv_regs hit_regs;
     if (rrv_wait(r->pid, &status) < 0) return rfail(r, "waitpid");
     if (r->delivering && (rc = finish_replayed_delivery(r, status))) {
       if (rc == 1) continue;     /* the single-step trap: resume */
@@ -915,8 +918,8 @@ int rrv_replay_run(struct rrv_replayer *r) {
     } else if (RRV_SECCOMP_STOP(status)) {
       rc = replay_syscall(r);
     } else if (r->armed && WSTOPSIG(status) == SIGTRAP && !(status >> 16) &&
-               syscall_breakpoint_hit(r)) {
-      rc = replay_buffered_hit(r);
+               syscall_breakpoint_hit(r, &hit_regs)) {
+      rc = replay_buffered_hit(r, hit_regs);
     } else if (RRV_SYSCALL_EXIT_STOP(status)) {
       /* Reached only after an emulated syscall, to end a segment or inject a signal. */
       struct rrv_regs regs;
