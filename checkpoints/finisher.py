@@ -1,4 +1,4 @@
-"""Finishing checkpoints, and storing mapped files, off the tracer's CPU.
+"""Finishing checkpoints off the tracer's CPU.
 
 A checkpoint has two halves (checkpoints/capture.py): reading the stopped tracee (snapshot),
 which it must wait for, and digesting, storing and indexing what was read (finish), which needs
@@ -8,10 +8,10 @@ hashing and compressing the pages of every compiler's final checkpoint was most 
 recorder's own time. BLAKE2b and zstd release the GIL, so the work really runs in parallel.
 
 Snapshots are finished one at a time, in the order they were taken: checkpoint ids, the page
-store's index and each process's unchanged-page cache advance as if taken synchronously. The
-blobs of mapped files (compressed and written: a compiler is 30 MB) go through the same queue,
-so a checkpoint whose pages refer to a file is written after that file's blob. The
-bytes read and not yet finished are bounded: a snapshot that would exceed the bound waits for
+store's index and each process's unchanged-page cache advance as if taken synchronously.
+(Mapped files are stored by the recorder's own thread, before the event that maps them: a
+recorder killed midway leaves no event naming a file it did not store.) The bytes read and
+not yet finished are bounded: a snapshot that would exceed the bound waits for
 room (one larger than the bound waits until it is alone)."""
 from __future__ import annotations
 
@@ -46,10 +46,6 @@ class CheckpointFinisher:
     def submit(self, snap: Snapshot) -> None:
         """Queue a snapshot to finish; raises what made earlier work fail."""
         self._submit(lambda: finish(snap, self.writer, self.pages), snap.bytes)
-
-    def put_blob(self, data: bytes, digest: bytes) -> None:
-        """Queue data to be stored as the blob `digest` (its BLAKE2b-256, computed already)."""
-        self._submit(lambda: self.writer.put_blob(data, digest), len(data))
 
     def _submit(self, work: Callable[[], None], size: int) -> None:
         with self._cond:

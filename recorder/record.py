@@ -161,8 +161,7 @@ class Recorder(CallbackTarget):
     def _store(self, ident: dict, data: bytes | None, where: tuple) -> int:
         key = (ident["path"], ident["blake2b"], ident.get("offset", 0), ident["size"])
         if key not in self.file_index:
-            blob = bytes.fromhex(ident["blake2b"])
-            self.finisher.put_blob(data, blob)
+            blob = self.writer.put_blob(data, bytes.fromhex(ident["blake2b"]))
             index = self.writer.add_file(dict(ident, blob=blob.hex()))
             self.file_index[key] = (blob, data if ident.get("offset") is None and
                                     len(data) <= MAX_FILE_FOR_PAGE_SOURCES else None, index)
