@@ -11,7 +11,7 @@ from .._native import ffi, lib
 from ..errors import NativeError
 from ..tracee import current_rlimits, getregs, personality
 from .inject import Injector, TraceeMemory, read_mm_layout
-from .pages import PAGE, UNREADABLE, page_digest
+from .pages import PAGE, UNREADABLE, ZERO, page_digest
 
 # Kernel-provided pages no program state lives in (the vDSO's data page; the legacy
 # vsyscall page): neither stored nor compared.
@@ -92,7 +92,10 @@ class UnchangedPages:
         return out, changed
 
 
-def _pagemap_entries(pid: int, start: int, npages: int) -> tuple[int, ...] | None:
+PRESENT, SWAPPED, FILE_OR_SHARED_ANON = 1 << 63, 1 << 62, 1 << 61   # pagemap entry bits
+
+
+def _pagemap(pid: int, start: int, npages: int) -> bytes | None:
     """/proc/PID/pagemap's entries of npages pages from start, or None if unreadable."""
     try:
         fd = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
@@ -104,7 +107,24 @@ def _pagemap_entries(pid: int, start: int, npages: int) -> tuple[int, ...] | Non
         return None
     finally:
         os.close(fd)
-    return struct.unpack(f"<{npages}Q", data) if len(data) == npages * 8 else None
+    return data if len(data) == npages * 8 else None
+
+
+def _pagemap_runs(entries: bytes, any_mask: int, none_mask: int) -> list[tuple[int, int, bool]]:
+    """(first, count, kind) runs of pagemap entries: kind is whether an entry has a bit of
+    any_mask or none of none_mask (rrv_pagemap_runs)."""
+    n = len(entries) // 8
+    if not n:
+        return []
+    first_kind = ffi.new("int *")
+    ends = ffi.new(f"uint32_t[{n}]")
+    runs = lib.rrv_pagemap_runs(ffi.from_buffer("uint64_t[]", entries), n, any_mask, none_mask,
+                                first_kind, ends)
+    out, begin, kind = [], 0, bool(first_kind[0])
+    for k in range(runs):
+        out.append((begin, ends[k] - begin, kind))
+        begin, kind = ends[k], not kind
+    return out
 
 
 def file_page_runs(pid: int, start: int, npages: int, file_pages: int):
@@ -112,27 +132,45 @@ def file_page_runs(pid: int, start: int, npages: int, file_pages: int):
     from start, whose first file_pages pages lie within the file: a page is still the file's
     if the process never copied it (pagemap: a page-cache page, bit 61; or neither present nor
     swapped, bits 63 and 62). A page past the file's end, or an unreadable pagemap, is not."""
-    entries = _pagemap_entries(pid, start, npages)
-    kinds = [entries is not None and i < file_pages and
-             bool(e >> 61 & 1 or not e >> 62 & 3) for i, e in enumerate(entries or [0] * npages)]
-    i = 0
-    while i < npages:
-        j = i
-        while j < npages and kinds[j] == kinds[i]:
-            j += 1
-        yield i, j - i, kinds[i]
-        i = j
+    within = max(0, min(npages, file_pages))
+    entries = _pagemap(pid, start, within) if within else b""
+    if entries is None:
+        return [(0, npages, False)]
+    runs = _pagemap_runs(entries, FILE_OR_SHARED_ANON, PRESENT | SWAPPED)
+    if within < npages:
+        runs.append((within, npages - within, False))
+    return runs
+
+
+def private_anonymous(region: dict) -> bool:
+    """Heaps, stacks, buffers: memory whose pages never touched read as zeros. Reserved and
+    never touched, they are most of what a checkpoint would read (the preload's 1 MiB buffer,
+    a runtime's arenas), so they are found in pagemap and not read, by capture and comparison
+    alike. (A region of a checkpoint names no inode: a file mapping has a path.)"""
+    return (region["perms"][3] == "p" and not region.get("inode") and
+            region["path"] in ("", "[heap]", "[stack]"))
+
+
+def untouched_page_runs(pid: int, start: int, npages: int):
+    """(first, count, untouched) runs covering npages pages of a private anonymous mapping
+    from start: an untouched page (pagemap: neither present nor swapped, bits 63 and 62) reads
+    as zeros, and is not read. With an unreadable pagemap, every page is read."""
+    entries = _pagemap(pid, start, npages)
+    if entries is None:
+        return [(0, npages, False)]
+    return _pagemap_runs(entries, 0, PRESENT | SWAPPED)
 
 
 class MemorySnapshot:
     """A stopped tracee's memory as a checkpoint needs it, read while it was stopped: per
-    region, runs of pages that are still their file's (nothing read) and runs read from
-    memory. Digesting it (digest_memory) needs no tracee: it can run while the tracee goes on."""
+    region, runs of pages that are still their file's (nothing read), runs of untouched pages
+    (nothing read) and runs read from memory. Digesting it (digest_memory) needs no tracee: it
+    can run while the tracee goes on."""
 
     def __init__(self):
         self.regions: list[dict] = []
-        # (region's first page, file page run (f, content, offset, npages) or None, memory run
-        # (addr, data, unreadable, offset, f, content) or None), in address order
+        # (file page run (f, content, offset, npages) or None, memory run (addr, data,
+        # unreadable, offset, f, content), or the number of untouched pages), in address order
         self.runs: list[tuple] = []
         self.bytes = 0
 
@@ -157,16 +195,25 @@ def read_memory(mem: TraceeMemory, maps: list[dict], pages_wanted: bool = True,
         content = None if f is None or not pages_wanted else f[1]
         skip_file_pages = (content is not None and file_unchanged is not None and
                            r["perms"][3] == "p" and file_unchanged(r, f[0]))
+        skip_untouched = private_anonymous(r)
         for i0 in range(0, (r["end"] - r["start"]) // PAGE, CHUNK_PAGES):
             n = min(CHUNK_PAGES, (r["end"] - r["start"]) // PAGE - i0)
             addr = r["start"] + i0 * PAGE
             offset = r["offset"] + i0 * PAGE
             in_file = max(0, -(-(len(content) - offset) // PAGE)) if content is not None else 0
-            runs = (file_page_runs(mem.pid, addr, n, in_file) if skip_file_pages
-                    else [(0, n, False)])
-            for j0, m, still_file in runs:
-                if still_file:
+            if skip_file_pages:
+                runs = [(j0, m, "file" if still else "read")
+                        for j0, m, still in file_page_runs(mem.pid, addr, n, in_file)]
+            elif skip_untouched:
+                runs = [(j0, m, "zero" if untouched else "read")
+                        for j0, m, untouched in untouched_page_runs(mem.pid, addr, n)]
+            else:
+                runs = [(0, n, "read")]
+            for j0, m, how in runs:
+                if how == "file":
                     snap.runs.append(((f, content, offset + j0 * PAGE, m), None))
+                elif how == "zero":
+                    snap.runs.append((None, m))
                 else:
                     data, unreadable = read_region(mem, addr + j0 * PAGE,
                                                    addr + (j0 + m) * PAGE)
@@ -189,6 +236,8 @@ def digest_memory(snap: MemorySnapshot, pages=None,
         if file_run is not None:
             f, content, offset, m = file_run
             pagemap += b"".join(pages.file_page_digests(f[0], content, offset, m))
+        elif isinstance(memory_run, int):
+            pagemap += ZERO * memory_run
         else:
             addr, data, unreadable, offset, f, content = memory_run
             pagemap += _digest_pages(addr, data, unreadable, offset, f, content, pages,

@@ -6,9 +6,10 @@ from .. import exec_image, host
 from .._native import ffi, lib
 from ..events import register_diff
 from ..tracee import getregs
-from .capture import SKIP_REGIONS, region_chunks, task_attributes
+from .capture import (CHUNK_PAGES, SKIP_REGIONS, private_anonymous, read_region,
+                      region_chunks, task_attributes, untouched_page_runs)
 from .model import check_contents, checkpoint_pagemap
-from .pages import PAGE, UNREADABLE, page_digest
+from .pages import PAGE, UNREADABLE, ZERO, ZERO_PAGE, page_digest
 from .inject import TraceeMemory, VerifierSite
 
 MAX_REPORTED_REGIONS = 8
@@ -52,6 +53,26 @@ def _explained(recorded: bytes | None, found: bytes, pairs: set) -> int | None:
                 return None
             n += 1
     return n
+
+
+def _compared_chunks(mem: TraceeMemory, region: dict):
+    """(index of the first page in the region, its bytes or None for pages never touched,
+    which read as zeros (capture.private_anonymous), the indexes of unreadable pages, the
+    number of pages) for consecutive pieces of the region, at most CHUNK_PAGES pages each."""
+    start, npages = region["start"], (region["end"] - region["start"]) // PAGE
+    if not private_anonymous(region):
+        for i0, data, unreadable in region_chunks(mem, start, region["end"]):
+            yield i0, data, unreadable, len(data) // PAGE
+        return
+    for i0 in range(0, npages, CHUNK_PAGES):
+        n = min(CHUNK_PAGES, npages - i0)
+        for j0, m, untouched in untouched_page_runs(mem.pid, start + i0 * PAGE, n):
+            if untouched:
+                yield i0 + j0, None, set(), m
+            else:
+                addr = start + (i0 + j0) * PAGE
+                data, unreadable = read_region(mem, addr, addr + m * PAGE)
+                yield i0 + j0, data, unreadable, m
 
 
 def _covered(maps: list[dict]) -> list[tuple[int, int, str]]:
@@ -114,13 +135,21 @@ def compare(pid: int, ckpt: dict, trace, pages, notes: dict | None = None,
         tolerated = 0
         for r in ckpt["regions"]:
             bad = []
-            for i0, data, unreadable in region_chunks(mem, r["start"], r["end"]):
+            for i0, data, unreadable, npages in _compared_chunks(mem, r):
                 first = r["first_page"] + i0
-                for j in range(len(data) // PAGE):
+                if data is None and recorded.count(0, first * 16, (first + npages) * 16) == \
+                        npages * 16:
+                    continue            # untouched, and recorded as zero pages: all of them
+                for j in range(npages):
                     d = recorded[(first + j) * 16:(first + j + 1) * 16]
-                    page = data[j * PAGE:(j + 1) * PAGE]
-                    if (UNREADABLE if j in unreadable else page_digest(page)) == d:
-                        continue
+                    if data is None:        # untouched: zeros, not read
+                        if d == ZERO:
+                            continue
+                        page = ZERO_PAGE
+                    else:
+                        page = data[j * PAGE:(j + 1) * PAGE]
+                        if (UNREADABLE if j in unreadable else page_digest(page)) == d:
+                            continue
                     explained = None if j in unreadable else _explained(pages.page(d), page, pairs)
                     if explained is None:
                         bad.append(i0 + j)

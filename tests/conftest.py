@@ -99,3 +99,18 @@ def longrun(tmp_path_factory):
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout.startswith(b"longrun: ")
     return d / "t"
+
+
+@pytest.fixture
+def memory_reads(monkeypatch) -> list[int]:
+    """[bytes]: what this process reads of tracees' memory (TraceeMemory.read: checkpoints
+    and their comparisons) from now on; set it back to 0 to count afresh."""
+    from rrverify.checkpoints import inject
+    read = [0]
+    real_read = inject.TraceeMemory.read
+
+    def counting(self, addr, size):
+        read[0] += size
+        return real_read(self, addr, size)
+    monkeypatch.setattr(inject.TraceeMemory, "read", counting)
+    return read

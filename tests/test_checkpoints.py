@@ -243,3 +243,69 @@ def test_background_threads_leave_the_tracer_cpu_even_after_the_tracer_pinned_it
     finally:
         os.sched_setaffinity(0, before)
     assert seen == [set(ORIGINAL_AFFINITY) - {cpu}]
+
+
+def test_untouched_anonymous_pages_are_not_read_and_touched_ones_are():
+    """A checkpoint reads a private anonymous mapping's touched pages only: pagemap says which
+    are neither present nor swapped (they read as zeros). A page written, even with zeros, is
+    read."""
+    import ctypes
+    import mmap
+    from rrverify.checkpoints.capture import untouched_page_runs
+    m = mmap.mmap(-1, 16 * PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    try:
+        m[3 * PAGE] = 1
+        m[7 * PAGE:8 * PAGE] = bytes(PAGE)        # written with zeros: still touched
+        addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
+        runs = list(untouched_page_runs(os.getpid(), addr, 16))
+        assert runs == [(0, 3, True), (3, 1, False), (4, 3, True), (7, 1, False),
+                        (8, 8, True)]
+    finally:
+        m.close()
+
+
+def test_a_reserved_heap_is_read_neither_by_checkpoints_nor_by_comparisons(programs, memory_reads,
+                                                                           tmp_path):
+    """reserve.c maps 256 MiB and touches 17 pages of it: its checkpoints, and the comparisons
+    that replay makes with them, read those pages, not the 256 MiB (before pagemap told them
+    apart, each checkpoint of such a process read all of it)."""
+    from rrverify.recorder.record import record as record_in_process
+    read = memory_reads
+    trace = str(tmp_path / "t")
+    res = record_in_process([programs["reserve"]], trace, checkpoint_every=1000)
+    assert res.complete and res.checkpoints >= 4
+    assert read[0] < 64 << 20, read[0]
+    read[0] = 0
+    assert replay(Trace(trace)).status == "verified"
+    assert read[0] < 64 << 20, read[0]
+
+
+def test_a_page_replay_leaves_untouched_differs_from_the_recorded_one(programs, tmp_path):
+    """The page reserve.c read() into is recorded with the file's bytes. Move that read's write
+    one page on: replay leaves the page untouched, and the comparison, which reads no untouched
+    page, still finds it differs (it is the first difference: the other page, written instead,
+    comes after it)."""
+    from rrverify import events as E
+    from rrverify.recorder.syscalls import NUMBERS
+    from traceedit import nth_event, rewrite_events
+    trace = tmp_path / "t"
+    proc = run_cli("record", "--no-syscallbuf", "--checkpoint-every", 1000, "-o", trace, "--",
+                   programs["reserve"])
+    assert proc.returncode == 0, proc.stderr.decode()
+    target = nth_event(trace, lambda e: e.kind == E.SYSCALL and e.nr == NUMBERS["read"] and
+                       e.regs["rdx"] == 4096 and e.writes and e.writes[0].length > 0)
+    page = target.writes[0].addr
+
+    def move(ev):
+        if ev.index == target.index:
+            w = ev.writes[0]
+            ev.writes[0] = E.Write(w.addr + PAGE, w.length, w.data, w.blob)
+        return ev
+    rewrite_events(trace, move)
+    out = tmp_path / "r.json"
+    proc = run_cli("replay", trace, "--json", out)
+    assert proc.returncode == 1, proc.stdout.decode() + proc.stderr.decode()
+    report = json.loads(out.read_text())
+    text = json.dumps(report)
+    assert '"what": "memory"' in text, text[:2000]
+    assert f'"first_difference": "{page:#x}"' in text, text[:2000]

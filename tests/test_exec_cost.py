@@ -215,17 +215,11 @@ def test_a_page_store_references_file_pages_once(tmp_path):
     assert ZERO not in digests
 
 
-def _bytes_read_by_checkpoints(monkeypatch, tmp_path, name, unchanged) -> int:
+def _bytes_read_by_checkpoints(monkeypatch, memory_reads, tmp_path, name, unchanged) -> int:
     """What the checkpoints of a recording of python3 read of its memory, with the file
     identities' unchanged() as given (None: the real one)."""
-    from rrverify.checkpoints import inject
-    total = [0]
-    real_read = inject.TraceeMemory.read
-
-    def counting(self, addr, size):
-        total[0] += size
-        return real_read(self, addr, size)
-    monkeypatch.setattr(inject.TraceeMemory, "read", counting)
+    memory_reads[0] = 0
+    total = memory_reads
     if unchanged is not None:
         monkeypatch.setattr(exec_image.FileIdentities, "unchanged", unchanged)
     res = record([shutil.which("python3"), "-c", "pass"], str(tmp_path / name))
@@ -234,14 +228,15 @@ def _bytes_read_by_checkpoints(monkeypatch, tmp_path, name, unchanged) -> int:
     return total[0]
 
 
-def test_pages_a_process_never_copied_from_its_files_are_not_read(monkeypatch, tmp_path):
+def test_pages_a_process_never_copied_from_its_files_are_not_read(monkeypatch, memory_reads,
+                                                                   tmp_path):
     """python3's text (several MiB, unchanged since it was hashed) is not read at its
     checkpoints; with the file's times showing a change it is, and either way the trace
     verifies."""
     text = sum(e - s for s, e, perms, path in _maps_of(shutil.which("python3"))
                if perms == "r-xp")
-    skipped = _bytes_read_by_checkpoints(monkeypatch, tmp_path, "a", None)
-    read_all = _bytes_read_by_checkpoints(monkeypatch, tmp_path, "b",
+    skipped = _bytes_read_by_checkpoints(monkeypatch, memory_reads, tmp_path, "a", None)
+    read_all = _bytes_read_by_checkpoints(monkeypatch, memory_reads, tmp_path, "b",
                                           lambda self, path, blake2b: False)
     assert read_all - skipped > text, (read_all, skipped, text)
 

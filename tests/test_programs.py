@@ -39,6 +39,7 @@ EXPECT = {
     "execveat_true": {"processes": 3},
     "orphan": {"processes": 3},
     "shared_anon": {"processes": 2},
+    "reserve": {"args": ["/etc/passwd"]},
     "default_action_fork": {"processes": 2},
     "job_stop": {"record": "interactive"},
     # test_job_control.py sends it SIGCONT
