@@ -35,7 +35,8 @@ def read_xstate(pid: int) -> bytes:
 
 
 # Memory is read, hashed, restored and compared this many pages at a time: a process of any
-# size costs the recorder and a worker a bounded buffer, not a copy of itself.
+# size costs a worker a bounded buffer, not a copy of itself (and the recorder at most
+# MAX_HELD_BYTES per snapshot, below).
 CHUNK_PAGES = 4096                  # 16 MiB
 
 
@@ -165,18 +166,33 @@ class MemorySnapshot:
     """A stopped tracee's memory as a checkpoint needs it, read while it was stopped: per
     region, runs of pages that are still their file's (nothing read), runs of untouched pages
     (nothing read) and runs read from memory. Digesting it (digest_memory) needs no tracee: it
-    can run while the tracee goes on."""
+    can run while the tracee goes on.
+
+    Each run is a tuple, in address order: ("file", f, content, offset, npages), ("zero",
+    npages), ("read", addr, data, unreadable, offset, f, content), or ("digests", bytes) for
+    runs digested already (digest_so_far)."""
 
     def __init__(self):
         self.regions: list[dict] = []
-        # (file page run (f, content, offset, npages) or None, memory run (addr, data,
-        # unreadable, offset, f, content), or the number of untouched pages), in address order
         self.runs: list[tuple] = []
+        self.bytes = 0          # of memory read and held
+
+    def digest_so_far(self, pages, unchanged: UnchangedPages | None) -> None:
+        """Digest the runs held (storing their new pages) and let go of their bytes: a
+        process with more memory than MAX_HELD_BYTES is not copied whole (the caller makes
+        sure nothing else uses `pages` and `unchanged` meanwhile)."""
+        self.runs = [("digests", digest_memory(self, pages, unchanged))]
         self.bytes = 0
 
 
+# The most memory a snapshot holds: past it, read_memory's `full` is called (the recorder
+# then digests what is held, checkpoints/finisher.py).
+MAX_HELD_BYTES = 256 << 20
+
+
 def read_memory(mem: TraceeMemory, maps: list[dict], pages_wanted: bool = True,
-                mapped_files: dict | None = None, file_unchanged=None) -> MemorySnapshot:
+                mapped_files: dict | None = None, file_unchanged=None,
+                full=None) -> MemorySnapshot:
     """The regions we keep and their pages' contents. mapped_files: as capture's. A page
     equal to its mapped file's page (at its own offset) is not hashed later: it has that file
     page's digest, computed once per trace (pages.file_pages); so has a whole run of them in
@@ -184,7 +200,8 @@ def read_memory(mem: TraceeMemory, maps: list[dict], pages_wanted: bool = True,
     blob): whether the region's file is still, by its times, the content the trace stores;
     then the pages of a private mapping of it that the process never copied are not even
     read (a compiler's 30 MB of text cost its page table). pages_wanted: False when nothing
-    will be stored (file pages are then read and hashed like any)."""
+    will be stored (file pages are then read and hashed like any). full(snapshot): called
+    whenever the snapshot holds more than MAX_HELD_BYTES of memory read, to digest it."""
     snap = MemorySnapshot()
     npages = 0
     for r in maps:
@@ -211,15 +228,17 @@ def read_memory(mem: TraceeMemory, maps: list[dict], pages_wanted: bool = True,
                 runs = [(0, n, "read")]
             for j0, m, how in runs:
                 if how == "file":
-                    snap.runs.append(((f, content, offset + j0 * PAGE, m), None))
+                    snap.runs.append(("file", f, content, offset + j0 * PAGE, m))
                 elif how == "zero":
-                    snap.runs.append((None, m))
+                    snap.runs.append(("zero", m))
                 else:
                     data, unreadable = read_region(mem, addr + j0 * PAGE,
                                                    addr + (j0 + m) * PAGE)
-                    snap.runs.append((None, (addr + j0 * PAGE, data, unreadable,
-                                             offset + j0 * PAGE, f, content)))
+                    snap.runs.append(("read", addr + j0 * PAGE, data, unreadable,
+                                      offset + j0 * PAGE, f, content))
                     snap.bytes += len(data)
+                    if full is not None and snap.bytes > MAX_HELD_BYTES:
+                        full(snap)
             npages += n
         snap.regions.append({"start": r["start"], "end": r["end"], "perms": r["perms"],
                              "offset": r["offset"], "path": r["path"], "first_page": first,
@@ -232,14 +251,17 @@ def digest_memory(snap: MemorySnapshot, pages=None,
     """The concatenated digests of the snapshot's pages. pages (a PageStoreWriter) gets every
     readable page that is new since `unchanged` saw it."""
     pagemap = bytearray()
-    for file_run, memory_run in snap.runs:
-        if file_run is not None:
-            f, content, offset, m = file_run
+    for run in snap.runs:
+        kind = run[0]
+        if kind == "file":
+            _, f, content, offset, m = run
             pagemap += b"".join(pages.file_page_digests(f[0], content, offset, m))
-        elif isinstance(memory_run, int):
-            pagemap += ZERO * memory_run
+        elif kind == "zero":
+            pagemap += ZERO * run[1]
+        elif kind == "digests":
+            pagemap += run[1]
         else:
-            addr, data, unreadable, offset, f, content = memory_run
+            _, addr, data, unreadable, offset, f, content = run
             pagemap += _digest_pages(addr, data, unreadable, offset, f, content, pages,
                                      unchanged)
     return bytes(pagemap)
@@ -292,7 +314,7 @@ def snapshot(pid: int, *, event: int, gadget: int, pages_wanted: bool = True,
              unchanged: UnchangedPages | None = None, mapped_files: dict | None = None,
              parked_mask: int | None = None, trap: str = "none",
              blocked_mask: int | None = None, process: int = 0,
-             actions_set: int = 0, file_unchanged=None) -> Snapshot:
+             actions_set: int = 0, file_unchanged=None, full=None) -> Snapshot:
     """Read the tracee (stopped at a syscall-exit stop, no signal pending) as the checkpoint
     replay restores to run from `event` of process `process`'s stream on. mapped_files:
     (dev, inode) -> (blob, content or None, files.jsonl index) of the files the trace stores:
@@ -301,7 +323,8 @@ def snapshot(pid: int, *, event: int, gadget: int, pages_wanted: bool = True,
     exit (rrv_record_park_for_exit) with every signal blocked meanwhile, and this is its own
     mask. blocked_mask: every signal is blocked meanwhile (a child's birth with a signal
     already pending), and this is its own mask. actions_set: the signals whose action the
-    process set since its exec (Injector.signal_state). file_unchanged: as read_memory's."""
+    process set since its exec (Injector.signal_state). file_unchanged, full: as
+    read_memory's."""
     mapped_files = mapped_files or {}
     mem = TraceeMemory(pid)
     try:
@@ -317,7 +340,7 @@ def snapshot(pid: int, *, event: int, gadget: int, pages_wanted: bool = True,
             f = mapped_files.get((m["dev"], m["inode"])) if m["inode"] else None
             if f is not None:
                 m["file"] = f[2]
-        memory = read_memory(mem, maps, pages_wanted, mapped_files, file_unchanged)
+        memory = read_memory(mem, maps, pages_wanted, mapped_files, file_unchanged, full)
         getregs(pid)    # still there (a kill meanwhile would leave unreadable memory behind)
     finally:
         mem.close()

@@ -11,8 +11,9 @@ Snapshots are finished one at a time, in the order they were taken: checkpoint i
 store's index and each process's unchanged-page cache advance as if taken synchronously.
 (Mapped files are stored by the recorder's own thread, before the event that maps them: a
 recorder killed midway leaves no event naming a file it did not store.) The bytes read and
-not yet finished are bounded: a snapshot that would exceed the bound waits for
-room (one larger than the bound waits until it is alone)."""
+not yet finished are bounded: a snapshot that would exceed the bound waits for room; one
+snapshot holds at most capture.MAX_HELD_BYTES, past which the recorder drains this queue and
+digests what it holds itself (Recorder._digest_held)."""
 from __future__ import annotations
 
 import collections

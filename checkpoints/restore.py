@@ -122,7 +122,6 @@ def _map_region(inj: Injector, mem: TraceeMemory, pages: PageStoreReader, r: dic
     start, end = r["start"], r["end"]
     n = (end - start) // PAGE
     first = r["first_page"]
-    digests = [pagemap[(first + i) * 16:(first + i + 1) * 16] for i in range(n)]
     sharing = MAP_SHARED if r["perms"][3] == "s" else MAP_PRIVATE
     if "file" in r:
         fd, content = files.get(r["file"])
@@ -146,11 +145,17 @@ def _map_region(inj: Injector, mem: TraceeMemory, pages: PageStoreReader, r: dic
 
         def own(i: int, d: bytes) -> bool:
             return d == ZERO
-    for i, run in _runs(digests, own):
-        data = b"".join(p if (p := pages.page(d)) is not None else bytes(PAGE) for d in run)
-        mem.write(start + i * PAGE, data)
-        if "file" in r and sharing == MAP_SHARED:    # that went into the file itself
-            content.write(r["offset"] + i * PAGE, data)
+    for c0 in range(0, n, CHUNK_PAGES):
+        c1 = min(n, c0 + CHUNK_PAGES)
+        if "file" not in r and \
+                pagemap.count(0, (first + c0) * 16, (first + c1) * 16) == (c1 - c0) * 16:
+            continue    # zero pages, as the fresh mapping has them: a reserved heap's gigabytes
+        digests = [pagemap[(first + i) * 16:(first + i + 1) * 16] for i in range(c0, c1)]
+        for i, run in _runs(digests, lambda i, d: own(c0 + i, d)):
+            data = b"".join(p if (p := pages.page(d)) is not None else bytes(PAGE) for d in run)
+            mem.write(start + (c0 + i) * PAGE, data)
+            if "file" in r and sharing == MAP_SHARED:    # that went into the file itself
+                content.write(r["offset"] + (c0 + i) * PAGE, data)
     prot = prot_of(r["perms"])
     if prot != PROT_READ | PROT_WRITE:
         inj.syscall("mprotect", start, end - start, prot)

@@ -7,6 +7,7 @@ import shutil
 import signal
 import stat
 import struct
+import sys
 import time
 from dataclasses import dataclass
 
@@ -219,7 +220,8 @@ class Recorder(CallbackTarget):
                 actions_set=proc.state.actions_set,
                 file_unchanged=lambda region, blob: self.identities.unchanged(
                     f"/proc/{proc.pid}/map_files/{region['start']:x}-{region['end']:x}",
-                    blob.hex()))))
+                    blob.hex()),
+                full=lambda memory: self._digest_held(memory, proc.unchanged))))
         finally:
             if own_mask is not None:
                 lib.rrv_set_sigmask(proc.pid, own_mask)
@@ -227,6 +229,12 @@ class Recorder(CallbackTarget):
         if status is None:
             self.finisher.submit(taken[0])
         return status
+
+    def _digest_held(self, memory, unchanged: UnchangedPages) -> None:
+        """A snapshot holds too much memory read (a process of gigabytes): digest it here, once
+        the finisher has finished everything before it (it owns the page store meanwhile)."""
+        self.finisher.drain()
+        memory.digest_so_far(self.pages, unchanged)
 
 
 def died_meanwhile(pid: int, work) -> int | None:
@@ -508,10 +516,16 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
             lib.rrv_kill(pid)
         if STOP.signum is not None and not complete:
             reason = f"the recorder received {signal.Signals(STOP.signum).name}"
+        # A failed write is the trace writer's to report (writer.close); anything else that
+        # kept a checkpoint from being written ends the trace here, incomplete.
+        checkpoint_failure = rec.finisher.close()
+        if checkpoint_failure is not None and not isinstance(checkpoint_failure, TraceError):
+            complete = False
+            reason = (f"recorder error: a checkpoint could not be written "
+                      f"({type(checkpoint_failure).__name__}: {checkpoint_failure})")
         elapsed = time.monotonic() - t0
         end = {"reason": reason, "wait_status": status,
                "exit_code": None if status is None else wait_status_to_exit_code(status)}
-        checkpoint_failure = rec.finisher.close()
         rec.pages.close()
         writer.manifest["processes"] = [
             {"index": p.index, "pid": p.pid, "parent": p.parent.index if p.parent else None,
@@ -525,8 +539,11 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
         for proc in procs:
             lib.rrv_record_free(proc.state)
         lib.rrv_session_free(session)
-        if checkpoint_failure is not None and not isinstance(checkpoint_failure, TraceError):
-            raise checkpoint_failure
+        # ...in one line, unless another failure is already on its way out
+        if checkpoint_failure is not None and not isinstance(checkpoint_failure, TraceError) \
+                and sys.exc_info()[1] in (None, checkpoint_failure):
+            raise NativeError(f"record: {reason}; trace left incomplete at {trace_dir}") \
+                from checkpoint_failure
     return RecordResult(trace_dir, wait_status_to_exit_code(status), writer.events, complete,
                         reason, writer.checkpoints)
 

@@ -144,7 +144,10 @@ static int syscallbuf_flush(struct rrv_recorder *r) {
   static const uint8_t zero[RRV_SYSCALLBUF_SIZE];
   /* The header's num_rec_bytes, num_records and io_fds; before a checkpoint the records too,
    * or every checkpoint would store a buffer's worth of stale records as new pages. */
-  int checkpoint_next = r->events + r->buffered_syscalls + count >= r->next_checkpoint_event ||
+  /* +2: this FLUSH and the event of the stop it comes before, counted when the checkpoint
+   * is decided */
+  int checkpoint_next =
+      r->events + r->buffered_syscalls + count + 2 >= r->next_checkpoint_event ||
       (r->checkpoint_interval_ns &&
        rrv_now_ns() - r->last_checkpoint_ns >= r->checkpoint_interval_ns);
   if (event_add_write(r, ev, r->syscallbuf, zero, 16) ||

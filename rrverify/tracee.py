@@ -28,10 +28,14 @@ def choose_cpu() -> int:
 def keep_off_cpu(cpu: int) -> None:
     """Run the calling thread on the CPUs this process started with, bar the tracer's: a
     background thread of the recorder (compression, checkpoints) then works beside the tracer
-    and its tracees instead of taking turns with them. On a one-CPU machine it shares it."""
+    and its tracees instead of taking turns with them. On a one-CPU machine it shares it. Best
+    effort: a thread that cannot move works where it is."""
     others = ORIGINAL_AFFINITY - {cpu}
     if others:
-        os.sched_setaffinity(0, others)   # this thread only
+        try:
+            os.sched_setaffinity(0, others)   # this thread only
+        except OSError:
+            pass    # the CPUs changed since (a cpuset): it works where it is
 
 
 def current_rlimits(pid: int = 0) -> list[list]:

@@ -309,3 +309,52 @@ def test_a_page_replay_leaves_untouched_differs_from_the_recorded_one(programs, 
     text = json.dumps(report)
     assert '"what": "memory"' in text, text[:2000]
     assert f'"first_difference": "{page:#x}"' in text, text[:2000]
+
+
+def test_a_snapshot_that_holds_too_much_is_digested_as_it_is_read(programs, monkeypatch,
+                                                                   tmp_path):
+    """Past MAX_HELD_BYTES of memory read, the recorder digests what a snapshot holds rather
+    than copy a process whole: with the bound at 64 KiB every snapshot takes that path, and the
+    trace still verifies, every checkpoint compared."""
+    from rrverify.checkpoints import capture
+    from rrverify.recorder.record import record as record_in_process
+    from rrverify.recorder import record as record_module
+    digested = []
+    real = record_module.Recorder._digest_held
+    monkeypatch.setattr(capture, "MAX_HELD_BYTES", 64 << 10)
+    monkeypatch.setattr(record_module.Recorder, "_digest_held",
+                        lambda self, memory, unchanged: (digested.append(memory.bytes),
+                                                         real(self, memory, unchanged)))
+    trace = str(tmp_path / "t")
+    res = record_in_process([programs["reserve"], "/etc/passwd"], trace, checkpoint_every=1000)
+    assert res.complete and res.checkpoints >= 4
+    assert len(digested) >= res.checkpoints and min(digested) > 64 << 10
+    assert replay(Trace(trace)).status == "verified"
+
+
+def test_a_checkpoint_that_cannot_be_written_ends_the_trace_incomplete(programs, monkeypatch,
+                                                                       tmp_path):
+    """A failure on the finisher's thread (here, the third checkpoint) reaches the recording:
+    one line naming it, and a trace marked incomplete, never a complete trace missing
+    checkpoints."""
+    from rrverify.checkpoints import finisher
+    from rrverify.errors import NativeError
+    from rrverify.recorder.record import record as record_in_process
+    calls = []
+    real = finisher.finish
+
+    def failing(snap, writer, pages):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("simulated")
+        return real(snap, writer, pages)
+    monkeypatch.setattr(finisher, "finish", failing)
+    trace = str(tmp_path / "t")
+    with pytest.raises(NativeError, match=r"record: recorder error: a checkpoint could not be "
+                                          r"written \(RuntimeError: simulated\); trace left "
+                                          r"incomplete"):
+        record_in_process([programs["reserve"], "/etc/passwd"], trace, checkpoint_every=1000)
+    t = Trace(trace)
+    assert t.manifest["complete"] is False
+    assert "a checkpoint could not be written" in t.manifest["end"]["reason"]
+    assert len(t.checkpoints) == 2
