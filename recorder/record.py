@@ -237,6 +237,9 @@ class Recorder(CallbackTarget):
         memory.digest_so_far(self.pages, unchanged)
 
 
+DYING_SECONDS = 1.0     # how long a tracee that vanished from its stop may take to exit
+
+
 def died_meanwhile(pid: int, work) -> int | None:
     """Run work() on the stopped tracee. If it fails because the tracee was killed from
     outside meanwhile, return the tracee's wait status; otherwise None (or the failure)."""
@@ -245,10 +248,16 @@ def died_meanwhile(pid: int, work) -> int | None:
     except TraceeDied as e:
         return e.status
     except NativeError:
-        dead, status = os.waitpid(pid, os.WNOHANG | 0x40000000)   # __WALL
-        if dead:
-            return status
-        raise
+        # A SIGKILL takes the tracee out of its stop at once, but it exits a moment later:
+        # give it that moment before calling the failure the recorder's own.
+        deadline = time.monotonic() + DYING_SECONDS
+        while True:
+            dead, status = os.waitpid(pid, os.WNOHANG | 0x40000000)   # __WALL
+            if dead:
+                return status
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.002)
     return None
 
 

@@ -152,3 +152,18 @@ def test_an_interrupted_process_tree_keeps_later_processes_checkpoints(tmp_path)
     assert v.returncode == 0, v.stdout.decode() + v.stderr.decode()
     report = json.loads(out.read_text())
     assert [s["segment"] for s in report["segments"]] == [c["id"] for c in t.segments]
+
+
+def test_a_tracee_killed_while_the_recorder_works_on_it_is_found_dead():
+    """A SIGKILL from outside takes a tracee out of its stop at once and it exits a moment
+    later: a ptrace request failing in between is its death, not a recorder error (a race that
+    made `record` exit 2 instead of with the tracee's SIGKILL)."""
+    from rrverify.errors import NativeError
+    from rrverify.recorder.record import died_meanwhile
+    pid = os.posix_spawn("/bin/sleep", ["sleep", "30"], dict(os.environ))
+
+    def work():
+        os.kill(pid, signal.SIGKILL)
+        raise NativeError(f"PTRACE_GETREGS on pid {pid} failed")
+    status = died_meanwhile(pid, work)
+    assert status is not None and os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
