@@ -55,12 +55,17 @@ def _explained(recorded: bytes | None, found: bytes, pairs: set) -> int | None:
     return n
 
 
-def _compared_chunks(mem: TraceeMemory, region: dict):
+def _compared_chunks(mem: TraceeMemory, region: dict, replayed: list[dict]):
     """(index of the first page in the region, its bytes or None for pages never touched,
     which read as zeros (capture.private_anonymous), the indexes of unreadable pages, the
-    number of pages) for consecutive pieces of the region, at most CHUNK_PAGES pages each."""
+    number of pages) for consecutive pieces of the region, at most CHUNK_PAGES pages each.
+    Untouched pages are told apart only where the replayed process too maps the range
+    private and anonymous (replayed: its /proc/PID/maps): a shared mapping's pages can hold
+    data that its page table does not show."""
     start, npages = region["start"], (region["end"] - region["start"]) // PAGE
-    if not private_anonymous(region):
+    if not (private_anonymous(region) and any(
+            m["start"] <= start and region["end"] <= m["end"] and private_anonymous(m)
+            for m in replayed)):
         for i0, data, unreadable in region_chunks(mem, start, region["end"]):
             yield i0, data, unreadable, len(data) // PAGE
         return
@@ -125,7 +130,8 @@ def compare(pid: int, ckpt: dict, trace, pages, notes: dict | None = None,
                 want, have = ([l for l in x if l[0] != "RLIMIT_CORE"] for x in (want, have))
             if want != have:
                 diffs.append({"what": key, "expected": want, "found": have})
-        expected, found = _covered(ckpt["regions"]), _covered(exec_image.read_maps(pid))
+        replayed_maps = exec_image.read_maps(pid)
+        expected, found = _covered(ckpt["regions"]), _covered(replayed_maps)
         if found != expected:
             diffs.append({"what": "address-space",
                           "expected": [f"{s:#x}-{e:#x} {p}" for s, e, p in expected],
@@ -135,7 +141,7 @@ def compare(pid: int, ckpt: dict, trace, pages, notes: dict | None = None,
         tolerated = 0
         for r in ckpt["regions"]:
             bad = []
-            for i0, data, unreadable, npages in _compared_chunks(mem, r):
+            for i0, data, unreadable, npages in _compared_chunks(mem, r, replayed_maps):
                 first = r["first_page"] + i0
                 if data is None and recorded.count(0, first * 16, (first + npages) * 16) == \
                         npages * 16:
