@@ -190,17 +190,15 @@ class MemorySnapshot:
 MAX_HELD_BYTES = 256 << 20
 
 
-def read_memory(mem: TraceeMemory, maps: list[dict], pages_wanted: bool = True,
-                mapped_files: dict | None = None, file_unchanged=None,
-                full=None) -> MemorySnapshot:
+def read_memory(mem: TraceeMemory, maps: list[dict], mapped_files: dict | None = None,
+                file_unchanged=None, full=None) -> MemorySnapshot:
     """The regions we keep and their pages' contents. mapped_files: as capture's. A page
     equal to its mapped file's page (at its own offset) is not hashed later: it has that file
     page's digest, computed once per trace (pages.file_pages); so has a whole run of them in
     one comparison, the text of every library a fresh exec maps. file_unchanged(region,
     blob): whether the region's file is still, by its times, the content the trace stores;
     then the pages of a private mapping of it that the process never copied are not even
-    read (a compiler's 30 MB of text cost its page table). pages_wanted: False when nothing
-    will be stored (file pages are then read and hashed like any). full(snapshot): called
+    read (a compiler's 30 MB of text cost its page table). full(snapshot): called
     whenever the snapshot holds more than MAX_HELD_BYTES of memory read, to digest it."""
     snap = MemorySnapshot()
     npages = 0
@@ -209,7 +207,7 @@ def read_memory(mem: TraceeMemory, maps: list[dict], pages_wanted: bool = True,
             continue
         first = npages
         f = mapped_files.get((r["dev"], r["inode"])) if mapped_files and r["inode"] else None
-        content = None if f is None or not pages_wanted else f[1]
+        content = None if f is None else f[1]
         skip_file_pages = (content is not None and file_unchanged is not None and
                            r["perms"][3] == "p" and file_unchanged(r, f[0]))
         skip_untouched = private_anonymous(r)
@@ -310,7 +308,7 @@ class Snapshot:
         return self.memory.bytes
 
 
-def snapshot(pid: int, *, event: int, gadget: int, pages_wanted: bool = True,
+def snapshot(pid: int, *, event: int, gadget: int,
              unchanged: UnchangedPages | None = None, mapped_files: dict | None = None,
              parked_mask: int | None = None, trap: str = "none",
              blocked_mask: int | None = None, process: int = 0,
@@ -340,7 +338,7 @@ def snapshot(pid: int, *, event: int, gadget: int, pages_wanted: bool = True,
             f = mapped_files.get((m["dev"], m["inode"])) if m["inode"] else None
             if f is not None:
                 m["file"] = f[2]
-        memory = read_memory(mem, maps, pages_wanted, mapped_files, file_unchanged, full)
+        memory = read_memory(mem, maps, mapped_files, file_unchanged, full)
         getregs(pid)    # still there (a kill meanwhile would leave unreadable memory behind)
     finally:
         mem.close()

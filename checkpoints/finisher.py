@@ -19,7 +19,6 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from typing import Callable
 
 from ..tracee import keep_off_cpu
 from .capture import Snapshot, finish
@@ -33,9 +32,7 @@ class CheckpointFinisher:
         self.writer, self.pages = writer, pages
         self.max_pending_bytes = max_pending_bytes
         self.seconds = 0.0          # spent working, on the background thread
-        # (work, bytes it holds); None ends the thread
-        self._queue: collections.deque[tuple[Callable[[], None], int] | None] = \
-            collections.deque()
+        self._queue: collections.deque[Snapshot | None] = collections.deque()   # None: stop
         self._pending_bytes = 0
         self._busy = False
         self._error: BaseException | None = None
@@ -45,17 +42,14 @@ class CheckpointFinisher:
         self._thread.start()
 
     def submit(self, snap: Snapshot) -> None:
-        """Queue a snapshot to finish; raises what made earlier work fail."""
-        self._submit(lambda: finish(snap, self.writer, self.pages), snap.bytes)
-
-    def _submit(self, work: Callable[[], None], size: int) -> None:
+        """Queue a snapshot to finish; raises what made an earlier one fail."""
         with self._cond:
             while (self._error is None and self._pending_bytes and
-                   self._pending_bytes + size > self.max_pending_bytes):
+                   self._pending_bytes + snap.bytes > self.max_pending_bytes):
                 self._cond.wait()
             self._raise_failure()
-            self._queue.append((work, size))
-            self._pending_bytes += size
+            self._queue.append(snap)
+            self._pending_bytes += snap.bytes
             self._cond.notify_all()
 
     def drain(self) -> None:
@@ -85,15 +79,15 @@ class CheckpointFinisher:
             with self._cond:
                 while not self._queue:
                     self._cond.wait()
-                item = self._queue.popleft()
-                if item is None:
+                snap = self._queue.popleft()
+                if snap is None:
                     return
                 self._busy = True
-            work, size = item
+            size = snap.bytes           # as counted at submit
             t0 = time.monotonic()
             try:
                 if self._error is None:     # after a failure, no checkpoint may name its pages
-                    work()
+                    finish(snap, self.writer, self.pages)
             except BaseException as e:      # handed to the recorder's thread, which raises it
                 self._error = e
             finally:

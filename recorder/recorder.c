@@ -106,6 +106,13 @@ static int event_add_write(struct rrv_recorder *r, size_t start, uint64_t addr, 
 
 static int fail(struct rrv_recorder *r, const char *what);
 
+/* Is a periodic checkpoint due once `coming` more events (buffered syscalls count) are in? */
+static int checkpoint_due(const struct rrv_recorder *r, uint64_t coming) {
+  return r->events + r->buffered_syscalls + coming >= r->next_checkpoint_event ||
+         (r->checkpoint_interval_ns &&
+          rrv_now_ns() - r->last_checkpoint_ns >= r->checkpoint_interval_ns);
+}
+
 /* The syscalls a process buffered since its last flush become one FLUSH event, before the
  * event of the stop it is at (only stops that record an event flush: replay flushes at the
  * same ones). Each record is copied as the preload wrote it, except that the bytes a write
@@ -146,10 +153,7 @@ static int syscallbuf_flush(struct rrv_recorder *r) {
    * or every checkpoint would store a buffer's worth of stale records as new pages. */
   /* +2: this FLUSH and the event of the stop it comes before, counted when the checkpoint
    * is decided */
-  int checkpoint_next =
-      r->events + r->buffered_syscalls + count + 2 >= r->next_checkpoint_event ||
-      (r->checkpoint_interval_ns &&
-       rrv_now_ns() - r->last_checkpoint_ns >= r->checkpoint_interval_ns);
+  int checkpoint_next = checkpoint_due(r, count + 2);
   if (event_add_write(r, ev, r->syscallbuf, zero, 16) ||
       (checkpoint_next && event_add_write(r, ev, r->syscallbuf + hdr, zero, n)))
     return fail(r, "out of memory");
@@ -1164,10 +1168,7 @@ static int on_syscall_exit(struct rrv_recorder *r) {
   }
   /* A checkpoint is due: the tracee sits at this syscall's exit stop, the one kind of point
    * where checkpoints are taken (and where replay can stop to compare). */
-  if (r->events + r->buffered_syscalls >= r->next_checkpoint_event ||
-      (r->checkpoint_interval_ns &&
-       rrv_now_ns() - r->last_checkpoint_ns >= r->checkpoint_interval_ns))
-    return RRV_STOP_CHECKPOINT;
+  if (checkpoint_due(r, 0)) return RRV_STOP_CHECKPOINT;
   return 0;
 }
 

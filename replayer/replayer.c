@@ -401,20 +401,22 @@ static int replay_buffered_hit(struct rrv_replayer *r, struct rrv_regs regs) {
     return DIVERGE_AT_SITE(r, RRV_DIV_SYSCALLBUF, "syscallbuf-armed-with-records: the syscall "
                    "breakpoint stopped the program at 0x%llx", (unsigned long long)regs.rip);
   if ((int64_t)regs.rax != rec->nr || memcmp(found, rec->args, sizeof found))
-    return DIVERGE_AT_SITE(r, RRV_DIV_SYSCALLBUF, "syscallbuf-record-syscall: buffered syscall %u of "
-                   "flush event %llu is %s(0x%llx, 0x%llx, 0x%llx, ...), the program made "
-                   "%s(0x%llx, 0x%llx, 0x%llx, ...)", k, (unsigned long long)r->flush_index,
-                   rrv_syscall_name(rec->nr), (unsigned long long)rec->args[0],
-                   (unsigned long long)rec->args[1], (unsigned long long)rec->args[2],
-                   rrv_syscall_name((int64_t)regs.rax), (unsigned long long)found[0],
-                   (unsigned long long)found[1], (unsigned long long)found[2]);
+    return DIVERGE_AT_SITE(
+        r, RRV_DIV_SYSCALLBUF, "syscallbuf-record-syscall: buffered syscall %u of "
+        "flush event %llu is %s(0x%llx, 0x%llx, 0x%llx, ...), the program made "
+        "%s(0x%llx, 0x%llx, 0x%llx, ...)", k, (unsigned long long)r->flush_index,
+        rrv_syscall_name(rec->nr), (unsigned long long)rec->args[0],
+        (unsigned long long)rec->args[1], (unsigned long long)rec->args[2],
+        rrv_syscall_name((int64_t)regs.rax), (unsigned long long)found[0],
+        (unsigned long long)found[1], (unsigned long long)found[2]);
   if (regs.rcx != rec->site) {
     r->div.expected_value = rec->site;
     r->div.found_value = regs.rcx;
-    return DIVERGE_AT_SITE(r, RRV_DIV_SYSCALLBUF, "syscallbuf-record-site: buffered syscall %u of flush "
-                   "event %llu (%s) came through the stub at 0x%llx, the program's through 0x%llx",
-                   k, (unsigned long long)r->flush_index, rrv_syscall_name(rec->nr),
-                   (unsigned long long)rec->site, (unsigned long long)regs.rcx);
+    return DIVERGE_AT_SITE(
+        r, RRV_DIV_SYSCALLBUF, "syscallbuf-record-site: buffered syscall %u of flush "
+        "event %llu (%s) came through the stub at 0x%llx, the program's through 0x%llx",
+        k, (unsigned long long)r->flush_index, rrv_syscall_name(rec->nr),
+        (unsigned long long)rec->site, (unsigned long long)regs.rcx);
   }
   struct rrv_regs call = regs;
   call.orig_rax = rec->nr;
@@ -428,9 +430,10 @@ static int replay_buffered_hit(struct rrv_replayer *r, struct rrv_regs regs) {
     if (d != rec->sent_digest) {
       r->div.expected_value = rec->sent_digest;
       r->div.found_value = d;
-      return DIVERGE_AT_SITE(r, RRV_DIV_DATA, "the data buffered syscall %u of flush event %llu (%s) "
-                     "sends differs from the recording", k, (unsigned long long)r->flush_index,
-                     spec->name);
+      return DIVERGE_AT_SITE(
+          r, RRV_DIV_DATA, "the data buffered syscall %u of flush event %llu (%s) "
+          "sends differs from the recording", k, (unsigned long long)r->flush_index,
+          spec->name);
     }
   }
   /* Its writes, as a traced syscall's are injected */
@@ -439,9 +442,10 @@ static int replay_buffered_hit(struct rrv_replayer *r, struct rrv_regs regs) {
     const struct rrv_write *w = (const struct rrv_write *)p;
     if (rrv_write_mem(r->pid, w->addr, p + sizeof *w, w->len) != (ssize_t)w->len) {
       r->div.expected_value = w->addr;
-      return DIVERGE_AT_SITE(r, RRV_DIV_DATA, "buffered syscall %u of flush event %llu wrote %u bytes "
-                     "at 0x%llx, which replay does not have mapped", k,
-                     (unsigned long long)r->flush_index, w->len, (unsigned long long)w->addr);
+      return DIVERGE_AT_SITE(
+          r, RRV_DIV_DATA, "buffered syscall %u of flush event %llu wrote %u bytes "
+          "at 0x%llx, which replay does not have mapped", k,
+          (unsigned long long)r->flush_index, w->len, (unsigned long long)w->addr);
     }
     p += sizeof *w + RRV_ALIGN8((size_t)w->len);
   }
@@ -453,10 +457,11 @@ static int replay_buffered_hit(struct rrv_replayer *r, struct rrv_regs regs) {
     if (rrv_pipe_io_hash(r->pid, rec->nr, &call, rec->result, &h) < 0 || h != io.hash) {
       r->div.expected_value = io.hash;
       r->div.found_value = h;
-      return DIVERGE_AT_SITE(r, RRV_DIV_DATA, "the bytes buffered syscall %u of flush event %llu (%s) "
-                     "%s through a pipe differ from the hash the trace holds for them", k,
-                     (unsigned long long)r->flush_index, rrv_syscall_name(rec->nr),
-                     io.direction == RRV_PIPE_READ ? "read" : "written");
+      return DIVERGE_AT_SITE(
+          r, RRV_DIV_DATA, "the bytes buffered syscall %u of flush event %llu (%s) "
+          "%s through a pipe differ from the hash the trace holds for them", k,
+          (unsigned long long)r->flush_index, rrv_syscall_name(rec->nr),
+          io.direction == RRV_PIPE_READ ? "read" : "written");
     }
   }
   regs.rax = rec->result;
