@@ -96,21 +96,6 @@ class UnchangedPages:
 PRESENT, SWAPPED, FILE_OR_SHARED_ANON = 1 << 63, 1 << 62, 1 << 61   # pagemap entry bits
 
 
-def _pagemap(pid: int, start: int, npages: int) -> bytes | None:
-    """/proc/PID/pagemap's entries of npages pages from start, or None if unreadable."""
-    try:
-        fd = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        data = os.pread(fd, npages * 8, start // PAGE * 8)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    return data if len(data) == npages * 8 else None
-
-
 def _pagemap_runs(entries: bytes, any_mask: int, none_mask: int) -> list[tuple[int, int, bool]]:
     """(first, count, kind) runs of pagemap entries: kind is whether an entry has a bit of
     any_mask or none of none_mask (rrv_pagemap_runs)."""
@@ -128,13 +113,13 @@ def _pagemap_runs(entries: bytes, any_mask: int, none_mask: int) -> list[tuple[i
     return out
 
 
-def file_page_runs(pid: int, start: int, npages: int, file_pages: int):
+def file_page_runs(mem, start: int, npages: int, file_pages: int):
     """(first, count, still the file's) runs covering npages pages of a private file mapping
     from start, whose first file_pages pages lie within the file: a page is still the file's
     if the process never copied it (pagemap: a page-cache page, bit 61; or neither present nor
     swapped, bits 63 and 62). A page past the file's end, or an unreadable pagemap, is not."""
     within = max(0, min(npages, file_pages))
-    entries = _pagemap(pid, start, within) if within else b""
+    entries = mem.pagemap(start, within) if within else b""
     if entries is None:
         return [(0, npages, False)]
     runs = _pagemap_runs(entries, FILE_OR_SHARED_ANON, PRESENT | SWAPPED)
@@ -152,11 +137,11 @@ def private_anonymous(region: dict) -> bool:
             region["path"] in ("", "[heap]", "[stack]"))
 
 
-def untouched_page_runs(pid: int, start: int, npages: int):
+def untouched_page_runs(mem, start: int, npages: int):
     """(first, count, untouched) runs covering npages pages of a private anonymous mapping
     from start: an untouched page (pagemap: neither present nor swapped, bits 63 and 62) reads
     as zeros, and is not read. With an unreadable pagemap, every page is read."""
-    entries = _pagemap(pid, start, npages)
+    entries = mem.pagemap(start, npages)
     if entries is None:
         return [(0, npages, False)]
     return _pagemap_runs(entries, 0, PRESENT | SWAPPED)
@@ -202,14 +187,19 @@ def read_memory(mem: TraceeMemory, maps: list[dict], mapped_files: dict | None =
     whenever the snapshot holds more than MAX_HELD_BYTES of memory read, to digest it."""
     snap = MemorySnapshot()
     npages = 0
+    unchanged_files: dict[tuple, bool] = {}     # asked once per file, not once per region
     for r in maps:
         if r["path"] in SKIP_REGIONS:
             continue
         first = npages
         f = mapped_files.get((r["dev"], r["inode"])) if mapped_files and r["inode"] else None
         content = None if f is None else f[1]
-        skip_file_pages = (content is not None and file_unchanged is not None and
-                           r["perms"][3] == "p" and file_unchanged(r, f[0]))
+        skip_file_pages = False
+        if content is not None and file_unchanged is not None and r["perms"][3] == "p":
+            file = (r["dev"], r["inode"])
+            if file not in unchanged_files:
+                unchanged_files[file] = file_unchanged(r, f[0])
+            skip_file_pages = unchanged_files[file]
         skip_untouched = private_anonymous(r)
         for i0 in range(0, (r["end"] - r["start"]) // PAGE, CHUNK_PAGES):
             n = min(CHUNK_PAGES, (r["end"] - r["start"]) // PAGE - i0)
@@ -218,10 +208,10 @@ def read_memory(mem: TraceeMemory, maps: list[dict], mapped_files: dict | None =
             in_file = max(0, -(-(len(content) - offset) // PAGE)) if content is not None else 0
             if skip_file_pages:
                 runs = [(j0, m, "file" if still else "read")
-                        for j0, m, still in file_page_runs(mem.pid, addr, n, in_file)]
+                        for j0, m, still in file_page_runs(mem, addr, n, in_file)]
             elif skip_untouched:
                 runs = [(j0, m, "zero" if untouched else "read")
-                        for j0, m, untouched in untouched_page_runs(mem.pid, addr, n)]
+                        for j0, m, untouched in untouched_page_runs(mem, addr, n)]
             else:
                 runs = [(0, n, "read")]
             for j0, m, how in runs:
@@ -302,6 +292,7 @@ class Snapshot:
     def __init__(self, record: dict, xstate: bytes, memory: MemorySnapshot,
                  unchanged: UnchangedPages | None):
         self.record, self.xstate, self.memory, self.unchanged = record, xstate, memory, unchanged
+        self.files = 0      # files.jsonl entries (and blobs) it may name: written before it
 
     @property
     def bytes(self) -> int:
@@ -353,6 +344,7 @@ def snapshot(pid: int, *, event: int, gadget: int,
 
 def finish(snap: Snapshot, writer, pages) -> dict:
     """Digest and store a snapshot's pages and write its checkpoint; returns the record."""
+    writer.wait_for_files(snap.files)
     pagemap = digest_memory(snap.memory, pages, snap.unchanged)
     pages.flush()   # every page this checkpoint names is in pages.idx before the checkpoint is
     ckpt = dict(snap.record, xstate=writer.put_blob(snap.xstate).hex(),

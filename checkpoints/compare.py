@@ -71,7 +71,7 @@ def _compared_chunks(mem: TraceeMemory, region: dict, replayed: list[dict]):
         return
     for i0 in range(0, npages, CHUNK_PAGES):
         n = min(CHUNK_PAGES, npages - i0)
-        for j0, m, untouched in untouched_page_runs(mem.pid, start + i0 * PAGE, n):
+        for j0, m, untouched in untouched_page_runs(mem, start + i0 * PAGE, n):
             if untouched:
                 yield i0 + j0, None, set(), m
             else:

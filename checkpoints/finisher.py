@@ -9,8 +9,9 @@ recorder's own time. BLAKE2b and zstd release the GIL, so the work really runs i
 
 Snapshots are finished one at a time, in the order they were taken: checkpoint ids, the page
 store's index and each process's unchanged-page cache advance as if taken synchronously.
-(Mapped files are stored by the recorder's own thread, before the event that maps them: a
-recorder killed midway leaves no event naming a file it did not store.) The bytes read and
+(Mapped files are written by the trace writer's thread, before any frame queued after them;
+a checkpoint waits for the files it may name: a recorder killed midway leaves no event or
+checkpoint naming a file it did not store.) The bytes read and
 not yet finished are bounded: a snapshot that would exceed the bound waits for room; one
 snapshot holds at most capture.MAX_HELD_BYTES, past which the recorder drains this queue and
 digests what it holds itself (Recorder._digest_held)."""

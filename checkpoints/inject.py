@@ -29,6 +29,18 @@ class TraceeMemory:
     def __init__(self, pid: int):
         self.pid = pid
         self.fd = os.open(f"/proc/{pid}/mem", os.O_RDWR | os.O_CLOEXEC)
+        self._pagemap_fd: int | None = None
+
+    def pagemap(self, start: int, npages: int) -> bytes | None:
+        """/proc/PID/pagemap's entries of npages pages from start, or None if unreadable (the
+        file is opened once: a checkpoint asks this of every region)."""
+        try:
+            if self._pagemap_fd is None:
+                self._pagemap_fd = os.open(f"/proc/{self.pid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+            data = os.pread(self._pagemap_fd, npages * 8, start // 4096 * 8)
+        except OSError:
+            return None
+        return data if len(data) == npages * 8 else None
 
     def read(self, addr: int, size: int) -> bytes:
         try:
@@ -51,6 +63,8 @@ class TraceeMemory:
 
     def close(self) -> None:
         os.close(self.fd)
+        if self._pagemap_fd is not None:
+            os.close(self._pagemap_fd)
 
 
 class Injector:

@@ -13,7 +13,7 @@ import struct
 from dataclasses import dataclass
 
 from rrverify._native import lib
-from rrverify.exec_image import read_maps
+from rrverify.exec_image import region_at
 from rrverify.preload import LIBRARY
 
 from .patch_sites import PatchPlan, plan_site
@@ -85,7 +85,7 @@ def decide(pid: int, state) -> Patch | None:
     """The patch of the site state.patch_site (process pid, stopped at its syscall), or None
     if the site is to stay as it is."""
     site = state.patch_site
-    region = next((r for r in read_maps(pid) if r["start"] <= site < r["end"]), None)
+    region = region_at(pid, site)
     if region is None:
         return None
     stub = state.stubs + state.stubs_used

@@ -7,6 +7,7 @@ becomes a recorded syscall result. Doing the same in record and replay keeps the
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ import time
 from elftools.elf.elffile import ELFFile
 from elftools.common.exceptions import ELFError
 
+from ._native import ffi, lib
 from .errors import NativeError, TraceError
 from .recorder.syscalls import NUMBERS
 
@@ -57,6 +59,32 @@ def read_maps(pid: int) -> list[dict]:
                             "offset": int(parts[2], 16), "dev": parts[3], "inode": int(parts[4]),
                             "path": parts[5].strip() if len(parts) > 5 else ""})
     return regions
+
+
+_vma_query_works = True     # until a kernel says it has no PROCMAP_QUERY
+
+
+def region_at(pid: int, addr: int) -> dict | None:
+    """The region of read_maps(pid) holding addr, or None: asked of the kernel for that one
+    address where it can (PROCMAP_QUERY, Linux 6.11), instead of listing every mapping."""
+    global _vma_query_works
+    if _vma_query_works:
+        vma = ffi.new("struct rrv_vma *")
+        found = lib.rrv_vma_at(pid, addr, vma)
+        if found == 1:
+            p = vma.perms
+            return {"start": vma.start, "end": vma.end,
+                    "perms": "".join((c if p & bit else "-") for c, bit in (
+                        ("r", lib.RRV_VMA_READ), ("w", lib.RRV_VMA_WRITE),
+                        ("x", lib.RRV_VMA_EXEC))) + ("s" if p & lib.RRV_VMA_SHARED else "p"),
+                    "offset": vma.offset, "dev": f"{vma.dev_major:02x}:{vma.dev_minor:02x}",
+                    "inode": vma.inode, "path": ffi.string(vma.name).decode(errors="replace")}
+        if found == 0:
+            return None
+        if ffi.errno not in (errno.ENOTTY, errno.EINVAL):
+            raise OSError(ffi.errno, os.strerror(ffi.errno), f"/proc/{pid}/maps")
+        _vma_query_works = False
+    return next((r for r in read_maps(pid) if r["start"] <= addr < r["end"]), None)
 
 
 # The vDSO's bytes (as the kernel maps them into every process) -> the stubs patch_vdso

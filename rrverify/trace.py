@@ -24,6 +24,7 @@ import stat
 import queue
 import struct
 import threading
+import typing
 import uuid as uuidlib
 from dataclasses import dataclass
 
@@ -244,6 +245,12 @@ class Frame:
     hash: bytes
 
 
+class _MappedFile(typing.NamedTuple):
+    """A files.jsonl entry on its way to the frame writer's thread."""
+    identity: dict
+    data: bytes | None
+
+
 class TraceWriter:
     """Appends frames as they come, so a recorder killed midway leaves a readable prefix.
 
@@ -272,8 +279,9 @@ class TraceWriter:
             self._procs_fd = os.open(os.path.join(path, "processes.jsonl"), flags, 0o644)
             write_all(self._index_fd, INDEX_MAGIC)
         self.checkpoints = 0
-        # Blobs come from the recorder's thread (mapped files) and the checkpoint finisher's
-        # (pages): a compressor each, as one is not to be shared between threads.
+        # Blobs come from the frame writer's thread (mapped files), the checkpoint finisher's
+        # (pages) and the tracer's (the native loop's): a compressor each, as one is not to
+        # be shared between threads.
         self._blob_compressors = threading.local()
         self._blob_lock = threading.Lock()
         # per process: raw events not yet in a frame, their count; events framed so far
@@ -286,6 +294,8 @@ class TraceWriter:
         self.blob_bytes = 0
         self.files = 0
         self.frames_written = self.events_written = 0     # by the writer thread
+        self.files_written = 0                            # by the writer thread
+        self._files_cond = threading.Condition()
         self._frames_out: queue.Queue = queue.Queue(maxsize=16)
         self._writer = threading.Thread(target=self._write_frames, args=(avoid_cpu,),
                                          name="rrverify-frame-writer", daemon=True)
@@ -354,6 +364,9 @@ class TraceWriter:
         while (item := self._frames_out.get()) is not None:
             if frames_failed:
                 continue       # a frame after a lost one would not be contiguous
+            if isinstance(item, _MappedFile):
+                frames_failed = not self._write_file(item)
+                continue
             raw, process, first, count = item
             try:
                 comp = compressor.compress(raw)
@@ -367,6 +380,8 @@ class TraceWriter:
             except OSError as e:
                 frames_failed = True
                 self._write_error = self._write_error or e
+                with self._files_cond:          # a checkpoint waiting for files: it fails
+                    self._files_cond.notify_all()
 
     def put_blob(self, data: bytes, digest: bytes | None = None) -> bytes:
         """Store data once under its BLAKE2b-256 (digest: when the caller just computed it)."""
@@ -391,13 +406,42 @@ class TraceWriter:
                 level=1, write_checksum=True, write_content_size=True)
         return compressor
 
-    def add_file(self, identity: dict) -> int:
+    def add_file(self, identity: dict, data: bytes | None) -> int:
+        """files.jsonl entry number `index`, and its content (data, None if stored before) as
+        the blob identity["blob"]. Both are written by the frame writer's thread, in order
+        with the frames: the tracer does not wait for the compression (a build maps 25 MB of
+        compiler and libraries), and no frame on disk names a file whose entry and blob are
+        not. A checkpoint waits for them (wait_for_files)."""
+        if self._write_error is not None:
+            raise self._failed()
         index = self.files
-        line = json.dumps(dict(identity, index=index), sort_keys=True) + "\n"
-        with self.writing():
-            write_all(self._files_fd, line.encode())
         self.files += 1
+        self._frames_out.put(_MappedFile(dict(identity, index=index), data))
         return index
+
+    def _write_file(self, item: "_MappedFile") -> bool:
+        try:
+            if item.data is not None:
+                self.put_blob(item.data, bytes.fromhex(item.identity["blob"]))
+            with self.writing():
+                write_all(self._files_fd,
+                          (json.dumps(item.identity, sort_keys=True) + "\n").encode())
+            ok = True
+        except TraceError:
+            ok = False
+        with self._files_cond:
+            self.files_written += ok
+            self._files_cond.notify_all()
+        return ok
+
+    def wait_for_files(self, count: int) -> None:
+        """Wait until the first `count` files.jsonl entries and their blobs are written: a
+        checkpoint may name them."""
+        with self._files_cond:
+            while self.files_written < count and self._write_error is None:
+                self._files_cond.wait()
+        if self.files_written < count:
+            raise self._failed()
 
     def add_checkpoint(self, ckpt: dict) -> int:
         """Write checkpoint number len(checkpoints) and index it (the index line last, so a

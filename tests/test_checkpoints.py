@@ -252,12 +252,17 @@ def test_untouched_anonymous_pages_are_not_read_and_touched_ones_are():
     import ctypes
     import mmap
     from rrverify.checkpoints.capture import untouched_page_runs
+    from rrverify.checkpoints.inject import TraceeMemory
     m = mmap.mmap(-1, 16 * PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     try:
         m[3 * PAGE] = 1
         m[7 * PAGE:8 * PAGE] = bytes(PAGE)        # written with zeros: still touched
         addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
-        runs = list(untouched_page_runs(os.getpid(), addr, 16))
+        mem = TraceeMemory(os.getpid())
+        try:
+            runs = list(untouched_page_runs(mem, addr, 16))
+        finally:
+            mem.close()
         assert runs == [(0, 3, True), (3, 1, False), (4, 3, True), (7, 1, False),
                         (8, 8, True)]
     finally:

@@ -258,3 +258,20 @@ def _maps_of(exe: str):
     finally:
         p.kill()
         p.wait()
+
+
+@pytest.mark.parametrize("kernel_query", [True, False], ids=["procmap-query", "maps-file"])
+def test_the_region_at_an_address_is_the_one_maps_lists(kernel_query, monkeypatch):
+    """The patcher asks the kernel for the one mapping of a syscall site (PROCMAP_QUERY) or,
+    on a kernel without it, reads the maps file: both answer what /proc/PID/maps says."""
+    monkeypatch.setattr(exec_image, "_vma_query_works", kernel_query)
+    pid = os.getpid()
+    with open("/dev/zero", "rb") as f, \
+            mmap.mmap(f.fileno(), 8192, mmap.MAP_SHARED, mmap.PROT_READ) as shared:
+        regions = [r for r in exec_image.read_maps(pid) if r["path"] != "[vsyscall]"]
+        assert any(r["perms"][3] == "s" for r in regions)
+        for r in regions:
+            assert exec_image.region_at(pid, r["start"]) == r
+            assert exec_image.region_at(pid, r["end"] - 1) == r
+    assert exec_image.region_at(pid, 4096) is None
+    assert exec_image._vma_query_works == kernel_query

@@ -337,3 +337,83 @@ def test_ship_reads_as_the_reader_does(trace):
     for k in (2, 3):          # segment 2 compares with checkpoint 3, segment 3 restores it
         with pytest.raises(TraceError, match="000003.json: not a regular file"):
             segment_bundle(t, pages, *bounds[k])
+
+
+def _writer(path):
+    from rrverify.trace import TraceWriter
+    from rrverify.checkpoints.pages import PageStoreWriter
+    w = TraceWriter(str(path), {"command": ["x"], "exe": "/x", "env": [], "cwd": "/"})
+    PageStoreWriter(w.path, w.put_blob).close()     # no pages: the recorder's empty store
+    w.add_process({"pid": 1, "parent": None, "parent_event": None})
+    return w
+
+
+def _file_identity(data: bytes) -> dict:
+    from rrverify.exec_image import content_digest
+    d = content_digest(data)
+    return {"path": "/x", "size": len(data), "mtime_ns": 0, "blake2b": d, "blob": d}
+
+
+def test_a_mapped_file_is_on_disk_before_the_frames_queued_after_it(tmp_path, monkeypatch):
+    """A file's blob and files.jsonl line are written by the frame writer's thread (the tracer
+    does not wait for the compression), yet a recorder killed at any moment leaves no frame
+    naming a file that is not stored, and a checkpoint that may name it waits for it."""
+    import threading
+    import time
+    from rrverify.trace import INDEX_MAGIC, TraceWriter, blob_path
+    gate = threading.Event()
+    real_put = TraceWriter.put_blob
+
+    def slow_put(self, data, digest=None):
+        gate.wait(10)
+        return real_put(self, data, digest)
+
+    monkeypatch.setattr(TraceWriter, "put_blob", slow_put)
+    w = _writer(tmp_path / "t")
+    ident = _file_identity(b"file content")
+    assert w.add_file(ident, b"file content") == 0
+    w.add_events(0, b"\0" * 264, 1)
+    w.cut_frame()
+    waiter = threading.Thread(target=w.wait_for_files, args=(1,))
+    waiter.start()
+    time.sleep(0.3)
+    assert (tmp_path / "t" / "events.idx").read_bytes() == INDEX_MAGIC    # the frame waits
+    assert (tmp_path / "t" / "files.jsonl").read_bytes() == b""
+    assert waiter.is_alive()                                              # so does a checkpoint
+    gate.set()
+    waiter.join(10)
+    assert not waiter.is_alive()
+    assert json.loads((tmp_path / "t" / "files.jsonl").read_text())["index"] == 0
+    assert os.path.exists(blob_path(w.path, bytes.fromhex(ident["blob"])))
+    w.close(complete=True, end={"reason": "exited with status 0"}, stats={})
+    assert w.frames_written == 1
+
+
+def test_a_mapped_file_that_cannot_be_written_keeps_later_frames_and_checkpoints_out(
+        tmp_path, monkeypatch):
+    """A full disk while a mapped file is stored: no frame after it is written, a checkpoint
+    waiting for it fails, and the trace ends incomplete saying why."""
+    import errno
+    from rrverify import trace as trace_module
+    from rrverify.errors import TraceError
+
+    def full(path, data, sync=True):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+
+    w = _writer(tmp_path / "t")
+    w.add_events(0, b"\0" * 264, 1)
+    w.cut_frame()                       # written: before the file
+    monkeypatch.setattr(trace_module, "_atomic_write", full)
+    w.add_file(_file_identity(b"file content"), b"file content")
+    w.add_events(0, b"\0" * 264, 1)
+    with pytest.raises(TraceError, match="no space left on device"):
+        w.wait_for_files(1)
+    with pytest.raises(TraceError, match="no space left on device"):
+        w.cut_frame()
+    monkeypatch.undo()
+    with pytest.raises(TraceError):
+        w.close(complete=True, end={"reason": "exited with status 0"}, stats={})
+    assert w.frames_written == 1                                  # the one before the file
+    assert (tmp_path / "t" / "files.jsonl").read_bytes() == b""
+    m = json.loads((tmp_path / "t" / "manifest.json").read_text())
+    assert m["complete"] is False and "no space left" in m["end"]["reason"]

@@ -415,6 +415,19 @@ void rrv_page_hashes(const uint8_t *data, size_t npages, uint64_t *out);
 size_t rrv_pagemap_runs(const uint64_t *entries, size_t n, uint64_t any_mask,
                         uint64_t none_mask, int *first_kind, uint32_t *ends);
 void rrv_forget_mem(void);
+
+/* The mapping of a process that holds an address, as PROCMAP_QUERY reports it (rrv_vma_at). */
+#define RRV_VMA_READ 1
+#define RRV_VMA_WRITE 2
+#define RRV_VMA_EXEC 4
+#define RRV_VMA_SHARED 8
+struct rrv_vma {
+  uint64_t start, end, offset, inode;
+  uint32_t dev_major, dev_minor;
+  uint32_t perms;           /* RRV_VMA_* */
+  char name[4096];          /* as /proc/PID/maps shows it; empty for anonymous memory */
+};
+int rrv_vma_at(int pid, uint64_t addr, struct rrv_vma *out);
 uint64_t rrv_now_ns(void);
 int rrv_fpu_digest(int pid, uint64_t *out);
 long rrv_bench_ptrace_floor(long n, int cpu, int emulate);

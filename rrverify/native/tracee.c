@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
@@ -107,6 +108,46 @@ size_t rrv_pagemap_runs(const uint64_t *entries, size_t n, uint64_t any_mask,
   }
   if (n) ends[runs++] = (uint32_t)n;
   return runs;
+}
+
+/* PROCMAP_QUERY (linux/fs.h since 6.11; this machine's headers predate it). */
+struct procmap_query {
+  uint64_t size, query_flags, query_addr, vma_start, vma_end, vma_flags, vma_page_size,
+      vma_offset, inode;
+  uint32_t dev_major, dev_minor, vma_name_size, build_id_size;
+  uint64_t vma_name_addr, build_id_addr;
+};
+#define PROCMAP_QUERY _IOWR('f', 17, struct procmap_query)
+
+/* The mapping of pid holding addr, in one lookup: the recorder asks this at every syscall site
+ * it patches, where reading and parsing all of /proc/PID/maps cost 0.3 ms a time. Returns 1,
+ * 0 when no mapping holds addr, or -1 with errno (ENOTTY: a kernel before 6.11). */
+int rrv_vma_at(int pid, uint64_t addr, struct rrv_vma *out) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/maps", pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  struct procmap_query q = {.size = sizeof q, .query_addr = addr,
+                            .vma_name_size = sizeof out->name,
+                            .vma_name_addr = (uint64_t)(uintptr_t)out->name};
+  int rc = ioctl(fd, PROCMAP_QUERY, &q);
+  int saved = errno;
+  close(fd);
+  if (rc < 0) {
+    if (saved == ENOENT) return 0;
+    errno = saved;
+    return -1;
+  }
+  out->start = q.vma_start;
+  out->end = q.vma_end;
+  out->offset = q.vma_offset;
+  out->inode = q.inode;
+  out->dev_major = q.dev_major;
+  out->dev_minor = q.dev_minor;
+  out->perms = (uint32_t)q.vma_flags & (RRV_VMA_READ | RRV_VMA_WRITE | RRV_VMA_EXEC |
+                                         RRV_VMA_SHARED);
+  if (!q.vma_name_size) out->name[0] = 0;
+  return 1;
 }
 
 /* The tracee side of spawning: everything here runs in the forked child before execve. */
