@@ -242,12 +242,30 @@ static uint8_t *put_pieces(uint8_t *p, const struct pieces *ps, uint64_t limit, 
   return p;
 }
 
+/* Can the syscall block until another process acts (data in a pipe or socket, room in it, a
+ * FIFO's other end, a futex wake)? Such a wait must happen at a ptrace stop when processes
+ * take turns (RRV_HDR_SHARING): a wait without one would keep the turn from the process it
+ * waits for. The others wait on nothing but the kernel. */
+static int may_wait_for_another(long nr, const uint64_t *a) {
+  switch (nr) {
+    case __NR_read: case __NR_readv: case __NR_write: case __NR_writev: case __NR_openat:
+      return 1;
+    case __NR_futex:
+      return FUTEX_CMD(a[1]) == FUTEX_WAIT || FUTEX_CMD(a[1]) == FUTEX_WAIT_BITSET;
+    default:
+      return 0;
+  }
+}
+
 static int buffer_syscall(struct rrv_syscallbuf_hdr *h, struct rrv_hook_frame *f) {
   long nr = (long)f->rax;
   uint64_t a[6] = {f->rdi, f->rsi, f->rdx, f->r10, f->r8, f->r9};
   struct pieces out = {0}, sent = {0};
   if (!classify(nr, a, h->flags, h->io_fds, &out, &sent)) return 0;
   if (h->max_records && h->num_records >= h->max_records) return 0;
+  if ((h->flags & RRV_HDR_SHARING) &&
+      (h->num_records >= RRV_SHARING_MAX_RECORDS || may_wait_for_another(nr, a)))
+    return 0;
   uint32_t used = h->num_rec_bytes;
   size_t room = h->size - sizeof *h - used;
   if (sizeof(struct rrv_buffered_syscall) + pieces_room(&out) + pieces_room(&sent) > room)

@@ -739,12 +739,13 @@ static int begin_fork(struct rrv_recorder *r, int64_t nr, const struct rrv_regs 
   int sharing = !(flags & RRV_CLONE_VM) && shared_writable_mapping(r->pid, &lo, &hi);
   if (sharing) r->shared_member = 1;   /* the child shares it: both run user code one at a time */
   r->sc_clone_flags = flags;
-  /* Buffered syscalls stop for processes that share memory (the token is passed at syscalls:
-   * recorded at the fork's exit, and the child copies it), and for a vfork child, which would
-   * write its records into its parent's buffer (put back at the vfork's exit, unrecorded: the
-   * parent never runs with them). */
+  /* Processes that share memory buffer only what cannot wait for another, in short runs (the
+   * token passes at ptrace stops; recorded at the fork's exit, and the child copies it). A
+   * vfork child buffers nothing: it would write its records into its parent's buffer (put
+   * back at the vfork's exit, unrecorded: the parent never runs with them). */
   if (r->syscallbuf && (sharing || (flags & RRV_CLONE_VM))) {
-    if (syscallbuf_set_flags(r, RRV_HDR_DISABLED, 0, &r->vfork_saved_flags) < 0)
+    if (syscallbuf_set_flags(r, sharing ? RRV_HDR_SHARING : RRV_HDR_DISABLED, 0,
+                             &r->vfork_saved_flags) < 0)
       return fail(r, "writing the syscall buffer");
     r->capture_buffer_flags = sharing;
   }
@@ -811,9 +812,10 @@ static int on_preload_init(struct rrv_recorder *r, const struct rrv_regs *regs, 
   r->stubs_used = 0;
   r->hook_entry = init.hook_entry;
   r->nkept = 0;
-  /* Buffered syscalls would pass by what the recorder does at each syscall of a process that
-   * shares memory (the token) or installed its own seccomp filters (it runs them). */
-  uint32_t flags = r->shared_member || r->program_filters ? RRV_HDR_DISABLED : 0;
+  /* Buffered syscalls would pass by the filters a process installed (the recorder runs them
+   * at each syscall); a process that takes turns (--serialize) buffers as a sharing one. */
+  uint32_t flags = r->program_filters ? RRV_HDR_DISABLED
+                   : r->shared_member ? RRV_HDR_SHARING : 0;
   uint32_t max_records = r->checkpoint_every < UINT32_MAX ? (uint32_t)r->checkpoint_every : 0;
   /* A flush is at most one frame's worth of events (flush_at), so that frames reach the
    * disk as often with buffering as without. */

@@ -83,3 +83,30 @@ def test_an_object_mapped_shared_by_two_processes_on_their_own_is_refused(progra
                           "both map /dev/shm/rrverify-test-", "shared, each on its own")
     info = run_cli("info", trace)
     assert info.returncode == 0 and "INCOMPLETE" in info.stdout.decode()
+
+
+# syscalls that can wait for another process: made through ptrace by a sharing process
+MAY_WAIT = {NUMBERS[n] for n in ("read", "readv", "write", "writev", "openat")}
+
+
+def test_processes_sharing_memory_buffer_what_cannot_wait_in_short_runs(programs, tmp_path):
+    """A process that shares memory buffers the syscalls that wait on nothing but the kernel,
+    at most 64 between two ptrace stops (where the turn passes); its reads and writes of the
+    pipes it waits on stay traced: buffered, the one holding the turn would wait without a
+    stop for the one it keeps from running (checks.md §13.3). Both verify."""
+    trace = tmp_path / "t"
+    proc = record(trace, programs["shared_buffered"])
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout == native(programs["shared_buffered"]).stdout
+    events = list(Trace(str(trace)).stream(1).events())
+    child = [ev for ev in events if ev.kind == E.FLUSH]
+    records = [rec for ev in child for rec in E.buffered_syscalls(ev)]
+    work = {NUMBERS[n] for n in ("newfstatat", "fstat", "clock_gettime", "getpid")}
+    traced = [ev for ev in events if ev.kind == E.SYSCALL and ev.nr in work]
+    assert len(records) + len(traced) >= 10 * 150 * 3     # its runs of fstat, clock_gettime,
+    assert len(traced) <= 10 * 150 * 3 // 64 + 10        # getpid: the 65th of a run traced
+    assert max(len(E.buffered_syscalls(ev)) for ev in child) == 64
+    assert not [rec for rec in records if rec.nr in MAY_WAIT or rec.nr == NUMBERS["futex"]]
+    rep = replay(trace)
+    assert rep.returncode == 0, rep.stdout.decode() + rep.stderr.decode()
+    assert rep.stdout.decode().startswith("verified: 2 processes, ")

@@ -50,6 +50,11 @@ struct rrv_session;
 
 #define RRV_HDR_DISABLED 1      /* buffer nothing: every syscall through ptrace */
 #define RRV_HDR_NO_WRITES 2     /* buffer no write-family syscall (a file is mapped shared) */
+#define RRV_HDR_SHARING 4       /* the process shares memory and takes turns running user code
+                                   (docs/checks.md §13.3): buffer only syscalls that cannot wait
+                                   for another process, at most RRV_SHARING_MAX_RECORDS of them
+                                   between two ptrace stops, where the turn can pass */
+#define RRV_SHARING_MAX_RECORDS 64
 
 #define RRV_BF_SENT 1           /* sent_digest is the digest of the bytes the syscall sent */
 #define RRV_BF_PIPE 2           /* followed by a struct rrv_pipe_io */
