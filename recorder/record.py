@@ -235,6 +235,7 @@ class Recorder(CallbackTarget):
         """A snapshot holds too much memory read (a process of gigabytes): digest it here, once
         the finisher has finished everything before it (it owns the page store meanwhile)."""
         self.finisher.drain()
+        self.writer.wait_for_files(self.writer.files)   # pages.idx may name their blobs
         memory.digest_so_far(self.pages, unchanged)
 
 

@@ -1763,8 +1763,8 @@ int rrv_session_run(struct rrv_session *s) {
         s->current = i;
         r->stop_what = RRV_UNSUP_SHARED_MEMORY;
         snprintf(r->message, sizeof r->message, "processes %d and %d share writable memory "
-                 "(a MAP_SHARED mapping at 0x%llx-0x%llx), and %d ran user code for %.1f s "
-                 "without a syscall while %d waited to run: switching between them there needs "
+                 "(a MAP_SHARED mapping at 0x%llx-0x%llx), and %d ran for %.1f s without a ptrace "
+                 "stop while %d waited to run: switching between them there needs "
                  "preemption at execution points (not supported yet)", holder->pid, r->pid,
                  (unsigned long long)lo, (unsigned long long)hi, holder->pid,
                  s->held_timeout_ns / 1e9, r->pid);

@@ -65,8 +65,11 @@ _vma_query_works = True     # until a kernel says it has no PROCMAP_QUERY
 
 
 def region_at(pid: int, addr: int) -> dict | None:
-    """The region of read_maps(pid) holding addr, or None: asked of the kernel for that one
-    address where it can (PROCMAP_QUERY, Linux 6.11), instead of listing every mapping."""
+    """The region of read_maps(pid) holding addr, or None (a process gone: no regions):
+    asked of the kernel for that one address where it can (PROCMAP_QUERY, Linux 6.11),
+    instead of listing every mapping. The kernel's answer differs from the maps file's only
+    where the file cannot say it exactly: it has no [vsyscall] (not a mapping), and a path
+    comes as it is (no trailing spaces dropped, no newline escaped)."""
     global _vma_query_works
     if _vma_query_works:
         vma = ffi.new("struct rrv_vma *")
@@ -79,7 +82,7 @@ def region_at(pid: int, addr: int) -> dict | None:
                         ("x", lib.RRV_VMA_EXEC))) + ("s" if p & lib.RRV_VMA_SHARED else "p"),
                     "offset": vma.offset, "dev": f"{vma.dev_major:02x}:{vma.dev_minor:02x}",
                     "inode": vma.inode, "path": ffi.string(vma.name).decode(errors="replace")}
-        if found == 0:
+        if found == 0 or ffi.errno == errno.ESRCH:     # (ESRCH: a zombie, as read_maps: [])
             return None
         if ffi.errno not in (errno.ENOTTY, errno.EINVAL):
             raise OSError(ffi.errno, os.strerror(ffi.errno), f"/proc/{pid}/maps")

@@ -245,6 +245,9 @@ class Frame:
     hash: bytes
 
 
+MAX_QUEUED_FILE_BYTES = 512 << 20
+
+
 class _MappedFile(typing.NamedTuple):
     """A files.jsonl entry on its way to the frame writer's thread."""
     identity: dict
@@ -265,7 +268,7 @@ class TraceWriter:
         self.path = path
         if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
             raise TraceError(f"{path}: already exists; choose another trace directory")
-        self._write_error: OSError | None = None
+        self._write_error: BaseException | None = None   # OSError, or the writer thread's
         self.manifest = dict(manifest, format=FORMAT_NAME, version=FORMAT_VERSION,
                              uuid=str(uuidlib.uuid4()), complete=False)
         with self.writing():
@@ -295,6 +298,7 @@ class TraceWriter:
         self.files = 0
         self.frames_written = self.events_written = 0     # by the writer thread
         self.files_written = 0                            # by the writer thread
+        self._queued_file_bytes = 0         # contents add_file queued, not yet written
         self._files_cond = threading.Condition()
         self._frames_out: queue.Queue = queue.Queue(maxsize=16)
         self._writer = threading.Thread(target=self._write_frames, args=(avoid_cpu,),
@@ -360,15 +364,15 @@ class TraceWriter:
             keep_off_cpu(avoid_cpu)
         compressor = zstandard.ZstdCompressor(level=3, write_checksum=True,
                                               write_content_size=True)
-        frames_failed = False
+        failed = False
         while (item := self._frames_out.get()) is not None:
-            if frames_failed:
-                continue       # a frame after a lost one would not be contiguous
-            if isinstance(item, _MappedFile):
-                frames_failed = not self._write_file(item)
-                continue
-            raw, process, first, count = item
             try:
+                if failed:
+                    continue       # a frame after a lost one would not be contiguous
+                if isinstance(item, _MappedFile):
+                    self._write_file(item)
+                    continue
+                raw, process, first, count = item
                 comp = compressor.compress(raw)
                 write_all(self._events_fd, comp)
                 write_all(self._index_fd, INDEX_RECORD.pack(self.offset, len(comp), len(raw),
@@ -377,11 +381,17 @@ class TraceWriter:
                 self.offset += len(comp)
                 self.frames_written += 1
                 self.events_written += count
-            except OSError as e:
-                frames_failed = True
-                self._write_error = self._write_error or e
-                with self._files_cond:          # a checkpoint waiting for files: it fails
+            except BaseException as e:   # a full disk, or anything else: nothing more follows
+                failed = True
+                with self._files_cond:      # a checkpoint waiting for files fails
+                    if self._write_error is None:
+                        self._write_error = e
                     self._files_cond.notify_all()
+            finally:
+                if isinstance(item, _MappedFile):
+                    with self._files_cond:      # room for the next (add_file)
+                        self._queued_file_bytes -= len(item.data or b"")
+                        self._files_cond.notify_all()
 
     def put_blob(self, data: bytes, digest: bytes | None = None) -> bytes:
         """Store data once under its BLAKE2b-256 (digest: when the caller just computed it)."""
@@ -411,35 +421,38 @@ class TraceWriter:
         the blob identity["blob"]. Both are written by the frame writer's thread, in order
         with the frames: the tracer does not wait for the compression (a build maps 25 MB of
         compiler and libraries), and no frame on disk names a file whose entry and blob are
-        not. A checkpoint waits for them (wait_for_files)."""
-        if self._write_error is not None:
-            raise self._failed()
+        not. A checkpoint waits for them (wait_for_files). At most MAX_QUEUED_FILE_BYTES of
+        contents wait (a program mapping a large file in 1 GiB windows): past that, this
+        waits for room."""
+        size = len(data or b"")
+        with self._files_cond:
+            while (self._write_error is None and self._queued_file_bytes and
+                   self._queued_file_bytes + size > MAX_QUEUED_FILE_BYTES):
+                self._files_cond.wait(1.0)
+            if self._write_error is not None:
+                raise self._failed()
+            self._queued_file_bytes += size
         index = self.files
         self.files += 1
         self._frames_out.put(_MappedFile(dict(identity, index=index), data))
         return index
 
-    def _write_file(self, item: "_MappedFile") -> bool:
-        try:
-            if item.data is not None:
-                self.put_blob(item.data, bytes.fromhex(item.identity["blob"]))
-            with self.writing():
-                write_all(self._files_fd,
-                          (json.dumps(item.identity, sort_keys=True) + "\n").encode())
-            ok = True
-        except TraceError:
-            ok = False
+    def _write_file(self, item: "_MappedFile") -> None:
+        if item.data is not None:
+            self.put_blob(item.data, bytes.fromhex(item.identity["blob"]))
+        with self.writing():
+            write_all(self._files_fd, (json.dumps(item.identity, sort_keys=True) + "\n").encode())
         with self._files_cond:
-            self.files_written += ok
+            self.files_written += 1
             self._files_cond.notify_all()
-        return ok
 
     def wait_for_files(self, count: int) -> None:
         """Wait until the first `count` files.jsonl entries and their blobs are written: a
-        checkpoint may name them."""
+        checkpoint, or a page the page store records as a file's, may name them."""
         with self._files_cond:
-            while self.files_written < count and self._write_error is None:
-                self._files_cond.wait()
+            while (self.files_written < count and self._write_error is None and
+                   self._writer.is_alive()):
+                self._files_cond.wait(1.0)
         if self.files_written < count:
             raise self._failed()
 
@@ -480,7 +493,8 @@ class TraceWriter:
                                         frames=self.frames_written,
                                         event_bytes_raw=self.raw_bytes,
                                         event_bytes_compressed=self.offset,
-                                        blob_bytes=self.blob_bytes, mapped_files=self.files,
+                                        blob_bytes=self.blob_bytes,
+                                        mapped_files=self.files_written,
                                         checkpoints=self.checkpoints,
                                         processes=len(self.process_events)))
         self._write_final_manifest()
@@ -515,7 +529,9 @@ class TraceWriter:
                                  f"it says the recording never ended") from None
 
 
-def _cannot_write(e: OSError) -> str:
+def _cannot_write(e: BaseException) -> str:
+    if not isinstance(e, OSError):      # the writer's thread failed otherwise (out of memory)
+        return f"cannot write the trace: {type(e).__name__}: {e}"
     what = os.strerror(e.errno) if e.errno else str(e)
     return "cannot write the trace: " + what[:1].lower() + what[1:]
 

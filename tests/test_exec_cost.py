@@ -261,17 +261,34 @@ def _maps_of(exe: str):
 
 
 @pytest.mark.parametrize("kernel_query", [True, False], ids=["procmap-query", "maps-file"])
-def test_the_region_at_an_address_is_the_one_maps_lists(kernel_query, monkeypatch):
+def test_the_region_at_an_address_is_the_one_maps_lists(kernel_query, monkeypatch, tmp_path):
     """The patcher asks the kernel for the one mapping of a syscall site (PROCMAP_QUERY) or,
-    on a kernel without it, reads the maps file: both answer what /proc/PID/maps says."""
+    on a kernel without it, reads the maps file: both answer what /proc/PID/maps says, for
+    files, a deleted file, a memfd, shared memory, the heap, the stack and the vDSO."""
+    import errno
+    from rrverify._native import ffi, lib
+    if kernel_query and lib.rrv_vma_at(os.getpid(), 0, ffi.new("struct rrv_vma *")) < 0 \
+            and ffi.errno in (errno.ENOTTY, errno.EINVAL):
+        pytest.skip("this kernel has no PROCMAP_QUERY (before Linux 6.11)")
     monkeypatch.setattr(exec_image, "_vma_query_works", kernel_query)
     pid = os.getpid()
-    with open("/dev/zero", "rb") as f, \
-            mmap.mmap(f.fileno(), 8192, mmap.MAP_SHARED, mmap.PROT_READ) as shared:
+    gone = tmp_path / "deleted file"
+    gone.write_bytes(b"x" * 8192)
+    memfd = os.memfd_create("rrv-test")
+    os.ftruncate(memfd, 8192)
+    with open("/dev/zero", "rb") as zero, open(gone, "rb") as g, \
+            mmap.mmap(zero.fileno(), 8192, mmap.MAP_SHARED, mmap.PROT_READ), \
+            mmap.mmap(g.fileno(), 8192, mmap.MAP_PRIVATE, mmap.PROT_READ), \
+            mmap.mmap(memfd, 8192, mmap.MAP_SHARED):
+        gone.unlink()
         regions = [r for r in exec_image.read_maps(pid) if r["path"] != "[vsyscall]"]
+        paths = {r["path"] for r in regions}
+        assert {f"{gone} (deleted)", "/memfd:rrv-test (deleted)", "[heap]", "[stack]",
+                "[vdso]"} <= paths
         assert any(r["perms"][3] == "s" for r in regions)
         for r in regions:
             assert exec_image.region_at(pid, r["start"]) == r
             assert exec_image.region_at(pid, r["end"] - 1) == r
+    os.close(memfd)
     assert exec_image.region_at(pid, 4096) is None
     assert exec_image._vma_query_works == kernel_query

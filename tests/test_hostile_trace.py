@@ -339,6 +339,27 @@ def test_ship_reads_as_the_reader_does(trace):
             segment_bundle(t, pages, *bounds[k])
 
 
+def _within(seconds, fn, *args):
+    """fn(*args) on a thread: its result or its exception, or a failure if it still runs
+    after `seconds` (a wait that never ends must fail the test, not hang it)."""
+    import threading
+    out = {}
+
+    def run():
+        try:
+            out["result"] = fn(*args)
+        except BaseException as e:
+            out["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), f"{fn.__name__} still waits after {seconds} s"
+    if "error" in out:
+        raise out["error"]
+    return out.get("result")
+
+
 def _writer(path):
     from rrverify.trace import TraceWriter
     from rrverify.checkpoints.pages import PageStoreWriter
@@ -407,7 +428,7 @@ def test_a_mapped_file_that_cannot_be_written_keeps_later_frames_and_checkpoints
     w.add_file(_file_identity(b"file content"), b"file content")
     w.add_events(0, b"\0" * 264, 1)
     with pytest.raises(TraceError, match="no space left on device"):
-        w.wait_for_files(1)
+        _within(10, w.wait_for_files, 1)
     with pytest.raises(TraceError, match="no space left on device"):
         w.cut_frame()
     monkeypatch.undo()
@@ -417,3 +438,58 @@ def test_a_mapped_file_that_cannot_be_written_keeps_later_frames_and_checkpoints
     assert (tmp_path / "t" / "files.jsonl").read_bytes() == b""
     m = json.loads((tmp_path / "t" / "manifest.json").read_text())
     assert m["complete"] is False and "no space left" in m["end"]["reason"]
+
+
+def test_a_frame_writer_that_fails_otherwise_than_on_a_write_ends_the_trace_incomplete(
+        tmp_path, monkeypatch):
+    """Anything that stops the frame writer's thread (here a MemoryError while it indexes a
+    frame) fails what waits for it and ends the trace incomplete, saying why: never a hang,
+    never a complete trace missing its tail."""
+    from rrverify import trace as trace_module
+    from rrverify.errors import TraceError
+
+    def exhausted(comp):
+        raise MemoryError("out of memory")
+
+    w = _writer(tmp_path / "t")
+    monkeypatch.setattr(trace_module, "frame_hash", exhausted)
+    w.add_events(0, b"\0" * 264, 1)
+    w.cut_frame()
+    with pytest.raises(TraceError, match="MemoryError"):
+        _within(10, w.wait_for_files, 1)
+    with pytest.raises(TraceError, match="cannot write the trace: MemoryError: out of memory"):
+        w.close(complete=True, end={"reason": "exited with status 0"}, stats={})
+    m = json.loads((tmp_path / "t" / "manifest.json").read_text())
+    assert m["complete"] is False and "MemoryError" in m["end"]["reason"]
+    assert m["stats"]["frames"] == 0
+
+
+def test_mapped_file_contents_waiting_for_the_writer_are_bounded(tmp_path, monkeypatch):
+    """Contents queued for the frame writer are bounded (MAX_QUEUED_FILE_BYTES): a file that
+    would pass the bound waits until the ones before it are written."""
+    import threading
+    from rrverify import trace as trace_module
+    from rrverify.trace import TraceWriter
+    monkeypatch.setattr(trace_module, "MAX_QUEUED_FILE_BYTES", 100)
+    gate = threading.Event()
+    real_put = TraceWriter.put_blob
+
+    def slow_put(self, data, digest=None):
+        gate.wait(10)
+        return real_put(self, data, digest)
+
+    monkeypatch.setattr(TraceWriter, "put_blob", slow_put)
+    w = _writer(tmp_path / "t")
+    first, second = b"a" * 80, b"b" * 80
+    assert w.add_file(_file_identity(first), first) == 0
+    blocked = threading.Thread(target=w.add_file, args=(_file_identity(second), second))
+    blocked.start()
+    blocked.join(0.3)
+    assert blocked.is_alive() and w.files == 1      # 160 bytes would pass the bound
+    gate.set()
+    blocked.join(10)
+    assert not blocked.is_alive() and w.files == 2
+    _within(10, w.wait_for_files, 2)
+    w.close(complete=True, end={"reason": "exited with status 0"}, stats={})
+    m = json.loads((tmp_path / "t" / "manifest.json").read_text())
+    assert m["complete"] is True and m["stats"]["mapped_files"] == 2

@@ -57,3 +57,27 @@ def test_system_binary(name, data_file, tmp_path):
     rep = replay(trace)
     assert rep.returncode == 0, rep.stdout.decode() + rep.stderr.decode()
     assert rep.stdout.decode().startswith("verified: 1 process")
+
+
+GIT_SCRIPT = ('rm -rf "$0/repo" && git init -q "$0/repo" && cd "$0/repo" && cp "$1" data.txt && '
+              'git add data.txt && git -c user.name=t -c user.email=t@t commit -qm first && '
+              'echo more >> data.txt && git --no-pager diff --stat && git status --short && '
+              'git -c user.name=t -c user.email=t@t commit -qam second && '
+              'git --no-pager log --format=%s && git --no-pager show --stat --format=%s HEAD')
+
+
+def test_git_commits_diffs_and_logs_in_a_new_repository(data_file, tmp_path):
+    """git as a user runs it: a shell, and a git process (and its children) per command, on a
+    repository the command creates. (git gc and repack use threads: not supported yet.)"""
+    if not shutil.which("git"):
+        pytest.skip("git not installed")
+    cmd = ["/bin/sh", "-c", GIT_SCRIPT, str(tmp_path), data_file]
+    trace = tmp_path / "trace"
+    rec = record(trace, *cmd)
+    assert rec.returncode == 0, rec.stderr.decode()
+    assert rec.stdout == native(*cmd).stdout
+    assert b"second\nfirst\n" in rec.stdout
+    rep = replay(trace)
+    assert rep.returncode == 0, rep.stdout.decode() + rep.stderr.decode()
+    processes = int(rep.stdout.decode().split("verified: ")[1].split(" process")[0])
+    assert processes >= 8
