@@ -360,6 +360,21 @@ def _within(seconds, fn, *args):
     return out.get("result")
 
 
+def _blobs_wait_for(monkeypatch):
+    """Every blob the trace writer stores waits (up to 10 s) for the Event returned to be set."""
+    import threading
+    from rrverify.trace import TraceWriter
+    gate = threading.Event()
+    real_put = TraceWriter.put_blob
+
+    def slow_put(self, data, digest=None):
+        gate.wait(10)
+        return real_put(self, data, digest)
+
+    monkeypatch.setattr(TraceWriter, "put_blob", slow_put)
+    return gate
+
+
 def _writer(path):
     from rrverify.trace import TraceWriter
     from rrverify.checkpoints.pages import PageStoreWriter
@@ -381,15 +396,8 @@ def test_a_mapped_file_is_on_disk_before_the_frames_queued_after_it(tmp_path, mo
     naming a file that is not stored, and a checkpoint that may name it waits for it."""
     import threading
     import time
-    from rrverify.trace import INDEX_MAGIC, TraceWriter, blob_path
-    gate = threading.Event()
-    real_put = TraceWriter.put_blob
-
-    def slow_put(self, data, digest=None):
-        gate.wait(10)
-        return real_put(self, data, digest)
-
-    monkeypatch.setattr(TraceWriter, "put_blob", slow_put)
+    from rrverify.trace import INDEX_MAGIC, blob_path
+    gate = _blobs_wait_for(monkeypatch)
     w = _writer(tmp_path / "t")
     ident = _file_identity(b"file content")
     assert w.add_file(ident, b"file content") == 0
@@ -469,16 +477,8 @@ def test_mapped_file_contents_waiting_for_the_writer_are_bounded(tmp_path, monke
     would pass the bound waits until the ones before it are written."""
     import threading
     from rrverify import trace as trace_module
-    from rrverify.trace import TraceWriter
     monkeypatch.setattr(trace_module, "MAX_QUEUED_FILE_BYTES", 100)
-    gate = threading.Event()
-    real_put = TraceWriter.put_blob
-
-    def slow_put(self, data, digest=None):
-        gate.wait(10)
-        return real_put(self, data, digest)
-
-    monkeypatch.setattr(TraceWriter, "put_blob", slow_put)
+    gate = _blobs_wait_for(monkeypatch)
     w = _writer(tmp_path / "t")
     first, second = b"a" * 80, b"b" * 80
     assert w.add_file(_file_identity(first), first) == 0
