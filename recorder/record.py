@@ -7,6 +7,7 @@ import shutil
 import signal
 import stat
 import struct
+import gc
 import sys
 import time
 from dataclasses import dataclass
@@ -244,6 +245,10 @@ class Recorder(CallbackTarget):
 # the switch interval while the tracer, and the tracees it would resume, wait. A tenth of
 # Python's 5 ms: `make -j2` recorded 7% faster.
 TRACER_SWITCH_INTERVAL = 0.0005
+# The recorder also collects garbage less often: what was there when recording began (the
+# modules) is never scanned again, and the youngest objects are collected every 20000
+# allocations rather than 700 (a checkpoint allocates thousands). About 3% of `make -j2`.
+TRACER_GC_THRESHOLD = (20000, 20, 20)
 
 DYING_SECONDS = 1.0     # how long a tracee that vanished from its stop may take to exit
 
@@ -439,6 +444,9 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
 
     switch_interval = sys.getswitchinterval()
     sys.setswitchinterval(TRACER_SWITCH_INTERVAL)
+    gc_threshold = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(*TRACER_GC_THRESHOLD)
     try:
         err = ffi.new("char[256]")
         if lib.rrv_run_initial_exec(pid, err, 256) < 0:
@@ -530,6 +538,8 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
                 break
     finally:
         sys.setswitchinterval(switch_interval)
+        gc.set_threshold(*gc_threshold)
+        gc.unfreeze()
         STOP.pids = set()
         for proc in procs:
             if proc.status is None and not proc.state.gone:
