@@ -8,6 +8,8 @@ seconds), the median wall time of:
 - recording it with the processes on every CPU (--tracee-cpus all: parallel, but each ptrace
   stop crosses CPUs);
 - recording it one process at a time (--serialize, as rr does);
+- two recorders at once, each pinned to a CPU of its own and recording half of the compiles:
+  the bound of a tracer thread per CPU (with two or more CPUs);
 - verifying the default recording with 1 and with 2 workers.
 
     python bench/multiprocess.py [--files 8] [--runs 3]
@@ -60,6 +62,40 @@ def timed(cmd: list[str], cwd: str) -> float:
     return time.monotonic() - t0
 
 
+HALF_MAKEFILE = """all: {objs}
+%.o: %.c
+\tgcc -c -O1 $< -o $@
+"""
+
+
+def timed_two_recorders(rrverify: list[str], src: str, files: int, out: str) -> float | None:
+    """Two recorders at once, each pinned with all its threads to a CPU of its own, each
+    recording the compiles of half of the files (the link left out): the bound of a tracer
+    thread per CPU, each owning the processes on its CPU. None with fewer than two CPUs."""
+    cpus = sorted(os.sched_getaffinity(0))[-2:]
+    if len(cpus) < 2:
+        return None
+    objs = [f"f{i}.o" for i in range(files)] + ["main.o"]
+    halves = [objs[:len(objs) // 2], objs[len(objs) // 2:]]
+    for k, half in enumerate(halves):
+        with open(os.path.join(src, f"half{k}.mk"), "w") as f:
+            f.write(HALF_MAKEFILE.format(objs=" ".join(half)))
+    t0 = time.monotonic()
+    procs = [subprocess.Popen(rrverify + ["record", "-o", f"{out}-{k}", "--", "make", "-s", "-f",
+                                          f"half{k}.mk"], cwd=src, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE,
+                              preexec_fn=lambda cpu=cpu: os.sched_setaffinity(0, {cpu}))
+             for k, cpu in enumerate(cpus)]
+    for p in procs:
+        _, err = p.communicate()
+        if p.returncode != 0:
+            sys.exit(f"two recorders: {err.decode()[-500:]}")
+    elapsed = time.monotonic() - t0
+    for k in range(2):
+        shutil.rmtree(f"{out}-{k}")
+    return elapsed
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--files", type=int, default=8)
@@ -74,8 +110,14 @@ def main() -> None:
         modes = {"native": None, "record": [], "record --tracee-cpus all":
                  ["--tracee-cpus", "all"], "record --serialize": ["--serialize"]}
         times: dict[str, list[float]] = {m: [] for m in modes}
+        two = "two recorders, a CPU each (*)"
+        times[two] = []
         trace = os.path.join(work, "trace")
         for run in range(args.runs):     # interleaved: noise hits every mode alike
+            clean(src)
+            split = timed_two_recorders(rrverify, src, args.files, os.path.join(work, "split"))
+            if split is not None:
+                times[two].append(split)
             for mode, flags in modes.items():
                 clean(src)
                 if flags is None:
@@ -99,8 +141,9 @@ def main() -> None:
         native = statistics.median(times["native"])
         print(f"make -j2 of {args.files} C files, median of {args.runs} runs:")
         for mode, ts in times.items():
-            m = statistics.median(ts)
-            print(f"  {mode:30s} {m:7.3f} s   {m / native:6.2f}x native")
+            if ts:
+                m = statistics.median(ts)
+                print(f"  {mode:30s} {m:7.3f} s   {m / native:6.2f}x native")
         for n in (1, 2):
             seg, wall = work_wall[n]
             print(f"  verify, {n} worker{'s' if n > 1 else ' '}              {verify[n]:7.3f} s   "
@@ -110,6 +153,10 @@ def main() -> None:
         procs = subprocess.run(rrverify + ["info", trace], capture_output=True).stdout.decode()
         print("  trace: " + " ".join(line.strip() for line in procs.splitlines()
                                      if line.startswith(("processes", "events"))))
+        if times[two]:
+            print("  (*) the bound of a tracer thread per CPU: two recorders at once, each with "
+                  "all its threads on a CPU of its own,\n      each recording the compiles of "
+                  "half of the files (no link), against the build natively")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
