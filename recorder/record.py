@@ -2,12 +2,12 @@
 work that needs Python (trace files, exec images, mapped files, checkpoints)."""
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import signal
 import stat
 import struct
-import gc
 import sys
 import time
 from dataclasses import dataclass

@@ -30,7 +30,6 @@ EXPECT = {
     "pipe_sink": {"args": []},
     "waitid_child": {"processes": 2},
     "shared_turns": {"processes": 2},
-    "shared_buffered": {"processes": 2},            # test_shared_memory.py
     "shared_spin": {"record": "unsupported"},       # test_shared_memory.py
     "shm_two_mappers": {"record": "unsupported"},
     "posix_spawn": {"processes": 3},

@@ -95,22 +95,26 @@ def may_wait(rec) -> bool:
                                   rec.args[1] & ~(128 | 256) in (FUTEX_WAIT, FUTEX_WAIT_BITSET))
 
 
+RUNS = 150      # shared_turns.c's syscall runs before each turn: longer than 64
+
+
 def test_processes_sharing_memory_buffer_what_cannot_wait_in_short_runs(programs, tmp_path):
     """A process that shares memory buffers the syscalls that wait on nothing but the kernel,
     at most 64 between two ptrace stops (where the turn passes); its reads and writes of the
     pipes it waits on stay traced: buffered, the one holding the turn would wait without a
     stop for the one it keeps from running (checks.md §13.3). Both verify."""
     trace = tmp_path / "t"
-    proc = record(trace, programs["shared_buffered"])
+    proc = record(trace, programs["shared_turns"], RUNS)
     assert proc.returncode == 0, proc.stderr.decode()
-    assert proc.stdout == native(programs["shared_buffered"]).stdout
+    assert proc.stdout == native(programs["shared_turns"], RUNS).stdout
     events = list(Trace(str(trace)).stream(1).events())
     child = [ev for ev in events if ev.kind == E.FLUSH]
     records = [rec for ev in child for rec in E.buffered_syscalls(ev)]
     work = {NUMBERS[n] for n in ("newfstatat", "fstat", "clock_gettime", "getpid")}
     traced = [ev for ev in events if ev.kind == E.SYSCALL and ev.nr in work]
-    assert len(records) + len(traced) >= 10 * 150 * 3     # its runs of fstat, clock_gettime,
-    assert len(traced) <= 10 * 150 * 3 // 64 + 10        # getpid: the 65th of a run traced
+    made = 20 * RUNS * 3        # its runs of fstat, clock_gettime, getpid, 20 turns
+    assert len(records) + len(traced) >= made
+    assert len(traced) <= made // 64 + 10               # the 65th of a run traced
     assert max(len(E.buffered_syscalls(ev)) for ev in child) == 64
     assert not [rec for rec in records if may_wait(rec)]
     rep = replay(trace)
