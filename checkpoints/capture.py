@@ -11,7 +11,7 @@ from .._native import ffi, lib
 from ..errors import NativeError
 from ..tracee import current_rlimits, getregs, personality
 from .inject import Injector, TraceeMemory, read_mm_layout
-from .pages import PAGE, UNREADABLE, ZERO, page_digest
+from .pages import PAGE, UNREADABLE, ZERO, page_digests
 
 # Kernel-provided pages no program state lives in (the vDSO's data page; the legacy
 # vsyscall page): neither stored nor compared.
@@ -66,31 +66,28 @@ def region_chunks(mem: TraceeMemory, start: int, end: int):
 
 class UnchangedPages:
     """Page digests of the previous checkpoint by address, keyed by a fast 64-bit hash: a page
-    whose fast hash is unchanged keeps its BLAKE2b digest (and is already stored)."""
+    whose fast hash is unchanged keeps its digest (and is already stored)."""
 
     def __init__(self):
         self.by_addr: dict[int, tuple[int, bytes]] = {}
 
-    def digests(self, start: int, data: bytes, digest_of=None) -> tuple[list[bytes], list[int]]:
-        """(digest of every page, indexes of the pages that changed). digest_of(i, page):
-        the digest of changed page i (page_digest unless given)."""
+    def known(self, start: int, data: bytes) -> tuple[list[bytes | None], list[int]]:
+        """(the digest of every page of data, read from start, whose fast hash is unchanged,
+        None for the others; the pages' fast hashes, for learn)."""
         n = len(data) // PAGE
         fast = ffi.new(f"uint64_t[{n}]")
         lib.rrv_page_hashes(data, n, fast)
-        out, changed = [], []
-        by_addr = self.by_addr
-        for i in range(n):
-            addr = start + i * PAGE
-            prev = by_addr.get(addr)
-            if prev is not None and prev[0] == fast[i]:
-                out.append(prev[1])
-            else:
-                page = data[i * PAGE:(i + 1) * PAGE]
-                d = page_digest(page) if digest_of is None else digest_of(i, page)
-                by_addr[addr] = (fast[i], d)
-                out.append(d)
-                changed.append(i)
-        return out, changed
+        fast = list(fast)
+        get = self.by_addr.get
+        out: list[bytes | None] = []
+        for i, h in enumerate(fast):
+            prev = get(start + i * PAGE)
+            out.append(prev[1] if prev is not None and prev[0] == h else None)
+        return out, fast
+
+    def learn(self, start: int, fast: list[int], digests: list[bytes], changed) -> None:
+        for i in changed:
+            self.by_addr[start + i * PAGE] = (fast[i], digests[i])
 
 
 PRESENT, SWAPPED, FILE_OR_SHARED_ANON = 1 << 63, 1 << 62, 1 << 61   # pagemap entry bits
@@ -263,19 +260,26 @@ def _digest_pages(addr: int, data: bytes, unreadable: set[int], offset: int, f, 
         digests = pages.file_pages(f[0], content, offset, data)
         if digests is not None:
             return b"".join(digests)
-
-    def digest_of(i, page):
-        if content is not None and i not in unreadable:
-            d = pages.file_pages(f[0], content, offset + i * PAGE, page)
-            if d is not None:
-                return d[0]
-        return page_digest(page)
-
+    n = len(data) // PAGE
     if unchanged is not None:
-        digests, changed = unchanged.digests(addr, data, digest_of)
+        digests, fast = unchanged.known(addr, data)
     else:
-        digests = [digest_of(i, data[i * PAGE:(i + 1) * PAGE]) for i in range(len(data) // PAGE)]
-        changed = range(len(digests))
+        digests, fast = [None] * n, None
+    changed = [i for i, d in enumerate(digests) if d is None]
+    todo = changed
+    if content is not None:     # a page still equal to its file's has that file page's digest
+        todo = []
+        for i in changed:
+            d = None if i in unreadable else \
+                pages.file_pages(f[0], content, offset + i * PAGE, data[i * PAGE:(i + 1) * PAGE])
+            if d is None:
+                todo.append(i)
+            else:
+                digests[i] = d[0]
+    for i, d in zip(todo, page_digests(data, todo)):
+        digests[i] = d
+    if unchanged is not None:
+        unchanged.learn(addr, fast, digests, changed)
     for i in unreadable:
         digests[i] = UNREADABLE
     if pages is not None:

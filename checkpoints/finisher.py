@@ -5,7 +5,7 @@ which it must wait for, and digesting, storing and indexing what was read (finis
 no tracee. The recorder pins tracer and tracees to one CPU (the cheapest ptrace stops), so the
 second half runs here, on a thread kept off that CPU, while the tracee goes on: in a build,
 hashing and compressing the pages of every compiler's final checkpoint was most of the
-recorder's own time. BLAKE2b and zstd release the GIL, so the work really runs in parallel.
+recorder's own time. SHA-256 (a run of pages in one native call) and zstd release the GIL, so the work really runs in parallel.
 
 Snapshots are finished one at a time, in the order they were taken: checkpoint ids, the page
 store's index and each process's unchanged-page cache advance as if taken synchronously.

@@ -63,7 +63,7 @@ def load_checkpoint(trace, n: int) -> dict:
     name = checkpoint_name(n)
     data = trace.read_file(name, MAX_MANIFEST, "checkpoint",
                            f"{trace.path}: checkpoint {n} is missing ({name})")
-    if file_hash(data) != index[n]["blake2b"]:
+    if file_hash(data) != index[n]["sha256"]:
         _fail(trace, n, "hash mismatch")
     try:
         c = load_json(data, name)

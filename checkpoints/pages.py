@@ -1,17 +1,18 @@
 """The trace's page store: every distinct memory page a checkpoint holds, stored once.
 
-A page is named by the BLAKE2b-128 of its 4096 bytes. pages.idx maps each name to where the
+A page is named by the first 16 bytes of the SHA-256 of its 4096 bytes. pages.idx maps each name to where the
 bytes are: in a chunk (a blob of up to CHUNK_PAGES pages, zstd-compressed together) or in a
 mapped file's blob at an offset (a page equal to its backing file is never stored again).
 Zero pages are not stored at all: their name is ZERO. Layout: docs/trace-format.md."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import struct
 
-from ..errors import TraceError
+from .._native import ffi, lib
+from ..digests import short_digest
+from ..errors import NativeError, TraceError
 from ..trace import MAX_INDEX, TraceWriter, read_records, write_all
 
 PAGE = 4096
@@ -30,11 +31,21 @@ FROM_CHUNK, FROM_FILE = 1, 2
 def page_digest(data: bytes) -> bytes:
     if data == ZERO_PAGE:
         return ZERO
-    return hashlib.blake2b(data, digest_size=16).digest()
+    return short_digest(data)
 
 
-def page_digests(data: bytes) -> list[bytes]:
-    return [page_digest(data[i:i + PAGE]) for i in range(0, len(data), PAGE)]
+def page_digests(data, which: list[int] | None = None) -> list[bytes]:
+    """The names of pages `which` (indexes; every page if None) of data, in one native call:
+    SHA-256 in libcrypto, with the GIL let go for the whole run (checkpoints/page_digests.c)."""
+    n = len(data) // PAGE if which is None else len(which)
+    if not n:
+        return []
+    out = ffi.new(f"uint8_t[{16 * n}]")
+    if lib.rrv_page_digests(ffi.from_buffer(data), ffi.NULL if which is None else
+                            ffi.new("uint32_t[]", which), n, out) < 0:
+        raise NativeError("libcrypto could not compute SHA-256")
+    names = bytes(ffi.buffer(out, 16 * n))
+    return [names[i:i + 16] for i in range(0, 16 * n, 16)]
 
 
 def file_matches(content: bytes, offset: int, data) -> bool:
@@ -102,13 +113,18 @@ class PageStoreWriter:
         """The digests of the file's npages pages from `offset` on (zero-padded past its end),
         indexed as references into its blob, for a caller that knows the memory holds them."""
         digests = self._digests_of(blob, content)
+        first = offset // PAGE
+        missing = [i for i in range(first, first + npages) if digests[i] is None]
+        if missing:
+            whole = [i for i in missing if (i + 1) * PAGE <= len(content)]
+            for i, d in zip(whole, page_digests(content, whole)):
+                digests[i] = d
+            for i in missing[len(whole):]:      # the last, zero-padded past the file's end
+                digests[i] = page_digest(content[i * PAGE:(i + 1) * PAGE].ljust(PAGE, b"\0"))
+            self.hashed_file_pages += len(missing)
         out = []
         for off in range(offset, offset + npages * PAGE, PAGE):
             d = digests[off // PAGE]
-            if d is None:
-                d = digests[off // PAGE] = page_digest(
-                    content[off:off + PAGE].ljust(PAGE, b"\0"))
-                self.hashed_file_pages += 1
             if d not in self.known:
                 self.known.add(d)
                 self._file_records.append(RECORD.pack(d, FROM_FILE, blob, off))

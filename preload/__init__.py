@@ -4,12 +4,13 @@ to know of it: where its code is, read from its ELF with pyelftools."""
 from __future__ import annotations
 
 import functools
-import hashlib
 import io
 import os
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
+
+from rrverify.digests import hex_digest
 
 LIBRARY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "librrvpreload.so")
 ENV_MARKER = "RRVERIFY_SYSCALLBUF=1"   # the preload stays inert without it
@@ -21,9 +22,9 @@ def available() -> bool:
 
 @functools.lru_cache(maxsize=1)
 def digest() -> str:
-    """The library's BLAKE2b-256 (hex): how the trace's files.jsonl names it."""
+    """The library's SHA-256 (hex): how the trace's files.jsonl names it."""
     with open(LIBRARY, "rb") as f:
-        return hashlib.blake2b(f.read(), digest_size=32).hexdigest()
+        return hex_digest(f.read())
 
 
 @functools.lru_cache(maxsize=8)

@@ -126,7 +126,7 @@ class Recorder(CallbackTarget):
         self.pages = PageStoreWriter(writer.path, writer.put_blob)
         self.finisher = CheckpointFinisher(writer, self.pages, avoid_cpu)
         self.identities = exec_image.FileIdentities()
-        self.file_index: dict[tuple, tuple] = {}   # (path, blake2b) -> (blob, content, index)
+        self.file_index: dict[tuple, tuple] = {}   # (path, sha256) -> (blob, content, index)
         # (dev, inode) as /proc/PID/maps shows them -> (blob, content or None, files.jsonl index)
         self.mapped_files: dict[tuple, tuple] = {}
         self.checkpoint_seconds = 0.0
@@ -161,10 +161,10 @@ class Recorder(CallbackTarget):
         return self._store(*self.identities.identify(open_path, display_path))
 
     def _store(self, ident: dict, data: bytes | None, where: tuple) -> int:
-        key = (ident["path"], ident["blake2b"], ident.get("offset", 0), ident["size"])
+        key = (ident["path"], ident["sha256"], ident.get("offset", 0), ident["size"])
         if key not in self.file_index:
-            blob = bytes.fromhex(ident["blake2b"])
-            index = self.writer.add_file(dict(ident, blob=ident["blake2b"]), data)
+            blob = bytes.fromhex(ident["sha256"])
+            index = self.writer.add_file(dict(ident, blob=ident["sha256"]), data)
             self.file_index[key] = (blob, data if ident.get("offset") is None and
                                     len(data) <= MAX_FILE_FOR_PAGE_SOURCES else None, index)
         self.mapped_files[where] = self.file_index[key]

@@ -38,7 +38,7 @@ def preload_ranges(trace: Trace, ckpt: dict, pages) -> list[tuple[int, int]]:
     ranges = [UNTRACED]
     for region in ckpt["regions"]:
         index = region.get("file")
-        if index is None or not 0 <= index < len(files) or files[index].get("blake2b") != digest:
+        if index is None or not 0 <= index < len(files) or files[index].get("sha256") != digest:
             continue
         if region["offset"] != 0:
             continue

@@ -8,7 +8,6 @@ becomes a recorded syscall result. Doing the same in record and replay keeps the
 from __future__ import annotations
 
 import errno
-import hashlib
 import io
 from dataclasses import dataclass, field
 import os
@@ -21,6 +20,7 @@ from elftools.elf.elffile import ELFFile
 from elftools.common.exceptions import ELFError
 
 from ._native import ffi, lib
+from .digests import hex_digest
 from .errors import NativeError, TraceError
 from .recorder.syscalls import NUMBERS
 
@@ -165,8 +165,8 @@ _PROC_FD = re.compile(r"/proc/(\d+)/fd/(\d+)")
 
 
 def content_digest(data: bytes) -> str:
-    """A file's BLAKE2b-256, in hex: its files.jsonl `blake2b` and the name of its blob."""
-    return hashlib.blake2b(data, digest_size=32).hexdigest()
+    """A file's SHA-256, in hex: its files.jsonl `sha256` and the name of its blob."""
+    return hex_digest(data)
 
 
 def maps_dev(st_dev: int) -> str:
@@ -203,7 +203,7 @@ class FileIdentities:
     def __init__(self):
         self._cache: dict[tuple, dict] = {}
         self._written: set[tuple] = set()   # (st_dev, st_ino) mapped shared and writable
-        # (st_dev, st_ino) -> (size, mtime, ctime, blake2b) of a file whose times do show a
+        # (st_dev, st_ino) -> (size, mtime, ctime, sha256) of a file whose times do show a
         # change since it was hashed (not racy, not written shared)
         self._stable: dict[tuple, tuple] = {}
         self.reads = 0                      # files read and hashed so far
@@ -235,11 +235,11 @@ class FileIdentities:
         data = bytes(data)
         self.reads += 1
         return ({"path": display_path, "size": st.st_size, "offset": offset,
-                 "mtime_ns": st.st_mtime_ns, "blake2b": content_digest(data)},
+                 "mtime_ns": st.st_mtime_ns, "sha256": content_digest(data)},
                 data, (maps_dev(st.st_dev), st.st_ino))
 
     def identify(self, open_path: str, display_path: str) -> tuple[dict, bytes | None, tuple]:
-        """Identity (path, size, mtime, BLAKE2b-256) of the file at open_path (which may be
+        """Identity (path, size, mtime, SHA-256) of the file at open_path (which may be
         /proc/PID/fd/N, so deleted files and memfds work too), its content when it was read
         (None when the identity was known: a program maps a library four or five times, and
         every process of a build maps libc), and the (dev, inode) by which /proc/PID/maps
@@ -258,18 +258,18 @@ class FileIdentities:
             data = f.read()
         self.reads += 1
         ident = {"path": display_path, "size": len(data), "mtime_ns": st.st_mtime_ns,
-                 "blake2b": content_digest(data)}
+                 "sha256": content_digest(data)}
         if file in self._written or max(st.st_mtime_ns, st.st_ctime_ns) + RACY_NS > before:
             self._cache.pop(key, None)
             self._stable.pop(file, None)
         else:
             self._cache[key] = ident
-            self._stable[file] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, ident["blake2b"])
+            self._stable[file] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, ident["sha256"])
         return ident, data, where
 
-    def unchanged(self, path: str, blake2b: str) -> bool:
+    def unchanged(self, path: str, sha256: str) -> bool:
         """Is the file at path (e.g. /proc/PID/map_files/RANGE) still, by its times, the
-        content that was hashed as blake2b (hashed with times that would show a change since,
+        content that was hashed as sha256 (hashed with times that would show a change since,
         and never mapped shared and writable)? Then a page a private mapping of it has not
         copied holds the file's bytes (checkpoints/capture.py reads none of them)."""
         try:
@@ -278,7 +278,7 @@ class FileIdentities:
             return False
         file = (st.st_dev, st.st_ino)
         return file not in self._written and self._stable.get(file) == (
-            st.st_size, st.st_mtime_ns, st.st_ctime_ns, blake2b)
+            st.st_size, st.st_mtime_ns, st.st_ctime_ns, sha256)
 
 
 @dataclass

@@ -7,7 +7,7 @@ Layout (docs/trace-format.md is the contract):
   files.jsonl     identities of the files the tracee mapped, one JSON object per line
   checkpoints.jsonl, checkpoints/NNNNNN.json   the checkpoint index (with each file's hash)
   pages.idx       the page store's index (checkpoints/pages.py)
-  blobs/xx/<hex>.zst  content-addressed store: BLAKE2b-256 of the content names the file
+  blobs/xx/<hex>.zst  content-addressed store: SHA-256 of the content names the file
 
 A trace is untrusted input: every file is opened by open_trace_file (regular files inside the
 trace only), every read is capped, every byte replay trusts is covered by a hash reachable
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import stat
@@ -30,10 +29,11 @@ from dataclasses import dataclass
 
 import zstandard
 
+from .digests import digest, short_digest
 from .errors import TraceError
 
 FORMAT_NAME = "rrverify-trace"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 INDEX_MAGIC = b"RRVEIDX1"
 INDEX_RECORD = struct.Struct("<QIIQII16s")
 MAX_FRAME_RAW = 64 << 20         # a frame larger than this is corrupt, not big
@@ -57,7 +57,7 @@ def blob_name(digest: bytes) -> str:
 
 
 def blob_digest(data: bytes) -> bytes:
-    return hashlib.blake2b(data, digest_size=32).digest()
+    return digest(data)
 
 
 def file_hash(data: bytes) -> str:
@@ -66,7 +66,7 @@ def file_hash(data: bytes) -> str:
 
 
 def frame_hash(data: bytes) -> bytes:
-    return hashlib.blake2b(data, digest_size=16).digest()
+    return short_digest(data)
 
 
 def frame_bound(raw: int) -> int:
@@ -224,12 +224,12 @@ def read_records(data: bytes, path: str, magic: bytes, record: struct.Struct, co
 
 
 def integrity_of(root: str) -> dict:
-    """The manifest's "integrity": size and BLAKE2b-256 of each file it covers, as on disk."""
+    """The manifest's "integrity": size and SHA-256 of each file it covers, as on disk."""
     out = {}
     for name in INTEGRITY_FILES:
         with open(os.path.join(root, name), "rb") as f:
             data = f.read()
-        out[name] = {"size": len(data), "blake2b": file_hash(data)}
+        out[name] = {"size": len(data), "sha256": file_hash(data)}
     return out
 
 
@@ -394,7 +394,7 @@ class TraceWriter:
                         self._files_cond.notify_all()
 
     def put_blob(self, data: bytes, digest: bytes | None = None) -> bytes:
-        """Store data once under its BLAKE2b-256 (digest: when the caller just computed it)."""
+        """Store data once under its SHA-256 (digest: when the caller just computed it)."""
         digest = digest or blob_digest(data)
         p = blob_path(self.path, digest)
         with self.writing():
@@ -462,7 +462,7 @@ class TraceWriter:
         n = self.checkpoints
         data = json.dumps(dict(ckpt, id=n), sort_keys=True).encode() + b"\n"
         line = json.dumps({"id": n, "process": ckpt["process"], "event": ckpt["event"],
-                           "blake2b": file_hash(data)}) + "\n"
+                           "sha256": file_hash(data)}) + "\n"
         with self.writing():
             os.makedirs(os.path.join(self.path, "checkpoints"), exist_ok=True)
             _atomic_write(checkpoint_path(self.path, n), data, sync=False)
@@ -587,7 +587,7 @@ class Trace:
             if len(data) < want["size"]:
                 raise TraceError(f"{p}: truncated {what} ({len(data)} bytes, the manifest "
                                  f"records {want['size']})")
-            if len(data) != want["size"] or file_hash(data) != want["blake2b"]:
+            if len(data) != want["size"] or file_hash(data) != want["sha256"]:
                 raise TraceError(f"{p}: corrupted {what} (it does not match the manifest's "
                                  f"integrity record)")
         return data
@@ -752,12 +752,12 @@ class Trace:
 
     @property
     def checkpoints(self) -> list[dict]:
-        """The checkpoint index: [{"id", "process", "event", "blake2b"}]; each process's
+        """The checkpoint index: [{"id", "process", "event", "sha256"}]; each process's
         events strictly increasing (its first checkpoint may be at event 0: a child's birth)."""
         if self._checkpoints is None:
             nprocs = len(self.processes)
             rows = self._jsonl("checkpoints.jsonl", "id",
-                               {"event": is_u64, "blake2b": is_hex_digest,
+                               {"event": is_u64, "sha256": is_hex_digest,
                                 "process": lambda v: is_int(v) and 0 <= v < nprocs})
             last: dict[int, int] = {}
             for row in rows:
@@ -842,5 +842,5 @@ def _check_manifest(m: dict, mpath: str) -> None:
         for name in INTEGRITY_FILES:
             rec = m["integrity"].get(name)
             if not isinstance(rec, dict) or not is_u64(rec.get("size")) or \
-                    not is_hex_digest(rec.get("blake2b")):
+                    not is_hex_digest(rec.get("sha256")):
                 bad(f"integrity.{name}")

@@ -91,8 +91,8 @@ def _deep(_):
 
 
 MANIFEST_LIES = {
-    "version 2": (lambda m: m.update(version=2),
-                  "trace format version 2 is older than this rrverify reads (version 3); "
+    "version 3": (lambda m: m.update(version=3),
+                  "trace format version 3 is older than this rrverify reads (version 4); "
                   "re-record it"),
     "cpuid a list": (lambda m: m["host"].update(cpuid=[1, 2]), "'host.cpuid'"),
     "cpuid leaf of strings": (lambda m: m["host"]["cpuid"].update({"0x1.0": ["a"] * 4}),
@@ -387,7 +387,7 @@ def _writer(path):
 def _file_identity(data: bytes) -> dict:
     from rrverify.exec_image import content_digest
     d = content_digest(data)
-    return {"path": "/x", "size": len(data), "mtime_ns": 0, "blake2b": d, "blob": d}
+    return {"path": "/x", "size": len(data), "mtime_ns": 0, "sha256": d, "blob": d}
 
 
 def test_a_mapped_file_is_on_disk_before_the_frames_queued_after_it(tmp_path, monkeypatch):

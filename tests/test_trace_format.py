@@ -47,24 +47,42 @@ def test_generated_table_covers_every_entry():
 
 
 def test_every_table_is_hashed_from_the_manifest(recorded_hello):
-    """Format 2 on: the final manifest holds each table's size and BLAKE2b-256, and each line of
-    checkpoints.jsonl its checkpoint file's (computed here independently of the reader)."""
+    """The final manifest holds each table's size and SHA-256 (format 4 on: BLAKE2b-256 before),
+    and each line of checkpoints.jsonl its checkpoint file's (computed here independently of
+    the reader)."""
     import hashlib
     import json
 
-    def b2(data: bytes) -> str:
-        return hashlib.blake2b(data, digest_size=32).hexdigest()
+    def sha256(data: bytes) -> str:
+        return hashlib.sha256(data).hexdigest()
     m = json.loads((recorded_hello / "manifest.json").read_text())
-    assert m["version"] == 3 and m["complete"] is True
+    assert m["version"] == 4 and m["complete"] is True
     assert sorted(m["integrity"]) == sorted(["events.idx", "pages.idx", "files.jsonl",
                                              "checkpoints.jsonl", "processes.jsonl"])
     for name, rec in m["integrity"].items():
         data = (recorded_hello / name).read_bytes()
-        assert rec == {"size": len(data), "blake2b": b2(data)}, name
+        assert rec == {"size": len(data), "sha256": sha256(data)}, name
     rows = [json.loads(line) for line in
             (recorded_hello / "checkpoints.jsonl").read_text().splitlines()]
     assert rows
     for row in rows:
-        assert list(row) == ["id", "process", "event", "blake2b"]
+        assert list(row) == ["id", "process", "event", "sha256"]
         data = (recorded_hello / "checkpoints" / f"{row['id']:06d}.json").read_bytes()
-        assert row["blake2b"] == b2(data)
+        assert row["sha256"] == sha256(data)
+
+
+def test_page_names_are_sha256_16_in_python_and_in_the_native_core():
+    """trace-format.md's page digest: SHA-256/16 of the 4096 bytes, ZERO for a zero page. The
+    native core names runs of pages (the recorder) and Python names single pages (readers);
+    both must give the definition's bytes, computed here with hashlib."""
+    import hashlib
+    import os
+
+    from rrverify.checkpoints.pages import ZERO, page_digest, page_digests
+    pages = [os.urandom(4096), bytes(4096), b"\0" * 4095 + b"\1", os.urandom(4096)]
+    want = [ZERO if p == bytes(4096) else hashlib.sha256(p).digest()[:16] for p in pages]
+    data = b"".join(pages)
+    assert page_digests(data) == want
+    assert page_digests(data, [3, 1, 0]) == [want[3], want[1], want[0]]
+    assert [page_digest(p) for p in pages] == want
+    assert page_digests(data, []) == []

@@ -33,7 +33,7 @@ def rehash(trace_dir) -> None:
             isinstance(row.get("id"), int) else ""
         if os.path.isfile(p):
             with open(p, "rb") as f:
-                row["blake2b"] = file_hash(f.read())
+                row["sha256"] = file_hash(f.read())
             lines[i] = json.dumps(row)
     _replace(index, "".join(line + "\n" for line in lines).encode())
     mpath = os.path.join(d, "manifest.json")

@@ -417,6 +417,7 @@ int rrv_set_xstate(int pid, const uint8_t *buf, size_t len);
 uint64_t rrv_fpu_digest_of(const uint8_t *area, size_t len);
 uint64_t rrv_poly_hash(uint64_t h, const uint8_t *data, size_t len);
 void rrv_page_hashes(const uint8_t *data, size_t npages, uint64_t *out);
+int rrv_page_digests(const uint8_t *data, const uint32_t *which, size_t n, uint8_t *out);
 size_t rrv_pagemap_runs(const uint64_t *entries, size_t n, uint64_t any_mask,
                         uint64_t none_mask, int *first_kind, uint32_t *ends);
 void rrv_forget_mem(void);

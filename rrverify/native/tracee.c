@@ -51,7 +51,7 @@ void rrv_cpuid(uint32_t leaf, uint32_t subleaf, uint32_t out[4]) {
 }
 
 /* A fast non-cryptographic 64-bit digest (for FPU state and sent data; the blob store uses
- * BLAKE2b). Four independent multiply-rotate lanes over 32-byte blocks keep the CPU's
+ * SHA-256). Four independent multiply-rotate lanes over 32-byte blocks keep the CPU's
  * multipliers busy (this runs at every event); the tail and length are folded in at the end. */
 #define RRV_P1 0x9e3779b185ebca87ull
 #define RRV_P2 0xc2b2ae3d27d4eb4full
@@ -83,7 +83,7 @@ static uint64_t digest_update(uint64_t seed, const uint8_t *data, size_t len) {
   return h ^ (h >> 29);
 }
 
-/* A fast 64-bit digest of each 4 KiB page: checkpoint capture BLAKE2b-hashes only the pages
+/* A fast 64-bit digest of each 4 KiB page: checkpoint capture names (SHA-256) only the pages
  * whose fast digest changed since the previous checkpoint. */
 void rrv_page_hashes(const uint8_t *data, size_t npages, uint64_t *out) {
   for (size_t i = 0; i < npages; i++) out[i] = digest_update(0x243f6a8885a308d3ull, data + i * 4096, 4096);
