@@ -1,6 +1,8 @@
-"""Checkpoint capture: a recording tracee's state, at a syscall-exit stop, into the trace, in two
-halves: snapshot() reads the stopped tracee; finish() digests, stores and indexes what it read,
-without the tracee (the recorder runs it beside, checkpoints/finisher.py)."""
+"""Checkpoint capture: a recording tracee's state, at a syscall-exit stop, into the trace, in
+three steps: snapshot() takes what needs ptrace (registers, FPU and signal state); Snapshot.read
+the rest, from /proc and the tracee's memory, while it is still stopped; finish() digests,
+stores and indexes what was read, without the tracee (the recorder runs it beside,
+checkpoints/finisher.py)."""
 from __future__ import annotations
 
 import os
@@ -90,7 +92,7 @@ class UnchangedPages:
             self.by_addr[start + i * PAGE] = (fast[i], digests[i])
 
 
-PRESENT, SWAPPED, FILE_OR_SHARED_ANON = 1 << 63, 1 << 62, 1 << 61   # pagemap entry bits
+PRESENT, SWAPPED = 1 << 63, 1 << 62      # pagemap entry bits
 
 
 def _pagemap_runs(entries: bytes, any_mask: int, none_mask: int) -> list[tuple[int, int, bool]]:
@@ -108,21 +110,6 @@ def _pagemap_runs(entries: bytes, any_mask: int, none_mask: int) -> list[tuple[i
         out.append((begin, ends[k] - begin, kind))
         begin, kind = ends[k], not kind
     return out
-
-
-def file_page_runs(mem, start: int, npages: int, file_pages: int):
-    """(first, count, still the file's) runs covering npages pages of a private file mapping
-    from start, whose first file_pages pages lie within the file: a page is still the file's
-    if the process never copied it (pagemap: a page-cache page, bit 61; or neither present nor
-    swapped, bits 63 and 62). A page past the file's end, or an unreadable pagemap, is not."""
-    within = max(0, min(npages, file_pages))
-    entries = mem.pagemap(start, within) if within else b""
-    if entries is None:
-        return [(0, npages, False)]
-    runs = _pagemap_runs(entries, FILE_OR_SHARED_ANON, PRESENT | SWAPPED)
-    if within < npages:
-        runs.append((within, npages - within, False))
-    return runs
 
 
 def private_anonymous(region: dict) -> bool:
@@ -172,63 +159,104 @@ class MemorySnapshot:
 MAX_HELD_BYTES = 256 << 20
 
 
+# Memory read is handed on (to `full`, and by it to the digests) at least this often.
+READ_BATCH_BYTES = 32 << 20
+
+
 def read_memory(mem: TraceeMemory, maps: list[dict], mapped_files: dict | None = None,
                 file_unchanged=None, full=None) -> MemorySnapshot:
-    """The regions we keep and their pages' contents. mapped_files: as capture's. A page
-    equal to its mapped file's page (at its own offset) is not hashed later: it has that file
-    page's digest, computed once per trace (pages.file_pages); so has a whole run of them in
-    one comparison, the text of every library a fresh exec maps. file_unchanged(region,
-    blob): whether the region's file is still, by its times, the content the trace stores;
-    then the pages of a private mapping of it that the process never copied are not even
-    read (a compiler's 30 MB of text cost its page table). full(snapshot): called
-    whenever the snapshot holds more than MAX_HELD_BYTES of memory read, to digest it."""
+    """The regions we keep and their pages' contents, planned and read in a few native calls
+    (checkpoints/memory_reader.c). mapped_files: as Snapshot.read's. A page equal to its
+    mapped file's page (at its own offset) is not hashed later: it has that file page's
+    digest, computed once per trace (pages.file_pages); so has a whole run of them in one
+    comparison, the text of every library a fresh exec maps. file_unchanged(region, blob):
+    whether the region's file is still, by its times, the content the trace stores; then the
+    pages of a private mapping of it that the process never copied are not even read (a
+    compiler's 30 MB of text cost its page table). Untouched pages of a private anonymous
+    region are zeros, not read. full(snapshot): called whenever the snapshot holds more than
+    MAX_HELD_BYTES of memory read, to digest it."""
     snap = MemorySnapshot()
+    plans, kept = [], []        # per region kept: its rrv_region_plan; (region, file, content)
     npages = 0
     unchanged_files: dict[tuple, bool] = {}     # asked once per file, not once per region
     for r in maps:
         if r["path"] in SKIP_REGIONS:
             continue
-        first = npages
         f = mapped_files.get((r["dev"], r["inode"])) if mapped_files and r["inode"] else None
         content = None if f is None else f[1]
-        skip_file_pages = False
+        count = (r["end"] - r["start"]) // PAGE
+        mode, in_file = lib.RRV_REGION_READ, 0
         if content is not None and file_unchanged is not None and r["perms"][3] == "p":
             file = (r["dev"], r["inode"])
             if file not in unchanged_files:
                 unchanged_files[file] = file_unchanged(r, f[0])
-            skip_file_pages = unchanged_files[file]
-        skip_untouched = private_anonymous(r)
-        for i0 in range(0, (r["end"] - r["start"]) // PAGE, CHUNK_PAGES):
-            n = min(CHUNK_PAGES, (r["end"] - r["start"]) // PAGE - i0)
-            addr = r["start"] + i0 * PAGE
-            offset = r["offset"] + i0 * PAGE
-            in_file = max(0, -(-(len(content) - offset) // PAGE)) if content is not None else 0
-            if skip_file_pages:
-                runs = [(j0, m, "file" if still else "read")
-                        for j0, m, still in file_page_runs(mem, addr, n, in_file)]
-            elif skip_untouched:
-                runs = [(j0, m, "zero" if untouched else "read")
-                        for j0, m, untouched in untouched_page_runs(mem, addr, n)]
-            else:
-                runs = [(0, n, "read")]
-            for j0, m, how in runs:
-                if how == "file":
-                    snap.runs.append(("file", f, content, offset + j0 * PAGE, m))
-                elif how == "zero":
-                    snap.runs.append(("zero", m))
-                else:
-                    data, unreadable = read_region(mem, addr + j0 * PAGE,
-                                                   addr + (j0 + m) * PAGE)
-                    snap.runs.append(("read", addr + j0 * PAGE, data, unreadable,
-                                      offset + j0 * PAGE, f, content))
-                    snap.bytes += len(data)
-                    if full is not None and snap.bytes > MAX_HELD_BYTES:
-                        full(snap)
-            npages += n
+            if unchanged_files[file]:
+                mode = lib.RRV_REGION_FILE
+                in_file = max(0, -(-(len(content) - r["offset"]) // PAGE))
+        elif private_anonymous(r):
+            mode = lib.RRV_REGION_ANON
+        plans.append((r["start"], count, in_file, mode))
+        kept.append((r, f, content))
         snap.regions.append({"start": r["start"], "end": r["end"], "perms": r["perms"],
-                             "offset": r["offset"], "path": r["path"], "first_page": first,
+                             "offset": r["offset"], "path": r["path"], "first_page": npages,
                              **({"file": r["file"]} if "file" in r else {})})
+        npages += count
+    if not plans:
+        return snap
+    regions = ffi.new("struct rrv_region_plan[]", plans)
+    runs, n = ffi.new("struct rrv_run[]", 4 * len(plans)), 0
+    while True:
+        n = lib.rrv_plan_reads(mem.pagemap_fd(), regions, len(plans), CHUNK_PAGES, runs, len(runs))
+        if n < 0:
+            raise MemoryError("cannot plan a checkpoint's reads")
+        if n <= len(runs):
+            break
+        runs = ffi.new("struct rrv_run[]", n)
+    batch: list[int] = []       # runs planned and not yet handed on, their bytes to read
+    batch_bytes = 0
+    for k in range(n):
+        batch.append(k)
+        if runs[k].kind == lib.RRV_RUN_READ:
+            batch_bytes += runs[k].count * PAGE
+        if batch_bytes >= min(READ_BATCH_BYTES, MAX_HELD_BYTES) or k == n - 1:
+            _read_batch(mem, regions, runs, batch, kept, snap)
+            batch, batch_bytes = [], 0
+            if full is not None and snap.bytes > MAX_HELD_BYTES:
+                full(snap)
     return snap
+
+
+def _read_batch(mem: TraceeMemory, regions, runs, batch: list[int], kept, snap) -> None:
+    """Read the batch's runs to read, in one native call, and add every run of the batch to
+    the snapshot, in order."""
+    reads = [k for k in batch if runs[k].kind == lib.RRV_RUN_READ]
+    bufs = {k: bytearray(runs[k].count * PAGE) for k in reads}
+    unreadable_of: dict[int, set[int]] = {}
+    if reads:
+        first = batch[0]
+        views = [ffi.from_buffer(bufs[k]) if k in bufs else ffi.NULL
+                 for k in range(first, batch[-1] + 1)]
+        pointers = ffi.new("uint8_t *[]", views)
+        cap = sum(runs[k].count for k in reads)
+        unreadable = ffi.new("uint32_t[]", 2 * cap)
+        lost = lib.rrv_read_runs(mem.pid, mem.fd, regions, runs + first, len(views), pointers,
+                                 unreadable, cap)
+        for i in range(lost):
+            unreadable_of.setdefault(first + unreadable[2 * i], set()).add(unreadable[2 * i + 1])
+    for k in batch:
+        run = runs[k]
+        r, f, content = kept[run.region]
+        addr = r["start"] + run.first * PAGE
+        offset = r["offset"] + run.first * PAGE
+        if run.kind == lib.RRV_RUN_FILE:
+            snap.runs.append(("file", f, content, offset, run.count))
+        elif run.kind == lib.RRV_RUN_ZERO:
+            snap.runs.append(("zero", run.count))
+        else:
+            data = bytes(bufs[k])
+            snap.runs.append(("read", addr, data, unreadable_of.get(k, set()), offset, f,
+                              content))
+            snap.bytes += len(data)
 
 
 def digest_memory(snap: MemorySnapshot, pages=None,
@@ -290,60 +318,94 @@ def _digest_pages(addr: int, data: bytes, unreadable: set[int], offset: int, f, 
 
 
 class Snapshot:
-    """What a checkpoint holds, read from the stopped tracee (snapshot()); finish() turns it
-    into the checkpoint record without the tracee."""
+    """What a checkpoint holds of a stopped tracee: snapshot() takes what needs ptrace, read()
+    the rest (which any thread could do); finish() turns it into the checkpoint record
+    without the tracee."""
 
-    def __init__(self, record: dict, xstate: bytes, memory: MemorySnapshot,
+    def __init__(self, pid: int, record: dict, xstate: bytes, brk: int,
                  unchanged: UnchangedPages | None):
-        self.record, self.xstate, self.memory, self.unchanged = record, xstate, memory, unchanged
+        self.pid, self.record, self.xstate, self.brk = pid, record, xstate, brk
+        self.unchanged = unchanged
+        self.memory: MemorySnapshot | None = None
         self.files = 0      # files.jsonl entries (and blobs) it may name: written before it
 
     @property
     def bytes(self) -> int:
-        return self.memory.bytes
+        return self.memory.bytes if self.memory is not None else 0
+
+    def read(self, mapped_files: dict | None = None, file_unchanged=None, full=None) -> bool:
+        """Read the tracee's mappings, memory, resource limits and personality, and its
+        address-space bounds from /proc/PID/stat, which also shows it still in its stop: then
+        everything was read there. False if it was not (killed meanwhile: the checkpoint is
+        not written). mapped_files: (dev, inode) -> (blob, content or None, files.jsonl
+        index) of the files the trace stores: a region mapping one names it (restore maps the
+        file's content there), and pages equal to it are stored as references into its blob.
+        file_unchanged, full: as read_memory's."""
+        pid, mapped_files = self.pid, mapped_files or {}
+        try:
+            mem = TraceeMemory(pid)
+        except OSError:
+            return False
+        try:
+            attributes = task_attributes(pid)
+            maps = exec_image.read_maps(pid)
+            for m in maps:
+                f = mapped_files.get((m["dev"], m["inode"])) if m["inode"] else None
+                if f is not None:
+                    m["file"] = f[2]
+            memory = read_memory(mem, maps, mapped_files, file_unchanged, full)
+            state, mm = read_mm_layout(pid, self.brk)
+        except (OSError, NativeError):
+            if still_stopped(pid):
+                raise
+            return False
+        finally:
+            mem.close()
+        if state != "t":
+            return False
+        self.memory = memory
+        trap = self.record.pop("trap")
+        before_exit = self.record.pop("before_exit", None)
+        self.record.update(mm=mm, regions=memory.regions, **attributes)
+        if before_exit is not None:
+            self.record["before_exit"] = before_exit
+        self.record["trap"] = trap
+        return True
 
 
-def snapshot(pid: int, *, event: int, gadget: int,
-             unchanged: UnchangedPages | None = None, mapped_files: dict | None = None,
+def still_stopped(pid: int) -> bool:
+    try:
+        return read_mm_layout(pid, 0)[0] == "t"
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+def snapshot(pid: int, *, event: int, gadget: int, unchanged: UnchangedPages | None = None,
              parked_mask: int | None = None, trap: str = "none",
              blocked_mask: int | None = None, process: int = 0,
-             actions_set: int = 0, file_unchanged=None, full=None) -> Snapshot:
-    """Read the tracee (stopped at a syscall-exit stop, no signal pending) as the checkpoint
-    replay restores to run from `event` of process `process`'s stream on. mapped_files:
-    (dev, inode) -> (blob, content or None, files.jsonl index) of the files the trace stores:
-    a region mapping one names it (restore maps the file's content there), and pages equal to
-    it are stored as references into its blob. parked_mask: the tracee is parked before its
-    exit (rrv_record_park_for_exit) with every signal blocked meanwhile, and this is its own
-    mask. blocked_mask: every signal is blocked meanwhile (a child's birth with a signal
-    already pending), and this is its own mask. actions_set: the signals whose action the
-    process set since its exec (Injector.signal_state). file_unchanged, full: as
-    read_memory's."""
-    mapped_files = mapped_files or {}
+             actions_set: int = 0) -> Snapshot:
+    """The part of a checkpoint that needs the tracer's thread, of the tracee stopped at a
+    syscall-exit stop with no signal pending, as replay restores it to run from `event` of
+    process `process`'s stream on; Snapshot.read takes the rest. parked_mask: the tracee is
+    parked before its exit (rrv_record_park_for_exit) with every signal blocked meanwhile,
+    and this is its own mask. blocked_mask: every signal is blocked meanwhile (a child's
+    birth with a signal already pending), and this is its own mask. actions_set: the signals
+    whose action the process set since its exec (Injector.signal_state)."""
     mem = TraceeMemory(pid)
     try:
         regs = getregs(pid)
         xstate = read_xstate(pid)
         signals, brk = Injector(pid, gadget, mem).task_state(actions_set)
-        if parked_mask is not None or blocked_mask is not None:
-            signals["mask"] = parked_mask if parked_mask is not None else blocked_mask
-        mm = read_mm_layout(pid, brk)
-        attributes = task_attributes(pid)
-        maps = exec_image.read_maps(pid)
-        for m in maps:
-            f = mapped_files.get((m["dev"], m["inode"])) if m["inode"] else None
-            if f is not None:
-                m["file"] = f[2]
-        memory = read_memory(mem, maps, mapped_files, file_unchanged, full)
-        getregs(pid)    # still there (a kill meanwhile would leave unreadable memory behind)
     finally:
         mem.close()
+    if parked_mask is not None or blocked_mask is not None:
+        signals["mask"] = parked_mask if parked_mask is not None else blocked_mask
     record = {"event": event, "process": process, "tid": pid, "regs": regs, "gadget": gadget,
-              "fpu_digest": lib.rrv_fpu_digest_of(xstate, len(xstate)),
-              "signals": signals, "mm": mm, "regions": memory.regions, **attributes}
+              "fpu_digest": lib.rrv_fpu_digest_of(xstate, len(xstate)), "signals": signals}
     if parked_mask is not None:
         record["before_exit"] = True
     record["trap"] = trap
-    return Snapshot(record, xstate, memory, unchanged)
+    return Snapshot(pid, record, xstate, brk, unchanged)
 
 
 def finish(snap: Snapshot, writer, pages) -> dict:

@@ -1,7 +1,7 @@
 """Finishing checkpoints off the tracer's CPU.
 
-A checkpoint has two halves (checkpoints/capture.py): reading the stopped tracee (snapshot),
-which it must wait for, and digesting, storing and indexing what was read (finish), which needs
+A checkpoint has two halves (checkpoints/capture.py): reading the stopped tracee (snapshot and
+Snapshot.read), which it must wait for, and digesting, storing and indexing what was read (finish), which needs
 no tracee. The recorder pins tracer and tracees to one CPU (the cheapest ptrace stops), so the
 second half runs here, on a thread kept off that CPU, while the tracee goes on: in a build,
 hashing and compressing the pages of every compiler's final checkpoint was most of the

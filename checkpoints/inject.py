@@ -34,13 +34,21 @@ class TraceeMemory:
     def pagemap(self, start: int, npages: int) -> bytes | None:
         """/proc/PID/pagemap's entries of npages pages from start, or None if unreadable (the
         file is opened once: a checkpoint asks this of every region)."""
+        fd = self.pagemap_fd()
         try:
-            if self._pagemap_fd is None:
-                self._pagemap_fd = os.open(f"/proc/{self.pid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
-            data = os.pread(self._pagemap_fd, npages * 8, start // 4096 * 8)
+            data = os.pread(fd, npages * 8, start // 4096 * 8) if fd >= 0 else b""
         except OSError:
             return None
         return data if len(data) == npages * 8 else None
+
+    def pagemap_fd(self) -> int:
+        """/proc/PID/pagemap, opened once; -1 if it cannot be."""
+        try:
+            if self._pagemap_fd is None:
+                self._pagemap_fd = os.open(f"/proc/{self.pid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return -1
+        return self._pagemap_fd
 
     def read(self, addr: int, size: int) -> bytes:
         try:
@@ -243,15 +251,17 @@ def make_file_memfd(pid: int, recorded) -> int:
         mem.close()
 
 
-def read_mm_layout(pid: int, brk: int) -> dict:
-    """Address-space bounds from /proc/PID/stat (fields 26-28 and 45-51), plus brk."""
+def read_mm_layout(pid: int, brk: int) -> tuple[str, dict]:
+    """The process's state (field 3: "t" in a ptrace stop) and address-space bounds (fields
+    26-28 and 45-51, plus brk), from one read of /proc/PID/stat."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     # fields[0] is field 3 (state): field n is fields[n - 3]
     get = lambda n: int(fields[n - 3])
-    return {"start_code": get(26), "end_code": get(27), "start_stack": get(28),
-            "start_data": get(45), "end_data": get(46), "start_brk": get(47), "brk": brk,
-            "arg_start": get(48), "arg_end": get(49), "env_start": get(50), "env_end": get(51)}
+    return fields[0], {
+        "start_code": get(26), "end_code": get(27), "start_stack": get(28),
+        "start_data": get(45), "end_data": get(46), "start_brk": get(47), "brk": brk,
+        "arg_start": get(48), "arg_end": get(49), "env_start": get(50), "env_end": get(51)}
 
 
 def signal_sets(pid: int) -> dict[str, int]:

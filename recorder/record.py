@@ -212,17 +212,23 @@ class Recorder(CallbackTarget):
                     lib.rrv_set_sigmask(proc.pid, 2**64 - 1) == 0:
                 own_mask = mask[0]
         taken = []
+
+        def capture() -> None:
+            snap = snapshot(proc.pid, event=proc.events, gadget=proc.gadget,
+                            unchanged=proc.unchanged, parked_mask=parked_mask,
+                            trap=TRAPS[proc.state.last_trap], blocked_mask=own_mask,
+                            process=proc.index, actions_set=proc.state.actions_set)
+            pid = proc.pid
+            if not snap.read(
+                    self.mapped_files,
+                    file_unchanged=lambda region, blob: self.identities.unchanged(
+                        f"/proc/{pid}/map_files/{region['start']:x}-{region['end']:x}",
+                        blob.hex()),
+                    full=lambda memory: self._digest_held(memory, proc.unchanged)):
+                raise NativeError(f"pid {pid} left its stop while its checkpoint was read")
+            taken.append(snap)
         try:
-            status = died_meanwhile(proc.pid, lambda: taken.append(snapshot(
-                proc.pid, event=proc.events, gadget=proc.gadget,
-                unchanged=proc.unchanged, mapped_files=self.mapped_files,
-                parked_mask=parked_mask, trap=TRAPS[proc.state.last_trap],
-                blocked_mask=own_mask, process=proc.index,
-                actions_set=proc.state.actions_set,
-                file_unchanged=lambda region, blob: self.identities.unchanged(
-                    f"/proc/{proc.pid}/map_files/{region['start']:x}-{region['end']:x}",
-                    blob.hex()),
-                full=lambda memory: self._digest_held(memory, proc.unchanged))))
+            status = died_meanwhile(proc.pid, capture)
         finally:
             if own_mask is not None:
                 lib.rrv_set_sigmask(proc.pid, own_mask)

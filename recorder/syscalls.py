@@ -28,9 +28,27 @@ is harmless because replay writes back exactly what was there.
 """
 from __future__ import annotations
 
+import importlib.util
+import os
+import sys
 from dataclasses import dataclass, field
 
-from ptrace.syscall.linux.x86_64 import SYSCALL_NAMES as _PTRACE_NAMES
+
+def python_ptrace_names(arch: str) -> dict[int, str]:
+    """python-ptrace's syscall names for `arch` ("x86_64", "i386"). Its module is a plain
+    dict, but importing it runs the package's __init__, which loads python-ptrace's ctypes
+    bindings, subprocess and socket: 25 ms of every recording's start-up. So the file is
+    loaded by itself, unless the package is imported already."""
+    name = f"ptrace.syscall.linux.{arch}"
+    if name in sys.modules:
+        return sys.modules[name].SYSCALL_NAMES
+    root = os.path.dirname(importlib.util.find_spec("ptrace").origin)
+    spec = importlib.util.spec_from_file_location(
+        f"rrverify._ptrace_names_{arch}", os.path.join(root, "syscall", "linux", f"{arch}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.SYSCALL_NAMES
+
 
 EMULATE, EXECUTE, EXECUTE_SELF, MMAP, MREMAP, EXEC, EXIT, REFUSE, UNSUPPORTED, FORK = (
     "EMULATE", "EXECUTE", "EXECUTE_SELF", "MMAP", "MREMAP", "EXEC", "EXIT", "REFUSE",
@@ -78,7 +96,8 @@ _EXTRA_NUMBERS = {
     "statmount": 457, "listmount": 458, "lsm_get_self_attr": 459, "mseal": 462,
 }
 NUMBERS_RANGE = 512         # x86-64 syscall numbers lie below (x32 numbers are trapped)
-NUMBERS = {name: nr for nr, name in _PTRACE_NAMES.items() if nr < NUMBERS_RANGE}
+NUMBERS = {name: nr for nr, name in python_ptrace_names("x86_64").items()
+           if nr < NUMBERS_RANGE}
 NUMBERS.update(_EXTRA_NUMBERS)
 NAMES = {nr: name for name, nr in NUMBERS.items()}
 
@@ -381,8 +400,7 @@ def foreign_abi(arch: int, nr: int) -> tuple[str, str]:
     """(ABI, syscall name) of a syscall the tracee filter trapped: i386 through `int $0x80`
     (its own numbers: 10 is unlink there), or an x32 number (bit 30 set)."""
     if arch == AUDIT_ARCH_I386:
-        from ptrace.syscall.linux.i386 import SYSCALL_NAMES as I386_NAMES
-        return "32-bit i386 (int $0x80)", I386_NAMES.get(nr, f"syscall_{nr}")
+        return "32-bit i386 (int $0x80)", python_ptrace_names("i386").get(nr, f"syscall_{nr}")
     if arch == AUDIT_ARCH_X86_64 and nr & X32_SYSCALL_BIT:
         return "x32", NAMES.get(nr & ~X32_SYSCALL_BIT, "?")
     return f"arch {arch:#x}", f"syscall_{nr}"

@@ -103,14 +103,21 @@ def longrun(tmp_path_factory):
 
 @pytest.fixture
 def memory_reads(monkeypatch) -> list[int]:
-    """[bytes]: what this process reads of tracees' memory (TraceeMemory.read: checkpoints
-    and their comparisons) from now on; set it back to 0 to count afresh."""
-    from rrverify.checkpoints import inject
+    """[bytes]: what this process reads of tracees' memory (checkpoints: the runs
+    capture._read_batch reads; comparisons: TraceeMemory.read) from now on; set it back to
+    0 to count afresh."""
+    from rrverify._native import lib
+    from rrverify.checkpoints import capture, inject
     read = [0]
-    real_read = inject.TraceeMemory.read
+    real_read, real_batch = inject.TraceeMemory.read, capture._read_batch
 
     def counting(self, addr, size):
         read[0] += size
         return real_read(self, addr, size)
+
+    def counting_batch(mem, regions, runs, batch, kept, snap):
+        read[0] += sum(runs[k].count * 4096 for k in batch if runs[k].kind == lib.RRV_RUN_READ)
+        return real_batch(mem, regions, runs, batch, kept, snap)
     monkeypatch.setattr(inject.TraceeMemory, "read", counting)
+    monkeypatch.setattr(capture, "_read_batch", counting_batch)
     return read

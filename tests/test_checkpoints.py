@@ -363,3 +363,100 @@ def test_a_checkpoint_that_cannot_be_written_ends_the_trace_incomplete(programs,
     assert t.manifest["complete"] is False
     assert "a checkpoint could not be written" in t.manifest["end"]["reason"]
     assert len(t.checkpoints) == 2
+
+
+_READ_ME = r"""
+import ctypes, mmap, os, signal, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                      ctypes.c_long]
+hidden = libc.mmap(None, 3 * 4096, 3, 0x22, -1, 0)          # written, then PROT_NONE
+ctypes.memset(hidden, 0x5a, 3 * 4096)
+libc.mprotect(ctypes.c_void_p(hidden), 3 * 4096, 0)
+sparse = libc.mmap(None, 64 * 4096, 3, 0x22, -1, 0)         # two pages touched of 64
+ctypes.memset(sparse + 5 * 4096, 1, 4096)
+ctypes.memset(sparse + 40 * 4096, 2, 4096)
+fd = os.open(sys.argv[1], os.O_RDONLY)
+short = libc.mmap(None, 2 * 4096, 1, 2, fd, 0)               # a 100-byte file, two pages
+print(hidden, sparse, short, flush=True)
+os.kill(os.getpid(), signal.SIGSTOP)
+"""
+
+
+def test_the_native_reader_reads_what_proc_mem_holds(tmp_path):
+    """capture.read_memory (checkpoints/memory_reader.c) against /proc/PID/mem read page by
+    page, on a stopped process with a PROT_NONE region that holds data (process_vm_readv
+    refuses it), a sparse private region (untouched pages are zero runs, not read) and a file
+    mapping whose second page lies past the file's end (unreadable, zeros)."""
+    import subprocess
+    import sys
+    from rrverify.checkpoints.capture import read_memory
+    from rrverify.checkpoints.inject import TraceeMemory
+    from rrverify.exec_image import read_maps
+    short_file = tmp_path / "short"
+    short_file.write_bytes(b"x" * 100)
+    child = subprocess.Popen([sys.executable, "-c", _READ_ME, str(short_file)],
+                             stdout=subprocess.PIPE)
+    try:
+        hidden, sparse, short = map(int, child.stdout.readline().split())
+        os.waitpid(child.pid, os.WUNTRACED)
+        mem = TraceeMemory(child.pid)
+        try:
+            maps = read_maps(child.pid)
+            snap = read_memory(mem, maps)
+            pages_of = {}        # address -> (kind, bytes or None, unreadable)
+            for run in snap.runs:
+                if run[0] == "zero":
+                    continue
+                _, addr, data, unreadable, *_ = run
+                for i in range(len(data) // PAGE):
+                    pages_of[addr + i * PAGE] = (data[i * PAGE:(i + 1) * PAGE], i in unreadable)
+            for r in maps:
+                if r["path"] in ("[vvar]", "[vvar_vclock]", "[vsyscall]"):
+                    continue
+                for addr in range(r["start"], r["end"], PAGE):
+                    want = mem.read(addr, PAGE)
+                    if addr not in pages_of:      # a zero run: an untouched page
+                        assert want in (b"", bytes(PAGE)), hex(addr)
+                        continue
+                    data, unreadable = pages_of[addr]
+                    assert unreadable == (len(want) != PAGE), hex(addr)
+                    assert data == (want if len(want) == PAGE else bytes(PAGE)), hex(addr)
+        finally:
+            mem.close()
+        assert pages_of[hidden][0] == b"\x5a" * PAGE           # through /proc/PID/mem
+        assert sparse + 5 * PAGE in pages_of and sparse + 6 * PAGE not in pages_of
+        assert pages_of[short + PAGE][1] and not pages_of[short][1]
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_tracee_killed_while_its_checkpoint_is_read_ends_its_stream_there(programs,
+                                                                              monkeypatch,
+                                                                              tmp_path):
+    """SIGKILL from outside while a checkpoint's memory is read: /proc/PID/stat then no longer
+    shows the process in its stop, so that checkpoint is not written (its memory may be
+    gone), the stream ends with the death, and the trace verifies up to there."""
+    import signal
+    import time
+    from rrverify.checkpoints import capture
+    from rrverify.recorder.record import record as record_in_process
+    real, reads = capture.Snapshot.read, []
+
+    def killing_read(self, *args, **kw):
+        reads.append(self.pid)
+        if len(reads) == 3:
+            os.kill(self.pid, signal.SIGKILL)
+            deadline = time.monotonic() + 5
+            while capture.still_stopped(self.pid) and time.monotonic() < deadline:
+                time.sleep(0.001)
+        return real(self, *args, **kw)
+    monkeypatch.setattr(capture.Snapshot, "read", killing_read)
+    trace = str(tmp_path / "t")
+    res = record_in_process([programs["syscall_loop"], "300000", "0"], trace,
+                            checkpoint_every=50000)
+    assert not res.complete and "killed by SIGKILL from outside" in res.reason
+    assert len(reads) == 3 and res.checkpoints == 2
+    assert replay(Trace(trace)).status == "verified"

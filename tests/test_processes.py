@@ -339,7 +339,7 @@ def test_info_shows_the_process_tree(recorded):
     info = run_cli("info", r.trace)
     assert info.returncode == 0, info.stderr.decode()
     text = info.stdout.decode()
-    assert "(format v3," in text and "complete: exited with status 0" in text
+    assert "(format v4," in text and "complete: exited with status 0" in text
     assert f"; {len(r.checkpoints)} checkpoints, so {len(r.checkpoints)} segments" in text
     depth = {}
     expected = [f"processes: {len(r.processes)}"]

@@ -416,6 +416,23 @@ int rrv_get_xstate(int pid, uint8_t *buf, size_t cap);
 int rrv_set_xstate(int pid, const uint8_t *buf, size_t len);
 uint64_t rrv_fpu_digest_of(const uint8_t *area, size_t len);
 uint64_t rrv_poly_hash(uint64_t h, const uint8_t *data, size_t len);
+
+/* A region of a checkpoint's memory to read (checkpoints/memory_reader.c). */
+#define RRV_REGION_READ 0   /* every page is read */
+#define RRV_REGION_ANON 1   /* private anonymous: a page never touched is zeros, not read */
+#define RRV_REGION_FILE 2   /* private mapping of a file stored whole and unchanged: a page the
+                               process never copied, within the file's first in_file pages
+                               from the region's start, is the file's, not read */
+#define RRV_RUN_FILE 0
+#define RRV_RUN_ZERO 1
+#define RRV_RUN_READ 2
+struct rrv_region_plan { uint64_t start, npages, in_file; int mode; };
+struct rrv_run { uint32_t region, kind; uint64_t first, count; };  /* pages of its region */
+int64_t rrv_plan_reads(int pagemap_fd, const struct rrv_region_plan *regions, size_t n,
+                       uint64_t chunk_pages, struct rrv_run *runs, size_t cap);
+int64_t rrv_read_runs(int pid, int mem_fd, const struct rrv_region_plan *regions,
+                      const struct rrv_run *runs, size_t n, uint8_t *const *bufs,
+                      uint32_t *unreadable, size_t cap);
 void rrv_page_hashes(const uint8_t *data, size_t npages, uint64_t *out);
 int rrv_page_digests(const uint8_t *data, const uint32_t *which, size_t n, uint8_t *out);
 size_t rrv_pagemap_runs(const uint64_t *entries, size_t n, uint64_t any_mask,

@@ -393,6 +393,8 @@ static int proc_mem_fd(int pid) {
   static int cached_pid = -1, cached_fd = -1;
   if (pid == cached_pid && cached_fd >= 0) return cached_fd;
   if (cached_fd >= 0) close(cached_fd);
+  cached_fd = cached_pid = -1;
+  if (pid < 0) return -1;
   char path[64];
   snprintf(path, sizeof path, "/proc/%d/mem", pid);
   cached_fd = open(path, O_RDWR | O_CLOEXEC);
