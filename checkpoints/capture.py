@@ -5,9 +5,6 @@ stores and indexes what was read, without the tracee (the recorder runs it besid
 checkpoints/finisher.py)."""
 from __future__ import annotations
 
-import os
-import struct
-
 from .. import exec_image
 from .._native import ffi, lib
 from ..errors import NativeError
@@ -78,7 +75,7 @@ class UnchangedPages:
         None for the others; the pages' fast hashes, for learn)."""
         n = len(data) // PAGE
         fast = ffi.new(f"uint64_t[{n}]")
-        lib.rrv_page_hashes(data, n, fast)
+        lib.rrv_page_hashes(ffi.from_buffer(data), n, fast)
         fast = list(fast)
         get = self.by_addr.get
         out: list[bytes | None] = []
@@ -253,7 +250,7 @@ def _read_batch(mem: TraceeMemory, regions, runs, batch: list[int], kept, snap) 
         elif run.kind == lib.RRV_RUN_ZERO:
             snap.runs.append(("zero", run.count))
         else:
-            data = bytes(bufs[k])
+            data = bufs[k]        # (a bytearray: copied once, by the kernel)
             snap.runs.append(("read", addr, data, unreadable_of.get(k, set()), offset, f,
                               content))
             snap.bytes += len(data)
@@ -345,6 +342,8 @@ class Snapshot:
         try:
             mem = TraceeMemory(pid)
         except OSError:
+            if still_stopped(pid):
+                raise
             return False
         try:
             attributes = task_attributes(pid)

@@ -77,18 +77,26 @@ int64_t rrv_plan_reads(int pagemap_fd, const struct rrv_region_plan *regions, si
   return out;
 }
 
-/* The rest of run k, from byte `done` on, page by page through /proc/PID/mem (which reads
- * what process_vm_readv refuses: PROT_NONE pages); a page that cannot be read is zeros, and
- * (k, page) goes to unreadable. */
+/* The rest of run k, from byte `done` on, through /proc/PID/mem (which reads what
+ * process_vm_readv refuses: PROT_NONE pages): in one pread, then page by page from where that
+ * stopped. A page that cannot be read is zeros, and (k, page) goes to unreadable; once a read
+ * finds no memory at all (0: the process is gone), so do all the pages after it. */
 static void read_rest(int mem_fd, uint64_t addr, uint8_t *buf, uint64_t len, uint64_t done,
                       uint32_t k, uint32_t *unreadable, size_t cap, int64_t *nun) {
+  int gone = 0;
+  while (done < len) {
+    ssize_t m = pread(mem_fd, buf + done, len - done, addr + done);
+    if (m <= 0) break;
+    done += m;
+  }
   while (done < len) {
     uint64_t page_end = (done / 4096 + 1) * 4096;
-    ssize_t m = mem_fd >= 0 ? pread(mem_fd, buf + done, page_end - done, addr + done) : -1;
+    ssize_t m = gone ? -1 : pread(mem_fd, buf + done, page_end - done, addr + done);
     if (m > 0) {
       done += m;
       continue;
     }
+    gone |= m == 0;
     memset(buf + done - done % 4096, 0, 4096);
     if ((size_t)*nun < cap) {
       unreadable[2 * *nun] = k;
@@ -100,8 +108,9 @@ static void read_rest(int mem_fd, uint64_t addr, uint8_t *buf, uint64_t len, uin
 }
 
 /* Read every RRV_RUN_READ run of runs[0..n) into bufs[k] (its count pages); bufs[k] of other
- * runs is ignored. Returns the number of pages that could not be read (zeros in their
- * buffers; the first cap of them listed in unreadable as (run, page in run) pairs). */
+ * runs is ignored. mem_fd: the caller's /proc/PID/mem, open. Returns the number of pages
+ * that could not be read (zeros in their buffers; the first cap of them listed in
+ * unreadable as (run, page in run) pairs). */
 int64_t rrv_read_runs(int pid, int mem_fd, const struct rrv_region_plan *regions,
                       const struct rrv_run *runs, size_t n, uint8_t *const *bufs,
                       uint32_t *unreadable, size_t cap) {

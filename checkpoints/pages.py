@@ -40,6 +40,8 @@ def page_digests(data, which: list[int] | None = None) -> list[bytes]:
     n = len(data) // PAGE if which is None else len(which)
     if not n:
         return []
+    if which is not None and not 0 <= min(which) <= max(which) < len(data) // PAGE:
+        raise ValueError(f"page_digests: an index of {which} is outside {len(data)} bytes")
     out = ffi.new(f"uint8_t[{16 * n}]")
     if lib.rrv_page_digests(ffi.from_buffer(data), ffi.NULL if which is None else
                             ffi.new("uint32_t[]", which), n, out) < 0:

@@ -28,12 +28,14 @@ is harmless because replay writes back exactly what was there.
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import sys
 from dataclasses import dataclass, field
 
 
+@functools.lru_cache(maxsize=None)
 def python_ptrace_names(arch: str) -> dict[int, str]:
     """python-ptrace's syscall names for `arch` ("x86_64", "i386"). Its module is a plain
     dict, but importing it runs the package's __init__, which loads python-ptrace's ctypes
@@ -42,7 +44,10 @@ def python_ptrace_names(arch: str) -> dict[int, str]:
     name = f"ptrace.syscall.linux.{arch}"
     if name in sys.modules:
         return sys.modules[name].SYSCALL_NAMES
-    root = os.path.dirname(importlib.util.find_spec("ptrace").origin)
+    spec = importlib.util.find_spec("ptrace")
+    if spec is None or spec.origin is None:
+        raise ImportError("python-ptrace is not installed (pip install python-ptrace)")
+    root = os.path.dirname(spec.origin)
     spec = importlib.util.spec_from_file_location(
         f"rrverify._ptrace_names_{arch}", os.path.join(root, "syscall", "linux", f"{arch}.py"))
     module = importlib.util.module_from_spec(spec)
