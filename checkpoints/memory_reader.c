@@ -108,9 +108,10 @@ static void read_rest(int mem_fd, uint64_t addr, uint8_t *buf, uint64_t len, uin
 }
 
 /* Read every RRV_RUN_READ run of runs[0..n) into bufs[k] (its count pages); bufs[k] of other
- * runs is ignored. mem_fd: the caller's /proc/PID/mem, open. Returns the number of pages
- * that could not be read (zeros in their buffers; the first cap of them listed in
- * unreadable as (run, page in run) pairs). */
+ * runs is ignored. mem_fd: the caller's /proc/PID/mem, open. Every byte of those buffers is
+ * written (the caller need not clear them). Returns the number of pages that could not be
+ * read (zeros in their buffers; the first cap of them listed in unreadable as (run, page in
+ * run) pairs). */
 int64_t rrv_read_runs(int pid, int mem_fd, const struct rrv_region_plan *regions,
                       const struct rrv_run *runs, size_t n, uint8_t *const *bufs,
                       uint32_t *unreadable, size_t cap) {

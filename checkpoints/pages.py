@@ -53,14 +53,15 @@ def page_digests(data, which: list[int] | None = None) -> list[bytes]:
 def file_matches(content: bytes, offset: int, data) -> bool:
     """Whether data (whole pages) is the file content at offset, zero-padded past its end up
     to its last page (a mapping's pages wholly past the end are not the file's). Compares in
-    place, copying nothing."""
+    place, copying nothing but the last page's bytes past the file's end. data: any buffer
+    whose slices are bytes (bytes, or the cffi buffers checkpoints read into)."""
     tail = len(content) - offset        # the file's bytes data covers
     if tail <= len(data) - PAGE or tail <= 0:
         return False
     if tail >= len(data):
         return content.startswith(data, offset)
     return content.startswith(memoryview(data)[:tail], offset) and \
-        data.count(0, tail) == len(data) - tail
+        data[tail:].count(0) == len(data) - tail     # (less than a page)
 
 
 class PageStoreWriter:
