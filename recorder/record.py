@@ -140,6 +140,7 @@ class Recorder(CallbackTarget):
         bytes), or ZERO_DEVICE for /dev/zero (an anonymous mapping by another name: nothing to
         store). A file over MAX_WHOLE_FILE is stored for that range only."""
         link = f"/proc/{pid}/fd/{fd}"
+        before = time.time_ns()
         st = os.stat(link)
         path = os.readlink(link)
         if stat.S_ISCHR(st.st_mode) and (os.major(st.st_rdev), os.minor(st.st_rdev)) == (1, 5):
@@ -153,12 +154,13 @@ class Recorder(CallbackTarget):
                                        f"over {MAX_STORED_RANGE >> 30} GiB of a file are not "
                                        f"stored yet")
             return self._store(*self.identities.identify_range(link, path, offset, length))
-        return self._file_index(link, path)
+        return self._file_index(link, path, st, before)
 
-    def _file_index(self, open_path: str, display_path: str) -> int:
+    def _file_index(self, open_path: str, display_path: str, st: os.stat_result | None = None,
+                    before: int | None = None) -> int:
         """Store a mapped file's content (replay never reads the recording machine's files)
-        and make its pages known to the page store."""
-        return self._store(*self.identities.identify(open_path, display_path))
+        and make its pages known to the page store. st: open_path's, taken after `before`."""
+        return self._store(*self.identities.identify(open_path, display_path, st, before))
 
     def _store(self, ident: dict, data: bytes | None, where: tuple) -> int:
         key = (ident["path"], ident["sha256"], ident.get("offset", 0), ident["size"])

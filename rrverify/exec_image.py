@@ -238,14 +238,16 @@ class FileIdentities:
                  "mtime_ns": st.st_mtime_ns, "sha256": content_digest(data)},
                 data, (maps_dev(st.st_dev), st.st_ino))
 
-    def identify(self, open_path: str, display_path: str) -> tuple[dict, bytes | None, tuple]:
+    def identify(self, open_path: str, display_path: str, st: os.stat_result | None = None,
+                 before: int | None = None) -> tuple[dict, bytes | None, tuple]:
         """Identity (path, size, mtime, SHA-256) of the file at open_path (which may be
         /proc/PID/fd/N, so deleted files and memfds work too), its content when it was read
         (None when the identity was known: a program maps a library four or five times, and
         every process of a build maps libc), and the (dev, inode) by which /proc/PID/maps
-        names it."""
-        before = time.time_ns()
-        st = os.stat(open_path)
+        names it. st: open_path's stat, if the caller has it, taken after time `before`."""
+        if st is None or before is None:
+            before = time.time_ns()
+            st = os.stat(open_path)
         file = (st.st_dev, st.st_ino)
         where = (maps_dev(st.st_dev), st.st_ino)
         if file not in self._written and mapped_shared_writable(open_path, st):
