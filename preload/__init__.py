@@ -7,9 +7,6 @@ import functools
 import io
 import os
 
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
-
 from rrverify.digests import hex_digest
 
 LIBRARY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "librrvpreload.so")
@@ -32,6 +29,8 @@ def code_ranges(image: bytes) -> tuple[tuple[int, int], ...]:
     """The preload's executable segments, as (start, end) ELF virtual addresses: code no
     ptrace stop may find a thread in (docs/checks.md, the syscallbuf invariant). Empty if the
     image is not an ELF file."""
+    from elftools.common.exceptions import ELFError     # (replay only: recording needs none)
+    from elftools.elf.elffile import ELFFile
     try:
         elf = ELFFile(io.BytesIO(image))
         return tuple((seg["p_vaddr"], seg["p_vaddr"] + seg["p_memsz"])

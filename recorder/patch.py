@@ -16,7 +16,7 @@ from rrverify._native import lib
 from rrverify.exec_image import region_at
 from rrverify.preload import LIBRARY
 
-from .patch_sites import PatchPlan, plan_site
+from .patch_plan import PatchPlan, plan_of
 
 REL32 = 2**31
 JUMP_LENGTH = 5
@@ -61,9 +61,11 @@ def rel32(after: int, target: int) -> bytes:
     return struct.pack("<i", delta)
 
 
-def plan_for(pid: int, site: int, region: dict, mem) -> tuple[PatchPlan, bool] | None:
+def plan_for(pid: int, site: int, region: dict, mem,
+             digest: str | None = None) -> tuple[PatchPlan, bool] | None:
     """What patching the site would displace, checked against the process's memory; None if
-    it is not to be patched."""
+    it is not to be patched. digest: the SHA-256 of the region's file as it is at its path
+    (patch_plan.plan_of)."""
     if region["path"] == "[vdso]":
         mem.seek(site)
         if mem.read(len(VDSO_TAIL)) != VDSO_TAIL or site + len(VDSO_TAIL) > region["end"]:
@@ -72,7 +74,7 @@ def plan_for(pid: int, site: int, region: dict, mem) -> tuple[PatchPlan, bool] |
     path = region["path"]
     if not path.startswith("/") or "x" not in region["perms"] or path == LIBRARY:
         return None
-    plan = plan_site(path, region["offset"] + site - region["start"])
+    plan = plan_of(path, region["offset"] + site - region["start"], digest)
     if not isinstance(plan, PatchPlan):
         return None
     mem.seek(site)
@@ -81,9 +83,10 @@ def plan_for(pid: int, site: int, region: dict, mem) -> tuple[PatchPlan, bool] |
     return plan, plan.displaced[:1] == b"\xc3"     # `syscall; ret` and padding
 
 
-def decide(pid: int, state) -> Patch | None:
+def decide(pid: int, state, digest_of=None) -> Patch | None:
     """The patch of the site state.patch_site (process pid, stopped at its syscall), or None
-    if the site is to stay as it is."""
+    if the site is to stay as it is. digest_of(region): the SHA-256 (hex) of the content of
+    the region's file as it is at its path, or None."""
     site = state.patch_site
     region = region_at(pid, site)
     if region is None:
@@ -91,7 +94,8 @@ def decide(pid: int, state) -> Patch | None:
     stub = state.stubs + state.stubs_used
     try:
         with open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
-            planned = plan_for(pid, site, region, mem)
+            planned = plan_for(pid, site, region, mem,
+                               digest_of(region) if digest_of is not None else None)
         if planned is None:
             return None
         plan, returns = planned

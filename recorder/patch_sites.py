@@ -66,19 +66,9 @@ from capstone import x86
 from elftools.common.utils import struct_parse
 from elftools.elf.elffile import ELFFile
 
+from .patch_plan import PatchPlan, Refusal
+
 JMP_REL32_SIZE = 5
-
-
-@dataclass(frozen=True)
-class PatchPlan:
-    length: int          # bytes replaced at the site: 2 (syscall) + len(displaced); >= 5
-    displaced: bytes     # the whole instructions after the syscall that the jump overwrites
-    text: str            # their disassembly, "; "-joined (for dump/debug)
-
-
-@dataclass(frozen=True)
-class Refusal:
-    reason: str          # one line
 
 
 # What our own decoding of a corrupt file can raise, beyond the bounds checks of _Image.
@@ -656,7 +646,8 @@ def plan_site(path: str, file_offset: int) -> PatchPlan | Refusal:
     try:
         identity = _identity(path)
     except (OSError, ValueError) as e:
-        return Refusal(f"{path}: cannot read: {getattr(e, 'strerror', None) or e}")
+        return Refusal(f"{path}: cannot read: {getattr(e, 'strerror', None) or e}",
+                       lasting=False)
     return _plan(identity, file_offset)
 
 
@@ -666,7 +657,7 @@ def _plan(identity: Identity, file_offset: int) -> PatchPlan | Refusal:
         img = _image(identity)
         return _plan_from(identity, img, img.exec_vaddr(file_offset))
     except _Refused as r:
-        return Refusal(r.reason)
+        return Refusal(r.reason, lasting=r.rule != "input")
     except _MALFORMED as e:
         return Refusal(f"{identity[0]}: malformed file near offset 0x{file_offset:x} "
                        f"({type(e).__name__}: {e})")

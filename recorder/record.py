@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 
 from .. import events as E
-from .. import exec_image, host, preload
+from .. import analysis_cache, exec_image, host, preload
 from .._native import ffi, lib
 from ..checkpoints.capture import UnchangedPages, snapshot
 from ..checkpoints.finisher import CheckpointFinisher
@@ -161,6 +161,15 @@ class Recorder(CallbackTarget):
         """Store a mapped file's content (replay never reads the recording machine's files)
         and make its pages known to the page store. st: open_path's, taken after `before`."""
         return self._store(*self.identities.identify(open_path, display_path, st, before))
+
+    def content_digest(self, region: dict) -> str | None:
+        """The SHA-256 (hex) of a mapped region's file, if the file at its path is still, by
+        its times, the content the trace stores (FileIdentities.unchanged); else None."""
+        f = self.mapped_files.get((region["dev"], region["inode"])) if region["inode"] else None
+        if f is None or not region["path"].startswith("/"):
+            return None
+        digest = f[0].hex()
+        return digest if self.identities.unchanged(region["path"], digest) else None
 
     def _store(self, ident: dict, data: bytes | None, where: tuple) -> int:
         key = (ident["path"], ident["sha256"], ident.get("offset", 0), ident["size"])
@@ -443,7 +452,8 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
         """A bufferable syscall at a site not seen before: patched into a jump to a stub, or
         kept. Returns 0 or the stop the native recorder met doing it."""
         # the vDSO syscall checkpoints inject through stays a syscall
-        found = patch.decide(proc.pid, proc.state) if proc.state.patch_site != proc.gadget else None
+        found = patch.decide(proc.pid, proc.state, rec.content_digest) \
+            if proc.state.patch_site != proc.gadget else None
         if found is None:
             lib.rrv_record_keep_site(proc.state)
             return 0
@@ -559,6 +569,7 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
         # A failed write is the trace writer's to report (writer.close); anything else that
         # kept a checkpoint from being written ends the trace here, incomplete.
         checkpoint_failure = rec.finisher.close()
+        analysis_cache.save_all()
         if checkpoint_failure is not None and not isinstance(checkpoint_failure, TraceError):
             complete = False
             reason = (f"recorder error: a checkpoint could not be written "

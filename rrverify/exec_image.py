@@ -16,10 +16,8 @@ import stat
 import struct
 import time
 
-from elftools.elf.elffile import ELFFile
-from elftools.common.exceptions import ELFError
-
 from ._native import ffi, lib
+from .analysis_cache import ContentCache
 from .digests import hex_digest
 from .errors import NativeError, TraceError
 from .recorder.syscalls import NUMBERS
@@ -97,12 +95,27 @@ _VDSO_PATCHES: dict[bytes, tuple[tuple[tuple[int, bytes], ...], int]] = {}
 MAX_VDSO_IMAGES = 4
 
 
-def vdso_patches(image: bytes, pid: int) -> tuple[tuple[tuple[int, bytes], ...], int]:
-    """(offset, stub) for every function patch_vdso replaces in this vDSO image, and the
-    gadget's offset: found by symbol once per image, then remembered."""
-    known = _VDSO_PATCHES.get(image)
-    if known is not None:
-        return known
+def _valid_vdso_entry(key: str, value) -> bool:
+    """VDSO_FUNCTIONS' one entry: "functions": [[offset, name, size], ...]."""
+    return key == "functions" and isinstance(value, list) and all(
+        isinstance(f, list) and len(f) == 3 and isinstance(f[0], int) and
+        f[1] in VDSO_SYSCALLS and isinstance(f[2], int) and 0 < f[0] < 1 << 20 and
+        0 <= f[2] < 1 << 16 for f in value)
+
+
+# The functions of a vDSO image patch_vdso replaces, by the image's SHA-256, across recordings
+# (rrverify/analysis_cache.py): found by symbol with pyelftools, which is then not imported.
+VDSO_FUNCTIONS = ContentCache("vdso", 1, _valid_vdso_entry)
+
+
+def _vdso_functions(image: bytes, pid: int) -> dict[int, tuple[str, int]]:
+    """offset -> (name, size) of the functions of VDSO_SYSCALLS the image defines."""
+    digest = hex_digest(image)
+    cached = VDSO_FUNCTIONS.entries(digest).get("functions")
+    if cached is not None and all(off + size <= len(image) for off, _, size in cached):
+        return {off: (name, size) for off, name, size in cached}
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
     try:
         elf = ELFFile(io.BytesIO(image))
         dynsym = elf.get_section_by_name(".dynsym")
@@ -113,6 +126,18 @@ def vdso_patches(image: bytes, pid: int) -> tuple[tuple[tuple[int, bytes], ...],
         name = sym.name.removeprefix("__vdso_")
         if name in VDSO_SYSCALLS and sym["st_value"] and sym["st_info"]["type"] == "STT_FUNC":
             patched[sym["st_value"]] = (name, sym["st_size"])
+    VDSO_FUNCTIONS.add(digest, "functions", [[off, name, size]
+                                             for off, (name, size) in sorted(patched.items())])
+    return patched
+
+
+def vdso_patches(image: bytes, pid: int) -> tuple[tuple[tuple[int, bytes], ...], int]:
+    """(offset, stub) for every function patch_vdso replaces in this vDSO image, and the
+    gadget's offset: found by symbol once per image, then remembered."""
+    known = _VDSO_PATCHES.get(image)
+    if known is not None:
+        return known
+    patched = _vdso_functions(image, pid)
     gadget = None
     for addr, (name, _) in sorted(patched.items()):
         if VDSO_SYSCALLS[name] is not None:

@@ -12,6 +12,11 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROGRAM_SOURCES = sorted(glob.glob(os.path.join(HERE, "programs", "*.c")))
 
+# The analysis cache (rrverify/analysis_cache.py) of the suite's recordings, in-process and in
+# the CLI's processes alike: the suite's own, never the user's ~/.cache.
+import tempfile  # noqa: E402
+os.environ["RRVERIFY_CACHE_DIR"] = tempfile.mkdtemp(prefix="rrverify-test-cache-")
+
 
 @pytest.fixture(scope="session")
 def programs(tmp_path_factory) -> dict[str, str]:

@@ -38,10 +38,11 @@ def hashed(monkeypatch) -> collections.Counter:
 
 @pytest.fixture
 def elf_parses(monkeypatch) -> list:
-    """One item per vDSO image parsed."""
+    """One item per vDSO image parsed (pyelftools is imported where it is used)."""
+    from elftools.elf import elffile
     parses = []
-    real = exec_image.ELFFile
-    monkeypatch.setattr(exec_image, "ELFFile", lambda f: parses.append(1) or real(f))
+    real = elffile.ELFFile
+    monkeypatch.setattr(elffile, "ELFFile", lambda f: parses.append(1) or real(f))
     return parses
 
 
@@ -139,17 +140,25 @@ def test_file_matches_pads_the_last_page_and_refuses_pages_past_the_end():
     assert not pages.file_matches(content, 0, b"\1" + content[1:4096])
 
 
-def test_the_vdso_is_parsed_once_and_patched_alike(elf_parses, monkeypatch):
+def test_the_vdso_is_parsed_once_and_patched_alike(elf_parses, monkeypatch, tmp_path):
+    """Once per image in a process, and once per image across processes (the analysis cache:
+    a fresh process's first exec finds its functions without parsing)."""
     with open("/proc/self/maps") as f:
         line = next(l for l in f if l.rstrip().endswith("[vdso]"))
     lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
     with open("/proc/self/mem", "rb", buffering=0) as mem:
         mem.seek(lo)
         image = mem.read(hi - lo)
+    monkeypatch.setenv("RRVERIFY_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(exec_image, "_VDSO_PATCHES", {})
+    monkeypatch.setattr(exec_image.VDSO_FUNCTIONS, "_entries", {})
     first = exec_image.vdso_patches(image, os.getpid())
     assert exec_image.vdso_patches(bytes(image), os.getpid()) == first
     assert len(elf_parses) == 1
+    exec_image.VDSO_FUNCTIONS.save()
+    exec_image._VDSO_PATCHES.clear()              # as a new recorder process starts
+    exec_image.VDSO_FUNCTIONS._entries.clear()
+    assert exec_image.vdso_patches(image, os.getpid()) == first and len(elf_parses) == 1
     stubs, gadget = first
     assert {stub for _, stub in stubs} >= {exec_image._stub(228, 64)}     # clock_gettime
     assert any(off + 5 == gadget for off, _ in stubs)

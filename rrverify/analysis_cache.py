@@ -1,0 +1,106 @@
+"""Analyses of file contents kept across recordings, by content: the syscall sites of a library
+(recorder/patch_plan.py) and the functions of a kernel's vDSO (exec_image.vdso_patches). Both
+are pure functions of the bytes, and computing them takes capstone and pyelftools, whose
+imports alone cost 80 ms, more than a short recording's own work; a recording of programs
+met before imports neither.
+
+One JSON file per content, DIR/KIND-vVERSION/<sha256>.json, an object of entries, written
+whole and atomically (a temporary file renamed) when save() is called, at the end of a
+recording. Nothing in the trace depends on it: an entry is what computing it again would
+give. So a file that cannot be read, is not JSON of the right shape, or holds an entry its
+`valid` refuses is ignored, the analysis made again and the file rewritten; and a directory
+that cannot be written leaves recording as it was, without the cache. The directory is
+$RRVERIFY_CACHE_DIR, else $XDG_CACHE_HOME/rrverify, else ~/.cache/rrverify. Its files are
+trusted as the user's own (the same user's recordings write them): a cached syscall site is
+still checked against the process's memory before it is patched (recorder/patch.py)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+
+MAX_FILE = 4 << 20          # a cache file larger than this is not read
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+def cache_dir() -> str:
+    explicit = os.environ.get("RRVERIFY_CACHE_DIR")
+    if explicit:
+        return explicit
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "rrverify")
+
+
+_ALL: list["ContentCache"] = []
+
+
+def save_all() -> None:
+    for cache in _ALL:
+        cache.save()
+
+
+class ContentCache:
+    def __init__(self, kind: str, version: int, valid):
+        """valid(key, value): whether an entry read from a file has the right shape."""
+        self.kind, self.version, self.valid = kind, version, valid
+        _ALL.append(self)
+        self._entries: dict[str, dict] = {}     # digest -> entries, as loaded and added
+        self._dirty: set[str] = set()
+        self._lock = threading.Lock()
+
+    def _path(self, digest: str) -> str:
+        return os.path.join(cache_dir(), f"{self.kind}-v{self.version}", f"{digest}.json")
+
+    def entries(self, digest: str) -> dict:
+        """The entries known for this content (loaded from its file once)."""
+        with self._lock:
+            known = self._entries.get(digest)
+            if known is None:
+                known = self._entries[digest] = self._load(digest)
+            return known
+
+    def _load(self, digest: str) -> dict:
+        if not _DIGEST.fullmatch(digest):
+            return {}
+        try:
+            with open(self._path(digest), "rb") as f:
+                raw = f.read(MAX_FILE + 1)
+            if len(raw) > MAX_FILE:
+                return {}
+            data = json.loads(raw)
+        except (OSError, ValueError, RecursionError):
+            return {}
+        if not isinstance(data, dict) or not all(
+                isinstance(k, str) and self.valid(k, v) for k, v in data.items()):
+            return {}
+        return data
+
+    def add(self, digest: str, key: str, value) -> None:
+        if not _DIGEST.fullmatch(digest):
+            return
+        entries = self.entries(digest)
+        with self._lock:
+            entries[key] = value
+            self._dirty.add(digest)
+
+    def save(self) -> None:
+        """Write the files of the contents that gained entries (merged with what another
+        recording may have written meanwhile). Best effort: a failure leaves no cache."""
+        with self._lock:
+            dirty, self._dirty = self._dirty, set()
+            entries = {d: dict(self._entries[d]) for d in dirty}
+        for digest, mine in entries.items():
+            path = self._path(digest)
+            merged = dict(self._load(digest), **mine)
+            tmp = f"{path}.{os.getpid()}.tmp"
+            try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(tmp, "w") as f:
+                    json.dump(merged, f, separators=(",", ":"))
+                os.replace(tmp, path)
+            except OSError:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass

@@ -1,0 +1,92 @@
+"""rrverify/analysis_cache.py: patch plans and vDSO functions kept across recordings by the
+content they were computed from. A recording that finds them imports neither capstone nor
+pyelftools and patches exactly what a recording without them patches; a damaged, forged or
+unwritable cache changes nothing a trace holds."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+from rrverify import events as E
+from rrverify.replayer.replay import replay
+from rrverify.trace import Trace
+
+LS = shutil.which("ls")
+RECORD_AND_REPORT = """
+import json, sys
+from rrverify.recorder.record import record
+res = record(sys.argv[2:], sys.argv[1])
+print(json.dumps({"complete": res.complete,
+                  "imported": [m for m in ("capstone", "elftools") if m in sys.modules]}))
+"""
+
+
+def _record(trace_dir, cache_dir, *cmd) -> dict:
+    """Record cmd in a fresh interpreter with that cache directory; what it imported."""
+    proc = subprocess.run([sys.executable, "-c", RECORD_AND_REPORT, str(trace_dir), *cmd],
+                          env=dict(os.environ, RRVERIFY_CACHE_DIR=str(cache_dir)),
+                          capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    return json.loads(proc.stdout.decode().splitlines()[-1])
+
+
+def _patches(trace_dir) -> list[tuple]:
+    """(site, stub and jump writes) of every PATCH event of the trace's first process."""
+    t = Trace(str(trace_dir))
+    return [(ev.aux, tuple((w.addr, w.length, w.data, w.blob) for w in ev.writes))
+            for ev in t.stream(0).events() if ev.kind == E.PATCH]
+
+
+def _plan_files(cache_dir):
+    d = cache_dir / "patch-plans-v1"
+    return sorted(d.iterdir()) if d.exists() else []
+
+
+def test_a_warm_cache_imports_no_decoder_and_patches_the_same_sites(tmp_path):
+    cache = tmp_path / "cache"
+    cold = _record(tmp_path / "cold", cache, LS, "/")
+    warm = _record(tmp_path / "warm", cache, LS, "/")
+    assert cold["complete"] and warm["complete"]
+    assert cold["imported"] == ["capstone", "elftools"] and warm["imported"] == []
+    assert _plan_files(cache) and (cache / "vdso-v1").exists()
+    patched = _patches(tmp_path / "cold")
+    assert len(patched) >= 3 and _patches(tmp_path / "warm") == patched
+    assert replay(Trace(str(tmp_path / "warm"))).status == "verified"
+
+
+def test_damaged_or_forged_cache_files_change_nothing_in_the_trace(tmp_path):
+    """Files that are not JSON, of the wrong shape, or plans whose displaced bytes are not
+    what the library holds there: the first two are recomputed (and the file rewritten),
+    the third fails the check against the process's memory (the site stays unpatched, its
+    syscalls traced), and every trace verifies."""
+    cache = tmp_path / "cache"
+    _record(tmp_path / "first", cache, LS, "/")
+    reference = _patches(tmp_path / "first")
+    libc_plans = max(_plan_files(cache), key=lambda f: len(json.loads(f.read_text())))
+    for damage in (b"\x00garbage", b'{"1": ["plan", "zz", "x"]}', b"[1, 2]", b"{}" * 10):
+        libc_plans.write_bytes(damage)
+        res = _record(tmp_path / "damaged", cache, LS, "/")
+        assert res["complete"] and _patches(tmp_path / "damaged") == reference, damage
+        assert replay(Trace(str(tmp_path / "damaged"))).status == "verified"
+        json.loads(libc_plans.read_text())           # rewritten, whole
+        shutil.rmtree(tmp_path / "damaged")
+    plans = json.loads(libc_plans.read_text())
+    forged = {k: ["plan", "90" * (len(bytes.fromhex(v[1]))), "nop"] if v[0] == "plan" else v
+              for k, v in plans.items()}
+    libc_plans.write_text(json.dumps(forged))
+    res = _record(tmp_path / "forged", cache, LS, "/")
+    assert res["complete"] and res["imported"] == []
+    assert len(_patches(tmp_path / "forged")) < len(reference)
+    assert replay(Trace(str(tmp_path / "forged"))).status == "verified"
+
+
+def test_an_unwritable_cache_directory_leaves_recording_as_it_was(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    for _ in range(2):
+        res = _record(tmp_path / "t", blocker / "cache", LS, "/")
+        assert res["complete"] and res["imported"] == ["capstone", "elftools"]
+        shutil.rmtree(tmp_path / "t")
