@@ -62,10 +62,10 @@ def rel32(after: int, target: int) -> bytes:
 
 
 def plan_for(pid: int, site: int, region: dict, mem,
-             digest: str | None = None) -> tuple[PatchPlan, bool] | None:
+             digest_of=None) -> tuple[PatchPlan, bool] | None:
     """What patching the site would displace, checked against the process's memory; None if
-    it is not to be patched. digest: the SHA-256 of the region's file as it is at its path
-    (patch_plan.plan_of)."""
+    it is not to be patched. digest_of(region): the SHA-256 of the region's file as it is at
+    its path, or None (patch_plan.plan_of)."""
     if region["path"] == "[vdso]":
         mem.seek(site)
         if mem.read(len(VDSO_TAIL)) != VDSO_TAIL or site + len(VDSO_TAIL) > region["end"]:
@@ -74,7 +74,9 @@ def plan_for(pid: int, site: int, region: dict, mem,
     path = region["path"]
     if not path.startswith("/") or "x" not in region["perms"] or path == LIBRARY:
         return None
-    plan = plan_of(path, region["offset"] + site - region["start"], digest)
+    digest = digest_of(region) if digest_of is not None else None
+    plan = plan_of(path, region["offset"] + site - region["start"], digest,
+                   still_same=lambda: digest_of(region) == digest)
     if not isinstance(plan, PatchPlan):
         return None
     mem.seek(site)
@@ -94,8 +96,7 @@ def decide(pid: int, state, digest_of=None) -> Patch | None:
     stub = state.stubs + state.stubs_used
     try:
         with open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
-            planned = plan_for(pid, site, region, mem,
-                               digest_of(region) if digest_of is not None else None)
+            planned = plan_for(pid, site, region, mem, digest_of)
         if planned is None:
             return None
         plan, returns = planned

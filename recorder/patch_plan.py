@@ -4,6 +4,9 @@ a plan comes from: the analysis cache, by the SHA-256 of the library's content
 capstone and pyelftools, imported only then."""
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import os
 from dataclasses import dataclass
 
 from rrverify.analysis_cache import ContentCache
@@ -39,12 +42,30 @@ def _valid(key: str, value) -> bool:
     return 3 <= len(displaced) <= MAX_DISPLACED
 
 
-PLANS = ContentCache("patch-plans", 1, _valid)
+def _rules_version() -> str:
+    """What the plans depend on besides the file: the rules (this module and patch_sites.py)
+    and the decoder (capstone's Python module, which names its version; found, not imported).
+    Another version of either keeps its own plans."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    spec = importlib.util.find_spec("capstone")
+    h = hashlib.sha256()
+    for path in (os.path.join(here, "patch_plan.py"), os.path.join(here, "patch_sites.py"),
+                 spec.origin if spec is not None and spec.origin else None):
+        if path is not None:
+            with open(path, "rb") as f:
+                h.update(f.read())
+    return h.hexdigest()[:16]
 
 
-def plan_of(path: str, file_offset: int, digest: str | None) -> PatchPlan | Refusal:
+PLANS = ContentCache("patch-plans", _rules_version(), _valid)
+
+
+def plan_of(path: str, file_offset: int, digest: str | None,
+            still_same=None) -> PatchPlan | Refusal:
     """The plan of the `syscall` at file_offset of the ELF file at path. digest: the SHA-256
-    (hex) of the content at path, known to be the file's now (None: not cached)."""
+    (hex) of the content at path, known to be the file's now (None: not cached);
+    still_same(): whether it still is, once the plan is made from the file (a file replaced
+    meanwhile: the plan is not kept)."""
     if digest is not None:
         known = PLANS.entries(digest).get(str(file_offset))
         if known is not None:
@@ -54,7 +75,7 @@ def plan_of(path: str, file_offset: int, digest: str | None) -> PatchPlan | Refu
             return PatchPlan(2 + len(displaced), displaced, known[2])
     from .patch_sites import plan_site      # capstone, pyelftools: for a site never met
     plan = plan_site(path, file_offset)
-    if digest is not None:
+    if digest is not None and (still_same is None or still_same()):
         if isinstance(plan, PatchPlan):
             PLANS.add(digest, str(file_offset), ["plan", plan.displaced.hex(), plan.text])
         elif plan.lasting:

@@ -85,7 +85,7 @@ class _Refused(Exception):
 # ---------------------------------------------------------------------------------------------
 # The file: program headers and the .eh_frame_hdr search table.
 
-Identity = tuple[str, int, int, int, int]
+Identity = tuple[str, int, int, int, int, int]    # path, dev, inode, size, mtime, ctime
 
 
 @dataclass(frozen=True)
@@ -180,13 +180,14 @@ class _SearchTable:
 
 def _identity(path: str) -> Identity:
     st = os.stat(path)
-    return (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    return (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _open(identity: Identity) -> BinaryIO:
     f = open(identity[0], "rb")
     st = os.fstat(f.fileno())
-    if (identity[0], st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) != identity:
+    if (identity[0], st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
+            st.st_ctime_ns) != identity:
         f.close()
         raise _Refused("input", f"{identity[0]}: changed while being read")
     return f

@@ -569,7 +569,6 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
         # A failed write is the trace writer's to report (writer.close); anything else that
         # kept a checkpoint from being written ends the trace here, incomplete.
         checkpoint_failure = rec.finisher.close()
-        analysis_cache.save_all()
         if checkpoint_failure is not None and not isinstance(checkpoint_failure, TraceError):
             complete = False
             reason = (f"recorder error: a checkpoint could not be written "
@@ -590,6 +589,7 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
         for proc in procs:
             lib.rrv_record_free(proc.state)
         lib.rrv_session_free(session)
+        analysis_cache.save_all()
         # ...in one line, unless another failure is already on its way out
         if checkpoint_failure is not None and not isinstance(checkpoint_failure, TraceError) \
                 and sys.exc_info()[1] in (None, checkpoint_failure):

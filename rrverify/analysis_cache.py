@@ -18,17 +18,24 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 import threading
 
 MAX_FILE = 4 << 20          # a cache file larger than this is not read
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
-def cache_dir() -> str:
+def cache_dir() -> str | None:
+    """None: no home to keep it in."""
     explicit = os.environ.get("RRVERIFY_CACHE_DIR")
     if explicit:
         return explicit
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base:
+        home = os.path.expanduser("~")
+        if not os.path.isabs(home):
+            return None
+        base = os.path.join(home, ".cache")
     return os.path.join(base, "rrverify")
 
 
@@ -36,12 +43,17 @@ _ALL: list["ContentCache"] = []
 
 
 def save_all() -> None:
+    """Save every cache. Never raises: a cache is no reason for a recording to fail, nor to
+    hide why it failed."""
     for cache in _ALL:
-        cache.save()
+        try:
+            cache.save()
+        except Exception:
+            pass
 
 
 class ContentCache:
-    def __init__(self, kind: str, version: int, valid):
+    def __init__(self, kind: str, version, valid):
         """valid(key, value): whether an entry read from a file has the right shape."""
         self.kind, self.version, self.valid = kind, version, valid
         _ALL.append(self)
@@ -49,8 +61,11 @@ class ContentCache:
         self._dirty: set[str] = set()
         self._lock = threading.Lock()
 
-    def _path(self, digest: str) -> str:
-        return os.path.join(cache_dir(), f"{self.kind}-v{self.version}", f"{digest}.json")
+    def _path(self, digest: str) -> str | None:
+        root = cache_dir()
+        if root is None:
+            return None
+        return os.path.join(root, f"{self.kind}-v{self.version}", f"{digest}.json")
 
     def entries(self, digest: str) -> dict:
         """The entries known for this content (loaded from its file once)."""
@@ -61,18 +76,19 @@ class ContentCache:
             return known
 
     def _load(self, digest: str) -> dict:
-        if not _DIGEST.fullmatch(digest):
+        path = self._path(digest)
+        if path is None or not _DIGEST.fullmatch(digest):
             return {}
         try:
-            with open(self._path(digest), "rb") as f:
+            with open(path, "rb") as f:
                 raw = f.read(MAX_FILE + 1)
             if len(raw) > MAX_FILE:
                 return {}
             data = json.loads(raw)
-        except (OSError, ValueError, RecursionError):
-            return {}
-        if not isinstance(data, dict) or not all(
-                isinstance(k, str) and self.valid(k, v) for k, v in data.items()):
+            if not isinstance(data, dict) or not all(
+                    isinstance(k, str) and self.valid(k, v) for k, v in data.items()):
+                return {}
+        except Exception:       # unreadable, not JSON, or a shape `valid` did not foresee
             return {}
         return data
 
@@ -92,15 +108,19 @@ class ContentCache:
             entries = {d: dict(self._entries[d]) for d in dirty}
         for digest, mine in entries.items():
             path = self._path(digest)
+            if path is None:
+                return
             merged = dict(self._load(digest), **mine)
-            tmp = f"{path}.{os.getpid()}.tmp"
+            tmp = None
             try:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
-                with open(tmp, "w") as f:
+                fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+                with os.fdopen(fd, "w") as f:
                     json.dump(merged, f, separators=(",", ":"))
                 os.replace(tmp, path)
             except OSError:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
+                if tmp is not None:
+                    try:
+                        os.unlink(tmp)
+                    except OSError:
+                        pass

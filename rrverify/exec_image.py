@@ -97,22 +97,26 @@ MAX_VDSO_IMAGES = 4
 
 def _valid_vdso_entry(key: str, value) -> bool:
     """VDSO_FUNCTIONS' one entry: "functions": [[offset, name, size], ...]."""
-    return key == "functions" and isinstance(value, list) and all(
-        isinstance(f, list) and len(f) == 3 and isinstance(f[0], int) and
-        f[1] in VDSO_SYSCALLS and isinstance(f[2], int) and 0 < f[0] < 1 << 20 and
+    return key == "functions" and isinstance(value, list) and value != [] and all(
+        isinstance(f, list) and len(f) == 3 and type(f[0]) is int and type(f[2]) is int and
+        isinstance(f[1], str) and f[1] in VDSO_SYSCALLS and 0 < f[0] < 1 << 20 and
         0 <= f[2] < 1 << 16 for f in value)
 
 
 # The functions of a vDSO image patch_vdso replaces, by the image's SHA-256, across recordings
 # (rrverify/analysis_cache.py): found by symbol with pyelftools, which is then not imported.
-VDSO_FUNCTIONS = ContentCache("vdso", 1, _valid_vdso_entry)
+# (The version names the functions looked for: another set keeps its own entries.)
+VDSO_FUNCTIONS = ContentCache("vdso", "1-" + "-".join(sorted(VDSO_SYSCALLS)),
+                              _valid_vdso_entry)
 
 
 def _vdso_functions(image: bytes, pid: int) -> dict[int, tuple[str, int]]:
     """offset -> (name, size) of the functions of VDSO_SYSCALLS the image defines."""
     digest = hex_digest(image)
     cached = VDSO_FUNCTIONS.entries(digest).get("functions")
-    if cached is not None and all(off + size <= len(image) for off, _, size in cached):
+    if cached is not None and all(
+            off + max(size, len(_stub(VDSO_SYSCALLS[name], size))) <= len(image)
+            for off, name, size in cached):
         return {off: (name, size) for off, name, size in cached}
     from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile

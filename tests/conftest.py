@@ -14,8 +14,10 @@ PROGRAM_SOURCES = sorted(glob.glob(os.path.join(HERE, "programs", "*.c")))
 
 # The analysis cache (rrverify/analysis_cache.py) of the suite's recordings, in-process and in
 # the CLI's processes alike: the suite's own, never the user's ~/.cache.
+import atexit  # noqa: E402
 import tempfile  # noqa: E402
 os.environ["RRVERIFY_CACHE_DIR"] = tempfile.mkdtemp(prefix="rrverify-test-cache-")
+atexit.register(shutil.rmtree, os.environ["RRVERIFY_CACHE_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

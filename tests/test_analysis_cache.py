@@ -41,8 +41,7 @@ def _patches(trace_dir) -> list[tuple]:
 
 
 def _plan_files(cache_dir):
-    d = cache_dir / "patch-plans-v1"
-    return sorted(d.iterdir()) if d.exists() else []
+    return sorted(cache_dir.glob("patch-plans-v*/*.json"))
 
 
 def test_a_warm_cache_imports_no_decoder_and_patches_the_same_sites(tmp_path):
@@ -51,7 +50,7 @@ def test_a_warm_cache_imports_no_decoder_and_patches_the_same_sites(tmp_path):
     warm = _record(tmp_path / "warm", cache, LS, "/")
     assert cold["complete"] and warm["complete"]
     assert cold["imported"] == ["capstone", "elftools"] and warm["imported"] == []
-    assert _plan_files(cache) and (cache / "vdso-v1").exists()
+    assert _plan_files(cache) and list(cache.glob("vdso-v*/*.json"))
     patched = _patches(tmp_path / "cold")
     assert len(patched) >= 3 and _patches(tmp_path / "warm") == patched
     assert replay(Trace(str(tmp_path / "warm"))).status == "verified"
@@ -90,3 +89,52 @@ def test_an_unwritable_cache_directory_leaves_recording_as_it_was(tmp_path):
         res = _record(tmp_path / "t", blocker / "cache", LS, "/")
         assert res["complete"] and res["imported"] == ["capstone", "elftools"]
         shutil.rmtree(tmp_path / "t")
+
+
+def test_a_plan_made_while_the_file_changed_is_not_kept(monkeypatch, tmp_path):
+    """The file at the path may be replaced between the check of its content and the plan
+    made from it: a plan is kept only if the file is still that content afterwards."""
+    from rrverify.recorder import patch_plan
+    from rrverify.recorder.patch_sites import plan_site
+    monkeypatch.setenv("RRVERIFY_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(patch_plan.PLANS, "_entries", {})
+    monkeypatch.setattr(patch_plan.PLANS, "_dirty", set())
+    libc = next(p for p in ("/lib/x86_64-linux-gnu/libc.so.6",
+                            "/usr/lib/x86_64-linux-gnu/libc.so.6") if os.path.exists(p))
+    with open(libc, "rb") as f:
+        data = f.read()
+    offset = data.find(b"\x0f\x05")       # the first syscall site that may be patched
+    while not isinstance(plan_site(libc, offset), patch_plan.PatchPlan):
+        offset = data.find(b"\x0f\x05", offset + 2)
+    digest = "ab" * 32
+    plan = patch_plan.plan_of(libc, offset, digest, still_same=lambda: False)
+    assert isinstance(plan, patch_plan.PatchPlan) and patch_plan.PLANS.entries(digest) == {}
+    assert patch_plan.plan_of(libc, offset, digest, still_same=lambda: True) == plan
+    assert patch_plan.PLANS.entries(digest) == {str(offset): ["plan", plan.displaced.hex(),
+                                                              plan.text]}
+
+
+def test_a_vdso_entry_of_a_foreign_shape_is_ignored(monkeypatch, tmp_path):
+    """A cached vDSO entry of any wrong shape (here a name that is a list) is ignored: the
+    image is parsed again, never an exception out of the recorder's exec handling."""
+    from rrverify import exec_image
+    from rrverify.digests import hex_digest
+    with open("/proc/self/maps") as f:
+        line = next(l for l in f if l.rstrip().endswith("[vdso]"))
+    lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+    with open("/proc/self/mem", "rb", buffering=0) as mem:
+        mem.seek(lo)
+        image = mem.read(hi - lo)
+    monkeypatch.setenv("RRVERIFY_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(exec_image, "_VDSO_PATCHES", {})
+    monkeypatch.setattr(exec_image.VDSO_FUNCTIONS, "_entries", {})
+    monkeypatch.setattr(exec_image.VDSO_FUNCTIONS, "_dirty", set())
+    where = tmp_path / f"vdso-v{exec_image.VDSO_FUNCTIONS.version}"
+    where.mkdir()
+    for bad in ('{"functions": [[1, ["x"], 0]]}', '{"functions": [[true, "time", 8]]}',
+                '{"functions": [[8190, "time", 0]]}', '{"functions": []}'):
+        (where / f"{hex_digest(image)}.json").write_text(bad)
+        exec_image.VDSO_FUNCTIONS._entries.clear()
+        exec_image._VDSO_PATCHES.clear()
+        stubs, gadget = exec_image.vdso_patches(image, os.getpid())
+        assert stubs and any(off + 5 == gadget for off, _ in stubs), bad

@@ -40,6 +40,7 @@ def hashed(monkeypatch) -> collections.Counter:
 def elf_parses(monkeypatch) -> list:
     """One item per vDSO image parsed (pyelftools is imported where it is used)."""
     from elftools.elf import elffile
+    from rrverify.recorder import patch_sites  # noqa: F401  (it keeps the real ELFFile)
     parses = []
     real = elffile.ELFFile
     monkeypatch.setattr(elffile, "ELFFile", lambda f: parses.append(1) or real(f))
@@ -152,6 +153,7 @@ def test_the_vdso_is_parsed_once_and_patched_alike(elf_parses, monkeypatch, tmp_
     monkeypatch.setenv("RRVERIFY_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(exec_image, "_VDSO_PATCHES", {})
     monkeypatch.setattr(exec_image.VDSO_FUNCTIONS, "_entries", {})
+    monkeypatch.setattr(exec_image.VDSO_FUNCTIONS, "_dirty", set())
     first = exec_image.vdso_patches(image, os.getpid())
     assert exec_image.vdso_patches(bytes(image), os.getpid()) == first
     assert len(elf_parses) == 1
