@@ -128,3 +128,20 @@ def memory_reads(monkeypatch) -> list[int]:
     monkeypatch.setattr(inject.TraceeMemory, "read", counting)
     monkeypatch.setattr(capture, "_read_batch", counting_batch)
     return read
+
+
+def fresh_vdso_analysis(monkeypatch, cache_dir) -> bytes:
+    """This process's vDSO image, with exec_image's vDSO analyses forgotten (in the process
+    and on disk: the analysis cache moved to cache_dir) for the test's duration."""
+    from rrverify import exec_image
+    with open("/proc/self/maps") as f:
+        line = next(l for l in f if l.rstrip().endswith("[vdso]"))
+    lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+    with open("/proc/self/mem", "rb", buffering=0) as mem:
+        mem.seek(lo)
+        image = mem.read(hi - lo)
+    monkeypatch.setenv("RRVERIFY_CACHE_DIR", str(cache_dir))
+    monkeypatch.setattr(exec_image, "_VDSO_PATCHES", {})
+    monkeypatch.setattr(exec_image.VDSO_FUNCTIONS, "_entries", {})
+    monkeypatch.setattr(exec_image.VDSO_FUNCTIONS, "_dirty", set())
+    return image

@@ -13,6 +13,7 @@ import sys
 from rrverify import events as E
 from rrverify.replayer.replay import replay
 from rrverify.trace import Trace
+from conftest import fresh_vdso_analysis
 
 LS = shutil.which("ls")
 RECORD_AND_REPORT = """
@@ -119,16 +120,7 @@ def test_a_vdso_entry_of_a_foreign_shape_is_ignored(monkeypatch, tmp_path):
     image is parsed again, never an exception out of the recorder's exec handling."""
     from rrverify import exec_image
     from rrverify.digests import hex_digest
-    with open("/proc/self/maps") as f:
-        line = next(l for l in f if l.rstrip().endswith("[vdso]"))
-    lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
-    with open("/proc/self/mem", "rb", buffering=0) as mem:
-        mem.seek(lo)
-        image = mem.read(hi - lo)
-    monkeypatch.setenv("RRVERIFY_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(exec_image, "_VDSO_PATCHES", {})
-    monkeypatch.setattr(exec_image.VDSO_FUNCTIONS, "_entries", {})
-    monkeypatch.setattr(exec_image.VDSO_FUNCTIONS, "_dirty", set())
+    image = fresh_vdso_analysis(monkeypatch, tmp_path)
     where = tmp_path / f"vdso-v{exec_image.VDSO_FUNCTIONS.version}"
     where.mkdir()
     for bad in ('{"functions": [[1, ["x"], 0]]}', '{"functions": [[true, "time", 8]]}',

@@ -17,6 +17,7 @@ from rrverify.checkpoints.pages import FROM_FILE, ZERO, PageStoreReader, PageSto
 from rrverify.recorder.record import record
 from rrverify.replayer.replay import replay
 from rrverify.trace import Trace
+from conftest import fresh_vdso_analysis
 
 TRUE = shutil.which("true")
 ENV = shutil.which("env")
@@ -144,16 +145,7 @@ def test_file_matches_pads_the_last_page_and_refuses_pages_past_the_end():
 def test_the_vdso_is_parsed_once_and_patched_alike(elf_parses, monkeypatch, tmp_path):
     """Once per image in a process, and once per image across processes (the analysis cache:
     a fresh process's first exec finds its functions without parsing)."""
-    with open("/proc/self/maps") as f:
-        line = next(l for l in f if l.rstrip().endswith("[vdso]"))
-    lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
-    with open("/proc/self/mem", "rb", buffering=0) as mem:
-        mem.seek(lo)
-        image = mem.read(hi - lo)
-    monkeypatch.setenv("RRVERIFY_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(exec_image, "_VDSO_PATCHES", {})
-    monkeypatch.setattr(exec_image.VDSO_FUNCTIONS, "_entries", {})
-    monkeypatch.setattr(exec_image.VDSO_FUNCTIONS, "_dirty", set())
+    image = fresh_vdso_analysis(monkeypatch, tmp_path)
     first = exec_image.vdso_patches(image, os.getpid())
     assert exec_image.vdso_patches(bytes(image), os.getpid()) == first
     assert len(elf_parses) == 1
