@@ -9,7 +9,7 @@ from .. import exec_image
 from .._native import ffi, lib
 from ..errors import NativeError
 from ..tracee import current_rlimits, getregs, personality
-from .inject import Injector, TraceeMemory, read_mm_layout
+from .inject import Injector, TraceeMemory, exec_signal_state, read_mm_layout
 from .pages import PAGE, UNREADABLE, ZERO, page_digests
 
 # Kernel-provided pages no program state lives in (the vDSO's data page; the legacy
@@ -323,8 +323,9 @@ class Snapshot:
     the rest (which any thread could do); finish() turns it into the checkpoint record
     without the tracee."""
 
-    def __init__(self, pid: int, record: dict, xstate: bytes, brk: int,
+    def __init__(self, pid: int, record: dict, xstate: bytes, brk: int | None,
                  unchanged: UnchangedPages | None):
+        """brk: None right after an exec (it is then the layout's start_brk)."""
         self.pid, self.record, self.xstate, self.brk = pid, record, xstate, brk
         self.unchanged = unchanged
         self.memory: MemorySnapshot | None = None
@@ -358,6 +359,8 @@ class Snapshot:
                     m["file"] = f[2]
             memory = read_memory(mem, maps, mapped_files, file_unchanged, full)
             state, mm = read_mm_layout(pid, self.brk)
+            if self.brk is None:
+                mm["brk"] = mm["start_brk"]
         except (OSError, NativeError):
             if still_stopped(pid):
                 raise
@@ -386,21 +389,26 @@ def still_stopped(pid: int) -> bool:
 def snapshot(pid: int, *, event: int, gadget: int, unchanged: UnchangedPages | None = None,
              parked_mask: int | None = None, trap: str = "none",
              blocked_mask: int | None = None, process: int = 0,
-             actions_set: int = 0) -> Snapshot:
+             actions_set: int = 0, after_exec: bool = False) -> Snapshot:
     """The part of a checkpoint that needs the tracer's thread, of the tracee stopped at a
     syscall-exit stop with no signal pending, as replay restores it to run from `event` of
     process `process`'s stream on; Snapshot.read takes the rest. parked_mask: the tracee is
     parked before its exit (rrv_record_park_for_exit) with every signal blocked meanwhile,
     and this is its own mask. blocked_mask: every signal is blocked meanwhile (a child's
     birth with a signal already pending), and this is its own mask. actions_set: the signals
-    whose action the process set since its exec (Injector.signal_state)."""
-    mem = TraceeMemory(pid)
-    try:
-        regs = getregs(pid)
-        xstate = read_xstate(pid)
-        signals, brk = Injector(pid, gadget, mem).task_state(actions_set)
-    finally:
-        mem.close()
+    whose action the process set since its exec (Injector.signal_state). after_exec: the
+    process has run nothing since its exec: its signal state and brk follow from the exec's
+    rules (inject.exec_signal_state; brk is the layout's start_brk), no syscall injected."""
+    regs = getregs(pid)
+    xstate = read_xstate(pid)
+    signals = exec_signal_state(pid) if after_exec else None
+    brk = None                  # (Snapshot.read: start_brk)
+    if signals is None:
+        mem = TraceeMemory(pid)
+        try:
+            signals, brk = Injector(pid, gadget, mem).task_state(actions_set)
+        finally:
+            mem.close()
     if parked_mask is not None or blocked_mask is not None:
         signals["mask"] = parked_mask if parked_mask is not None else blocked_mask
     record = {"event": event, "process": process, "tid": pid, "regs": regs, "gadget": gadget,

@@ -275,6 +275,28 @@ def signal_sets(pid: int) -> dict[str, int]:
     return out
 
 
+SIG_IGN, SS_DISABLE = 1, 2
+
+
+def exec_signal_state(pid: int) -> dict | None:
+    """Injector.signal_state of a process stopped right after an exec, found without injecting
+    a syscall: the exec set every handled signal's action to the default and kept each ignored
+    one ignored, all with no flags, restorer or mask (the kernel's flush_signal_handlers), and
+    cleared the alternate stack; the mask it kept is PTRACE_GETSIGMASK's. None if
+    /proc/PID/status shows a signal handled (not a fresh exec: read it by injection)."""
+    sets = signal_sets(pid)
+    if sets.get("SigCgt", 0):
+        return None
+    ignored = sets.get("SigIgn", 0)
+    mask_out = ffi.new("uint64_t *")
+    if lib.rrv_get_sigmask(pid, mask_out) < 0:
+        raise NativeError(f"PTRACE_GETSIGMASK of pid {pid}: {os.strerror(ffi.errno)}")
+    return {"mask": mask_out[0],
+            "actions": [[sig, SIG_IGN, 0, 0, 0] for sig in range(1, 65)
+                        if sig not in (9, 19) and ignored >> (sig - 1) & 1],
+            "altstack": [0, SS_DISABLE, 0]}
+
+
 def signal_pending(pid: int) -> bool:
     """Would a signal be delivered as soon as the tracee runs (pending and not blocked)?"""
     sets = signal_sets(pid)

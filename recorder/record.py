@@ -208,13 +208,13 @@ class Recorder(CallbackTarget):
             mem.close()
 
     def checkpoint(self, proc: RecordedProcess, parked_mask: int | None = None,
-                   block_signals: bool = False) -> int | None:
+                   block_signals: bool = False, after_exec: bool = False) -> int | None:
         """Capture a checkpoint of proc at its next event: read now, while it is stopped, and
         written by the finisher while it runs on. block_signals: a signal may be pending (a
         child's birth, which cannot wait for a later point): every signal is blocked for the
-        capture, and the checkpoint holds the process's own mask. Returns None, or the
-        process's wait status if it was killed from outside meanwhile (the checkpoint is then
-        not written)."""
+        capture, and the checkpoint holds the process's own mask. after_exec: right after its
+        exec (capture.snapshot's). Returns None, or the process's wait status if it was
+        killed from outside meanwhile (the checkpoint is then not written)."""
         t0 = time.monotonic()
         own_mask = None
         if block_signals:
@@ -228,7 +228,8 @@ class Recorder(CallbackTarget):
             snap = snapshot(proc.pid, event=proc.events, gadget=proc.gadget,
                             unchanged=proc.unchanged, parked_mask=parked_mask,
                             trap=TRAPS[proc.state.last_trap], blocked_mask=own_mask,
-                            process=proc.index, actions_set=proc.state.actions_set)
+                            process=proc.index, actions_set=proc.state.actions_set,
+                            after_exec=after_exec)
             pid = proc.pid
             if not snap.read(
                     self.mapped_files,
@@ -419,7 +420,7 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
             return status
         writer.add_events(proc.index, exec_event[0], 1)
         proc.events += 1
-        return rec.checkpoint(proc)
+        return rec.checkpoint(proc, after_exec=True)
 
     def died(proc: RecordedProcess, wait_status: int) -> None:
         """proc was killed while the driver worked on it (only SIGKILL kills a stopped

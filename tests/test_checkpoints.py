@@ -460,3 +460,39 @@ def test_a_tracee_killed_while_its_checkpoint_is_read_ends_its_stream_there(prog
     assert not res.complete and "killed by SIGKILL from outside" in res.reason
     assert len(reads) == 3 and res.checkpoints == 2
     assert replay(Trace(trace)).status == "verified"
+
+
+def test_a_checkpoint_after_an_exec_has_the_signal_state_injection_would_read(programs,
+                                                                            monkeypatch,
+                                                                            tmp_path):
+    """Right after an exec nothing is injected: the signal state and brk follow from the
+    exec's rules (inject.exec_signal_state). The same recordings with the state read by
+    injection instead hold the same checkpoints' signals and layout: signals ignored across
+    the exec, a mask kept, a handler and an alternate stack the exec cleared, a shell's
+    `trap ''`."""
+    from rrverify.checkpoints import capture
+    from rrverify.recorder.record import record as record_in_process
+    cmds = [[programs["exec_keeps_signals"]],
+            ["/bin/sh", "-c", "trap '' INT QUIT; exec env true"]]
+
+    def exec_states(trace_dir):
+        t = Trace(trace_dir)
+        cps = [t.checkpoint(c["id"]) for c in t.checkpoints]
+        return [(c["event"], c["signals"], c["mm"]) for c in cps if c["event"] > 0]
+
+    derived, used = [], []
+    real = capture.exec_signal_state
+    monkeypatch.setattr(capture, "exec_signal_state",
+                        lambda pid: used.append(pid) or real(pid))
+    for n, cmd in enumerate(cmds):
+        assert record_in_process(cmd, str(tmp_path / f"d{n}")).complete
+        derived.append(exec_states(str(tmp_path / f"d{n}")))
+    assert len(used) >= 4
+    monkeypatch.setattr(capture, "exec_signal_state", lambda pid: None)   # inject instead
+    for n, cmd in enumerate(cmds):
+        assert record_in_process(cmd, str(tmp_path / f"i{n}")).complete
+        assert exec_states(str(tmp_path / f"i{n}")) == derived[n], cmd
+    ignored = {a[0] for _, s, _ in derived[0] for a in s["actions"]}
+    assert 10 in ignored and derived[0][-1][1]["altstack"] == [0, 2, 0]     # SIGUSR1
+    assert {2, 3} <= {a[0] for _, s, _ in derived[1] for a in s["actions"]}  # INT, QUIT
+    assert replay(Trace(str(tmp_path / "d0"))).status == "verified"

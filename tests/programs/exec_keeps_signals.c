@@ -1,5 +1,6 @@
 /* Blocks SIGUSR2 and ignores SIGUSR1, then executes itself: the new image keeps both, as
- * execve does (a handled signal would go back to its default). */
+ * execve does (a handled signal would go back to its default, and the alternate stack it sets
+ * is cleared). */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -22,6 +23,9 @@ int main(int argc, char **argv) {
   sigprocmask(SIG_BLOCK, &usr2, NULL);
   signal(SIGUSR1, SIG_IGN);
   signal(SIGTERM, (void (*)(int))main);   /* a handler: reset by exec */
+  static char altstack[65536];
+  stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack};
+  sigaltstack(&ss, NULL);                  /* cleared by exec */
   execl("/proc/self/exe", argv[0], "after-exec", (char *)NULL);
   return 9;
 }
