@@ -18,6 +18,7 @@ SIG_SETMASK, SIG_BLOCK = 2, 0
 PR_SET_MM, PR_SET_MM_MAP = 35, 14
 KSIGACTION = struct.Struct("<QQQQ")     # handler, flags, restorer, mask
 STACK_T = struct.Struct("<QiiQ")        # ss_sp, ss_flags, pad, ss_size
+SIG_IGN, SS_DISABLE = 1, 2
 PRCTL_MM_MAP = struct.Struct("<11QQII")  # see linux/prctl.h struct prctl_mm_map
 MM_FIELDS = ("start_code", "end_code", "start_data", "end_data", "start_brk", "brk",
              "start_stack", "arg_start", "arg_end", "env_start", "env_end")
@@ -144,8 +145,8 @@ class Injector:
             self.mem.write(stub.SCRATCH, KSIGACTION.pack(handler, flags, restorer, mask))
             self.syscall("rt_sigaction", sig, stub.SCRATCH, 0, 8)
         sp, flags, size = state["altstack"]
-        if not flags & 2:                   # SS_DISABLE: nothing to set
-            self.mem.write(stub.SCRATCH, STACK_T.pack(sp, flags & ~1, 0, size))
+        if flags & 0xffffffff != SS_DISABLE:   # (a disabled one may keep SS_AUTODISARM: set)
+            self.mem.write(stub.SCRATCH, STACK_T.pack(sp, flags & ~1, 0, size))   # ~SS_ONSTACK
             self.syscall("sigaltstack", stub.SCRATCH, 0)
         self.mem.write(stub.SCRATCH, struct.pack("<Q", state["mask"]))
         self.syscall("rt_sigprocmask", SIG_SETMASK, stub.SCRATCH, 0, 8)
@@ -273,9 +274,6 @@ def signal_sets(pid: int) -> dict[str, int]:
             if key in ("SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt"):
                 out[key] = int(value.strip(), 16)
     return out
-
-
-SIG_IGN, SS_DISABLE = 1, 2
 
 
 def exec_signal_state(pid: int) -> dict | None:

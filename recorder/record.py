@@ -420,7 +420,8 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
             return status
         writer.add_events(proc.index, exec_event[0], 1)
         proc.events += 1
-        return rec.checkpoint(proc, after_exec=True)
+        # (an alternate stack set before keeps its SS_AUTODISARM flag: read it, injecting)
+        return rec.checkpoint(proc, after_exec=not proc.state.altstack_set)
 
     def died(proc: RecordedProcess, wait_status: int) -> None:
         """proc was killed while the driver worked on it (only SIGKILL kills a stopped

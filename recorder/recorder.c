@@ -1071,6 +1071,7 @@ static int on_syscall_exit(struct rrv_recorder *r) {
   }
   if (nr == SYS_rt_sigaction && result == 0 && regs.rsi && regs.rdi >= 1 && regs.rdi <= 64)
     r->actions_set |= 1ull << (regs.rdi - 1);
+  if (nr == SYS_sigaltstack && result == 0 && regs.rdi) r->altstack_set = 1;
   if (spec->handling == RRV_H_EXEC && result == 0) {   /* handlers reset, SIG_IGN kept */
     r->actions_set = 0;     /* and every action's flags and mask cleared */
     uint64_t ignored = r->segv_action[0] == (uint64_t)(uintptr_t)SIG_IGN;
@@ -1616,6 +1617,7 @@ int rrv_session_adopt(struct rrv_session *s, struct rrv_recorder *child, int pid
   child->known_mask = parent->known_mask;
   child->actions_set = parent->actions_set;
   child->own_affinity = parent->own_affinity;
+  child->altstack_set = parent->altstack_set;
   child->shared_file_mapped = parent->shared_file_mapped;
   child->last_trap = parent->last_trap;
   child->checkpoint_every = parent->checkpoint_every;

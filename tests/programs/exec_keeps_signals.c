@@ -1,10 +1,14 @@
 /* Blocks SIGUSR2 and ignores SIGUSR1, then executes itself: the new image keeps both, as
  * execve does (a handled signal would go back to its default, and the alternate stack it sets
- * is cleared). */
+ * is cleared, all but its SS_AUTODISARM flag, which the new image's checkpoints hold). */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+
+#ifndef SS_AUTODISARM
+#define SS_AUTODISARM (1U << 31)
+#endif
 
 int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "after-exec") == 0) {
@@ -24,8 +28,8 @@ int main(int argc, char **argv) {
   signal(SIGUSR1, SIG_IGN);
   signal(SIGTERM, (void (*)(int))main);   /* a handler: reset by exec */
   static char altstack[65536];
-  stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack};
-  sigaltstack(&ss, NULL);                  /* cleared by exec */
+  stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack, .ss_flags = SS_AUTODISARM};
+  sigaltstack(&ss, NULL);                  /* cleared by exec, but for SS_AUTODISARM */
   execl("/proc/self/exe", argv[0], "after-exec", (char *)NULL);
   return 9;
 }
