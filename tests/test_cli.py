@@ -81,7 +81,7 @@ def test_a_signal_to_the_recorder_ends_the_trace_cleanly(signum, programs, tmp_p
     tracee = _tracee_of(proc.pid)
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 128 + signum
+    assert proc.returncode == 128 + signum, err.decode()
     lines = err.decode().splitlines()
     assert lines == [f"rrverify: record: the recorder received {signum.name}: "
                      f"trace incomplete at {trace}"]

@@ -23,7 +23,8 @@ def _start_long_recording(programs, trace, *cmd):
             return proc
         time.sleep(0.05)
     proc.kill()
-    raise AssertionError("the recording wrote no frames")
+    _, err = proc.communicate()
+    raise AssertionError(f"the recording wrote no frames: {err.decode()[-2000:]}")
 
 
 def _tracee_of(recorder_pid: int) -> int:
