@@ -86,3 +86,7 @@ def test_page_names_are_sha256_16_in_python_and_in_the_native_core():
     assert page_digests(data, [3, 1, 0]) == [want[3], want[1], want[0]]
     assert [page_digest(p) for p in pages] == want
     assert page_digests(data, []) == []
+    import pytest
+    for outside in ([4], [-1], [0, 2**32 - 1]):       # never a read past the data
+        with pytest.raises(ValueError):
+            page_digests(data, outside)
