@@ -89,26 +89,6 @@ class UnchangedPages:
             self.by_addr[start + i * PAGE] = (fast[i], digests[i])
 
 
-PRESENT, SWAPPED = 1 << 63, 1 << 62      # pagemap entry bits
-
-
-def _pagemap_runs(entries: bytes, any_mask: int, none_mask: int) -> list[tuple[int, int, bool]]:
-    """(first, count, kind) runs of pagemap entries: kind is whether an entry has a bit of
-    any_mask or none of none_mask (rrv_pagemap_runs)."""
-    n = len(entries) // 8
-    if not n:
-        return []
-    first_kind = ffi.new("int *")
-    ends = ffi.new(f"uint32_t[{n}]")
-    runs = lib.rrv_pagemap_runs(ffi.from_buffer("uint64_t[]", entries), n, any_mask, none_mask,
-                                first_kind, ends)
-    out, begin, kind = [], 0, bool(first_kind[0])
-    for k in range(runs):
-        out.append((begin, ends[k] - begin, kind))
-        begin, kind = ends[k], not kind
-    return out
-
-
 def private_anonymous(region: dict) -> bool:
     """Heaps, stacks, buffers: memory whose pages never touched read as zeros. Reserved and
     never touched, they are most of what a checkpoint would read (the preload's 1 MiB buffer,
@@ -121,11 +101,24 @@ def private_anonymous(region: dict) -> bool:
 def untouched_page_runs(mem, start: int, npages: int):
     """(first, count, untouched) runs covering npages pages of a private anonymous mapping
     from start: an untouched page (pagemap: neither present nor swapped, bits 63 and 62) reads
-    as zeros, and is not read. With an unreadable pagemap, every page is read."""
-    entries = mem.pagemap(start, npages)
-    if entries is None:
-        return [(0, npages, False)]
-    return _pagemap_runs(entries, 0, PRESENT | SWAPPED)
+    as zeros, and is not read. With an unreadable pagemap, every page is read. (The capture's
+    own planning, rrv_plan_reads, for this one region.)"""
+    _, runs, n = _plan_reads(mem, [(start, npages, 0, lib.RRV_REGION_ANON)], npages)
+    return [(runs[k].first, runs[k].count, runs[k].kind == lib.RRV_RUN_ZERO) for k in range(n)]
+
+
+def _plan_reads(mem, plans: list[tuple], chunk_pages: int):
+    """(regions, runs, number of runs): rrv_plan_reads of the rrv_region_plan tuples."""
+    regions = ffi.new("struct rrv_region_plan[]", plans)
+    runs = ffi.new("struct rrv_run[]", 4 * len(plans))
+    while True:
+        n = lib.rrv_plan_reads(mem.pagemap_fd(), regions, len(plans), chunk_pages, runs,
+                               len(runs))
+        if n < 0:
+            raise MemoryError("cannot plan a checkpoint's reads")
+        if n <= len(runs):
+            return regions, runs, n
+        runs = ffi.new("struct rrv_run[]", n)
 
 
 class MemorySnapshot:
@@ -200,15 +193,7 @@ def read_memory(mem: TraceeMemory, maps: list[dict], mapped_files: dict | None =
         npages += count
     if not plans:
         return snap
-    regions = ffi.new("struct rrv_region_plan[]", plans)
-    runs, n = ffi.new("struct rrv_run[]", 4 * len(plans)), 0
-    while True:
-        n = lib.rrv_plan_reads(mem.pagemap_fd(), regions, len(plans), CHUNK_PAGES, runs, len(runs))
-        if n < 0:
-            raise MemoryError("cannot plan a checkpoint's reads")
-        if n <= len(runs):
-            break
-        runs = ffi.new("struct rrv_run[]", n)
+    regions, runs, n = _plan_reads(mem, plans, CHUNK_PAGES)
     batch: list[int] = []       # runs planned and not yet handed on, their bytes to read
     batch_bytes = 0
     for k in range(n):
@@ -370,12 +355,7 @@ class Snapshot:
         if state != "t":
             return False
         self.memory = memory
-        trap = self.record.pop("trap")
-        before_exit = self.record.pop("before_exit", None)
         self.record.update(mm=mm, regions=memory.regions, **attributes)
-        if before_exit is not None:
-            self.record["before_exit"] = before_exit
-        self.record["trap"] = trap
         return True
 
 

@@ -32,18 +32,9 @@ class TraceeMemory:
         self.fd = os.open(f"/proc/{pid}/mem", os.O_RDWR | os.O_CLOEXEC)
         self._pagemap_fd: int | None = None
 
-    def pagemap(self, start: int, npages: int) -> bytes | None:
-        """/proc/PID/pagemap's entries of npages pages from start, or None if unreadable (the
-        file is opened once: a checkpoint asks this of every region)."""
-        fd = self.pagemap_fd()
-        try:
-            data = os.pread(fd, npages * 8, start // 4096 * 8) if fd >= 0 else b""
-        except OSError:
-            return None
-        return data if len(data) == npages * 8 else None
-
     def pagemap_fd(self) -> int:
-        """/proc/PID/pagemap, opened once; -1 if it cannot be."""
+        """/proc/PID/pagemap, opened once (a checkpoint asks it of every region); -1 if it
+        cannot be."""
         try:
             if self._pagemap_fd is None:
                 self._pagemap_fd = os.open(f"/proc/{self.pid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
@@ -132,10 +123,7 @@ class Injector:
             handler, flags, restorer, mask = KSIGACTION.unpack(self.mem.read(stub.SCRATCH, 32))
             if handler or flags or mask:
                 actions.append([sig, handler, flags, restorer, mask])
-        mask_out = ffi.new("uint64_t *")
-        if lib.rrv_get_sigmask(self.pid, mask_out) < 0:
-            raise NativeError(f"PTRACE_GETSIGMASK of pid {self.pid}: {os.strerror(ffi.errno)}")
-        mask = mask_out[0]
+        mask = signal_mask(self.pid)
         self.syscall("sigaltstack", 0, stub.SCRATCH)
         sp, flags, _, size = STACK_T.unpack(self.mem.read(stub.SCRATCH, STACK_T.size))
         return {"mask": mask, "actions": actions, "altstack": [sp, flags, size]}
@@ -276,6 +264,14 @@ def signal_sets(pid: int) -> dict[str, int]:
     return out
 
 
+def signal_mask(pid: int) -> int:
+    """The stopped tracee's blocked signals (PTRACE_GETSIGMASK)."""
+    mask_out = ffi.new("uint64_t *")
+    if lib.rrv_get_sigmask(pid, mask_out) < 0:
+        raise NativeError(f"PTRACE_GETSIGMASK of pid {pid}: {os.strerror(ffi.errno)}")
+    return mask_out[0]
+
+
 def exec_signal_state(pid: int) -> dict | None:
     """Injector.signal_state of a process stopped right after an exec, found without injecting
     a syscall: the exec set every handled signal's action to the default and kept each ignored
@@ -286,10 +282,7 @@ def exec_signal_state(pid: int) -> dict | None:
     if sets.get("SigCgt", 0):
         return None
     ignored = sets.get("SigIgn", 0)
-    mask_out = ffi.new("uint64_t *")
-    if lib.rrv_get_sigmask(pid, mask_out) < 0:
-        raise NativeError(f"PTRACE_GETSIGMASK of pid {pid}: {os.strerror(ffi.errno)}")
-    return {"mask": mask_out[0],
+    return {"mask": signal_mask(pid),
             "actions": [[sig, SIG_IGN, 0, 0, 0] for sig in range(1, 65)
                         if sig not in (9, 19) and ignored >> (sig - 1) & 1],
             "altstack": [0, SS_DISABLE, 0]}

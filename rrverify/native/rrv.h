@@ -437,8 +437,6 @@ int64_t rrv_read_runs(int pid, int mem_fd, const struct rrv_region_plan *regions
                       uint32_t *unreadable, size_t cap);
 void rrv_page_hashes(const uint8_t *data, size_t npages, uint64_t *out);
 int rrv_page_digests(const uint8_t *data, const uint32_t *which, size_t n, uint8_t *out);
-size_t rrv_pagemap_runs(const uint64_t *entries, size_t n, uint64_t any_mask,
-                        uint64_t none_mask, int *first_kind, uint32_t *ends);
 void rrv_forget_mem(void);
 
 /* The mapping of a process that holds an address, as PROCMAP_QUERY reports it (rrv_vma_at). */

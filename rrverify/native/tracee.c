@@ -89,27 +89,6 @@ void rrv_page_hashes(const uint8_t *data, size_t npages, uint64_t *out) {
   for (size_t i = 0; i < npages; i++) out[i] = digest_update(0x243f6a8885a308d3ull, data + i * 4096, 4096);
 }
 
-/* Runs of /proc/PID/pagemap entries of one kind: an entry's kind is 1 if it has a bit of
- * any_mask or none of none_mask. ends[k] is where run k ends (exclusive); the kinds alternate
- * from *first_kind. Returns the number of runs (ends has room for n). A checkpoint asks this
- * of every page of a process, gigabytes of reserved heap included: per page in Python it cost
- * more than the pages it let the recorder skip. */
-size_t rrv_pagemap_runs(const uint64_t *entries, size_t n, uint64_t any_mask,
-                        uint64_t none_mask, int *first_kind, uint32_t *ends) {
-  size_t runs = 0;
-  int kind = -1;
-  for (size_t i = 0; i < n; i++) {
-    int k = (entries[i] & any_mask) || !(entries[i] & none_mask);
-    if (k != kind) {
-      if (kind < 0) *first_kind = k;
-      else ends[runs++] = (uint32_t)i;
-      kind = k;
-    }
-  }
-  if (n) ends[runs++] = (uint32_t)n;
-  return runs;
-}
-
 /* PROCMAP_QUERY (linux/fs.h since 6.11; this machine's headers predate it). */
 struct procmap_query {
   uint64_t size, query_flags, query_addr, vma_start, vma_end, vma_flags, vma_page_size,
