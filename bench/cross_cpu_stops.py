@@ -21,7 +21,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
+
+from multiprocess import timed     # bench/multiprocess.py: a command's wall time, or exit
 
 PROGRAM = r"""
 #define _GNU_SOURCE
@@ -42,14 +43,8 @@ int main(int argc, char **argv) {
 
 def timed_record(rrverify: list[str], program: str, cpu: int, calls: int, out: str) -> float:
     shutil.rmtree(out, ignore_errors=True)
-    t0 = time.monotonic()
-    proc = subprocess.run(rrverify + ["record", "--no-syscallbuf", "-o", out, "--", program,
-                                      str(cpu), str(calls)],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    elapsed = time.monotonic() - t0
-    if proc.returncode != 0:
-        sys.exit(f"recording failed: {proc.stderr.decode()[-500:]}")
-    return elapsed
+    return timed(rrverify + ["record", "--no-syscallbuf", "-o", out, "--", program, str(cpu),
+                             str(calls)], cwd=None)
 
 
 def main() -> None:

@@ -1,11 +1,12 @@
 """Finishing checkpoints off the tracer's CPU.
 
 A checkpoint has two halves (checkpoints/capture.py): reading the stopped tracee (snapshot and
-Snapshot.read), which it must wait for, and digesting, storing and indexing what was read (finish), which needs
-no tracee. The recorder pins tracer and tracees to one CPU (the cheapest ptrace stops), so the
-second half runs here, on a thread kept off that CPU, while the tracee goes on: in a build,
-hashing and compressing the pages of every compiler's final checkpoint was most of the
-recorder's own time. SHA-256 (a run of pages in one native call) and zstd release the GIL, so the work really runs in parallel.
+Snapshot.read), which it must wait for, and digesting, storing and indexing what was read
+(finish), which needs no tracee. The recorder pins tracer and tracees to one CPU (the cheapest
+ptrace stops), so the second half runs here, on a thread kept off that CPU, while the tracee
+goes on: in a build, hashing and compressing the pages of every compiler's final checkpoint
+was most of the recorder's own time. SHA-256 (a run of pages in one native call) and zstd
+release the GIL, so the work really runs in parallel.
 
 Snapshots are finished one at a time, in the order they were taken: checkpoint ids, the page
 store's index and each process's unchanged-page cache advance as if taken synchronously.

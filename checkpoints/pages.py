@@ -1,8 +1,9 @@
 """The trace's page store: every distinct memory page a checkpoint holds, stored once.
 
-A page is named by the first 16 bytes of the SHA-256 of its 4096 bytes. pages.idx maps each name to where the
-bytes are: in a chunk (a blob of up to CHUNK_PAGES pages, zstd-compressed together) or in a
-mapped file's blob at an offset (a page equal to its backing file is never stored again).
+A page is named by the first 16 bytes of the SHA-256 of its 4096 bytes. pages.idx maps each
+name to where the bytes are: in a chunk (a blob of up to CHUNK_PAGES pages, zstd-compressed
+together) or in a mapped file's blob at an offset (a page equal to its backing file is never
+stored again).
 Zero pages are not stored at all: their name is ZERO. Layout: docs/trace-format.md."""
 from __future__ import annotations
 
