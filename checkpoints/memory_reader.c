@@ -34,7 +34,7 @@ static void add_run(struct rrv_run *runs, size_t cap, int64_t *n, uint32_t regio
  * unreadable pagemap makes a region's pages all read. */
 int64_t rrv_plan_reads(int pagemap_fd, const struct rrv_region_plan *regions, size_t n,
                        uint64_t chunk_pages, struct rrv_run *runs, size_t cap) {
-  uint64_t *entries = malloc(chunk_pages * 8);
+  uint64_t *entries = malloc(chunk_pages ? chunk_pages * 8 : 8);   /* (malloc(0) may be NULL) */
   if (!entries) return -1;
   int64_t out = 0;
   for (size_t r = 0; r < n; r++) {
