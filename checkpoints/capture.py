@@ -8,6 +8,7 @@ from __future__ import annotations
 from .. import exec_image
 from .._native import ffi, lib
 from ..errors import NativeError
+from ..trace import file_content
 from ..tracee import current_rlimits, getregs, personality
 from .inject import Injector, TraceeMemory, exec_signal_state, read_mm_layout
 from .pages import PAGE, UNREADABLE, ZERO, page_digests
@@ -254,7 +255,7 @@ def digest_memory(snap: MemorySnapshot, pages=None,
         kind = run[0]
         if kind == "file":
             _, f, content, offset, m = run
-            pagemap += b"".join(pages.file_page_digests(f[0], content, offset, m))
+            pagemap += b"".join(pages.file_page_digests(f[0], file_content(content), offset, m))
         elif kind == "zero":
             pagemap += ZERO * run[1]
         elif kind == "digests":
@@ -270,6 +271,7 @@ def _digest_pages(addr: int, data: bytes, unreadable: set[int], offset: int, f, 
                   pages, unchanged: UnchangedPages | None) -> bytes:
     """The digests of the pages `data` holds, read from addr (offset: their file offset, if
     the region maps a file), every new one handed to the page store."""
+    content = None if content is None else file_content(content)
     if content is not None and not unreadable:
         digests = pages.file_pages(f[0], content, offset, data)
         if digests is not None:

@@ -582,16 +582,18 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
         writer.manifest["processes"] = [
             {"index": p.index, "pid": p.pid, "parent": p.parent.index if p.parent else None,
              "execs": p.execs, "wait_status": p.status} for p in procs]
-        writer.close(complete=complete, end=end,
-                     stats={"syscalls": sum(p.state.syscalls for p in procs),
-                            "seconds": round(elapsed, 6),
-                            "checkpoint_seconds": round(rec.checkpoint_seconds, 6),
-                            "checkpoint_finish_seconds": round(rec.finisher.seconds, 6),
-                            "stored_pages": rec.pages.stored_pages})
+        try:
+            writer.close(complete=complete, end=end,
+                         stats={"syscalls": sum(p.state.syscalls for p in procs),
+                                "seconds": round(elapsed, 6),
+                                "checkpoint_seconds": round(rec.checkpoint_seconds, 6),
+                                "checkpoint_finish_seconds": round(rec.finisher.seconds, 6),
+                                "stored_pages": rec.pages.stored_pages})
+        finally:    # after the writer's last file: a wrong cached digest it found is dropped
+            analysis_cache.save_all()
         for proc in procs:
             lib.rrv_record_free(proc.state)
         lib.rrv_session_free(session)
-        analysis_cache.save_all()
         # ...in one line, unless another failure is already on its way out
         if checkpoint_failure is not None and not isinstance(checkpoint_failure, TraceError) \
                 and sys.exc_info()[1] in (None, checkpoint_failure):

@@ -12,7 +12,14 @@ give. So a file that cannot be read, is not JSON of the right shape, or holds an
 that cannot be written leaves recording as it was, without the cache. The directory is
 $RRVERIFY_CACHE_DIR, else $XDG_CACHE_HOME/rrverify, else ~/.cache/rrverify. Its files are
 trusted as the user's own (the same user's recordings write them): a cached syscall site is
-still checked against the process's memory before it is patched (recorder/patch.py)."""
+still checked against the process's memory before it is patched (recorder/patch.py).
+
+One more cache is kept by identity, not content: KnownFiles, the SHA-256 of a file by its
+(device, inode, size, mtime, ctime), so that a recording need not read and hash on the
+tracer's thread a program file an earlier recording met (exec_image.FileIdentities). An entry
+there is a claim, not a fact: the trace writer reads the file anyway, to store it, and checks
+its bytes against the claimed digest (trace.FileToRead); a wrong one fails that recording
+with one line, and the file is emptied."""
 from __future__ import annotations
 
 import json
@@ -79,16 +86,12 @@ class ContentCache:
         path = self._path(digest)
         if path is None or not _DIGEST.fullmatch(digest):
             return {}
+        data = _read_json(path)
         try:
-            with open(path, "rb") as f:
-                raw = f.read(MAX_FILE + 1)
-            if len(raw) > MAX_FILE:
-                return {}
-            data = json.loads(raw)
             if not isinstance(data, dict) or not all(
                     isinstance(k, str) and self.valid(k, v) for k, v in data.items()):
                 return {}
-        except Exception:       # unreadable, not JSON, or a shape `valid` did not foresee
+        except Exception:       # a shape `valid` did not foresee
             return {}
         return data
 
@@ -110,17 +113,95 @@ class ContentCache:
             path = self._path(digest)
             if path is None:
                 return
-            merged = dict(self._load(digest), **mine)
-            tmp = None
+            _write_json(path, dict(self._load(digest), **mine))
+
+
+def _read_json(path: str):
+    """The JSON value in path, or None: missing, too large, unreadable or not JSON."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_FILE + 1)
+        return None if len(raw) > MAX_FILE else json.loads(raw)
+    except Exception:
+        return None
+
+
+def _write_json(path: str, value) -> None:
+    """Write path whole, atomically (a temporary file renamed); on failure, nothing."""
+    tmp = None
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(value, f, separators=(",", ":"))
+        os.replace(tmp, path)
+    except OSError:
+        if tmp is not None:
             try:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-                with os.fdopen(fd, "w") as f:
-                    json.dump(merged, f, separators=(",", ":"))
-                os.replace(tmp, path)
+                os.unlink(tmp)
             except OSError:
-                if tmp is not None:
-                    try:
-                        os.unlink(tmp)
-                    except OSError:
-                        pass
+                pass
+
+
+class KnownFiles:
+    """SHA-256s of files by identity, "dev:inode:size:mtime_ns:ctime_ns" -> hex digest, in one
+    file, DIR/file-digests-v1.json, loaded at the first lookup and merged back by save()
+    (the newest MAX_ENTRIES kept). Only identities whose times would show any later change
+    are added (exec_image.RACY_NS): the caller's rule."""
+
+    MAX_ENTRIES = 20000
+
+    def __init__(self):
+        _ALL.append(self)
+        self._entries: dict[str, str] | None = None
+        self._added: dict[str, str] = {}
+        self._cleared = False
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _path() -> str | None:
+        root = cache_dir()
+        return None if root is None else os.path.join(root, "file-digests-v1.json")
+
+    @staticmethod
+    def _valid(entries) -> dict:
+        if not isinstance(entries, dict):
+            return {}
+        return {k: v for k, v in entries.items()
+                if isinstance(k, str) and isinstance(v, str) and _DIGEST.fullmatch(v)}
+
+    def get(self, identity: str) -> str | None:
+        with self._lock:
+            if self._entries is None:
+                path = self._path()
+                self._entries = self._valid(_read_json(path)) if path else {}
+            return self._entries.get(identity)
+
+    def add(self, identity: str, digest: str) -> None:
+        if not _DIGEST.fullmatch(digest):
+            return
+        self.get(identity)
+        with self._lock:
+            self._entries[identity] = self._added[identity] = digest
+
+    def clear(self) -> None:
+        """An entry was found wrong: whatever made it so may have made others, so none is
+        used from now on, and save() leaves in the file only what this recorder hashed."""
+        with self._lock:
+            self._entries, self._cleared = dict(self._added), True
+
+    def save(self) -> None:
+        with self._lock:
+            added, self._added = self._added, {}
+            cleared, self._cleared = self._cleared, False
+        path = self._path()
+        if path is None or not (added or cleared):
+            return
+        merged = {} if cleared else self._valid(_read_json(path))
+        for identity, digest in added.items():
+            merged.pop(identity, None)          # re-added: the newest, kept longest
+            merged[identity] = digest
+        _write_json(path, dict(list(merged.items())[-self.MAX_ENTRIES:]))
+
+
+KNOWN_FILES = KnownFiles()

@@ -17,9 +17,10 @@ import struct
 import time
 
 from ._native import ffi, lib
-from .analysis_cache import ContentCache
+from .analysis_cache import KNOWN_FILES, ContentCache
 from .digests import hex_digest
 from .errors import NativeError, TraceError
+from .trace import FileToRead
 from .recorder.syscalls import NUMBERS
 
 AT_SYSINFO_EHDR = 33
@@ -222,12 +223,22 @@ def mapped_shared_writable(open_path: str, st: os.stat_result) -> bool:
                for r in maps)
 
 
+def _known_identity(st: os.stat_result) -> str:
+    """A file's key in analysis_cache.KNOWN_FILES."""
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+
 class FileIdentities:
     """Content identities of mapped files, each file read and hashed once per trace: a file met
     again under the same path with the same (device, inode, size, mtime, ctime) is taken to
     have the same content, unless its times may not show a change: it changed within RACY_NS
     of being hashed, or a tracee has ever mapped it shared from a descriptor open for writing.
-    Such files are read and hashed each time they are met."""
+    Such files are read and hashed each time they are met.
+
+    The first time a trace meets a file, its content is stored. If an earlier recording
+    hashed the same identity (analysis_cache.KNOWN_FILES, by the same rules), the file is
+    named by that digest at once, and read and checked by the trace writer's thread
+    (trace.FileToRead); else it is read and hashed here."""
 
     def __init__(self):
         self._cache: dict[tuple, dict] = {}
@@ -285,18 +296,53 @@ class FileIdentities:
         ident = self._cache.get(key)
         if ident is not None and file not in self._written:
             return ident, None, where
-        with open(open_path, "rb") as f:
-            data = f.read()
-        self.reads += 1
+        lasting = file not in self._written and \
+            max(st.st_mtime_ns, st.st_ctime_ns) + RACY_NS <= before
+        known = _known_identity(st)
+        data = self._to_read(open_path, display_path, st, known) if lasting else None
+        if data is None:
+            with open(open_path, "rb") as f:
+                data = f.read()
+            self.reads += 1
+            digest = content_digest(data)
+            if lasting and len(data) == st.st_size:
+                KNOWN_FILES.add(known, digest)
+        else:
+            digest = data.sha256
         ident = {"path": display_path, "size": len(data), "mtime_ns": st.st_mtime_ns,
-                 "sha256": content_digest(data)}
-        if file in self._written or max(st.st_mtime_ns, st.st_ctime_ns) + RACY_NS > before:
+                 "sha256": digest}
+        if lasting:
+            self._cache[key] = ident
+            self._stable[file] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, digest)
+        else:
             self._cache.pop(key, None)
             self._stable.pop(file, None)
-        else:
-            self._cache[key] = ident
-            self._stable[file] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, ident["sha256"])
         return ident, data, where
+
+    @staticmethod
+    def _to_read(open_path: str, display_path: str, st: os.stat_result,
+                 known: str) -> FileToRead | None:
+        """The file, to be read by the trace writer's thread, if an earlier recording hashed
+        this identity of it: opened now, while open_path names it (a /proc/PID/fd link
+        outlives no process)."""
+        digest = KNOWN_FILES.get(known)
+        if digest is None:
+            return None
+        try:
+            fd = os.open(open_path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            same = _known_identity(os.fstat(fd)) == known
+        except OSError:
+            same = False
+        if not same:
+            os.close(fd)
+            return None
+
+        return FileToRead(fd, st.st_size, digest, display_path,
+                          lambda fd: _known_identity(os.fstat(fd)) != known,
+                          KNOWN_FILES.clear)
 
     def unchanged(self, path: str, sha256: str) -> bool:
         """Is the file at path (e.g. /proc/PID/map_files/RANGE) still, by its times, the

@@ -248,10 +248,71 @@ class Frame:
 MAX_QUEUED_FILE_BYTES = 512 << 20
 
 
+class FileToRead:
+    """A mapped file's content that the frame writer's thread reads itself, from a descriptor
+    opened when the file was met, and checks against the SHA-256 the file was named by without
+    being read (exec_image.FileIdentities: an identity an earlier recording hashed). So the
+    tracer's thread neither reads nor hashes it. A reader of the content (the checkpoint
+    finisher, digesting the file's pages) waits for it: get(). len() is the size it must have."""
+
+    def __init__(self, fd: int, size: int, sha256: str, path: str, changed, wrong):
+        """fd: owned from now on. changed(fd): whether the file's identity now differs from
+        the one it was named by. wrong(): called when the bytes read are not the digest's."""
+        self.fd, self.size, self.sha256, self.path = fd, size, sha256, path
+        self._changed, self._wrong = changed, wrong
+        self._data: bytes | None = None
+        self._error: BaseException | None = None
+        self._ready = threading.Event()
+
+    def __len__(self) -> int:
+        return self.size
+
+    def read(self) -> bytes:
+        """The content, read and checked (the writer's thread, once)."""
+        try:
+            with open(self.fd, "rb", closefd=False) as f:
+                data = f.read()
+            if len(data) != self.size or digest(data).hex() != self.sha256:
+                if self._changed(self.fd):
+                    raise TraceError(f"{self.path} changed while it was being recorded (it "
+                                     f"is mapped by a recorded process): record again")
+                self._wrong()
+                raise TraceError(f"{self.path}: its content is not the SHA-256 "
+                                 f"{self.sha256[:16]}... the rrverify cache gave for its "
+                                 f"identity (file-digests-v1.json in the cache directory, "
+                                 f"README); the cache's file digests are now dropped: "
+                                 f"record again")
+        except BaseException as e:
+            self.abandon(e)
+            raise
+        self._data = data
+        self._ready.set()
+        os.close(self.fd)
+        return data
+
+    def abandon(self, error: BaseException) -> None:
+        """Not to be read (the writer failed before it, or the read did): get() raises error."""
+        if not self._ready.is_set():
+            self._error = error
+            self._ready.set()
+            os.close(self.fd)
+
+    def get(self) -> bytes:
+        self._ready.wait()
+        if self._data is None:
+            raise TraceError(f"{self.path} could not be stored: {self._error}")
+        return self._data
+
+
+def file_content(content: "bytes | FileToRead") -> bytes:
+    """A mapped file's bytes, waiting for them if the writer's thread is still reading them."""
+    return content.get() if isinstance(content, FileToRead) else content
+
+
 class _MappedFile(typing.NamedTuple):
     """A files.jsonl entry on its way to the frame writer's thread."""
     identity: dict
-    data: bytes | None
+    data: bytes | FileToRead | None
 
 
 class TraceWriter:
@@ -389,6 +450,8 @@ class TraceWriter:
                     self._files_cond.notify_all()
             finally:
                 if isinstance(item, _MappedFile):
+                    if isinstance(item.data, FileToRead):
+                        item.data.abandon(self._write_error or TraceError("not written"))
                     with self._files_cond:      # room for the next (add_file)
                         self._queued_file_bytes -= len(item.data or b"")
                         self._files_cond.notify_all()
@@ -416,12 +479,12 @@ class TraceWriter:
                 level=1, write_checksum=True, write_content_size=True)
         return compressor
 
-    def add_file(self, identity: dict, data: bytes | None) -> int:
+    def add_file(self, identity: dict, data: bytes | FileToRead | None) -> int:
         """files.jsonl entry number `index`, and its content (data, None if stored before) as
         the blob identity["blob"]. Both are written by the frame writer's thread, in order
         with the frames: the tracer does not wait for the compression (a build maps 25 MB of
-        compiler and libraries), and no frame on disk names a file whose entry and blob are
-        not. A checkpoint waits for them (wait_for_files). At most MAX_QUEUED_FILE_BYTES of
+        compiler and libraries), nor, for a FileToRead, for the reading and hashing; and no
+        frame on disk names a file whose entry and blob are not. A checkpoint waits for them (wait_for_files). At most MAX_QUEUED_FILE_BYTES of
         contents wait (a program mapping a large file in 1 GiB windows): past that, this
         waits for room."""
         size = len(data or b"")
@@ -438,8 +501,9 @@ class TraceWriter:
         return index
 
     def _write_file(self, item: "_MappedFile") -> None:
-        if item.data is not None:
-            self.put_blob(item.data, bytes.fromhex(item.identity["blob"]))
+        data = item.data.read() if isinstance(item.data, FileToRead) else item.data
+        if data is not None:
+            self.put_blob(data, bytes.fromhex(item.identity["blob"]))
         with self.writing():
             write_all(self._files_fd, (json.dumps(item.identity, sort_keys=True) + "\n").encode())
         with self._files_cond:

@@ -1,7 +1,8 @@
 """rrverify/analysis_cache.py: patch plans and vDSO functions kept across recordings by the
 content they were computed from. A recording that finds them imports neither capstone nor
 pyelftools and patches exactly what a recording without them patches; a damaged, forged or
-unwritable cache changes nothing a trace holds."""
+unwritable cache changes nothing a trace holds. Files' digests kept by their identity spare
+the tracer reading and hashing them; a wrong one fails the recording in one line, once."""
 from __future__ import annotations
 
 import json
@@ -12,15 +13,19 @@ import sys
 
 from rrverify import events as E
 from rrverify.replayer.replay import replay
-from rrverify.trace import Trace
+from rrverify.trace import Trace, blob_path
 from conftest import fresh_vdso_analysis
 
 LS = shutil.which("ls")
 RECORD_AND_REPORT = """
 import json, sys
+from rrverify import exec_image
 from rrverify.recorder.record import record
+hashed = []
+real_digest = exec_image.content_digest
+exec_image.content_digest = lambda data: hashed.append(len(data)) or real_digest(data)
 res = record(sys.argv[2:], sys.argv[1])
-print(json.dumps({"complete": res.complete,
+print(json.dumps({"complete": res.complete, "files_hashed": len(hashed),
                   "imported": [m for m in ("capstone", "elftools") if m in sys.modules]}))
 """
 
@@ -130,3 +135,39 @@ def test_a_vdso_entry_of_a_foreign_shape_is_ignored(monkeypatch, tmp_path):
         exec_image._VDSO_PATCHES.clear()
         stubs, gadget = exec_image.vdso_patches(image, os.getpid())
         assert stubs and any(off + 5 == gadget for off, _ in stubs), bad
+
+
+def _files(trace_dir) -> list[tuple]:
+    with open(trace_dir / "files.jsonl") as f:
+        return [(e["path"], e["size"], e["sha256"]) for e in map(json.loads, f)]
+
+
+def test_known_files_are_stored_as_before_without_the_tracer_reading_them(tmp_path):
+    cache = tmp_path / "cache"
+    cold = _record(tmp_path / "cold", cache, LS, "/")
+    warm = _record(tmp_path / "warm", cache, LS, "/")
+    assert cold["files_hashed"] >= 3 and warm["files_hashed"] == 0    # ls, ld.so, libc...
+    assert _files(tmp_path / "warm") == _files(tmp_path / "cold")
+    for _, _, sha256 in _files(tmp_path / "warm"):
+        assert os.path.exists(blob_path(str(tmp_path / "warm"), bytes.fromhex(sha256)))
+    assert replay(Trace(str(tmp_path / "warm"))).status == "verified"
+
+
+def test_a_wrong_file_digest_in_the_cache_fails_one_recording_in_one_line(tmp_path):
+    cache = tmp_path / "cache"
+    _record(tmp_path / "first", cache, LS, "/")
+    known = cache / "file-digests-v1.json"
+    entries = json.loads(known.read_text())
+    known.write_text(json.dumps({k: "ab" * 32 for k in entries}))
+    cli = subprocess.run([sys.executable, "-m", "rrverify", "record", "-o",
+                          str(tmp_path / "forged"), "--", LS, "/"], capture_output=True,
+                         env=dict(os.environ, RRVERIFY_CACHE_DIR=str(cache)), timeout=120)
+    err = cli.stderr.decode().strip()
+    assert cli.returncode != 0 and len(err.splitlines()) == 1, err
+    assert "is not the SHA-256 abababababababab... the rrverify cache gave" in err, err
+    assert "ab" * 32 not in json.loads(known.read_text()).values()      # every entry dropped
+    replayed = subprocess.run([sys.executable, "-m", "rrverify", "replay",
+                               str(tmp_path / "forged")], capture_output=True, timeout=300)
+    assert replayed.returncode != 0 and b"verified" not in replayed.stdout
+    again = _record(tmp_path / "again", cache, LS, "/")
+    assert again["complete"] and _files(tmp_path / "again") == _files(tmp_path / "first")

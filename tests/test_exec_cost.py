@@ -12,11 +12,13 @@ import shutil
 import pytest
 
 from rrverify import exec_image
+from rrverify.analysis_cache import KNOWN_FILES
+from rrverify.errors import TraceError
 from rrverify.checkpoints import capture, pages
 from rrverify.checkpoints.pages import FROM_FILE, ZERO, PageStoreReader, PageStoreWriter
 from rrverify.recorder.record import record
 from rrverify.replayer.replay import replay
-from rrverify.trace import Trace
+from rrverify.trace import FileToRead, Trace
 from conftest import fresh_vdso_analysis
 
 TRUE = shutil.which("true")
@@ -49,7 +51,16 @@ def elf_parses(monkeypatch) -> list:
 
 
 @pytest.fixture
-def ids(monkeypatch) -> exec_image.FileIdentities:
+def no_known_files(monkeypatch, tmp_path) -> None:
+    """No file digest of an earlier recording is known (analysis_cache.KNOWN_FILES)."""
+    monkeypatch.setenv("RRVERIFY_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(KNOWN_FILES, "_entries", None)
+    monkeypatch.setattr(KNOWN_FILES, "_added", {})
+    monkeypatch.setattr(KNOWN_FILES, "_cleared", False)
+
+
+@pytest.fixture
+def ids(monkeypatch, no_known_files) -> exec_image.FileIdentities:
     """A trace's file identities, for files written by the test: their ctime cannot be set
     back, so the racy window is closed instead."""
     monkeypatch.setattr(exec_image, "RACY_NS", 0)
@@ -75,6 +86,57 @@ def test_a_known_file_is_not_read_or_hashed_again(hashed, ids, tmp_path):
     ids.identify(TRUE, TRUE)
     ids.identify(TRUE, TRUE)
     assert ids.reads == 2
+
+
+def test_a_file_an_earlier_recording_hashed_is_named_without_being_read(hashed, ids,
+                                                                       tmp_path):
+    """The next trace's first meeting of it: its digest comes from the cache, and its bytes
+    are read by the trace writer's thread (FileToRead), checked against that digest."""
+    path = old_file(tmp_path, b"k" * 9000)
+    ident, data, _ = ids.identify(path, path)
+    assert data == b"k" * 9000 and hashed[9000] == 1
+    KNOWN_FILES.save()
+    next_trace = exec_image.FileIdentities()
+    KNOWN_FILES._entries = None                         # loaded afresh, as a new recorder does
+    ident2, data2, _ = next_trace.identify(path, path)
+    assert ident2 == ident and isinstance(data2, FileToRead) and len(data2) == 9000
+    assert next_trace.reads == 0 and hashed[9000] == 1
+    assert data2.read() == b"k" * 9000 and data2.get() == b"k" * 9000
+
+
+def test_content_read_by_the_writer_is_checked_against_the_digest_it_was_named_by(ids,
+                                                                                tmp_path):
+    path = old_file(tmp_path, b"m" * 5000)
+    ident, _, _ = ids.identify(path, path)
+    KNOWN_FILES.save()
+    # The same identity with other bytes: a forged or stale cache entry. All are dropped.
+    known = exec_image._known_identity(os.stat(path))
+    KNOWN_FILES._entries = {known: "00" * 32}
+    wrong = exec_image.FileIdentities().identify(path, path)[1]
+    with pytest.raises(TraceError, match="not the SHA-256 0000000000000000... the rrverify "
+                                         "cache gave"):
+        wrong.read()
+    with pytest.raises(TraceError, match="could not be stored"):
+        wrong.get()
+    KNOWN_FILES.save()
+    KNOWN_FILES._entries = None
+    assert KNOWN_FILES.get(known) is None
+    # Right entry, but the file changes before the writer reads it.
+    KNOWN_FILES.add(known, ident["sha256"])
+    later = exec_image.FileIdentities().identify(path, path)[1]
+    assert isinstance(later, FileToRead)
+    with open(path, "r+b") as f:
+        f.write(b"n")
+    with pytest.raises(TraceError, match="changed while it was being recorded"):
+        later.read()
+    # A writer that failed before reading it: readers are told, not left waiting.
+    KNOWN_FILES._entries = None
+    os.utime(path, ns=(10**18, 10**18))
+    ids.identify(path, path)
+    lost = exec_image.FileIdentities().identify(path, path)[1]
+    lost.abandon(OSError(28, "No space left on device"))
+    with pytest.raises(TraceError, match="No space left"):
+        lost.get()
 
 
 def test_a_changed_file_is_read_again(ids, tmp_path):
@@ -159,7 +221,7 @@ def test_the_vdso_is_parsed_once_and_patched_alike(elf_parses, monkeypatch, tmp_
 
 
 def test_a_chain_of_execs_hashes_each_file_and_file_page_once(hashed, elf_parses, monkeypatch,
-                                                              tmp_path):
+                                                              no_known_files, tmp_path):
     """Every exec of `env env env env true` maps the same ld.so and libc: each is read and
     hashed once, and each of their pages that a checkpoint holds is hashed once, however many
     checkpoints hold it; the vDSO is parsed at most once; and the trace verifies."""
