@@ -50,15 +50,15 @@ ffibuilder.set_source(
     "rrverify._native",
     "#ifndef _GNU_SOURCE\n#define _GNU_SOURCE\n#endif\n#include <stdarg.h>\n#include <stdint.h>\n#include <sys/mman.h>\n"
     + _syscall_table_source()
-    + '#include "tracee.c"\n#include "syscallbuf.c"\n#include "program_filter.c"\n#include "shared_memory.c"\n#include "recorder.c"\n#include "page_digests.c"\n#include "memory_reader.c"\n'
+    + '#include "tracee.c"\n#include "syscallbuf.c"\n#include "program_filter.c"\n#include "shared_memory.c"\n#include "recorder.c"\n#include "page_digests.c"\n#include "blob_files.c"\n#include "unchanged_pages.c"\n#include "memory_reader.c"\n'
       '#include "replayer.c"\n',
     include_dirs=[os.path.join(HERE, d) for d in ("rrverify/native", "recorder", "replayer", "checkpoints")],
     extra_compile_args=["-O2", "-Wall", "-Wno-unused-function", "-std=gnu11"],
     libraries=["crypto"],     # OpenSSL's SHA-256: page names (checkpoints/page_digests.c)
     depends=[os.path.join(HERE, p) for p in (
         "rrverify/native/rrv.h", "rrverify/native/internal.h", "rrverify/native/tracee.c",
-        "rrverify/native/syscallbuf.c",
-        "recorder/recorder.c", "recorder/program_filter.c", "checkpoints/page_digests.c", "checkpoints/memory_reader.c", "recorder/shared_memory.c", "replayer/replayer.c",
+        "rrverify/native/syscallbuf.c", "rrverify/native/blob_files.c",
+        "recorder/recorder.c", "recorder/program_filter.c", "checkpoints/page_digests.c", "checkpoints/unchanged_pages.c", "checkpoints/memory_reader.c", "recorder/shared_memory.c", "replayer/replayer.c",
         "recorder/syscalls.py")],
 )
 

@@ -65,29 +65,43 @@ def region_chunks(mem: TraceeMemory, start: int, end: int):
 
 
 class UnchangedPages:
-    """Page digests of the previous checkpoint by address, keyed by a fast 64-bit hash: a page
-    whose fast hash is unchanged keeps its digest (and is already stored)."""
+    """Page names of the previous checkpoint by address, kept by a fast 64-bit hash of the
+    page's bytes: a page whose fast hash is unchanged keeps its name (and is already stored).
+    The table is native (checkpoints/unchanged_pages.c): name_runs names every run a
+    checkpoint read in one call, without the GIL."""
 
     def __init__(self):
-        self.by_addr: dict[int, tuple[int, bytes]] = {}
+        table = lib.rrv_unchanged_new()
+        if table == ffi.NULL:
+            raise MemoryError("no memory for a checkpoint's page table")
+        self.table = ffi.gc(table, lib.rrv_unchanged_free)
 
-    def known(self, start: int, data: bytes) -> tuple[list[bytes | None], list[int]]:
-        """(the digest of every page of data, read from start, whose fast hash is unchanged,
-        None for the others; the pages' fast hashes, for learn)."""
-        n = len(data) // PAGE
-        fast = ffi.new(f"uint64_t[{n}]")
-        lib.rrv_page_hashes(ffi.from_buffer(data), n, fast)
-        fast = list(fast)
-        get = self.by_addr.get
-        out: list[bytes | None] = []
-        for i, h in enumerate(fast):
-            prev = get(start + i * PAGE)
-            out.append(prev[1] if prev is not None and prev[0] == h else None)
-        return out, fast
 
-    def learn(self, start: int, fast: list[int], digests: list[bytes], changed) -> None:
-        for i in changed:
-            self.by_addr[start + i * PAGE] = (fast[i], digests[i])
+def name_runs(runs: list[tuple[int, object]],
+              unchanged: UnchangedPages | None) -> list[tuple[bytes, list[int]]]:
+    """For each (addr, data) run: (the names of data's pages, read from addr, 16 bytes each;
+    the indexes of the pages named now rather than kept from `unchanged`, which learns them).
+    All in one native call."""
+    if not runs:
+        return []
+    counts = [len(data) // PAGE for _, data in runs]
+    total = sum(counts)
+    names = ffi.new(f"uint8_t[{16 * max(total, 1)}]")
+    changed = ffi.new(f"uint32_t[{max(total, 1)}]")
+    nchanged = ffi.new(f"uint64_t[{len(runs)}]")
+    datas = [ffi.from_buffer(data) for _, data in runs]
+    if lib.rrv_name_runs(ffi.NULL if unchanged is None else unchanged.table, len(runs),
+                         ffi.new("uint64_t[]", [addr for addr, _ in runs]),
+                         ffi.new("uint8_t *[]", datas), ffi.new("uint64_t[]", counts),
+                         names, changed, nchanged) < 0:
+        raise NativeError("naming a checkpoint's pages: out of memory, or libcrypto failed")
+    out, at, done = [], 0, 0
+    for r, n in enumerate(counts):
+        out.append((bytes(ffi.buffer(names + 16 * at, 16 * n)),
+                    list(changed[done:done + nchanged[r]])))
+        at += n
+        done += nchanged[r]
+    return out
 
 
 def private_anonymous(region: dict) -> bool:
@@ -249,60 +263,44 @@ def _read_batch(mem: TraceeMemory, regions, runs, batch: list[int], kept, snap) 
 def digest_memory(snap: MemorySnapshot, pages=None,
                   unchanged: UnchangedPages | None = None) -> bytes:
     """The concatenated digests of the snapshot's pages. pages (a PageStoreWriter) gets every
-    readable page that is new since `unchanged` saw it."""
-    pagemap = bytearray()
+    readable page that is new since `unchanged` saw it, as a reference into its file's blob
+    where it is still the file's page. The pages read are named in one native call."""
+    parts: list = []
+    to_name: list[tuple[int, tuple]] = []     # (index in parts, the run) of runs to name
     for run in snap.runs:
         kind = run[0]
         if kind == "file":
             _, f, content, offset, m = run
-            pagemap += b"".join(pages.file_page_digests(f[0], file_content(content), offset, m))
+            parts.append(b"".join(pages.file_page_digests(f[0], file_content(content),
+                                                          offset, m)))
         elif kind == "zero":
-            pagemap += ZERO * run[1]
+            parts.append(ZERO * run[1])
         elif kind == "digests":
-            pagemap += run[1]
+            parts.append(run[1])
         else:
             _, addr, data, unreadable, offset, f, content = run
-            pagemap += _digest_pages(addr, data, unreadable, offset, f, content, pages,
-                                     unchanged)
-    return bytes(pagemap)
-
-
-def _digest_pages(addr: int, data: bytes, unreadable: set[int], offset: int, f, content,
-                  pages, unchanged: UnchangedPages | None) -> bytes:
-    """The digests of the pages `data` holds, read from addr (offset: their file offset, if
-    the region maps a file), every new one handed to the page store."""
-    content = None if content is None else file_content(content)
-    if content is not None and not unreadable:
-        digests = pages.file_pages(f[0], content, offset, data)
-        if digests is not None:
-            return b"".join(digests)
-    n = len(data) // PAGE
-    if unchanged is not None:
-        digests, fast = unchanged.known(addr, data)
-    else:
-        digests, fast = [None] * n, None
-    changed = [i for i, d in enumerate(digests) if d is None]
-    todo = changed
-    if content is not None:     # a page still equal to its file's has that file page's digest
-        todo = []
-        for i in changed:
-            d = None if i in unreadable else \
-                pages.file_pages(f[0], content, offset + i * PAGE, data[i * PAGE:(i + 1) * PAGE])
-            if d is None:
-                todo.append(i)
+            content = None if content is None else file_content(content)
+            whole_file = content is not None and not unreadable and \
+                pages.file_pages(f[0], content, offset, data)
+            if whole_file:
+                parts.append(b"".join(whole_file))
             else:
-                digests[i] = d[0]
-    for i, d in zip(todo, page_digests(data, todo)):
-        digests[i] = d
-    if unchanged is not None:
-        unchanged.learn(addr, fast, digests, changed)
-    for i in unreadable:
-        digests[i] = UNREADABLE
-    if pages is not None:
-        for i in changed:
-            if i not in unreadable:
-                pages.add(digests[i], data[i * PAGE:(i + 1) * PAGE])
-    return b"".join(digests)
+                to_name.append((len(parts), run))
+                parts.append(None)
+    named = name_runs([(run[1], run[2]) for _, run in to_name], unchanged)
+    for (at, run), (names, changed) in zip(to_name, named):
+        _, addr, data, unreadable, offset, f, content = run
+        if unreadable:
+            names = bytearray(names)
+            for i in unreadable:
+                names[16 * i:16 * i + 16] = UNREADABLE
+            names = bytes(names)
+            changed = [i for i in changed if i not in unreadable]
+        if pages is not None:
+            pages.add_pages(names, data, changed, None if content is None else
+                            (f[0], offset, file_content(content)))
+        parts[at] = names
+    return b"".join(parts)
 
 
 class Snapshot:
@@ -405,9 +403,10 @@ def finish(snap: Snapshot, writer, pages) -> dict:
     """Digest and store a snapshot's pages and write its checkpoint; returns the record."""
     writer.wait_for_files(snap.files)
     pagemap = digest_memory(snap.memory, pages, snap.unchanged)
-    pages.flush()   # every page this checkpoint names is in pages.idx before the checkpoint is
-    ckpt = dict(snap.record, xstate=writer.put_blob(snap.xstate).hex(),
-                pagemap=writer.put_blob(pagemap).hex(), pages=len(pagemap) // 16)
+    # every page this checkpoint names is in pages.idx before the checkpoint is
+    xstate, pagemap_blob = pages.flush(extra=[snap.xstate, pagemap])
+    ckpt = dict(snap.record, xstate=xstate.hex(), pagemap=pagemap_blob.hex(),
+                pages=len(pagemap) // 16)
     writer.add_checkpoint(ckpt)
     return ckpt
 

@@ -24,6 +24,15 @@ static int all_zero(const uint8_t *page) {
   return acc == 0;
 }
 
+/* out32 = the SHA-256 of len bytes of data. Returns 0, or -1 if libcrypto failed. */
+static int sha256_into(EVP_MD_CTX *ctx, const uint8_t *data, size_t len, uint8_t *out32) {
+  unsigned out_len;
+  return EVP_DigestInit_ex2(ctx, sha256_md, NULL) == 1 && EVP_DigestUpdate(ctx, data, len) == 1 &&
+                 EVP_DigestFinal_ex(ctx, out32, &out_len) == 1
+             ? 0
+             : -1;
+}
+
 /* out[16 * k] = the name of page which[k] of data (page k if which is NULL), for k < n.
  * Returns 0, or -1 if libcrypto failed. */
 int rrv_page_digests(const uint8_t *data, const uint32_t *which, size_t n, uint8_t *out) {
@@ -35,16 +44,12 @@ int rrv_page_digests(const uint8_t *data, const uint32_t *which, size_t n, uint8
   for (size_t k = 0; k < n && rc == 0; k++) {
     const uint8_t *page = data + (size_t)(which ? which[k] : k) * 4096;
     uint8_t full[32];
-    unsigned len;
     if (all_zero(page)) {
       memset(out + 16 * k, 0, 16);
       continue;
     }
-    if (EVP_DigestInit_ex2(ctx, sha256_md, NULL) != 1 || EVP_DigestUpdate(ctx, page, 4096) != 1 ||
-        EVP_DigestFinal_ex(ctx, full, &len) != 1)
-      rc = -1;
-    else
-      memcpy(out + 16 * k, full, 16);
+    rc = sha256_into(ctx, page, 4096, full);
+    if (rc == 0) memcpy(out + 16 * k, full, 16);
   }
   EVP_MD_CTX_free(ctx);
   return rc;

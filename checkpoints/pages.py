@@ -18,6 +18,7 @@ from ..trace import MAX_INDEX, TraceWriter, read_records, write_all
 
 PAGE = 4096
 CHUNK_PAGES = 64
+MAX_SEALED_CHUNKS = 128          # 32 MiB of new pages wait at most for a flush
 MAX_CACHED_PAGES = 1 << 14       # 64 MiB of verified pages kept by a reader
 MAX_CACHED_BLOB_BYTES = 64 << 20  # and decompressed blobs (the one being read may be larger)
 MAX_CACHED_FILE_BYTES = 128 << 20 # and mapped files' contents
@@ -78,13 +79,33 @@ class PageStoreWriter:
             self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
                               0o644)
             write_all(self.fd, INDEX_MAGIC)
+        # put_blobs: the writer's, storing many blobs in a few calls; else one at a time
+        self.put_blobs = getattr(owner, "put_blobs", None) or \
+            (lambda datas: [put_blob(d) for d in datas])
         self._chunk: list[tuple[bytes, bytes]] = []
+        self._sealed: list[list[tuple[bytes, bytes]]] = []   # full chunks not stored yet
         self._file_records: list[bytes] = []
         self.stored_pages = 0
         # file blob -> the digest of each of its pages (by page number), computed once: every
         # process maps the same libc, and most of its pages are the file's.
         self._file_digests: dict[bytes, list[bytes | None]] = {}
+        self._file_pages_left: dict[bytes, int] = {}    # file blob -> its digests not computed
         self.hashed_file_pages = 0
+
+    def add_pages(self, names: bytes, data, which: list[int], file=None) -> None:
+        """add() for pages `which` of data, named by names (16 bytes a page). file: (blob,
+        offset, content) of the file data's region maps from `offset`, if any."""
+        known = self.known
+        for i in which:
+            digest = names[16 * i:16 * i + 16]
+            if digest in known:
+                continue
+            page = data[i * PAGE:(i + 1) * PAGE]
+            if file is None:
+                known.add(digest)
+                self._add_to_chunk(digest, page)
+            else:
+                self.add(digest, page, (file[0], file[1] + i * PAGE, file[2]))
 
     def add(self, digest: bytes, data: bytes, file_page=None) -> None:
         """A page a checkpoint holds. file_page: (file blob, offset, file content) when the
@@ -96,12 +117,21 @@ class PageStoreWriter:
         if file_page is not None:
             blob, offset, content = file_page
             if file_matches(content, offset, data):
-                self._digests_of(blob, content)[offset // PAGE] = digest
+                digests = self._digests_of(blob, content)
+                if digests[offset // PAGE] is None:
+                    digests[offset // PAGE] = digest
+                    self._file_pages_left[blob] -= 1
                 self._file_records.append(RECORD.pack(digest, FROM_FILE, blob, offset))
                 return
+        self._add_to_chunk(digest, data)
+
+    def _add_to_chunk(self, digest: bytes, data: bytes) -> None:
         self._chunk.append((digest, data))
         if len(self._chunk) == CHUNK_PAGES:
-            self.flush()
+            self._sealed.append(self._chunk)
+            self._chunk = []
+            if len(self._sealed) >= MAX_SEALED_CHUNKS:
+                self.flush()
 
     def file_pages(self, blob: bytes, content: bytes, offset: int, data) -> list[bytes] | None:
         """The page digests of `data` (whole pages) if it is the file's content at `offset`
@@ -115,44 +145,49 @@ class PageStoreWriter:
     def file_page_digests(self, blob: bytes, content: bytes, offset: int,
                           npages: int) -> list[bytes]:
         """The digests of the file's npages pages from `offset` on (zero-padded past its end),
-        indexed as references into its blob, for a caller that knows the memory holds them."""
+        indexed as references into its blob, for a caller that knows the memory holds them.
+        A page's digest is computed, and indexed unless known, the first time it is asked
+        for; every process maps libc's text the same, and asks again."""
         digests = self._digests_of(blob, content)
         first = offset // PAGE
-        missing = [i for i in range(first, first + npages) if digests[i] is None]
-        if missing:
+        if self._file_pages_left[blob]:
+            missing = [i for i in range(first, first + npages) if digests[i] is None]
             whole = [i for i in missing if (i + 1) * PAGE <= len(content)]
             for i, d in zip(whole, page_digests(content, whole)):
                 digests[i] = d
             for i in missing[len(whole):]:      # the last, zero-padded past the file's end
                 digests[i] = page_digest(content[i * PAGE:(i + 1) * PAGE].ljust(PAGE, b"\0"))
             self.hashed_file_pages += len(missing)
-        out = []
-        for off in range(offset, offset + npages * PAGE, PAGE):
-            d = digests[off // PAGE]
-            if d not in self.known:
-                self.known.add(d)
-                self._file_records.append(RECORD.pack(d, FROM_FILE, blob, off))
-            out.append(d)
-        return out
+            self._file_pages_left[blob] -= len(missing)
+            for i in missing:
+                if digests[i] not in self.known:
+                    self.known.add(digests[i])
+                    self._file_records.append(RECORD.pack(digests[i], FROM_FILE, blob, i * PAGE))
+        return digests[first:first + npages]
 
     def _digests_of(self, blob: bytes, content: bytes) -> list[bytes | None]:
         digests = self._file_digests.get(blob)
         if digests is None:
             digests = self._file_digests[blob] = [None] * -(-len(content) // PAGE)
+            self._file_pages_left[blob] = len(digests)
         return digests
 
-    def flush(self) -> None:
-        """Index every page added so far (pages.idx before the checkpoint naming them)."""
+    def flush(self, extra: list = ()) -> list[bytes]:
+        """Store every page added so far and index it (pages.idx before the checkpoint naming
+        them), with the `extra` blobs, all in one put_blobs. Returns extra's digests."""
+        chunks = self._sealed + ([self._chunk] if self._chunk else [])
+        self._sealed, self._chunk = [], []
+        digests = self.put_blobs([b"".join(data for _, data in c) for c in chunks] +
+                                 list(extra))
         records = self._file_records
-        if self._chunk:
-            blob = self.put_blob(b"".join(data for _, data in self._chunk))
-            records += [RECORD.pack(d, FROM_CHUNK, blob, i) for i, (d, _) in enumerate(self._chunk)]
-            self.stored_pages += len(self._chunk)
-            self._chunk.clear()
+        for chunk, blob in zip(chunks, digests):
+            records += [RECORD.pack(d, FROM_CHUNK, blob, i) for i, (d, _) in enumerate(chunk)]
+            self.stored_pages += len(chunk)
         if records:
             with self._writing():
                 write_all(self.fd, b"".join(records))
         self._file_records = []
+        return digests[len(chunks):]
 
     def close(self) -> None:
         try:

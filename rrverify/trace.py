@@ -114,6 +114,19 @@ def _atomic_write(path: str, data: bytes, sync: bool = True) -> None:
         raise
 
 
+def _write_files(paths: list[str], datas: list) -> None:
+    """Write each data to its path whole or not at all (a temporary file of this thread's,
+    renamed), in one call that lets the GIL go (rrverify/native/blob_files.c); a missing
+    parent directory is made. OSError on the first failure."""
+    from ._native import ffi, lib
+    names = [ffi.new("char[]", os.fsencode(p)) for p in paths]    # alive through the call
+    buffers = [ffi.from_buffer(d) for d in datas]
+    rc = lib.rrv_write_files(ffi.new("char *[]", names), ffi.new("uint8_t *[]", buffers),
+                             ffi.new("uint64_t[]", [len(d) for d in datas]), len(paths))
+    if rc < 0:
+        raise OSError(-rc, os.strerror(-rc), paths[0] if len(paths) == 1 else None)
+
+
 def _unlink(path: str) -> None:
     try:
         os.unlink(path)
@@ -470,6 +483,41 @@ class TraceWriter:
                         self.blob_bytes += len(comp)
         return digest
 
+    def put_blobs(self, datas: list) -> list[bytes]:
+        """put_blob for many at once: their SHA-256s, which of them the trace lacks, the
+        compression and the writing of those, each in one call that lets the GIL go
+        (rrverify/native/blob_files.c): a background thread storing a checkpoint's blobs then
+        hands the GIL to and from the tracer's thread a few times, not ten times a blob."""
+        from ._native import ffi, lib
+        n = len(datas)
+        if not n:
+            return []
+        sizes = ffi.new("uint64_t[]", [len(d) for d in datas])
+        out = ffi.new(f"uint8_t[{32 * n}]")
+        buffers = [ffi.from_buffer(d) for d in datas]       # alive through the call
+        if lib.rrv_sha256_many(ffi.new("uint8_t *[]", buffers), sizes, n, out) < 0:
+            raise TraceError("libcrypto could not compute SHA-256")
+        names = bytes(ffi.buffer(out, 32 * n))
+        digests = [names[32 * i:32 * i + 32] for i in range(n)]
+        first_of: dict[str, int] = {}            # each distinct blob once
+        for i, d in enumerate(digests):
+            first_of.setdefault(blob_path(self.path, d), i)
+        paths = list(first_of)
+        present = ffi.new(f"uint8_t[{len(paths)}]")
+        with self.writing():
+            names = [ffi.new("char[]", os.fsencode(p)) for p in paths]
+            lib.rrv_files_exist(ffi.new("char *[]", names), len(paths), present)
+            missing = [k for k in range(len(paths)) if not present[k]]
+            if missing:
+                which = list(first_of.values())
+                comp = self._blob_compressor().multi_compress_to_buffer(
+                    [datas[which[k]] for k in missing])
+                segments = [comp[j] for j in range(len(missing))]
+                _write_files([paths[k] for k in missing], segments)
+                with self._blob_lock:
+                    self.blob_bytes += sum(len(seg) for seg in segments)
+        return digests
+
     def _blob_compressor(self) -> zstandard.ZstdCompressor:
         compressor = getattr(self._blob_compressors, "compressor", None)
         if compressor is None:
@@ -528,8 +576,7 @@ class TraceWriter:
         line = json.dumps({"id": n, "process": ckpt["process"], "event": ckpt["event"],
                            "sha256": file_hash(data)}) + "\n"
         with self.writing():
-            os.makedirs(os.path.join(self.path, "checkpoints"), exist_ok=True)
-            _atomic_write(checkpoint_path(self.path, n), data, sync=False)
+            _write_files([checkpoint_path(self.path, n)], [data])
             write_all(self._ckpt_fd, line.encode())
         self.checkpoints += 1
         return n

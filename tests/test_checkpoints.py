@@ -500,3 +500,65 @@ def test_a_checkpoint_after_an_exec_has_the_signal_state_injection_would_read(pr
     assert {2, 3} <= {a[0] for _, s, _ in derived[1] for a in s["actions"]}  # INT, QUIT
     for n in range(len(cmds)):
         assert replay(Trace(str(tmp_path / f"d{n}"))).status == "verified"
+
+
+def test_pages_are_named_once_and_again_only_where_they_changed():
+    """capture.name_runs (checkpoints/unchanged_pages.c): every run a checkpoint read named in
+    one call; a page whose bytes are unchanged since the process's previous checkpoint keeps
+    its name without being hashed, a changed one is named afresh; and names are SHA-256/16,
+    zeros for a zero page, whatever the table holds."""
+    from rrverify.checkpoints.capture import UnchangedPages, name_runs
+    from rrverify.checkpoints.pages import page_digest
+    one = bytearray(os.urandom(PAGE * 3))
+    one[PAGE:2 * PAGE] = bytes(PAGE)
+    two = bytearray(os.urandom(PAGE * 2))
+    table = UnchangedPages()
+
+    def expected(data):
+        return b"".join(page_digest(bytes(data[i:i + PAGE])) for i in range(0, len(data), PAGE))
+
+    first = name_runs([(0x10000, one), (0x7f0000000000, two)], table)
+    assert first == [(expected(one), [0, 1, 2]), (expected(two), [0, 1])]
+    assert first[0][0][16:32] == ZERO
+    one[2 * PAGE] ^= 1
+    two[0:PAGE] = one[0:PAGE]                      # another address's bytes: named here anew
+    again = name_runs([(0x10000, one), (0x7f0000000000, two)], table)
+    assert again == [(expected(one), [2]), (expected(two), [0])]
+    assert name_runs([(0x10000, one)], None) == [(expected(one), [0, 1, 2])]
+    # Thousands of addresses: the table grows, and keeps every one.
+    big = os.urandom(PAGE * 3000)
+    assert name_runs([(0x200000, big)], table)[0][1] == list(range(3000))
+    assert name_runs([(0x200000, big)], table) == [(expected(big), [])]
+
+
+def test_blobs_stored_many_at_a_time_are_whole_and_once(tmp_path):
+    """TraceWriter.put_blobs (rrverify/native/blob_files.c): SHA-256 names, one file per
+    distinct blob, each whole (zstd, checked), none left half-written; a failure to write is
+    the trace's write failure, in one line."""
+    import threading
+    import zstandard
+    from rrverify.errors import TraceError
+    from rrverify.trace import TraceWriter, blob_path
+    from rrverify.digests import digest
+    writer = TraceWriter(str(tmp_path / "t"), {"command": ["x"]})
+    datas = [os.urandom(5000), b"\0" * 70000, b"same", b"same"]
+    names = writer.put_blobs(datas)
+    assert names == [digest(d) for d in datas] and names[2] == names[3]
+    for data, name in zip(datas, names):
+        with open(blob_path(writer.path, name), "rb") as f:
+            assert zstandard.ZstdDecompressor().decompress(f.read()) == data
+    many = [os.urandom(3000) for _ in range(40)]       # two threads storing the same blobs
+    threads = [threading.Thread(target=writer.put_blobs, args=(many,)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    left = [n for _, _, files in os.walk(tmp_path) for n in files if ".tmp" in n]
+    assert not left and all(os.path.exists(blob_path(writer.path, digest(d))) for d in many)
+    # Where the blob's directory should be, a file: it cannot be written.
+    new = next(d for d in (os.urandom(8) for _ in range(10000))
+               if not os.path.exists(os.path.dirname(blob_path(writer.path, digest(d)))))
+    with open(os.path.dirname(blob_path(writer.path, digest(new))), "w"):
+        pass
+    with pytest.raises(TraceError, match="cannot write the trace: not a directory"):
+        writer.put_blobs([new])

@@ -197,27 +197,48 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _unused_port() -> int:
+    """A free port below the ephemeral range (32768 and up here), where no component of the
+    Ray we start binds one of its own: a port _free_port gives may be bound by Ray's GCS or
+    raylet before its client server binds it, and that server then exits, and the head."""
+    import random
+    while True:
+        port = random.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+
+
 @pytest.fixture(scope="module")
 def ray_head():
     """A Ray cluster started apart (`ray start --head`, with a Ray client server): (GCS port,
     client port). Stopped by killing its own process group, not every Ray on the machine."""
-    port, client_port = _free_port(), _free_port()
     ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
-    head = subprocess.Popen([ray_cli, "start", "--head", "--block", "--num-cpus", "2",
-                             "--port", str(port), "--ray-client-server-port", str(client_port),
-                             "--include-dashboard=false", "--disable-usage-stats"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
+    for attempt in range(3):
+        port, client_port = _unused_port(), _unused_port()
+        head = subprocess.Popen([ray_cli, "start", "--head", "--block", "--num-cpus", "2",
+                                 "--port", str(port), "--ray-client-server-port",
+                                 str(client_port), "--include-dashboard=false",
+                                 "--disable-usage-stats"],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
         deadline = time.monotonic() + 60
-        while True:
+        while head.poll() is None and time.monotonic() < deadline:
             try:
                 socket.create_connection(("127.0.0.1", client_port), 1).close()
+                time.sleep(2)       # (a head whose client server could not start ends now)
                 break
             except OSError:
-                assert head.poll() is None and time.monotonic() < deadline, "no Ray head"
                 time.sleep(0.2)
+        if head.poll() is None:
+            break
+        head.wait()
+    assert head.poll() is None, "no Ray head would start"
+    try:
         yield port, client_port
     finally:
         os.killpg(head.pid, signal.SIGKILL)

@@ -437,6 +437,17 @@ int64_t rrv_read_runs(int pid, int mem_fd, const struct rrv_region_plan *regions
                       uint32_t *unreadable, size_t cap);
 void rrv_page_hashes(const uint8_t *data, size_t npages, uint64_t *out);
 int rrv_page_digests(const uint8_t *data, const uint32_t *which, size_t n, uint8_t *out);
+/* Blobs stored many at a time (rrverify/native/blob_files.c). */
+int rrv_sha256_many(const uint8_t *const *datas, const uint64_t *lens, size_t n, uint8_t *out);
+void rrv_files_exist(const char *const *paths, size_t n, uint8_t *present);
+int rrv_write_files(const char *const *paths, const uint8_t *const *datas, const uint64_t *lens,
+                    size_t n);
+struct rrv_unchanged;   /* a process's page names by address (checkpoints/unchanged_pages.c) */
+struct rrv_unchanged *rrv_unchanged_new(void);
+void rrv_unchanged_free(struct rrv_unchanged *u);
+int64_t rrv_name_runs(struct rrv_unchanged *u, size_t nruns, const uint64_t *addrs,
+                      const uint8_t *const *datas, const uint64_t *npages, uint8_t *names,
+                      uint32_t *changed, uint64_t *nchanged);
 void rrv_forget_mem(void);
 
 /* The mapping of a process that holds an address, as PROCMAP_QUERY reports it (rrv_vma_at). */

@@ -1,0 +1,130 @@
+/* The names of a run of pages a checkpoint read, keeping those of the process's previous
+ * checkpoint where a page did not change (checkpoints/capture.py: UnchangedPages).
+ *
+ * Each address keeps the fast 64-bit hash (rrv_page_hashes) of the bytes it held at the
+ * previous checkpoint and their name (SHA-256/16): a page whose fast hash is unchanged keeps
+ * its name and is not hashed again; the others are named now (rrv_page_digests) and their
+ * entries updated. The table lived in a Python dict, walked page by page by the thread that
+ * finishes checkpoints: holding the GIL for that walk, it took the GIL from the tracer's
+ * thread thousands of times a recording. Here every run a checkpoint read is named in one
+ * call (rrv_name_runs), made without the GIL.
+ *
+ * An open-addressing table by page address, grown at half full; entries are never removed (an
+ * exec starts a new table). One thread uses a table at a time (the finisher, or the tracer
+ * while the finisher is drained). */
+#include <stdlib.h>
+
+struct unchanged_slot {
+  uint64_t addr;     /* 0: free (page 0 is never mapped) */
+  uint64_t fast;
+  uint8_t name[16];
+};
+
+struct rrv_unchanged {
+  size_t cap, used;   /* cap: a power of two */
+  struct unchanged_slot *slots;
+};
+
+struct rrv_unchanged *rrv_unchanged_new(void) {
+  struct rrv_unchanged *u = calloc(1, sizeof *u);
+  if (!u) return NULL;
+  u->cap = 1024;
+  u->slots = calloc(u->cap, sizeof *u->slots);
+  if (!u->slots) {
+    free(u);
+    return NULL;
+  }
+  return u;
+}
+
+void rrv_unchanged_free(struct rrv_unchanged *u) {
+  if (!u) return;
+  free(u->slots);
+  free(u);
+}
+
+static size_t unchanged_home(const struct rrv_unchanged *u, uint64_t addr) {
+  return (size_t)(((addr >> 12) * 0x9e3779b97f4a7c15ull) >> 20) & (u->cap - 1);
+}
+
+static struct unchanged_slot *unchanged_find(struct rrv_unchanged *u, uint64_t addr) {
+  for (size_t i = unchanged_home(u, addr);; i = (i + 1) & (u->cap - 1))
+    if (u->slots[i].addr == addr || u->slots[i].addr == 0) return &u->slots[i];
+}
+
+static int unchanged_grow(struct rrv_unchanged *u) {
+  struct rrv_unchanged bigger = {u->cap * 2, 0, calloc(u->cap * 2, sizeof *u->slots)};
+  if (!bigger.slots) return -1;
+  for (size_t i = 0; i < u->cap; i++)
+    if (u->slots[i].addr) {
+      *unchanged_find(&bigger, u->slots[i].addr) = u->slots[i];
+      bigger.used++;
+    }
+  free(u->slots);
+  *u = bigger;
+  return 0;
+}
+
+/* names[16 * i] gets the name of page i of the npages pages of data, read from addr; changed[]
+ * the indexes, in order, of the pages named now (every page if u is NULL), which u learns.
+ * Returns how many were named now, or -1 (out of memory; libcrypto failed). */
+static int64_t rrv_name_pages(struct rrv_unchanged *u, uint64_t addr, const uint8_t *data,
+                              size_t npages, uint8_t *names, uint32_t *changed) {
+  uint64_t *fast = malloc((npages ? npages : 1) * sizeof *fast);
+  if (!fast) return -1;
+  rrv_page_hashes(data, npages, fast);
+  size_t nchanged = 0;
+  for (size_t i = 0; i < npages; i++) {
+    struct unchanged_slot *s = u ? unchanged_find(u, addr + i * 4096) : NULL;
+    if (s && s->addr && s->fast == fast[i])
+      memcpy(names + 16 * i, s->name, 16);
+    else
+      changed[nchanged++] = (uint32_t)i;
+  }
+  int64_t rc = (int64_t)nchanged;
+  uint8_t *fresh = malloc((nchanged ? nchanged : 1) * 16);
+  if (!fresh || rrv_page_digests(data, changed, nchanged, fresh) < 0) {
+    rc = -1;
+    goto out;
+  }
+  for (size_t k = 0; k < nchanged; k++) {
+    uint32_t i = changed[k];
+    memcpy(names + 16 * i, fresh + 16 * k, 16);
+    if (!u) continue;
+    if ((u->used + 1) * 2 > u->cap && unchanged_grow(u) < 0) {
+      rc = -1;
+      goto out;
+    }
+    struct unchanged_slot *s = unchanged_find(u, addr + (uint64_t)i * 4096);
+    if (!s->addr) {
+      s->addr = addr + (uint64_t)i * 4096;
+      u->used++;
+    }
+    s->fast = fast[i];
+    memcpy(s->name, fresh + 16 * k, 16);
+  }
+out:
+  free(fresh);
+  free(fast);
+  return rc;
+}
+
+/* rrv_name_pages for nruns runs at once (one call, one release of the GIL, per checkpoint):
+ * run r's names go to names + 16 * (the pages of the runs before it), its changed indexes to
+ * changed + (the changed of the runs before it), their count to nchanged[r]. Returns the
+ * total named now, or -1. */
+int64_t rrv_name_runs(struct rrv_unchanged *u, size_t nruns, const uint64_t *addrs,
+                      const uint8_t *const *datas, const uint64_t *npages, uint8_t *names,
+                      uint32_t *changed, uint64_t *nchanged) {
+  int64_t total = 0;
+  size_t at = 0;
+  for (size_t r = 0; r < nruns; r++) {
+    int64_t n = rrv_name_pages(u, addrs[r], datas[r], npages[r], names + 16 * at,
+                               changed + total);
+    if (n < 0) return -1;
+    nchanged[r] = (uint64_t)n;
+    total += n;
+    at += npages[r];
+  }
+  return total;
+}
