@@ -16,7 +16,7 @@ from rrverify._native import lib
 from rrverify.exec_image import region_at
 from rrverify.preload import LIBRARY
 
-from .patch_plan import PatchPlan, plan_of
+from .patch_plan import PLANS, PatchPlan, plan_of
 
 REL32 = 2**31
 JUMP_LENGTH = 5
@@ -85,25 +85,58 @@ def plan_for(pid: int, site: int, region: dict, mem,
     return plan, plan.displaced[:1] == b"\xc3"     # `syscall; ret` and padding
 
 
-def decide(pid: int, state, digest_of=None) -> Patch | None:
-    """The patch of the site state.patch_site (process pid, stopped at its syscall), or None
-    if the site is to stay as it is. digest_of(region): the SHA-256 (hex) of the content of
-    the region's file as it is at its path, or None."""
+def decide(pid: int, state, digest_of=None) -> list[tuple[int, int, Patch]]:
+    """The patches to make at the site state.patch_site (process pid, stopped at its syscall),
+    as (site, stub address, patch): the site's own first, then those of the other sites of its
+    file that the analysis cache has plans for and the process's memory still holds unpatched
+    (recorder/patch_plan.py: known_plans): a build's processes all meet libc, and each would
+    otherwise stop at each of its sites. [] if the site is to stay as it is. digest_of(region):
+    the SHA-256 (hex) of the content of the region's file as it is at its path, or None."""
     site = state.patch_site
     region = region_at(pid, site)
     if region is None:
-        return None
-    stub = state.stubs + state.stubs_used
+        return []
+    stub, end = state.stubs + state.stubs_used, state.stubs + state.stubs_size
+    patches = []
     try:
         with open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
             planned = plan_for(pid, site, region, mem, digest_of)
-        if planned is None:
-            return None
-        plan, returns = planned
-        code = stub_code(stub, site, plan, state.hook_entry, returns)
-        jump = b"\xe9" + rel32(site + JUMP_LENGTH, stub)
+            if planned is None:
+                return []
+            todo = [(site, *planned)]
+            digest = digest_of(region) if digest_of is not None and region["path"] != "[vdso]" \
+                else None
+            if digest is not None:
+                todo += [(other, plan, plan.displaced[:1] == b"\xc3") for other, plan in
+                         known_plans(digest, region, exclude=site)
+                         if _holds(mem, other, b"\x0f\x05" + plan.displaced)]
+            for at, plan, returns in todo:
+                code = stub_code(stub, at, plan, state.hook_entry, returns)
+                if stub + len(code) > end:
+                    break
+                jump = b"\xe9" + rel32(at + JUMP_LENGTH, stub)
+                patches.append((at, stub, Patch(jump + b"\xcc" * (plan.length - JUMP_LENGTH),
+                                                code)))
+                stub += (len(code) + 15) & ~15
     except (OSError, ValueError):
-        return None
-    if stub + len(code) > state.stubs + state.stubs_size:
-        return None
-    return Patch(jump + b"\xcc" * (plan.length - JUMP_LENGTH), code)
+        return patches
+    return patches
+
+
+def _holds(mem, addr: int, expected: bytes) -> bool:
+    mem.seek(addr)
+    return mem.read(len(expected)) == expected
+
+
+def known_plans(digest: str, region: dict, exclude: int) -> list[tuple[int, PatchPlan]]:
+    """(address, plan) of every site of the region's file, within the region, that the
+    analysis cache has a plan for, but `exclude`."""
+    out = []
+    for key, entry in PLANS.entries(digest).items():
+        at = region["start"] + int(key) - region["offset"]
+        if entry[0] != "plan" or at == exclude or not region["start"] <= at < region["end"]:
+            continue
+        displaced = bytes.fromhex(entry[1])
+        if at + 2 + len(displaced) <= region["end"]:
+            out.append((at, PatchPlan(2 + len(displaced), displaced, entry[2])))
+    return sorted(out, key=lambda p: p[0])

@@ -455,12 +455,17 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
         kept. Returns 0 or the stop the native recorder met doing it."""
         # the vDSO syscall checkpoints inject through stays a syscall
         found = patch.decide(proc.pid, proc.state, rec.content_digest) \
-            if proc.state.patch_site != proc.gadget else None
-        if found is None:
+            if proc.state.patch_site != proc.gadget else []
+        if not found:
             lib.rrv_record_keep_site(proc.state)
             return 0
-        return lib.rrv_record_patch_site(proc.state, found.jump, len(found.jump), found.stub,
-                                         len(found.stub))
+        jumps = [ffi.from_buffer(p.jump) for _, _, p in found]      # alive through the call
+        stubs = [ffi.from_buffer(p.stub) for _, _, p in found]
+        return lib.rrv_record_patch_sites(
+            proc.state, len(found), ffi.new("uint64_t[]", [site for site, _, _ in found]),
+            ffi.new("uint64_t[]", [stub for _, stub, _ in found]), ffi.new("uint8_t *[]", jumps),
+            ffi.new("uint64_t[]", [len(p.jump) for _, _, p in found]),
+            ffi.new("uint8_t *[]", stubs), ffi.new("uint64_t[]", [len(p.stub) for _, _, p in found]))
 
     switch_interval = sys.getswitchinterval()
     sys.setswitchinterval(TRACER_SWITCH_INTERVAL)

@@ -842,35 +842,47 @@ static int patchable_stop(struct rrv_recorder *r, int64_t nr, const struct rrv_r
   return r->nkept < (int)(sizeof r->kept_sites / sizeof r->kept_sites[0]);
 }
 
-/* PATCH_SITE decided: the site becomes a jump to `stub` (written at the next free place of the
- * stub memory), recorded as a PATCH event, and the syscall is not run now: the tracee goes
- * back to the site, and makes it again through the stub. Returns 0 or an RRV_STOP_*. */
-int rrv_record_patch_site(struct rrv_recorder *r, const uint8_t *jump, size_t jump_len,
-                          const uint8_t *stub, size_t stub_len) {
-  uint64_t site = r->patch_site, stub_at = r->stubs + r->stubs_used;
+/* PATCH_SITE decided: the site (sites[0], r->patch_site) and n - 1 other sites of the same
+ * file become jumps to their stubs, written one after another at the next free places of the
+ * stub memory (stub_at[k], which the caller computed them for), all recorded as one PATCH
+ * event, and the syscall is not run now: the tracee goes back to the site, and makes it again
+ * through the stub. Returns 0 or an RRV_STOP_*. */
+int rrv_record_patch_sites(struct rrv_recorder *r, size_t n, const uint64_t *sites,
+                           const uint64_t *stub_at, const uint8_t *const *jumps,
+                           const uint64_t *jump_lens, const uint8_t *const *stubs,
+                           const uint64_t *stub_lens) {
   struct rrv_regs regs;
   uint64_t fpu = 0;
   if (rrv_getregs(r->pid, &regs) < 0) return fail(r, "PTRACE_GETREGS");
   rrv_fpu_digest(r->pid, &fpu);
-  if (r->stubs_used + stub_len > r->stubs_size) {
+  if (n == 0 || sites[0] != r->patch_site)
+    return fail(r, "patching a syscall site: not the stopped one");
+  size_t fit = 0;     /* the sites whose stubs fit, laid out where the caller expected */
+  for (uint64_t used = r->stubs_used; fit < n && stub_at[fit] == r->stubs + used &&
+                                      used + stub_lens[fit] <= r->stubs_size; fit++)
+    used += (stub_lens[fit] + 15) & ~(uint64_t)15;
+  if (fit == 0) {
     rrv_record_keep_site(r);
     return 0;
   }
-  if (rrv_write_mem(r->pid, stub_at, stub, stub_len) != (ssize_t)stub_len ||
-      rrv_write_mem(r->pid, site, jump, jump_len) != (ssize_t)jump_len)
-    return fail(r, "patching a syscall site");
+  n = fit;
   size_t ev = event_begin(r, RRV_EVENT_PATCH, (int)regs.orig_rax, &regs);
   if (ev == (size_t)-1) return fail(r, "out of memory");
-  event_at(r, ev)->aux = site;
+  event_at(r, ev)->aux = sites[0];
   event_at(r, ev)->fpu_digest = fpu;
-  if (event_add_write(r, ev, stub_at, stub, stub_len) ||
-      event_add_write(r, ev, site, jump, jump_len))
-    return fail(r, "out of memory");
+  for (size_t k = 0; k < n; k++) {
+    if (rrv_write_mem(r->pid, stub_at[k], stubs[k], stub_lens[k]) != (ssize_t)stub_lens[k] ||
+        rrv_write_mem(r->pid, sites[k], jumps[k], jump_lens[k]) != (ssize_t)jump_lens[k])
+      return fail(r, "patching a syscall site");
+    if (event_add_write(r, ev, stub_at[k], stubs[k], stub_lens[k]) ||
+        event_add_write(r, ev, sites[k], jumps[k], jump_lens[k]))
+      return fail(r, "out of memory");
+    r->stubs_used += (stub_lens[k] + 15) & ~(uint64_t)15;
+    r->patched_sites++;
+  }
   event_end(r, ev);
-  r->stubs_used += (stub_len + 15) & ~(uint64_t)15;
-  r->patched_sites++;
   struct rrv_regs after = regs;
-  after.rip = site;
+  after.rip = sites[0];
   after.rax = regs.orig_rax;
   after.orig_rax = (uint64_t)-1;
   int status;

@@ -485,8 +485,9 @@ static int syscall_breakpoint_hit(struct rrv_replayer *r, struct rrv_regs *regs)
          rrv_getregs(r->pid, regs) == 0 && regs->rip == RRV_UNTRACED_SYSCALL + 1;
 }
 
-/* A syscall site patched in the recording (recorder.c: rrv_record_patch_site): patched here
- * too, and the syscall sent back to it, to be made again through the stub. */
+/* A syscall site patched in the recording (recorder.c: rrv_record_patch_sites), with the other
+ * sites patched with it: patched here too, and the syscall sent back to its site, to be made
+ * again through the stub. */
 static int replay_patch(struct rrv_replayer *r, const struct rrv_regs *regs) {
   const struct rrv_event *ev = cur_event(r);
   int rc = check_state(r, ev, regs);

@@ -124,7 +124,7 @@ struct rrv_preload_init {       /* RRV_CALL_PRELOAD_INIT's argument */
 #define RRV_STOP_NEW_PROCESS 15  /* record: session.new_pid was born to process `current`
                                      (stopped at its first stop, not yet adopted) */
 #define RRV_STOP_PATCH_SITE 16   /* record: a bufferable syscall at an unpatched site (patch_site):
-                                    rrv_record_patch_site or rrv_record_keep_site decides */
+                                    rrv_record_patch_sites or rrv_record_keep_site decides */
 #define RRV_STOP_FILE_FD 13       /* replay: make the tracee a memfd of file_index (it is parked
                                      before the mmap that maps it, issued again on resume) */
 
@@ -397,8 +397,10 @@ int rrv_record_died(struct rrv_recorder *r, int status);
 void rrv_record_free(struct rrv_recorder *r);
 void rrv_replay_set_pid(struct rrv_replayer *r, int pid);
 int rrv_replay_run(struct rrv_replayer *r);
-int rrv_record_patch_site(struct rrv_recorder *r, const uint8_t *jump, size_t jump_len,
-                          const uint8_t *stub, size_t stub_len);
+int rrv_record_patch_sites(struct rrv_recorder *r, size_t n, const uint64_t *sites,
+                           const uint64_t *stub_at, const uint8_t *const *jumps,
+                           const uint64_t *jump_lens, const uint8_t *const *stubs,
+                           const uint64_t *stub_lens);
 void rrv_record_keep_site(struct rrv_recorder *r);
 int rrv_map_syscall_page(int pid, uint64_t gadget, char *err, size_t errlen);
 void rrv_kill(int pid);
