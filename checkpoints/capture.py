@@ -376,7 +376,7 @@ def snapshot(pid: int, *, event: int, gadget: int, unchanged: UnchangedPages | N
     parked before its exit (rrv_record_park_for_exit) with every signal blocked meanwhile,
     and this is its own mask. blocked_mask: every signal is blocked meanwhile (a child's
     birth with a signal already pending), and this is its own mask. actions_set: the signals
-    whose action the process set since its exec (Injector.signal_state). after_exec: the
+    whose action the process set since its exec (Injector.signal_state_and_brk). after_exec: the
     process has run nothing since its exec: its signal state and brk follow from the exec's
     rules (inject.exec_signal_state; brk is the layout's start_brk), no syscall injected."""
     regs = getregs(pid)

@@ -116,7 +116,7 @@ def compare(pid: int, ckpt: dict, trace, pages, notes: dict | None = None,
     try:
         with VerifierSite(pid, mem) as injector:
             # The signals the checkpoint names, besides those the process handles or ignores
-            # (a default action set with flags: Injector.signal_state).
+            # (a default action set with flags: Injector.signal_state_and_brk).
             named = sum(1 << (a[0] - 1) for a in ckpt["signals"]["actions"])
             signals, brk = injector.task_state(named)
         if signals != ckpt["signals"]:

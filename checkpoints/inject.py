@@ -74,27 +74,35 @@ class Injector:
 
     def __init__(self, pid: int, gadget: int, mem: TraceeMemory):
         self.pid, self.gadget, self.mem = pid, gadget, mem
-        self._args = ffi.new("uint64_t[6]")
-        self._result = ffi.new("int64_t *")
         self._err = ffi.new("char[256]")
         self.scratch_mapped = False
 
     def syscall(self, name: str, *args: int, check: bool = True) -> int:
-        for i in range(6):
-            self._args[i] = (args[i] if i < len(args) else 0) & (2**64 - 1)
-        rc = lib.rrv_inject_syscall(self.pid, self.gadget, SYS[name], self._args, self._result,
-                                    self._err, 256)
-        if rc == -2:
-            raise TraceeDied(self.pid, self._result[0])
-        if rc == -3:
-            raise InjectionRefused(f"pid {self.pid}: {ffi.string(self._err).decode(errors='replace')}")
-        if rc < 0:
-            raise NativeError(f"pid {self.pid}: {ffi.string(self._err).decode(errors='replace')}")
-        result = self._result[0]
+        result = self.syscalls([(name, args)])[0]
         if check and -4096 < result < 0:
             raise NativeError(f"pid {self.pid}: injected {name}{tuple(hex(a) for a in args)} "
                               f"failed: {errno.errorcode.get(-result, -result)}")
         return result
+
+    def syscalls(self, calls: list[tuple[str, tuple]]) -> list[int]:
+        """The (name, args) syscalls run one after another in one native call; their results,
+        unchecked."""
+        n = len(calls)
+        flat = ffi.new(f"uint64_t[{6 * n}]")
+        for k, (_, args) in enumerate(calls):
+            for i, arg in enumerate(args):
+                flat[6 * k + i] = arg & (2**64 - 1)
+        results = ffi.new(f"int64_t[{n}]")
+        rc = lib.rrv_inject_syscalls(self.pid, self.gadget, n,
+                                     ffi.new("int64_t[]", [SYS[name] for name, _ in calls]),
+                                     flat, results, self._err, 256)
+        if rc == -2:
+            raise TraceeDied(self.pid, results[0])
+        if rc == -3:
+            raise InjectionRefused(f"pid {self.pid}: {ffi.string(self._err).decode(errors='replace')}")
+        if rc < 0:
+            raise NativeError(f"pid {self.pid}: {ffi.string(self._err).decode(errors='replace')}")
+        return list(results)
 
     def map_scratch(self) -> None:
         self.syscall("mmap", stub.SCRATCH, 4096, PROT_READ | PROT_WRITE,
@@ -107,26 +115,34 @@ class Injector:
             self.scratch_mapped = False
 
     # -- state the kernel keeps per task, read and written through syscalls --------------
-    def signal_state(self, also: int = 0) -> dict:
-        """The mask, the alternate stack, and the actions of the signals that may differ from
+    def signal_state_and_brk(self, also: int = 0) -> tuple[dict, int]:
+        """(the mask, the alternate stack, and the actions of the signals that may differ from
         a fresh exec's: those that have a handler or are ignored (the kernel's SigCgt and
         SigIgn sets), and those in `also` (a default action keeps the flags and mask it was
         set with, which rt_sigaction's oldact shows: the recorder knows which signals the
-        process set since its exec). One syscall per such signal, not 62."""
-        actions = []
+        process set since its exec); brk). One rt_sigaction per such signal, not 62, each
+        into its own 32 bytes of the scratch page, the alternate stack after them: all
+        injected in one native call, and the scratch page read once."""
         sets = signal_sets(self.pid)
         wanted = sets.get("SigCgt", 0) | sets.get("SigIgn", 0) | also
-        for sig in range(1, 65):
-            if sig in (9, 19) or not wanted >> (sig - 1) & 1:   # SIGKILL, SIGSTOP: fixed
-                continue
-            self.syscall("rt_sigaction", sig, 0, stub.SCRATCH, 8, check=False)
-            handler, flags, restorer, mask = KSIGACTION.unpack(self.mem.read(stub.SCRATCH, 32))
+        sigs = [sig for sig in range(1, 65)        # SIGKILL, SIGSTOP: fixed
+                if sig not in (9, 19) and wanted >> (sig - 1) & 1]
+        stack_at = stub.SCRATCH + 32 * len(sigs)
+        results = self.syscalls(
+            [("rt_sigaction", (sig, 0, stub.SCRATCH + 32 * k, 8)) for k, sig in enumerate(sigs)]
+            + [("sigaltstack", (0, stack_at)), ("brk", (0,))])
+        if -4096 < results[-2] < 0:
+            raise NativeError(f"pid {self.pid}: injected sigaltstack failed: "
+                              f"{errno.errorcode.get(-results[-2], -results[-2])}")
+        scratch = self.mem.read(stub.SCRATCH, 32 * len(sigs) + STACK_T.size)
+        actions = []
+        for k, sig in enumerate(sigs):
+            handler, flags, restorer, mask = KSIGACTION.unpack(scratch[32 * k:32 * k + 32])
             if handler or flags or mask:
                 actions.append([sig, handler, flags, restorer, mask])
-        mask = signal_mask(self.pid)
-        self.syscall("sigaltstack", 0, stub.SCRATCH)
-        sp, flags, _, size = STACK_T.unpack(self.mem.read(stub.SCRATCH, STACK_T.size))
-        return {"mask": mask, "actions": actions, "altstack": [sp, flags, size]}
+        sp, flags, _, size = STACK_T.unpack(scratch[32 * len(sigs):])
+        return ({"mask": signal_mask(self.pid), "actions": actions, "altstack": [sp, flags, size]},
+                results[-1])
 
     def set_signal_state(self, state: dict) -> None:
         for sig, handler, flags, restorer, mask in state["actions"]:
@@ -139,14 +155,11 @@ class Injector:
         self.mem.write(stub.SCRATCH, struct.pack("<Q", state["mask"]))
         self.syscall("rt_sigprocmask", SIG_SETMASK, stub.SCRATCH, 0, 8)
 
-    def brk(self) -> int:
-        return self.syscall("brk", 0)
-
     def task_state(self, also_signals: int = 0) -> tuple[dict, int]:
         """(signal state, brk): what a checkpoint holds of the kernel's per-task state."""
         self.map_scratch()
         try:
-            return self.signal_state(also_signals), self.brk()
+            return self.signal_state_and_brk(also_signals)
         finally:
             self.unmap_scratch()
 
@@ -273,11 +286,12 @@ def signal_mask(pid: int) -> int:
 
 
 def exec_signal_state(pid: int) -> dict | None:
-    """Injector.signal_state of a process stopped right after an exec, found without injecting
-    a syscall: the exec set every handled signal's action to the default and kept each ignored
-    one ignored, all with no flags, restorer or mask (the kernel's flush_signal_handlers), and
-    cleared the alternate stack; the mask it kept is PTRACE_GETSIGMASK's. None if
-    /proc/PID/status shows a signal handled (not a fresh exec: read it by injection)."""
+    """The signal state Injector.signal_state_and_brk would read of a process stopped right
+    after an exec, found without injecting a syscall: the exec set every handled signal's
+    action to the default and kept each ignored one ignored, all with no flags, restorer or
+    mask (the kernel's flush_signal_handlers), and cleared the alternate stack; the mask it
+    kept is PTRACE_GETSIGMASK's. None if /proc/PID/status shows a signal handled (not a fresh
+    exec: read it by injection)."""
     sets = signal_sets(pid)
     if sets.get("SigCgt", 0):
         return None

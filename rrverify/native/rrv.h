@@ -412,6 +412,8 @@ int rrv_run_initial_exec(int pid, char *err, size_t errlen);
  * wait status; -3: another syscall than the injected one arrived (not run) */
 int rrv_inject_syscall(int pid, uint64_t gadget, int64_t nr, const uint64_t args[6],
                        int64_t *result, char *err, size_t errlen);
+int rrv_inject_syscalls(int pid, uint64_t gadget, size_t n, const int64_t *nrs,
+                        const uint64_t *args, int64_t *results, char *err, size_t errlen);
 int rrv_park_before_syscall(int pid, int *status);
 int rrv_get_sigmask(int pid, uint64_t *mask);
 int rrv_trap_rdtsc_at(int pid, uint64_t rip);

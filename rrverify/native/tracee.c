@@ -767,17 +767,13 @@ int rrv_run_initial_exec(int pid, char *err, size_t errlen) {
   return 0;
 }
 
-/* Make the tracee run one syscall for us: it must be at a syscall-exit stop (or the exec stop
- * after rrv_run_initial_exec) with no signal pending. `gadget` is the address of a `syscall`
- * instruction in its address space. Its registers are restored afterwards. Returns 0; -1 on a
- * ptrace failure; -2 if the tracee died (*result: its wait status); -3 if the syscall that
- * arrived at the stop was not the one injected (it was not run; the tracee is left there). */
-int rrv_inject_syscall(int pid, uint64_t gadget, int64_t nr, const uint64_t a[6],
-                       int64_t *result, char *err, size_t errlen) {
-  struct rrv_regs saved, regs;
+/* One syscall injected through `gadget`, from registers `base`: *result its return value.
+ * Returns 0, -1 (err says why), -2 (the tracee died: *result is its wait status) or -3 (what
+ * arrived at the stop is not the syscall injected). */
+static int inject_one(int pid, uint64_t gadget, const struct rrv_regs *base, int64_t nr,
+                      const uint64_t a[6], int64_t *result, char *err, size_t errlen) {
+  struct rrv_regs regs = *base;
   int status;
-  if (rrv_getregs(pid, &saved) < 0) goto sys_fail;
-  regs = saved;
   regs.rip = gadget;
   regs.rax = nr;
   regs.orig_rax = -1;
@@ -818,7 +814,6 @@ int rrv_inject_syscall(int pid, uint64_t gadget, int64_t nr, const uint64_t a[6]
   }
   if (rrv_getregs(pid, &regs) < 0) goto sys_fail;
   *result = (int64_t)regs.rax;
-  if (rrv_setregs(pid, &saved) < 0) goto sys_fail;
   return 0;
 sys_fail:
   snprintf(err, errlen, "injected syscall %lld: %s", (long long)nr, strerror(errno));
@@ -827,6 +822,40 @@ died: /* killed from outside meanwhile: hand its wait status to the caller */
   *result = status;
   snprintf(err, errlen, "the tracee died (wait status 0x%x)", status);
   return -2;
+}
+
+/* n syscalls injected one after another, nrs[k] with args[6 * k ...], their return values in
+ * results[k]; the tracee's registers are saved before the first and put back after the last
+ * (a checkpoint reads a process's signal state in one call, not one per signal). Returns 0,
+ * or inject_one's failure for the first syscall that failed (results[0]: the wait status of
+ * a tracee that died; the registers are then not put back). */
+int rrv_inject_syscalls(int pid, uint64_t gadget, size_t n, const int64_t *nrs,
+                        const uint64_t *args, int64_t *results, char *err, size_t errlen) {
+  struct rrv_regs saved;
+  if (rrv_getregs(pid, &saved) < 0) {
+    snprintf(err, errlen, "injecting syscalls: %s", strerror(errno));
+    return -1;
+  }
+  for (size_t k = 0; k < n; k++) {
+    int rc = inject_one(pid, gadget, &saved, nrs[k], args + 6 * k, &results[k], err, errlen);
+    if (rc == -2) results[0] = results[k];
+    if (rc < 0) return rc;
+  }
+  if (rrv_setregs(pid, &saved) < 0) {
+    snprintf(err, errlen, "injecting syscalls: %s", strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+/* Make the tracee run one syscall for us: it must be at a syscall-exit stop (or the exec stop
+ * after rrv_run_initial_exec) with no signal pending. `gadget` is the address of a `syscall`
+ * instruction in its address space. Its registers are restored afterwards. Returns 0; -1 on a
+ * ptrace failure; -2 if the tracee died (*result: its wait status); -3 if the syscall that
+ * arrived at the stop was not the one injected (it was not run; the tracee is left there). */
+int rrv_inject_syscall(int pid, uint64_t gadget, int64_t nr, const uint64_t a[6],
+                       int64_t *result, char *err, size_t errlen) {
+  return rrv_inject_syscalls(pid, gadget, 1, &nr, a, result, err, errlen);
 }
 
 /* Finish a trapped rdtsc/rdtscp for the tracee: its result in edx:eax (and TSC_AUX in ecx),
