@@ -15,7 +15,7 @@
 #include <stdlib.h>
 
 struct unchanged_slot {
-  uint64_t addr;     /* 0: free (page 0 is never mapped) */
+  uint64_t key;      /* the page's address + 1; 0: free */
   uint64_t fast;
   uint8_t name[16];
 };
@@ -43,21 +43,22 @@ void rrv_unchanged_free(struct rrv_unchanged *u) {
   free(u);
 }
 
-static size_t unchanged_home(const struct rrv_unchanged *u, uint64_t addr) {
-  return (size_t)(((addr >> 12) * 0x9e3779b97f4a7c15ull) >> 20) & (u->cap - 1);
+static size_t unchanged_home(const struct rrv_unchanged *u, uint64_t key) {
+  return (size_t)(((key >> 12) * 0x9e3779b97f4a7c15ull) >> 20) & (u->cap - 1);
 }
 
-static struct unchanged_slot *unchanged_find(struct rrv_unchanged *u, uint64_t addr) {
-  for (size_t i = unchanged_home(u, addr);; i = (i + 1) & (u->cap - 1))
-    if (u->slots[i].addr == addr || u->slots[i].addr == 0) return &u->slots[i];
+/* The slot of `key`, or the free slot where it would go. */
+static struct unchanged_slot *unchanged_find(struct rrv_unchanged *u, uint64_t key) {
+  for (size_t i = unchanged_home(u, key);; i = (i + 1) & (u->cap - 1))
+    if (u->slots[i].key == key || u->slots[i].key == 0) return &u->slots[i];
 }
 
 static int unchanged_grow(struct rrv_unchanged *u) {
   struct rrv_unchanged bigger = {u->cap * 2, 0, calloc(u->cap * 2, sizeof *u->slots)};
   if (!bigger.slots) return -1;
   for (size_t i = 0; i < u->cap; i++)
-    if (u->slots[i].addr) {
-      *unchanged_find(&bigger, u->slots[i].addr) = u->slots[i];
+    if (u->slots[i].key) {
+      *unchanged_find(&bigger, u->slots[i].key) = u->slots[i];
       bigger.used++;
     }
   free(u->slots);
@@ -75,8 +76,8 @@ static int64_t rrv_name_pages(struct rrv_unchanged *u, uint64_t addr, const uint
   rrv_page_hashes(data, npages, fast);
   size_t nchanged = 0;
   for (size_t i = 0; i < npages; i++) {
-    struct unchanged_slot *s = u ? unchanged_find(u, addr + i * 4096) : NULL;
-    if (s && s->addr && s->fast == fast[i])
+    struct unchanged_slot *s = u ? unchanged_find(u, addr + i * 4096 + 1) : NULL;
+    if (s && s->key && s->fast == fast[i])
       memcpy(names + 16 * i, s->name, 16);
     else
       changed[nchanged++] = (uint32_t)i;
@@ -95,9 +96,9 @@ static int64_t rrv_name_pages(struct rrv_unchanged *u, uint64_t addr, const uint
       rc = -1;
       goto out;
     }
-    struct unchanged_slot *s = unchanged_find(u, addr + (uint64_t)i * 4096);
-    if (!s->addr) {
-      s->addr = addr + (uint64_t)i * 4096;
+    struct unchanged_slot *s = unchanged_find(u, addr + (uint64_t)i * 4096 + 1);
+    if (!s->key) {
+      s->key = addr + (uint64_t)i * 4096 + 1;
       u->used++;
     }
     s->fast = fast[i];

@@ -1,11 +1,13 @@
 """Patching a syscall site of a recorded process into a jump to a stub that calls the preload's
 hook (preload/syscallbuf.c), when the recorder meets a bufferable syscall there (rr patches the
-same way: lazily, one site at a time, at its first syscall).
+same way: lazily, at a site's first syscall). With that site, the other sites of the same
+mapping that the analysis cache has plans for are patched at once (known_plans): every process
+of a build meets libc's sites, and would otherwise stop at each.
 
 Which sites are safe to patch, and what the jump displaces, patch_sites.py decides with
 capstone from the library's file; this module checks that the process's memory still holds
-those bytes, lays out the stub (rrv.h: RRV_STUB_*) and the jump, and hands both to the native
-recorder, which writes them and records them as a PATCH event.
+those bytes, lays out the stubs (rrv.h: RRV_STUB_*) and the jumps, and hands them to the
+native recorder, which writes them and records them as a PATCH event.
 """
 from __future__ import annotations
 
@@ -88,39 +90,66 @@ def plan_for(pid: int, site: int, region: dict, mem,
 def decide(pid: int, state, digest_of=None) -> list[tuple[int, int, Patch]]:
     """The patches to make at the site state.patch_site (process pid, stopped at its syscall),
     as (site, stub address, patch): the site's own first, then those of the other sites of its
-    file that the analysis cache has plans for and the process's memory still holds unpatched
-    (recorder/patch_plan.py: known_plans): a build's processes all meet libc, and each would
-    otherwise stop at each of its sites. [] if the site is to stay as it is. digest_of(region):
-    the SHA-256 (hex) of the content of the region's file as it is at its path, or None."""
+    mapping that the analysis cache has plans for and the process's memory still holds
+    unpatched, in address order, while the stubs take at most half the stub memory. [] if the
+    site is to stay as it is. No other site is patched in a process a signal was delivered to
+    since its exec: a signal frame on its stack may hold a saved ip inside one.
+    digest_of(region): the SHA-256 (hex) of the content of the region's file as it is at its
+    path, or None."""
     site = state.patch_site
     region = region_at(pid, site)
     if region is None:
         return []
     stub, end = state.stubs + state.stubs_used, state.stubs + state.stubs_size
-    patches = []
     try:
         with open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
             planned = plan_for(pid, site, region, mem, digest_of)
             if planned is None:
                 return []
-            todo = [(site, *planned)]
-            digest = digest_of(region) if digest_of is not None and region["path"] != "[vdso]" \
-                else None
-            if digest is not None:
-                todo += [(other, plan, plan.displaced[:1] == b"\xc3") for other, plan in
-                         known_plans(digest, region, exclude=site)
-                         if _holds(mem, other, b"\x0f\x05" + plan.displaced)]
-            for at, plan, returns in todo:
-                code = stub_code(stub, at, plan, state.hook_entry, returns)
-                if stub + len(code) > end:
-                    break
-                jump = b"\xe9" + rel32(at + JUMP_LENGTH, stub)
-                patches.append((at, stub, Patch(jump + b"\xcc" * (plan.length - JUMP_LENGTH),
-                                                code)))
-                stub += (len(code) + 15) & ~15
-    except (OSError, ValueError):
-        return patches
+            own = _lay_out(site, stub, *planned, state.hook_entry)
+            if own is None or stub + len(own.stub) > end:
+                return []
+            patches = [(site, stub, own)]
+            if not state.signal_delivered and digest_of is not None and \
+                    region["path"] != "[vdso]":
+                _add_known_sites(patches, mem, region, digest_of(region), state,
+                                 state.stubs + state.stubs_size // 2)
+    except OSError:
+        return []
     return patches
+
+
+def _lay_out(site: int, stub: int, plan: PatchPlan, returns: bool,
+             hook_entry: int) -> Patch | None:
+    """The stub at `stub` and the jump of a site, or None if a rel32 cannot reach."""
+    try:
+        code = stub_code(stub, site, plan, hook_entry, returns)
+        jump = b"\xe9" + rel32(site + JUMP_LENGTH, stub)
+    except ValueError:
+        return None
+    return Patch(jump + b"\xcc" * (plan.length - JUMP_LENGTH), code)
+
+
+def _add_known_sites(patches: list, mem, region: dict, digest: str | None, state,
+                     budget_end: int) -> None:
+    """Append to patches the other sites of region that the cache knows (known_plans), each
+    stub after the last, until one would end past budget_end or cannot be laid out. A
+    failure to read the process's memory ends the list where it is."""
+    if digest is None:
+        return
+    site, stub, last = patches[-1]
+    stub += (len(last.stub) + 15) & ~15
+    try:
+        for at, plan in known_plans(digest, region, exclude=site):
+            if not _holds(mem, at, b"\x0f\x05" + plan.displaced):
+                continue
+            patch = _lay_out(at, stub, plan, plan.displaced[:1] == b"\xc3", state.hook_entry)
+            if patch is None or stub + len(patch.stub) > budget_end:
+                return
+            patches.append((at, stub, patch))
+            stub += (len(patch.stub) + 15) & ~15
+    except OSError:
+        return
 
 
 def _holds(mem, addr: int, expected: bytes) -> bool:

@@ -21,7 +21,7 @@ from ..checkpoints.model import TRAPS
 from ..checkpoints.inject import Injector, TraceeMemory, put_back_segv, signal_pending
 from ..checkpoints.pages import PageStoreWriter
 from ..errors import NativeError, TraceError, TraceeDied, UnsupportedError, UsageError
-from ..trace import TraceWriter
+from ..trace import FileToRead, TraceWriter
 from ..tracee import CallbackTarget, choose_cpu, current_rlimits, getregs, spawn
 from . import patch, syscalls
 
@@ -171,11 +171,18 @@ class Recorder(CallbackTarget):
         digest = f[0].hex()
         return digest if self.identities.unchanged(region["path"], digest) else None
 
-    def _store(self, ident: dict, data: bytes | None, where: tuple) -> int:
+    def _store(self, ident: dict, data: bytes | FileToRead | None, where: tuple) -> int:
         key = (ident["path"], ident["sha256"], ident.get("offset", 0), ident["size"])
+        if key in self.file_index and isinstance(data, FileToRead):
+            data.abandon(TraceError("stored before"))    # (closes its descriptor)
         if key not in self.file_index:
             blob = bytes.fromhex(ident["sha256"])
-            index = self.writer.add_file(dict(ident, blob=ident["sha256"]), data)
+            try:
+                index = self.writer.add_file(dict(ident, blob=ident["sha256"]), data)
+            except BaseException:
+                if isinstance(data, FileToRead):
+                    data.abandon(TraceError("not queued"))
+                raise
             self.file_index[key] = (blob, data if ident.get("offset") is None and
                                     len(data) <= MAX_FILE_FOR_PAGE_SOURCES else None, index)
         self.mapped_files[where] = self.file_index[key]
@@ -463,9 +470,9 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
         stubs = [ffi.from_buffer(p.stub) for _, _, p in found]
         return lib.rrv_record_patch_sites(
             proc.state, len(found), ffi.new("uint64_t[]", [site for site, _, _ in found]),
-            ffi.new("uint64_t[]", [stub for _, stub, _ in found]), ffi.new("uint8_t *[]", jumps),
-            ffi.new("uint64_t[]", [len(p.jump) for _, _, p in found]),
-            ffi.new("uint8_t *[]", stubs), ffi.new("uint64_t[]", [len(p.stub) for _, _, p in found]))
+            ffi.new("uint64_t[]", [stub for _, stub, _ in found]),
+            ffi.new("uint8_t *[]", jumps), ffi.new("uint64_t[]", [len(j) for j in jumps]),
+            ffi.new("uint8_t *[]", stubs), ffi.new("uint64_t[]", [len(s) for s in stubs]))
 
     switch_interval = sys.getswitchinterval()
     sys.setswitchinterval(TRACER_SWITCH_INTERVAL)

@@ -871,13 +871,19 @@ int rrv_record_patch_sites(struct rrv_recorder *r, size_t n, const uint64_t *sit
   event_at(r, ev)->aux = sites[0];
   event_at(r, ev)->fpu_digest = fpu;
   for (size_t k = 0; k < n; k++) {
-    if (rrv_write_mem(r->pid, stub_at[k], stubs[k], stub_lens[k]) != (ssize_t)stub_lens[k] ||
-        rrv_write_mem(r->pid, sites[k], jumps[k], jump_lens[k]) != (ssize_t)jump_lens[k])
-      return fail(r, "patching a syscall site");
-    if (event_add_write(r, ev, stub_at[k], stubs[k], stub_lens[k]) ||
-        event_add_write(r, ev, sites[k], jumps[k], jump_lens[k]))
-      return fail(r, "out of memory");
+    /* The site's own pair must be written; another site that cannot be is left as it is
+     * (its stub, if written, recorded: memory holds it), and so are the ones after it. */
+    if (rrv_write_mem(r->pid, stub_at[k], stubs[k], stub_lens[k]) != (ssize_t)stub_lens[k]) {
+      if (k == 0) return fail(r, "patching a syscall site");
+      break;
+    }
+    if (event_add_write(r, ev, stub_at[k], stubs[k], stub_lens[k])) return fail(r, "out of memory");
     r->stubs_used += (stub_lens[k] + 15) & ~(uint64_t)15;
+    if (rrv_write_mem(r->pid, sites[k], jumps[k], jump_lens[k]) != (ssize_t)jump_lens[k]) {
+      if (k == 0) return fail(r, "patching a syscall site");
+      break;
+    }
+    if (event_add_write(r, ev, sites[k], jumps[k], jump_lens[k])) return fail(r, "out of memory");
     r->patched_sites++;
   }
   event_end(r, ev);
@@ -1179,6 +1185,7 @@ static int on_syscall_exit(struct rrv_recorder *r) {
     r->syscallbuf = 0;      /* a new image: its preload registers anew */
     r->stubs = r->stubs_size = r->stubs_used = 0;
     r->nkept = 0;
+    r->signal_delivered = 0;  /* no signal frame survives an exec */
     return RRV_STOP_EXEC;
   }
   /* A checkpoint is due: the tracee sits at this syscall's exit stop, the one kind of point
@@ -1328,6 +1335,7 @@ static int on_signal(struct rrv_recorder *r, int sig) {
   if (flushed) return flushed;
   size_t ev = event_begin(r, RRV_EVENT_SIGNAL, sig, &regs);
   if (ev == (size_t)-1) return fail(r, "out of memory");
+  r->signal_delivered = 1;
   event_at(r, ev)->flags = flags;
   event_at(r, ev)->fpu_digest = fpu;
   /* Delivered by single-step: the next stop shows whether the kernel wrote a signal frame,
@@ -1630,6 +1638,7 @@ int rrv_session_adopt(struct rrv_session *s, struct rrv_recorder *child, int pid
   child->actions_set = parent->actions_set;
   child->own_affinity = parent->own_affinity;
   child->altstack_set = parent->altstack_set;
+  child->signal_delivered = parent->signal_delivered;   /* its stack is a copy of the parent's */
   child->shared_file_mapped = parent->shared_file_mapped;
   child->last_trap = parent->last_trap;
   child->checkpoint_every = parent->checkpoint_every;

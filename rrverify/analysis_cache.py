@@ -19,9 +19,10 @@ One more cache is kept by identity, not content: KnownFiles, the SHA-256 of a fi
 tracer's thread a program file an earlier recording met (exec_image.FileIdentities). An entry
 there is a claim, not a fact: the trace writer reads the file anyway, to store it, and checks
 its bytes against the claimed digest (trace.FileToRead); a wrong one fails that recording
-with one line, and the file is emptied."""
+with one line, and the file keeps only the digests that recording computed itself."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -66,6 +67,7 @@ class ContentCache:
         _ALL.append(self)
         self._entries: dict[str, dict] = {}     # digest -> entries, as loaded and added
         self._dirty: set[str] = set()
+        self._closed = False        # discard_unsaved: nothing more is kept
         self._lock = threading.Lock()
 
     def _path(self, digest: str) -> str | None:
@@ -95,11 +97,21 @@ class ContentCache:
             return {}
         return data
 
+    def discard_unsaved(self) -> None:
+        """Forget every entry added since the last save(), and keep none added from now on."""
+        with self._lock:
+            for digest in self._dirty:
+                self._entries.pop(digest, None)     # loaded again from its file if asked
+            self._dirty = set()
+            self._closed = True
+
     def add(self, digest: str, key: str, value) -> None:
         if not _DIGEST.fullmatch(digest):
             return
         entries = self.entries(digest)
         with self._lock:
+            if self._closed:
+                return
             entries[key] = value
             self._dirty.add(digest)
 
@@ -186,9 +198,14 @@ class KnownFiles:
 
     def clear(self) -> None:
         """An entry was found wrong: whatever made it so may have made others, so none is
-        used from now on, and save() leaves in the file only what this recorder hashed."""
+        used from now on, and save() leaves in the file only what this recorder hashed.
+        Nothing else this recording learned is kept either: an analysis may have been filed
+        under a digest an entry claimed for a file of other content."""
         with self._lock:
             self._entries, self._cleared = dict(self._added), True
+        for cache in _ALL:
+            if isinstance(cache, ContentCache):
+                cache.discard_unsaved()
 
     def save(self) -> None:
         with self._lock:
@@ -197,11 +214,20 @@ class KnownFiles:
         path = self._path()
         if path is None or not (added or cleared):
             return
-        merged = {} if cleared else self._valid(_read_json(path))
-        for identity, digest in added.items():
-            merged.pop(identity, None)          # re-added: the newest, kept longest
-            merged[identity] = digest
-        _write_json(path, dict(list(merged.items())[-self.MAX_ENTRIES:]))
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            lock = os.open(path + ".lock", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError:
+            return
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)    # another recorder's merge waits for ours
+            merged = {} if cleared else self._valid(_read_json(path))
+            for identity, digest in added.items():
+                merged.pop(identity, None)          # re-added: the newest, kept longest
+                merged[identity] = digest
+            _write_json(path, dict(list(merged.items())[-self.MAX_ENTRIES:]))
+        finally:
+            os.close(lock)
 
 
 KNOWN_FILES = KnownFiles()

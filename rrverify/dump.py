@@ -111,9 +111,12 @@ def format_event(ev: E.Event) -> str:
         return head + (f"unwind: buffered {syscalls.name_of(ev.nr)} moved out of the preload, "
                        f"to its stub's syscall at {ev.regs['rip'] - 2:#x}")
     if ev.kind == E.PATCH:
+        if not ev.writes:
+            return head + f"patch: syscall site {ev.aux:#x}"
+        others = [f"{jump.addr:#x}" for jump in ev.writes[3::2]]
         return head + (f"patch: syscall site {ev.aux:#x} ({syscalls.name_of(ev.nr)}) now jumps "
-                       f"to its stub at {ev.writes[0].addr:#x}" if ev.writes else
-                       f"patch: syscall site {ev.aux:#x}")
+                       f"to its stub at {ev.writes[0].addr:#x}" +
+                       (f"; with it {len(others)} more: {', '.join(others)}" if others else ""))
     if ev.kind == E.EXEC:
         return head + f"exec: entry {ev.regs['rip']:#x}, stack {ev.regs['rsp']:#x}"
     if ev.kind == E.EXIT:

@@ -279,12 +279,13 @@ class FileIdentities:
                 data, (maps_dev(st.st_dev), st.st_ino))
 
     def identify(self, open_path: str, display_path: str, st: os.stat_result | None = None,
-                 before: int | None = None) -> tuple[dict, bytes | None, tuple]:
+                 before: int | None = None) -> tuple[dict, bytes | FileToRead | None, tuple]:
         """Identity (path, size, mtime, SHA-256) of the file at open_path (which may be
         /proc/PID/fd/N, so deleted files and memfds work too), its content when it was read
-        (None when the identity was known: a program maps a library four or five times, and
-        every process of a build maps libc), and the (dev, inode) by which /proc/PID/maps
-        names it. st: open_path's stat, if the caller has it, taken after time `before`."""
+        (None when the identity was known in this trace: a program maps a library four or five
+        times, and every process of a build maps libc; a FileToRead when an earlier recording
+        hashed it), and the (dev, inode) by which /proc/PID/maps names it. st: open_path's
+        stat, if the caller has it, taken after time `before`."""
         if st is None or before is None:
             before = time.time_ns()
             st = os.stat(open_path)

@@ -510,13 +510,21 @@ class TraceWriter:
             missing = [k for k in range(len(paths)) if not present[k]]
             if missing:
                 which = list(first_of.values())
-                comp = self._blob_compressor().multi_compress_to_buffer(
-                    [datas[which[k]] for k in missing])
-                segments = [comp[j] for j in range(len(missing))]
+                segments = self._compress_many([datas[which[k]] for k in missing])
                 _write_files([paths[k] for k in missing], segments)
                 with self._blob_lock:
                     self.blob_bytes += sum(len(seg) for seg in segments)
         return digests
+
+    def _compress_many(self, datas: list) -> list:
+        """Each data compressed as a blob, in one call where python-zstandard can (its
+        multi_compress_to_buffer is only in C builds with zstd's thread pool)."""
+        compressor = self._blob_compressor()
+        try:
+            compressed = compressor.multi_compress_to_buffer(datas)
+            return [compressed[j] for j in range(len(datas))]
+        except (AttributeError, NotImplementedError):
+            return [compressor.compress(d) for d in datas]
 
     def _blob_compressor(self) -> zstandard.ZstdCompressor:
         compressor = getattr(self._blob_compressors, "compressor", None)
@@ -641,6 +649,8 @@ class TraceWriter:
 
 
 def _cannot_write(e: BaseException) -> str:
+    if isinstance(e, TraceError):       # says itself what is wrong (a file the writer checked)
+        return str(e)
     if not isinstance(e, OSError):      # the writer's thread failed otherwise (out of memory)
         return f"cannot write the trace: {type(e).__name__}: {e}"
     what = os.strerror(e.errno) if e.errno else str(e)

@@ -176,3 +176,47 @@ def test_a_wrong_file_digest_in_the_cache_fails_one_recording_in_one_line(tmp_pa
     assert replayed.returncode != 0 and b"verified" not in replayed.stdout
     again = _record(tmp_path / "again", cache, LS, "/")
     assert again["complete"] and _files(tmp_path / "again") == _files(tmp_path / "first")
+
+
+def test_known_sites_are_patched_with_the_met_one_unless_a_signal_frame_may_hold_one(
+        monkeypatch, tmp_path):
+    """recorder/patch.py: decide on this test's own libc, two of whose sites the cache knows:
+    met at one, both are patched, each stub after the last; after a signal delivery (a frame
+    may hold a saved ip inside the other), or with no room in the first half of the stub
+    memory, the met site alone."""
+    import types
+    from rrverify.exec_image import region_at
+    from rrverify.recorder import patch, patch_plan
+    from rrverify.recorder.patch_sites import plan_site
+    monkeypatch.setenv("RRVERIFY_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(patch_plan.PLANS, "_entries", {})
+    monkeypatch.setattr(patch_plan.PLANS, "_dirty", set())
+    with open("/proc/self/maps") as f:
+        text = next(line.split() for line in f
+                    if "libc.so" in line and line.split()[1].startswith("r-x"))
+    start, end = (int(x, 16) for x in text[0].split("-"))
+    region = region_at(os.getpid(), start)
+    with open(region["path"], "rb") as f:
+        data = f.read()
+    sites, offset = [], region["offset"]
+    while len(sites) < 2:
+        offset = data.find(b"\x0f\x05", offset + 1)
+        assert 0 < offset < region["offset"] + end - start, "no two patchable sites in libc"
+        if isinstance(plan_site(region["path"], offset), patch_plan.PatchPlan):
+            sites.append(offset)
+    digest = "ab" * 32
+    for offset in sites:
+        patch_plan.plan_of(region["path"], offset, digest, still_same=lambda: True)
+    addresses = [start + offset - region["offset"] for offset in sites]
+
+    def decide(**state):
+        fields = dict(patch_site=addresses[0], stubs=start - (1 << 20), stubs_used=0,
+                      stubs_size=1 << 16, hook_entry=start, signal_delivered=0)
+        return patch.decide(os.getpid(), types.SimpleNamespace(**dict(fields, **state)),
+                            lambda region: digest)
+
+    both = decide()
+    assert [site for site, _, _ in both] == addresses
+    assert both[1][1] == both[0][1] + ((len(both[0][2].stub) + 15) & ~15)
+    assert [site for site, _, _ in decide(signal_delivered=1)] == addresses[:1]
+    assert [site for site, _, _ in decide(stubs_size=160)] == addresses[:1]

@@ -12,6 +12,7 @@ import shutil
 import pytest
 
 from rrverify import exec_image
+from rrverify import analysis_cache
 from rrverify.analysis_cache import KNOWN_FILES
 from rrverify.errors import TraceError
 from rrverify.checkpoints import capture, pages
@@ -57,6 +58,11 @@ def no_known_files(monkeypatch, tmp_path) -> None:
     monkeypatch.setattr(KNOWN_FILES, "_entries", None)
     monkeypatch.setattr(KNOWN_FILES, "_added", {})
     monkeypatch.setattr(KNOWN_FILES, "_cleared", False)
+    for cache in analysis_cache._ALL:      # a wrong entry found here closes them (clear())
+        if isinstance(cache, analysis_cache.ContentCache):
+            monkeypatch.setattr(cache, "_closed", False)
+            monkeypatch.setattr(cache, "_entries", {})
+            monkeypatch.setattr(cache, "_dirty", set())
 
 
 @pytest.fixture
@@ -118,6 +124,10 @@ def test_content_read_by_the_writer_is_checked_against_the_digest_it_was_named_b
         wrong.read()
     with pytest.raises(TraceError, match="could not be stored"):
         wrong.get()
+    # What this recording filed under any digest may be under a wrong one: none of it is kept.
+    from rrverify.recorder.patch_plan import PLANS
+    PLANS.add("cd" * 32, "1", ["refused", "x"])
+    assert PLANS.entries("cd" * 32) == {} and not PLANS._dirty
     KNOWN_FILES.save()
     KNOWN_FILES._entries = None
     assert KNOWN_FILES.get(known) is None

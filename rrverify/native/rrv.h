@@ -261,6 +261,9 @@ struct rrv_recorder {   /* one recorded process: its state and its own event str
   uint8_t self_mem_fds[1024]; /* which descriptors are the tracee's own /proc/PID/mem */
   uint64_t known_mask;  /* the tracee's signal mask as of its last change */
   int own_affinity;     /* it set its own CPU affinity (the session's cpu_view no longer applies) */
+  int signal_delivered; /* a signal was delivered to it (or to its parent before the fork)
+                           since its exec: a signal frame may hold a saved ip at a syscall
+                           site, so the patcher patches no site but the one it stops at */
   int altstack_set;     /* it or an ancestor set an alternate signal stack: an exec keeps the
                            stack's SS_AUTODISARM flag, so a checkpoint after an exec reads it */
   uint64_t actions_set; /* signals whose action it set since its exec (a default action keeps
