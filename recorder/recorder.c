@@ -873,14 +873,16 @@ int rrv_record_patch_sites(struct rrv_recorder *r, size_t n, const uint64_t *sit
   for (size_t k = 0; k < n; k++) {
     /* The site's own pair must be written; another site that cannot be is left as it is
      * (its stub, if written, recorded: memory holds it), and so are the ones after it. */
-    if (rrv_write_mem(r->pid, stub_at[k], stubs[k], stub_lens[k]) != (ssize_t)stub_lens[k]) {
-      if (k == 0) return fail(r, "patching a syscall site");
+    ssize_t w = rrv_write_mem(r->pid, stub_at[k], stubs[k], stub_lens[k]);
+    if (w != (ssize_t)stub_lens[k]) {
+      if (k == 0 || w > 0) return fail(r, "patching a syscall site");  /* (part written) */
       break;
     }
     if (event_add_write(r, ev, stub_at[k], stubs[k], stub_lens[k])) return fail(r, "out of memory");
     r->stubs_used += (stub_lens[k] + 15) & ~(uint64_t)15;
-    if (rrv_write_mem(r->pid, sites[k], jumps[k], jump_lens[k]) != (ssize_t)jump_lens[k]) {
-      if (k == 0) return fail(r, "patching a syscall site");
+    w = rrv_write_mem(r->pid, sites[k], jumps[k], jump_lens[k]);
+    if (w != (ssize_t)jump_lens[k]) {
+      if (k == 0 || w > 0) return fail(r, "patching a syscall site");
       break;
     }
     if (event_add_write(r, ev, sites[k], jumps[k], jump_lens[k])) return fail(r, "out of memory");

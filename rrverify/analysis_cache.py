@@ -28,8 +28,10 @@ import os
 import re
 import tempfile
 import threading
+import time
 
 MAX_FILE = 4 << 20          # a cache file larger than this is not read
+LOCK_SECONDS = 2.0          # the longest KnownFiles.save waits for another recorder's merge
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
@@ -121,6 +123,7 @@ class ContentCache:
         with self._lock:
             dirty, self._dirty = self._dirty, set()
             entries = {d: dict(self._entries[d]) for d in dirty}
+            self._closed = False        # (closed for one recording: the next may add again)
         for digest, mine in entries.items():
             path = self._path(digest)
             if path is None:
@@ -216,11 +219,21 @@ class KnownFiles:
             return
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            lock = os.open(path + ".lock", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            lock = os.open(path + ".lock", os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError:
             return
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX)    # another recorder's merge waits for ours
+            # Another recorder's merge waits for ours; one that holds the lock too long (stopped
+            # meanwhile) makes this one give up: the cache is best effort.
+            deadline = time.monotonic() + LOCK_SECONDS
+            while True:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        return
+                    time.sleep(0.01)
             merged = {} if cleared else self._valid(_read_json(path))
             for identity, digest in added.items():
                 merged.pop(identity, None)          # re-added: the newest, kept longest

@@ -274,6 +274,7 @@ class FileToRead:
         self.fd, self.size, self.sha256, self.path = fd, size, sha256, path
         self._changed, self._wrong = changed, wrong
         self._data: bytes | None = None
+        self.checked = False        # read, and its bytes are the digest's
         self._error: BaseException | None = None
         self._ready = threading.Event()
 
@@ -299,9 +300,14 @@ class FileToRead:
             self.abandon(e)
             raise
         self._data = data
+        self.checked = True
         self._ready.set()
         os.close(self.fd)
         return data
+
+    def unchecked(self) -> None:
+        """Never read: the digest it was named by stays a claim (treated as a wrong one)."""
+        self._wrong()
 
     def abandon(self, error: BaseException) -> None:
         """Not to be read (the writer failed before it, or the read did): get() raises error."""
@@ -463,8 +469,11 @@ class TraceWriter:
                     self._files_cond.notify_all()
             finally:
                 if isinstance(item, _MappedFile):
-                    if isinstance(item.data, FileToRead):
+                    if isinstance(item.data, FileToRead) and not item.data.checked:
+                        # never read (a write failed before it): its digest, trusted meanwhile
+                        # (patch plans may be filed under it), was never checked either
                         item.data.abandon(self._write_error or TraceError("not written"))
+                        item.data.unchecked()
                     with self._files_cond:      # room for the next (add_file)
                         self._queued_file_bytes -= len(item.data or b"")
                         self._files_cond.notify_all()

@@ -128,6 +128,9 @@ def test_content_read_by_the_writer_is_checked_against_the_digest_it_was_named_b
     from rrverify.recorder.patch_plan import PLANS
     PLANS.add("cd" * 32, "1", ["refused", "x"])
     assert PLANS.entries("cd" * 32) == {} and not PLANS._dirty
+    PLANS.save()                            # the recording's end: the next one caches again
+    PLANS.add("cd" * 32, "1", ["refused", "x"])
+    assert PLANS.entries("cd" * 32) == {"1": ["refused", "x"]}
     KNOWN_FILES.save()
     KNOWN_FILES._entries = None
     assert KNOWN_FILES.get(known) is None
@@ -374,3 +377,28 @@ def test_the_region_at_an_address_is_the_one_maps_lists(kernel_query, monkeypatc
     os.close(memfd)
     assert exec_image.region_at(pid, 4096) is None
     assert exec_image._vma_query_works == kernel_query
+
+
+def test_a_file_left_unread_after_a_failed_write_counts_as_a_wrong_digest(ids, tmp_path):
+    """The trace writer reads no file after a failed write: the digest a known file was named
+    by (and patch plans filed under) is then never checked, and is dropped as a wrong one."""
+    from rrverify.trace import TraceWriter
+    path = old_file(tmp_path, b"u" * 3000)
+    ids.identify(path, path)
+    KNOWN_FILES.save()
+    KNOWN_FILES._entries = None
+    _, known, _ = exec_image.FileIdentities().identify(path, path)
+    assert isinstance(known, FileToRead)
+    writer = TraceWriter(str(tmp_path / "t"), {"command": ["x"]})
+    os.rmdir(os.path.join(writer.path, "blobs"))
+    with open(os.path.join(writer.path, "blobs"), "w"):     # no blob can be written
+        pass
+    writer.add_file({"path": "/a", "size": 5, "sha256": "ee" * 32, "blob": "ee" * 32}, b"first")
+    writer.add_file({"path": path, "size": 3000, "sha256": known.sha256,
+                     "blob": known.sha256}, known)
+    writer._frames_out.put(None)       # the writer's thread ends (close() also writes more)
+    writer._writer.join()
+    with pytest.raises(TraceError, match="could not be stored"):
+        known.get()
+    assert KNOWN_FILES._cleared and KNOWN_FILES.get(exec_image._known_identity(os.stat(path))) \
+        is None
