@@ -63,28 +63,23 @@ def rel32(after: int, target: int) -> bytes:
     return struct.pack("<i", delta)
 
 
-def plan_for(pid: int, site: int, region: dict, mem,
-             digest_of=None) -> tuple[PatchPlan, bool] | None:
+def plan_for(pid: int, site: int, region: dict, mem, digest_of=None) -> PatchPlan | None:
     """What patching the site would displace, checked against the process's memory; None if
     it is not to be patched. digest_of(region): the SHA-256 of the region's file as it is at
     its path, or None (patch_plan.plan_of)."""
     if region["path"] == "[vdso]":
-        mem.seek(site)
-        if mem.read(len(VDSO_TAIL)) != VDSO_TAIL or site + len(VDSO_TAIL) > region["end"]:
+        if site + len(VDSO_TAIL) > region["end"] or not _holds(mem, site, VDSO_TAIL):
             return None
-        return PatchPlan(length=JUMP_LENGTH, displaced=b"\xc3\xcc\xcc", text="ret"), True
+        return PatchPlan(length=JUMP_LENGTH, displaced=VDSO_TAIL[2:], text="ret")
     path = region["path"]
     if not path.startswith("/") or "x" not in region["perms"] or path == LIBRARY:
         return None
     digest = digest_of(region) if digest_of is not None else None
     plan = plan_of(path, region["offset"] + site - region["start"], digest,
                    still_same=lambda: digest_of(region) == digest)
-    if not isinstance(plan, PatchPlan):
-        return None
-    mem.seek(site)
-    if mem.read(plan.length) != b"\x0f\x05" + plan.displaced:
-        return None       # the process changed its code since it mapped the file
-    return plan, plan.displaced[:1] == b"\xc3"     # `syscall; ret` and padding
+    if not isinstance(plan, PatchPlan) or not _holds(mem, site, b"\x0f\x05" + plan.displaced):
+        return None       # (not the file's bytes: the process changed its code since)
+    return plan
 
 
 def decide(pid: int, state, digest_of=None) -> list[tuple[int, int, Patch]]:
@@ -103,10 +98,8 @@ def decide(pid: int, state, digest_of=None) -> list[tuple[int, int, Patch]]:
     stub, end = state.stubs + state.stubs_used, state.stubs + state.stubs_size
     try:
         with open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
-            planned = plan_for(pid, site, region, mem, digest_of)
-            if planned is None:
-                return []
-            own = _lay_out(site, stub, *planned, state.hook_entry)
+            plan = plan_for(pid, site, region, mem, digest_of)
+            own = None if plan is None else _lay_out(site, stub, plan, state.hook_entry)
             if own is None or stub + len(own.stub) > end:
                 return []
             patches = [(site, stub, own)]
@@ -119,11 +112,12 @@ def decide(pid: int, state, digest_of=None) -> list[tuple[int, int, Patch]]:
     return patches
 
 
-def _lay_out(site: int, stub: int, plan: PatchPlan, returns: bool,
-             hook_entry: int) -> Patch | None:
-    """The stub at `stub` and the jump of a site, or None if a rel32 cannot reach."""
+def _lay_out(site: int, stub: int, plan: PatchPlan, hook_entry: int) -> Patch | None:
+    """The stub at `stub` and the jump of a site, or None if a rel32 cannot reach. Displaced
+    bytes that begin with a `ret` end the stub (the vDSO's stubs, and `syscall; ret` sites
+    followed by padding, patch_sites.py: _ret_tail): no jump back follows them."""
     try:
-        code = stub_code(stub, site, plan, hook_entry, returns)
+        code = stub_code(stub, site, plan, hook_entry, returns=plan.displaced[:1] == b"\xc3")
         jump = b"\xe9" + rel32(site + JUMP_LENGTH, stub)
     except ValueError:
         return None
@@ -143,7 +137,7 @@ def _add_known_sites(patches: list, mem, region: dict, digest: str | None, state
         for at, plan in known_plans(digest, region, exclude=site):
             if not _holds(mem, at, b"\x0f\x05" + plan.displaced):
                 continue
-            patch = _lay_out(at, stub, plan, plan.displaced[:1] == b"\xc3", state.hook_entry)
+            patch = _lay_out(at, stub, plan, state.hook_entry)
             if patch is None or stub + len(patch.stub) > budget_end:
                 return
             patches.append((at, stub, patch))

@@ -173,9 +173,10 @@ class Recorder(CallbackTarget):
 
     def _store(self, ident: dict, data: bytes | FileToRead | None, where: tuple) -> int:
         key = (ident["path"], ident["sha256"], ident.get("offset", 0), ident["size"])
-        if key in self.file_index and isinstance(data, FileToRead):
-            data.abandon(TraceError("stored before"))    # (closes its descriptor)
-        if key not in self.file_index:
+        if key in self.file_index:
+            if isinstance(data, FileToRead):
+                data.abandon(TraceError("stored before"))    # (closes its descriptor)
+        else:
             blob = bytes.fromhex(ident["sha256"])
             try:
                 index = self.writer.add_file(dict(ident, blob=ident["sha256"]), data)

@@ -366,7 +366,7 @@ class TraceWriter:
         # (pages) and the tracer's (the native loop's): a compressor each, as one is not to
         # be shared between threads.
         self._blob_compressors = threading.local()
-        self._blob_lock = threading.Lock()
+        self._blob_lock = threading.Lock()     # (for blob_bytes)
         # per process: raw events not yet in a frame, their count; events framed so far
         self._pending: dict[int, tuple[list[bytes], int]] = {}
         self.process_events: list[int] = []
@@ -480,42 +480,35 @@ class TraceWriter:
 
     def put_blob(self, data: bytes, digest: bytes | None = None) -> bytes:
         """Store data once under its SHA-256 (digest: when the caller just computed it)."""
-        digest = digest or blob_digest(data)
-        p = blob_path(self.path, digest)
-        with self.writing():
-            if not os.path.exists(p):
-                comp = self._blob_compressor().compress(data)
-                with self._blob_lock:       # the other thread may be storing the same blob
-                    if not os.path.exists(p):
-                        os.makedirs(os.path.dirname(p), exist_ok=True)
-                        _atomic_write(p, comp, sync=False)
-                        self.blob_bytes += len(comp)
-        return digest
+        return self.put_blobs([data], None if digest is None else [digest])[0]
 
-    def put_blobs(self, datas: list) -> list[bytes]:
-        """put_blob for many at once: their SHA-256s, which of them the trace lacks, the
-        compression and the writing of those, each in one call that lets the GIL go
-        (rrverify/native/blob_files.c): a background thread storing a checkpoint's blobs then
-        hands the GIL to and from the tracer's thread a few times, not ten times a blob."""
+    def put_blobs(self, datas: list, digests: list[bytes] | None = None) -> list[bytes]:
+        """Store each data once under its SHA-256 (digests: when the caller knows them); the
+        SHA-256s, which of them the trace lacks, the compression and the writing of those,
+        each in one call that lets the GIL go (rrverify/native/blob_files.c): a background
+        thread storing a checkpoint's blobs then hands the GIL to and from the tracer's thread
+        a few times, not ten times a blob. Two threads may store the same blob at once: each
+        writes its own temporary copy, and renames it over the other's."""
         from ._native import ffi, lib
         n = len(datas)
         if not n:
             return []
-        sizes = ffi.new("uint64_t[]", [len(d) for d in datas])
-        out = ffi.new(f"uint8_t[{32 * n}]")
-        buffers = [ffi.from_buffer(d) for d in datas]       # alive through the call
-        if lib.rrv_sha256_many(ffi.new("uint8_t *[]", buffers), sizes, n, out) < 0:
-            raise TraceError("libcrypto could not compute SHA-256")
-        names = bytes(ffi.buffer(out, 32 * n))
-        digests = [names[32 * i:32 * i + 32] for i in range(n)]
+        if digests is None:
+            sizes = ffi.new("uint64_t[]", [len(d) for d in datas])
+            out = ffi.new(f"uint8_t[{32 * n}]")
+            buffers = [ffi.from_buffer(d) for d in datas]       # alive through the call
+            if lib.rrv_sha256_many(ffi.new("uint8_t *[]", buffers), sizes, n, out) < 0:
+                raise TraceError("libcrypto could not compute SHA-256")
+            concatenated = bytes(ffi.buffer(out, 32 * n))
+            digests = [concatenated[32 * i:32 * i + 32] for i in range(n)]
         first_of: dict[str, int] = {}            # each distinct blob once
         for i, d in enumerate(digests):
             first_of.setdefault(blob_path(self.path, d), i)
         paths = list(first_of)
         present = ffi.new(f"uint8_t[{len(paths)}]")
         with self.writing():
-            names = [ffi.new("char[]", os.fsencode(p)) for p in paths]
-            lib.rrv_files_exist(ffi.new("char *[]", names), len(paths), present)
+            c_paths = [ffi.new("char[]", os.fsencode(p)) for p in paths]
+            lib.rrv_files_exist(ffi.new("char *[]", c_paths), len(paths), present)
             missing = [k for k in range(len(paths)) if not present[k]]
             if missing:
                 which = list(first_of.values())
@@ -529,11 +522,13 @@ class TraceWriter:
         """Each data compressed as a blob, in one call where python-zstandard can (its
         multi_compress_to_buffer is only in C builds with zstd's thread pool)."""
         compressor = self._blob_compressor()
-        try:
-            compressed = compressor.multi_compress_to_buffer(datas)
-            return [compressed[j] for j in range(len(datas))]
-        except (AttributeError, NotImplementedError):
-            return [compressor.compress(d) for d in datas]
+        if len(datas) > 1:
+            try:
+                compressed = compressor.multi_compress_to_buffer(datas)
+                return [compressed[j] for j in range(len(datas))]
+            except (AttributeError, NotImplementedError):
+                pass
+        return [compressor.compress(d) for d in datas]
 
     def _blob_compressor(self) -> zstandard.ZstdCompressor:
         compressor = getattr(self._blob_compressors, "compressor", None)
@@ -549,9 +544,9 @@ class TraceWriter:
         the blob identity["blob"]. Both are written by the frame writer's thread, in order
         with the frames: the tracer does not wait for the compression (a build maps 25 MB of
         compiler and libraries), nor, for a FileToRead, for the reading and hashing; and no
-        frame on disk names a file whose entry and blob are not. A checkpoint waits for them (wait_for_files). At most MAX_QUEUED_FILE_BYTES of
-        contents wait (a program mapping a large file in 1 GiB windows): past that, this
-        waits for room."""
+        frame on disk names a file whose entry and blob are not. A checkpoint waits for them
+        (wait_for_files). At most MAX_QUEUED_FILE_BYTES of contents wait (a program mapping a
+        large file in 1 GiB windows): past that, this waits for room."""
         size = len(data or b"")
         with self._files_cond:
             while (self._write_error is None and self._queued_file_bytes and

@@ -426,13 +426,13 @@ def test_a_mapped_file_that_cannot_be_written_keeps_later_frames_and_checkpoints
     from rrverify import trace as trace_module
     from rrverify.errors import TraceError
 
-    def full(path, data, sync=True):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+    def full(paths, datas):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), paths[0])
 
     w = _writer(tmp_path / "t")
     w.add_events(0, b"\0" * 264, 1)
     w.cut_frame()                       # written: before the file
-    monkeypatch.setattr(trace_module, "_atomic_write", full)
+    monkeypatch.setattr(trace_module, "_write_files", full)     # how blobs are written
     w.add_file(_file_identity(b"file content"), b"file content")
     w.add_events(0, b"\0" * 264, 1)
     with pytest.raises(TraceError, match="no space left on device"):
