@@ -35,12 +35,15 @@
 #define PROT_EXEC 4
 #define MAP_PRIVATE 2
 #define MAP_ANONYMOUS 0x20
+#define MAP_TYPE 0x0f
+#define SIGSEGV 11
 #define AT_FDCWD (-100)
 #define FUTEX_WAIT 0
 #define FUTEX_WAKE 1
 #define FUTEX_WAIT_BITSET 9
 #define FUTEX_WAKE_BITSET 10
 #define FUTEX_CMD(op) ((op) & ~(128 | 256))   /* without FUTEX_PRIVATE_FLAG, _CLOCK_REALTIME */
+#define KERNEL_SIGACTION_SIZE 32   /* handler, flags, restorer, mask */
 #define MADV_NORMAL 0
 #define MADV_RANDOM 1
 #define MADV_SEQUENTIAL 2
@@ -215,6 +218,16 @@ static int classify(long nr, const uint64_t *a, uint32_t flags, uint64_t h_io_fd
         default:
           return 0;
       }
+    /* Replay runs these again, as it runs them traced (replayer.c: replay_runs): they change
+     * the process itself (its actions, its break, its memory map). */
+    case __NR_rt_sigaction:   /* SIGSEGV's action stays traced: the recorder keeps a copy */
+      if (a[3] != 8 || (a[1] && a[0] == SIGSEGV)) return 0;
+      if (a[2]) piece(out, a[2], KERNEL_SIGACTION_SIZE);
+      return 1;
+    case __NR_brk:
+      return 1;
+    case __NR_mmap:           /* private anonymous memory; a file's mapping stays traced */
+      return (a[3] & MAP_ANONYMOUS) && (a[3] & MAP_TYPE) == MAP_PRIVATE;
     case __NR_madvise:   /* advice that changes no memory */
       return a[2] == MADV_NORMAL || a[2] == MADV_RANDOM || a[2] == MADV_SEQUENTIAL ||
              a[2] == MADV_WILLNEED || a[2] == MADV_HUGEPAGE || a[2] == MADV_NOHUGEPAGE ||

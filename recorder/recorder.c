@@ -118,6 +118,14 @@ static int checkpoint_due(const struct rrv_recorder *r, uint64_t coming) {
  * same ones). Each record is copied as the preload wrote it, except that the bytes a write
  * sent become their digest (and the hash of a pipe's bytes, as for a traced write), and the
  * buffer is emptied, by a write the event carries so that replay empties it too. */
+/* A syscall, traced or buffered, that set a signal's action since the exec (a checkpoint
+ * reads those actions) */
+static void note_action_set(struct rrv_recorder *r, int64_t nr, uint64_t sig, uint64_t act,
+                            int64_t result) {
+  if (nr == SYS_rt_sigaction && result == 0 && act && sig >= 1 && sig <= 64)
+    r->actions_set |= 1ull << (sig - 1);
+}
+
 static int syscallbuf_flush(struct rrv_recorder *r) {
   static uint8_t in[RRV_SYSCALLBUF_SIZE];
   static uint32_t at[RRV_SYSCALLBUF_SIZE / sizeof(struct rrv_buffered_syscall) + 1];
@@ -210,6 +218,7 @@ static int syscallbuf_flush(struct rrv_recorder *r) {
     }
     if (rec->nr == SYS_close && rec->result == 0 && rec->args[0] < sizeof r->self_mem_fds)
       r->self_mem_fds[rec->args[0]] = 0;
+    note_action_set(r, rec->nr, rec->args[0], rec->args[1], rec->result);
     out->size = o;
     r->len += o;
   }
@@ -260,6 +269,18 @@ static int syscallbuf_set_flags(struct rrv_recorder *r, uint32_t set, uint32_t c
   if (before) *before = flags;
   flags = (flags | set) & ~clear;
   return rrv_write_mem(r->pid, at, &flags, 4) == 4 ? 0 : -1;
+}
+
+/* At a vfork's exit: the child that used the buffer flushed its records at its last stop,
+ * unless it died in between (SIGKILL), maybe inside the hook. What it left is not the
+ * parent's: the buffer is emptied, a change of memory recorded with the child's others. */
+static int syscallbuf_reset_after_child(struct rrv_recorder *r) {
+  struct rrv_syscallbuf_hdr h;
+  size_t n = offsetof(struct rrv_syscallbuf_hdr, flags);   /* counts, io_fds, in_hook */
+  if (rrv_read_mem(r->pid, r->syscallbuf, &h, n) != (ssize_t)n) return -1;
+  if (!h.num_rec_bytes && !h.num_records && !h.io_fds && !h.in_hook) return 0;
+  memset(&h, 0, n);
+  return rrv_write_mem(r->pid, r->syscallbuf, &h, n) == (ssize_t)n ? 0 : -1;
 }
 
 static uint32_t tracee_u32(int pid, uint64_t addr) {
@@ -741,13 +762,12 @@ static int begin_fork(struct rrv_recorder *r, int64_t nr, const struct rrv_regs 
   r->sc_clone_flags = flags;
   /* Processes that share memory buffer only what cannot wait for another, in short runs (the
    * token passes at ptrace stops; recorded at the fork's exit, and the child copies it). A
-   * vfork child buffers nothing: it would write its records into its parent's buffer (put
-   * back at the vfork's exit, unrecorded: the parent never runs with them). */
-  if (r->syscallbuf && (sharing || (flags & RRV_CLONE_VM))) {
-    if (syscallbuf_set_flags(r, sharing ? RRV_HDR_SHARING : RRV_HDR_DISABLED, 0,
-                             &r->vfork_saved_flags) < 0)
+   * vfork child buffers into its parent's buffer, empty now (this stop flushed it), while
+   * the parent waits in the kernel; the child's stops flush its records as its own. */
+  if (r->syscallbuf && sharing) {
+    if (syscallbuf_set_flags(r, RRV_HDR_SHARING, 0, NULL) < 0)
       return fail(r, "writing the syscall buffer");
-    r->capture_buffer_flags = sharing;
+    r->capture_buffer_flags = 1;
   }
   if (flags & RRV_CLONE_VM) {
     r->vfork_snapshot = mem_snapshot_take(r->pid, 0);
@@ -832,7 +852,8 @@ static int on_preload_init(struct rrv_recorder *r, const struct rrv_regs *regs, 
 /* Could this syscall stop be a site to patch: a syscall the preload buffers, from code that is
  * not the syscall page or a stub, of a process whose preload registered? */
 static int patchable_stop(struct rrv_recorder *r, int64_t nr, const struct rrv_regs *regs) {
-  if (!r->syscallbuf || r->program_filters || !is_buffered_number(nr)) return 0;
+  if (!r->syscallbuf || r->program_filters || r->in_parent_memory || !is_buffered_number(nr))
+    return 0;
   uint64_t site = regs->rip - 2;
   if ((site >= RRV_SYSCALL_PAGE && site < RRV_SYSCALL_PAGE + 4096) ||
       (site >= r->stubs && site < r->stubs + r->stubs_size))
@@ -1089,8 +1110,7 @@ static int on_syscall_exit(struct rrv_recorder *r) {
     if (rrv_write_mem(r->pid, regs.rdx, r->session->cpu_view, n) != (ssize_t)n)
       return fail(r, "showing the tracee its CPUs");
   }
-  if (nr == SYS_rt_sigaction && result == 0 && regs.rsi && regs.rdi >= 1 && regs.rdi <= 64)
-    r->actions_set |= 1ull << (regs.rdi - 1);
+  note_action_set(r, nr, regs.rdi, regs.rsi, result);
   if (nr == SYS_sigaltstack && result == 0 && regs.rdi) r->altstack_set = 1;
   if (spec->handling == RRV_H_EXEC && result == 0) {   /* handlers reset, SIG_IGN kept */
     r->actions_set = 0;     /* and every action's flags and mask cleared */
@@ -1116,7 +1136,7 @@ static int on_syscall_exit(struct rrv_recorder *r) {
       return fail(r, "out of memory");
   }
   if (r->vfork_snapshot) {   /* what the vfork child changed in the memory it shared */
-    if (r->syscallbuf && syscallbuf_set_flags(r, 0, ~r->vfork_saved_flags, NULL) < 0)
+    if (r->syscallbuf && syscallbuf_reset_after_child(r) < 0)
       return fail(r, "writing the syscall buffer");
     int rc = record_vfork_changes(r, ev);
     if (rc) return rc;
@@ -1188,6 +1208,7 @@ static int on_syscall_exit(struct rrv_recorder *r) {
     r->stubs = r->stubs_size = r->stubs_used = 0;
     r->nkept = 0;
     r->signal_delivered = 0;  /* no signal frame survives an exec */
+    r->in_parent_memory = 0;
     return RRV_STOP_EXEC;
   }
   /* A checkpoint is due: the tracee sits at this syscall's exit stop, the one kind of point
@@ -1649,15 +1670,15 @@ int rrv_session_adopt(struct rrv_session *s, struct rrv_recorder *child, int pid
   child->blob_threshold = parent->blob_threshold;
   child->handle = parent->handle;
   child->syscallbuf_allowed = parent->syscallbuf_allowed;
-  if (!(s->new_flags & RRV_CLONE_VM)) {  /* a vfork child patches nothing, buffers nothing */
-    child->syscallbuf = parent->syscallbuf;
-    child->stubs = parent->stubs;
-    child->stubs_size = parent->stubs_size;
-    child->stubs_used = parent->stubs_used;
-    child->hook_entry = parent->hook_entry;
-    child->nkept = parent->nkept;
-    memcpy(child->kept_sites, parent->kept_sites, sizeof child->kept_sites);
-  }
+  child->syscallbuf = parent->syscallbuf;
+  child->stubs = parent->stubs;
+  child->stubs_size = parent->stubs_size;
+  child->stubs_used = parent->stubs_used;
+  child->hook_entry = parent->hook_entry;
+  child->nkept = parent->nkept;
+  memcpy(child->kept_sites, parent->kept_sites, sizeof child->kept_sites);
+  /* A vfork child's stubs and code are its parent's: it patches nothing (begin_fork) */
+  child->in_parent_memory = (s->new_flags & RRV_CLONE_VM) != 0;
   if (rrv_session_add(s, child)) return -1;
   if (parent->shared_member) {    /* it shares its parent's shared mappings (vfork: all) */
     child->shared_member = 1;

@@ -378,6 +378,61 @@ static int end_flush(struct rrv_replayer *r, int64_t traced_nr, int inexact) {
 
 /* The breakpoint took control at the untraced syscall: the next record of the flush is
  * checked against the syscall the program makes, and injected in its place (never run). */
+/* Does replay run this recorded syscall again (it changes the process itself: its memory map,
+ * its signal actions, its exit), rather than emulate its result? The same answer whether it
+ * was traced or buffered. */
+static int replay_runs(const struct rrv_syscall_spec *spec, uint64_t arg0, int64_t result) {
+  switch (spec->handling) {
+    case RRV_H_EXECUTE: case RRV_H_EXIT: return 1;
+    case RRV_H_EXECUTE_SELF: return arg0 == 0;
+    case RRV_H_MMAP: case RRV_H_MREMAP: return result >= 0;
+    default: return 0;
+  }
+}
+
+/* A buffered syscall replay runs (replay_runs), through the syscall page's traced
+ * instruction, from registers `regs` (at the breakpoint); its arguments as recorded, an mmap
+ * at the address it got. Returns 0 or a divergence. */
+static int run_buffered(struct rrv_replayer *r, const struct rrv_buffered_syscall *rec,
+                        const struct rrv_syscall_spec *spec, unsigned k) {
+  uint64_t a[6];
+  memcpy(a, rec->args, sizeof a);
+  if (spec->handling == RRV_H_MMAP) {
+    if (!(a[3] & MAP_ANONYMOUS) || (a[3] & MAP_TYPE) != MAP_PRIVATE)
+      return diverge(r, RRV_DIV_TRACE, "buffered syscall %u of flush event %llu maps a file or "
+                     "shared memory, which the preload never buffers", k,
+                     (unsigned long long)r->flush_index);
+    a[0] = rec->result;
+    a[3] = (a[3] | MAP_FIXED) & ~(uint64_t)MAP_FIXED_NOREPLACE;
+  } else if (spec->handling != RRV_H_EXECUTE) {
+    return diverge(r, RRV_DIV_TRACE, "buffered syscall %u of flush event %llu is %s, which the "
+                   "preload never buffers", k, (unsigned long long)r->flush_index, spec->name);
+  }
+  int64_t result = 0;
+  char why[160];
+  int rc = rrv_inject_syscall(r->pid, RRV_TRACED_SYSCALL, rec->nr, a, &result, why, sizeof why);
+  if (rc == -2) {
+    r->div.expected_value = rec->result;
+    return diverge(r, RRV_DIV_EXITED_EARLY, "the tracee died inside buffered syscall %u of "
+                   "flush event %llu (%s; wait status 0x%llx)", k,
+                   (unsigned long long)r->flush_index, spec->name, (unsigned long long)result);
+  }
+  if (rc < 0) {
+    snprintf(r->message, sizeof r->message, "running buffered syscall %u of flush event %llu: "
+             "%s", k, (unsigned long long)r->flush_index, why);
+    return RRV_STOP_ERROR;
+  }
+  r->syscalls_executed++;
+  if (result != rec->result) {
+    r->div.expected_value = rec->result;
+    r->div.found_value = result;
+    return diverge(r, RRV_DIV_RESULT, "buffered syscall %u of flush event %llu (%s), run again, "
+                   "returned a different result", k, (unsigned long long)r->flush_index,
+                   spec->name);
+  }
+  return 0;
+}
+
 static int replay_buffered_hit(struct rrv_replayer *r, struct rrv_regs regs) {
   if (!r->armed || !r->flushing || !r->flush_left)
     return diverge(r, RRV_DIV_SYSCALLBUF, "syscallbuf-armed-with-records: the syscall "
@@ -418,10 +473,14 @@ static int replay_buffered_hit(struct rrv_replayer *r, struct rrv_regs regs) {
         k, (unsigned long long)r->flush_index, rrv_syscall_name(rec->nr),
         (unsigned long long)rec->site, (unsigned long long)regs.rcx);
   }
+  if (rec->nr < 0 || rec->nr >= RRV_NSYSCALLS || !rrv_syscalls[rec->nr].handling)
+    return DIVERGE_AT_SITE(r, RRV_DIV_TRACE, "buffered syscall %u of flush event %llu is "
+                           "syscall %d, which this rrverify's syscall table does not know", k,
+                           (unsigned long long)r->flush_index, rec->nr);
+  const struct rrv_syscall_spec *spec = &rrv_syscalls[rec->nr];
   struct rrv_regs call = regs;
   call.orig_rax = rec->nr;
   if (rec->flags & RRV_BF_SENT) {
-    const struct rrv_syscall_spec *spec = &rrv_syscalls[rec->nr];
     int fd = (int)rec->args[0];
     int echo = r->echo && (fd == 1 || fd == 2) && (rec->nr == SYS_write || rec->nr == SYS_writev)
                    ? fd : -1;
@@ -435,6 +494,12 @@ static int replay_buffered_hit(struct rrv_replayer *r, struct rrv_regs regs) {
           "sends differs from the recording", k, (unsigned long long)r->flush_index,
           spec->name);
     }
+  }
+  if (replay_runs(spec, rec->args[0], rec->result)) {
+    int rc = run_buffered(r, rec, spec, k);
+    if (rc == RRV_STOP_DIVERGED)
+      rrv_read_mem(r->pid, regs.rcx + RRV_STUB_SITE, &r->div.site, sizeof r->div.site);
+    if (rc) return rc;
   }
   /* Its writes, as a traced syscall's are injected */
   const uint8_t *p = (const uint8_t *)(rec + 1);
@@ -596,12 +661,7 @@ static int replay_syscall(struct rrv_replayer *r) {
     advance(r);
     return RRV_STOP_EXEC_RESTORE;
   }
-  int execute = !(ev->flags & RRV_EF_REFUSED) &&
-                (spec->handling == RRV_H_EXECUTE || spec->handling == RRV_H_EXIT ||
-                 (spec->handling == RRV_H_EXECUTE_SELF && regs.rdi == 0) ||
-                 ((spec->handling == RRV_H_MMAP || spec->handling == RRV_H_MREMAP) &&
-                  ev->result >= 0));
-  if (!execute) return emulate(r, ev, &regs);
+  if (!replay_runs(spec, regs.rdi, ev->result)) return emulate(r, ev, &regs);
   if (spec->handling == RRV_H_EXIT) {
     r->syscalls_executed++;
     r->exit_syscall_event = r->event_index + 1;

@@ -90,6 +90,9 @@ CASES = {
         "stdout": b'global 41, stack 42, heap "parent" / "written by the vfork child", '
                   b'child exited 5\n',
         "processes": 2, "exits": [0, 5]},
+    "vfork_killed": {
+        "stdout": b"child killed by signal 9, killer exited 0, sum 200\n",
+        "processes": 3, "exits": [0, 0, "SIGKILL"]},
     "signal_parent": {
         "stdout": b"handler ran 1 time(s) in read, which returned 7: payload; 2 time(s) in all; "
                   b"child exited 0\n",
@@ -252,6 +255,19 @@ def _posix_spawn(r):
     assert [ev.result for ev in failed] == [-2]                  # ENOENT
 
 
+def _vfork_killed(r):
+    """The vfork child buffered its getppid calls into its parent's buffer (the parent had
+    patched that site), and was killed with records not yet flushed: the parent, resumed, flushes
+    only its own (else its replay meets a flush of getppid records it never makes)."""
+    child = [rec.nr for ev in r.stream(2) if ev.kind == E.FLUSH for rec in E.buffered_syscalls(ev)]
+    assert child.count(NUMBERS["getppid"]) > 0
+    events = r.stream(0)
+    [vfork] = [ev.index for ev in events if ev.kind == E.SYSCALL and ev.nr == NUMBERS["vfork"]]
+    after = [rec.nr for ev in events[vfork:] if ev.kind == E.FLUSH
+             for rec in E.buffered_syscalls(ev)]
+    assert NUMBERS["getpid"] in after and NUMBERS["getppid"] not in after
+
+
 def _signal_parent(r):
     """The first SIGUSR1 interrupted the parent's buffered read: unwound out of the preload to
     its stub's own syscall, recorded as a traced read interrupted there (ERESTARTSYS), with the
@@ -297,7 +313,8 @@ def _orphan(r):
 
 
 CHECKS = {"pipeline": _pipeline, "make_j2": _make_j2, "vfork_write": _vfork_write,
-          "posix_spawn": _posix_spawn, "signal_parent": _signal_parent,
+          "posix_spawn": _posix_spawn, "vfork_killed": _vfork_killed,
+          "signal_parent": _signal_parent,
           "kill_spinning": _kill_spinning, "execveat": _execveat, "shared_anon": _shared_anon,
           "orphan": _orphan}
 

@@ -34,6 +34,7 @@ EXPECT = {
     "shm_two_mappers": {"record": "unsupported"},
     "posix_spawn": {"processes": 3},
     "vfork_write": {"processes": 2},
+    "vfork_killed": {"processes": 3},
     "signal_parent": {"processes": 2},
     "kill_spinning": {"processes": 3},
     "execveat_true": {"processes": 3},

@@ -399,3 +399,47 @@ def test_a_buffered_write_to_unmapped_memory_is_a_data_divergence(loop_copy):
     proc = replay(loop_copy)
     assert check_of(proc) == "data"
     assert "which replay does not have mapped" in proc.stdout.decode()
+
+
+@pytest.fixture(scope="module")
+def state_trace(programs, tmp_path_factory):
+    """sb_process_state.c: handlers set and queried, anonymous memory mapped, the break moved,
+    through the preload."""
+    trace = tmp_path_factory.mktemp("state") / "t"
+    proc = run_cli("record", "-o", trace, "--", programs["sb_process_state"])
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout == native(programs["sb_process_state"]).stdout
+    return trace
+
+
+def test_buffered_syscalls_that_change_the_process_are_run_again_by_replay(state_trace,
+                                                                          tmp_path):
+    """A buffered rt_sigaction that sets a handler, mmap of anonymous memory and brk are run
+    again by replay (the handler the last one set then runs for the signal: emulated, the
+    replayed process would have none and die of it); a query is emulated like a read."""
+    recs = buffered(state_trace)
+    sets = [r for r in recs if r.nr == NUMBERS["rt_sigaction"] and r.args[1]]
+    queries = [r for r in recs if r.nr == NUMBERS["rt_sigaction"] and not r.args[1]]
+    maps = [r for r in recs if r.nr == NUMBERS["mmap"]]
+    breaks = [r for r in recs if r.nr == NUMBERS["brk"]]
+    assert sets and queries and maps and breaks
+    assert all(r.writes and r.writes[0].length == 32 for r in sets + queries)    # oldact
+    proc, report = replay_json(state_trace, tmp_path)
+    assert proc.returncode == 0, proc.stdout.decode()
+    stats = report["stats"]
+    assert stats["buffered_syscalls"] == len(recs)
+    assert stats["syscalls_executed"] >= len(sets) + len(queries) + len(maps) + len(breaks)
+
+
+def test_a_buffered_syscall_run_again_that_returns_otherwise_is_a_result_divergence(
+        state_trace, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(state_trace, copy)
+
+    def change(recs, ev):
+        rec = next(r for r in recs if r.nr == NUMBERS["brk"])
+        rec.result += 4096
+    edit_flush(copy, change, which=0, where=lambda recs: any(r.nr == NUMBERS["brk"] for r in recs))
+    proc = replay(copy)
+    assert check_of(proc) == "syscall-result"
+    assert "run again, returned a different result" in proc.stdout.decode()

@@ -308,7 +308,7 @@ struct rrv_recorder {   /* one recorded process: its state and its own event str
                                the #3285 invariant, for the verifier's check to find) */
   int watching_entries;     /* resumed with PTRACE_SYSCALL from user code (signals held): a
                                syscall-entry stop may come, of a buffered syscall too */
-  uint32_t vfork_saved_flags; /* its buffer's flags before a vfork child shared them */
+  int in_parent_memory;     /* a vfork child, until it execs: its parent's code and buffer */
   int capture_buffer_flags; /* the syscall under way changed them: recorded at its exit */
   uint64_t buffered_syscalls, flushes, patched_sites;
 };

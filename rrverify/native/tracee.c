@@ -154,7 +154,8 @@ static const int buffered_numbers[] = {
     SYS_read, SYS_pread64, SYS_readv, SYS_write, SYS_pwrite64, SYS_writev, SYS_openat,
     SYS_close, SYS_lseek, SYS_fstat, SYS_newfstatat, SYS_statx, SYS_getdents64, SYS_access,
     SYS_faccessat, SYS_faccessat2, SYS_readlink, SYS_clock_gettime, SYS_gettimeofday, SYS_time,
-    SYS_getpid, SYS_getppid, SYS_gettid, SYS_poll, SYS_madvise, SYS_futex};
+    SYS_getpid, SYS_getppid, SYS_gettid, SYS_poll, SYS_madvise, SYS_futex, SYS_rt_sigaction,
+    SYS_brk, SYS_mmap};
 #define RRV_NBUFFERED (int)(sizeof buffered_numbers / sizeof buffered_numbers[0])
 
 static int is_buffered_number(int64_t nr) {
