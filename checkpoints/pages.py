@@ -12,6 +12,7 @@ import os
 import struct
 
 from .._native import ffi, lib
+from ..analysis_cache import STORED_FILES
 from ..digests import short_digest
 from ..errors import NativeError, TraceError
 from ..trace import MAX_INDEX, TraceWriter, read_records, write_all
@@ -19,6 +20,7 @@ from ..trace import MAX_INDEX, TraceWriter, read_records, write_all
 PAGE = 4096
 CHUNK_PAGES = 64
 MAX_SEALED_CHUNKS = 128          # 32 MiB of new pages wait at most for a flush
+EAGER_FILE_BYTES = 64 << 20      # a mapped file's pages all named at its first use, up to this
 MAX_CACHED_PAGES = 1 << 14       # 64 MiB of verified pages kept by a reader
 MAX_CACHED_BLOB_BYTES = 64 << 20  # and decompressed blobs (the one being read may be larger)
 MAX_CACHED_FILE_BYTES = 128 << 20 # and mapped files' contents
@@ -86,10 +88,12 @@ class PageStoreWriter:
         self._sealed: list[list[tuple[bytes, bytes]]] = []   # full chunks not stored yet
         self._file_records: list[bytes] = []
         self.stored_pages = 0
-        # file blob -> the digest of each of its pages (by page number), computed once: every
-        # process maps the same libc, and most of its pages are the file's.
-        self._file_digests: dict[bytes, list[bytes | None]] = {}
-        self._file_pages_left: dict[bytes, int] = {}    # file blob -> its digests not computed
+        # file blob -> the name of each of its pages (by page number), computed once per trace
+        # or read from the analysis cache's stored files (every process maps the same libc,
+        # and most of its pages are the file's); how many are not yet; which pages.idx holds
+        self._file_names: dict[bytes, list[bytes | None]] = {}
+        self._file_unnamed: dict[bytes, int] = {}
+        self._file_indexed: dict[bytes, bytearray] = {}
         self.hashed_file_pages = 0
 
     def add_pages(self, names: bytes, data, which: list[int], file=None) -> None:
@@ -117,10 +121,8 @@ class PageStoreWriter:
         if file_page is not None:
             blob, offset, content = file_page
             if file_matches(content, offset, data):
-                digests = self._digests_of(blob, content)
-                if digests[offset // PAGE] is None:
-                    digests[offset // PAGE] = digest
-                    self._file_pages_left[blob] -= 1
+                self._names_of(blob, content)
+                self._file_indexed[blob][offset // PAGE] = 1
                 self._file_records.append(RECORD.pack(digest, FROM_FILE, blob, offset))
                 return
         self._add_to_chunk(digest, data)
@@ -144,33 +146,55 @@ class PageStoreWriter:
 
     def file_page_digests(self, blob: bytes, content: bytes, offset: int,
                           npages: int) -> list[bytes]:
-        """The digests of the file's npages pages from `offset` on (zero-padded past its end),
-        indexed as references into its blob, for a caller that knows the memory holds them.
-        A page's digest is computed, and indexed unless known, the first time it is asked
-        for; every process maps libc's text the same, and asks again."""
-        digests = self._digests_of(blob, content)
-        first = offset // PAGE
-        if self._file_pages_left[blob]:
-            missing = [i for i in range(first, first + npages) if digests[i] is None]
-            whole = [i for i in missing if (i + 1) * PAGE <= len(content)]
-            for i, d in zip(whole, page_digests(content, whole)):
-                digests[i] = d
-            for i in missing[len(whole):]:      # the last, zero-padded past the file's end
-                digests[i] = page_digest(content[i * PAGE:(i + 1) * PAGE].ljust(PAGE, b"\0"))
-            self.hashed_file_pages += len(missing)
-            self._file_pages_left[blob] -= len(missing)
-            for i in missing:
-                if digests[i] not in self.known:
-                    self.known.add(digests[i])
-                    self._file_records.append(RECORD.pack(digests[i], FROM_FILE, blob, i * PAGE))
-        return digests[first:first + npages]
+        """The names of the file's npages pages from `offset` on (zero-padded past its end),
+        indexed as references into its blob unless known, for a caller that knows the memory
+        holds them; every process maps libc's text the same, and asks again."""
+        names = self._names_of(blob, content)
+        first, end = offset // PAGE, offset // PAGE + npages
+        missing = [i for i in range(first, end) if names[i] is None] if \
+            self._file_unnamed[blob] else []
+        if missing:
+            for i, name in zip(missing, self._hash_pages(content, missing)):
+                names[i] = name
+            self._file_unnamed[blob] -= len(missing)
+        indexed = self._file_indexed[blob]
+        if indexed.find(0, first, end) >= 0:
+            for i in range(first, end):
+                if not indexed[i]:
+                    indexed[i] = 1
+                    if names[i] not in self.known:
+                        self.known.add(names[i])
+                        self._file_records.append(RECORD.pack(names[i], FROM_FILE, blob, i * PAGE))
+        return names[first:end]
 
-    def _digests_of(self, blob: bytes, content: bytes) -> list[bytes | None]:
-        digests = self._file_digests.get(blob)
-        if digests is None:
-            digests = self._file_digests[blob] = [None] * -(-len(content) // PAGE)
-            self._file_pages_left[blob] = len(digests)
-        return digests
+    def _names_of(self, blob: bytes, content: bytes) -> list[bytes | None]:
+        """The file's page names: from the analysis cache's stored files, else all computed
+        now and kept there, unless the file is over EAGER_FILE_BYTES: then each is computed
+        when first asked for (None until then)."""
+        names = self._file_names.get(blob)
+        if names is None:
+            pages = -(-len(content) // PAGE)
+            raw = STORED_FILES.page_names(blob.hex(), pages,
+                                          lambda which: self._hash_pages(content, which, False))
+            if raw is None and len(content) <= EAGER_FILE_BYTES:
+                raw = b"".join(self._hash_pages(content, range(pages)))
+                STORED_FILES.add_page_names(blob.hex(), raw)
+            names = self._file_names[blob] = [None] * pages if raw is None else \
+                [raw[i:i + 16] for i in range(0, 16 * pages, 16)]
+            self._file_unnamed[blob] = pages if raw is None else 0
+            self._file_indexed[blob] = bytearray(pages)
+        return names
+
+    def _hash_pages(self, content: bytes, which, count: bool = True) -> list[bytes]:
+        """The names of pages `which` (ascending) of a file's content, the last zero-padded
+        past its end. count: in hashed_file_pages."""
+        which = list(which)
+        whole = [i for i in which if (i + 1) * PAGE <= len(content)]
+        names = page_digests(content, whole) if whole else []
+        for i in which[len(whole):]:
+            names.append(page_digest(content[i * PAGE:(i + 1) * PAGE].ljust(PAGE, b"\0")))
+        self.hashed_file_pages += len(which) if count else 0
+        return names
 
     def flush(self, extra: list = ()) -> list[bytes]:
         """Store every page added so far and index it (pages.idx before the checkpoint naming

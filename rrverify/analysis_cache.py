@@ -14,6 +14,11 @@ $RRVERIFY_CACHE_DIR, else $XDG_CACHE_HOME/rrverify, else ~/.cache/rrverify. Its 
 trusted as the user's own (the same user's recordings write them): a cached syscall site is
 still checked against the process's memory before it is patched (recorder/patch.py).
 
+StoredFiles keeps what a trace stores of a mapped file, by the file's SHA-256: its blob, as
+compressed for a trace, and the names of its pages (checkpoints/pages.py). A recording of
+programs met before then copies the one and reads the other instead of compressing and hashing
+a compiler's 30 MB again; both are facts of the content, so nothing about them is a claim.
+
 One more cache is kept by identity, not content: KnownFiles, the SHA-256 of a file by its
 (device, inode, size, mtime, ctime), so that a recording need not read and hash on the
 tracer's thread a program file an earlier recording met (exec_image.FileIdentities). An entry
@@ -26,6 +31,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import tempfile
 import threading
 import time
@@ -142,20 +148,7 @@ def _read_json(path: str):
 
 
 def _write_json(path: str, value) -> None:
-    """Write path whole, atomically (a temporary file renamed); on failure, nothing."""
-    tmp = None
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(value, f, separators=(",", ":"))
-        os.replace(tmp, path)
-    except OSError:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+    _write_bytes(path, json.dumps(value, separators=(",", ":")).encode())
 
 
 class KnownFiles:
@@ -244,3 +237,135 @@ class KnownFiles:
 
 
 KNOWN_FILES = KnownFiles()
+
+
+class StoredFiles:
+    """DIR/stored-files-v1/<sha256>.zst, a mapped file's blob exactly as a trace stores it (a
+    zstd frame that names the file's size), and <sha256>.pages, the 16-byte names of its pages
+    in order. Both are copied, never linked, to and from traces: editing a trace cannot change
+    them. Trusted as the user's own like the rest of the cache, and checked where it is cheap (a
+    blob's frame must name the file's size, a page list must hold one name per page): a wrong one
+    makes a trace whose verification fails ("blob ... is corrupted", "page ... is not"), never
+    one that verifies wrongly. At most MAX_BYTES are kept: an addition past that removes the
+    least recently used."""
+
+    MAX_BYTES = 1 << 30
+    FRAME_HEADER = 18           # zstd's longest frame header
+
+    @staticmethod
+    def _path(digest: str, suffix: str) -> str | None:
+        root = cache_dir()
+        if root is None or not _DIGEST.fullmatch(digest):
+            return None
+        return os.path.join(root, "stored-files-v1", digest + suffix)
+
+    def copy_blob(self, digest: str, size: int, dest: str) -> int | None:
+        """Copy the blob of content `digest` (`size` bytes) to dest, atomically; its bytes, or
+        None if there is none (or none that names that size): the caller compresses."""
+        import zstandard
+        src = self._path(digest, ".zst")
+        if src is None:
+            return None
+        try:
+            with open(src, "rb") as f:
+                header = f.read(self.FRAME_HEADER)
+                if zstandard.get_frame_parameters(header).content_size != size:
+                    return None
+                os.utime(f.fileno())                        # used: kept longest
+                f.seek(0)
+                return _copy_atomically(f, dest)
+        except (OSError, zstandard.ZstdError):
+            return None
+
+    def add_blob(self, digest: str, src: str) -> None:
+        """Keep a copy of the blob a trace just stored at src (in place of a damaged one).
+        Best effort."""
+        dest = self._path(digest, ".zst")
+        if dest is None:
+            return
+        try:
+            with open(src, "rb") as f:
+                _copy_atomically(f, dest)
+        except OSError:
+            return
+        self._evict(os.path.dirname(dest))
+
+    def page_names(self, digest: str, pages: int, name_of) -> bytes | None:
+        """The names of the `pages` pages of content `digest`, if kept and right at the pages
+        name_of(page numbers) names again: the first, the middle one and the last."""
+        path = self._path(digest, ".pages")
+        if path is None:
+            return None
+        try:
+            with open(path, "rb") as f:
+                names = f.read(16 * pages + 1)
+        except OSError:
+            return None
+        if len(names) != 16 * pages:
+            return None
+        sample = sorted({0, pages // 2, pages - 1})
+        if [names[16 * i:16 * i + 16] for i in sample] != name_of(sample):
+            return None
+        return names
+
+    def add_page_names(self, digest: str, names: bytes) -> None:
+        """Keep the names computed for a file the cache had none for (or a damaged list)."""
+        path = self._path(digest, ".pages")
+        if path is not None:
+            _write_bytes(path, names)
+
+    def _evict(self, directory: str) -> None:
+        try:
+            entries = [(st.st_mtime_ns, st.st_size, e.path) for e in os.scandir(directory)
+                       for st in (e.stat(follow_symlinks=False),)]
+        except OSError:
+            return
+        total = sum(size for _, size, _ in entries)
+        for _, size, path in sorted(entries):
+            if total <= self.MAX_BYTES:
+                break
+            try:
+                os.unlink(path)
+                total -= size
+            except OSError:
+                pass
+
+
+def _copy_atomically(src, dest: str) -> int:
+    """Copy the open file src to dest through a temporary file of this thread's, renamed over
+    dest; the bytes copied. OSError on failure (the temporary file removed)."""
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    tmp = f"{dest}.tmp.{threading.get_native_id()}"
+    try:
+        with open(tmp, "wb") as out:
+            shutil.copyfileobj(src, out)
+            size = out.tell()
+        os.replace(tmp, dest)
+        return size
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _write_bytes(path: str, data: bytes) -> None:
+    """Write path whole, atomically (a temporary file renamed); on failure, nothing."""
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+STORED_FILES = StoredFiles()

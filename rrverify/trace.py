@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import zstandard
 
+from .analysis_cache import STORED_FILES
 from .digests import digest, short_digest
 from .errors import TraceError
 
@@ -563,12 +564,27 @@ class TraceWriter:
     def _write_file(self, item: "_MappedFile") -> None:
         data = item.data.read() if isinstance(item.data, FileToRead) else item.data
         if data is not None:
-            self.put_blob(data, bytes.fromhex(item.identity["blob"]))
+            self._store_file(data, item.identity["blob"])
         with self.writing():
             write_all(self._files_fd, (json.dumps(item.identity, sort_keys=True) + "\n").encode())
         with self._files_cond:
             self.files_written += 1
             self._files_cond.notify_all()
+
+    def _store_file(self, data: bytes, digest: str) -> None:
+        """A mapped file's blob: copied from the analysis cache's stored files when an earlier
+        recording compressed the same content, else compressed, and then kept there."""
+        path = blob_path(self.path, bytes.fromhex(digest))
+        if os.path.exists(path):
+            return
+        with self.writing():
+            copied = STORED_FILES.copy_blob(digest, len(data), path)
+        if copied is not None:
+            with self._blob_lock:
+                self.blob_bytes += copied
+            return
+        self.put_blob(data, bytes.fromhex(digest))
+        STORED_FILES.add_blob(digest, path)
 
     def wait_for_files(self, count: int) -> None:
         """Wait until the first `count` files.jsonl entries and their blobs are written: a

@@ -24,8 +24,18 @@ from rrverify.recorder.record import record
 hashed = []
 real_digest = exec_image.content_digest
 exec_image.content_digest = lambda data: hashed.append(len(data)) or real_digest(data)
+from rrverify.analysis_cache import StoredFiles
+from rrverify.checkpoints.pages import PageStoreWriter
+copied, page_names = [], []
+real_copy, real_hash = StoredFiles.copy_blob, PageStoreWriter._hash_pages
+StoredFiles.copy_blob = lambda *a: (lambda n: copied.append(n) or n)(real_copy(*a))
+PageStoreWriter._hash_pages = lambda self, content, which, count=True: (lambda names: (
+    count and page_names.append(len(names))) or names)(real_hash(self, content, which, count))
 res = record(sys.argv[2:], sys.argv[1])
 print(json.dumps({"complete": res.complete, "files_hashed": len(hashed),
+                  "blobs_copied": sum(n is not None for n in copied),
+                  "blobs_compressed": sum(n is None for n in copied),
+                  "file_pages_hashed": sum(page_names),
                   "imported": [m for m in ("capstone", "elftools") if m in sys.modules]}))
 """
 
@@ -156,6 +166,60 @@ def test_known_files_are_stored_as_before_without_the_tracer_reading_them(tmp_pa
     for _, _, sha256 in _files(tmp_path / "warm"):
         assert os.path.exists(blob_path(str(tmp_path / "warm"), bytes.fromhex(sha256)))
     assert replay(Trace(str(tmp_path / "warm"))).status == "verified"
+
+
+def test_stored_files_are_copied_and_their_pages_named_without_hashing(tmp_path):
+    """A file an earlier recording stored is copied into the trace as that recording
+    compressed it (a copy: editing the trace does not touch the cache), and its pages' names
+    read, not computed; the trace is the same and verifies."""
+    cache = tmp_path / "cache"
+    cold = _record(tmp_path / "cold", cache, LS, "/")
+    warm = _record(tmp_path / "warm", cache, LS, "/")
+    assert cold["blobs_copied"] == 0 and cold["blobs_compressed"] >= 3
+    assert cold["file_pages_hashed"] > 100
+    assert warm["blobs_copied"] == cold["blobs_compressed"] and warm["blobs_compressed"] == 0
+    assert warm["file_pages_hashed"] == 0
+    assert _files(tmp_path / "warm") == _files(tmp_path / "cold")
+    for _, _, sha256 in _files(tmp_path / "warm"):
+        blob = blob_path(str(tmp_path / "warm"), bytes.fromhex(sha256))
+        kept = cache / "stored-files-v1" / f"{sha256}.zst"
+        assert open(blob, "rb").read() == kept.read_bytes()
+        assert os.stat(blob).st_ino != os.stat(kept).st_ino
+    assert replay(Trace(str(tmp_path / "warm"))).status == "verified"
+
+
+def test_damaged_stored_files_are_not_used_or_never_verify(tmp_path):
+    """A stored blob whose frame does not name the file's size, or a page list of the wrong
+    length or wrong at the pages checked (first, middle, last), is ignored (compressed and
+    named again). Wrong names elsewhere (the cache is trusted as the user's own) make a trace
+    whose replay fails, never one that verifies."""
+    cache = tmp_path / "cache"
+    _record(tmp_path / "first", cache, LS, "/")
+    stored = cache / "stored-files-v1"
+    for blob in stored.glob("*.zst"):
+        blob.write_bytes(b"\x28\xb5\x2f\xfd" + b"garbage")
+    for names in stored.glob("*.pages"):
+        names.write_bytes(names.read_bytes()[:-16])
+    res = _record(tmp_path / "damaged", cache, LS, "/")
+    assert res["blobs_copied"] == 0 and res["file_pages_hashed"] > 100
+    assert replay(Trace(str(tmp_path / "damaged"))).status == "verified"
+    for names in stored.glob("*.pages"):       # written again, whole: now reversed
+        names.write_bytes(bytes(reversed(names.read_bytes())))
+    res = _record(tmp_path / "reversed", cache, LS, "/")
+    assert res["file_pages_hashed"] > 100
+    assert replay(Trace(str(tmp_path / "reversed"))).status == "verified"
+    for names in stored.glob("*.pages"):       # forged but where checked
+        raw = bytearray(names.read_bytes())
+        pages = len(raw) // 16
+        for i in set(range(pages)) - {0, pages // 2, pages - 1}:
+            raw[16 * i] ^= 0xff
+        names.write_bytes(bytes(raw))
+    res = _record(tmp_path / "forged", cache, LS, "/")
+    assert res["file_pages_hashed"] == 0
+    replayed = subprocess.run([sys.executable, "-m", "rrverify", "replay",
+                               str(tmp_path / "forged")], capture_output=True, timeout=300)
+    assert replayed.returncode != 0 and not replayed.stdout.startswith(b"verified"), \
+        replayed.stdout
 
 
 def test_a_wrong_file_digest_in_the_cache_fails_one_recording_in_one_line(tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 import mmap
+import hashlib
 import os
 import shutil
 
@@ -279,14 +280,17 @@ def test_a_chain_of_execs_hashes_each_file_and_file_page_once(hashed, elf_parses
     assert replay(t).status == "verified"
 
 
-def test_a_page_store_references_file_pages_once(tmp_path):
+def test_a_page_store_references_file_pages_once(tmp_path, monkeypatch):
+    """A file's pages are named once, all at its first use, and indexed once each; a later
+    recording reads their names from the analysis cache's stored files instead."""
+    monkeypatch.setenv("RRVERIFY_CACHE_DIR", str(tmp_path / "cache"))
     content = os.urandom(3 * 4096 + 100)
-    blob = b"\1" * 32
+    blob = hashlib.sha256(content).digest()
     store = PageStoreWriter(str(tmp_path), lambda data: b"\2" * 32)
     try:
         digests = store.file_pages(blob, content, 0, content[:8192])
         again = store.file_pages(blob, content, 4096, content[4096:12288])
-        assert digests[1] == again[0] and store.hashed_file_pages == 3
+        assert digests[1] == again[0] and store.hashed_file_pages == 4
         last = store.file_pages(blob, content, 12288, content[12288:] + bytes(3996))
         assert last == [pages.page_digest(content[12288:].ljust(4096, b"\0"))]
         changed = bytes([content[0] ^ 1]) + content[1:4096]     # (os.urandom may give a 0)
@@ -298,6 +302,13 @@ def test_a_page_store_references_file_pages_once(tmp_path):
         records = f.read()[8:]
     assert len(records) == 4 * pages.RECORD.size      # one record per distinct page
     assert ZERO not in digests
+    (tmp_path / "later").mkdir()
+    later = PageStoreWriter(str(tmp_path / "later"), lambda data: b"\2" * 32)
+    try:
+        assert later.file_pages(blob, content, 0, content[:8192]) == digests
+        assert later.hashed_file_pages == 0
+    finally:
+        later.close()
 
 
 def _bytes_read_by_checkpoints(monkeypatch, memory_reads, tmp_path, name, unchanged) -> int:

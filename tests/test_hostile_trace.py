@@ -429,6 +429,7 @@ def test_a_mapped_file_that_cannot_be_written_keeps_later_frames_and_checkpoints
     def full(paths, datas):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), paths[0])
 
+    monkeypatch.setenv("RRVERIFY_CACHE_DIR", str(tmp_path / "cache"))   # nothing to copy
     w = _writer(tmp_path / "t")
     w.add_events(0, b"\0" * 264, 1)
     w.cut_frame()                       # written: before the file
