@@ -158,6 +158,11 @@ def main() -> None:
                   f"(segments: {seg:.2f} s of work in {wall:.2f} s wall)")
         print(f"  verify 2 workers vs 1: {verify[1] / verify[2]:.2f}x faster end to end (Ray's "
               f"start-up included), {work_wall[1][1] / work_wall[2][1]:.2f}x for the segments")
+        with open(os.path.join(trace, "manifest.json")) as f:
+            stats = json.load(f)["stats"]
+        cpu = stats.get("cpu_seconds", {})
+        print(f"  one recording's CPU time: {stats['seconds']:.3f} s wall; " +
+              ", ".join(f"{k.replace('_', ' ')} {v:.3f} s" for k, v in cpu.items()))
         procs = subprocess.run(rrverify + ["info", trace], capture_output=True).stdout.decode()
         print("  trace: " + " ".join(line.strip() for line in procs.splitlines()
                                      if line.startswith(("processes", "events"))))

@@ -34,6 +34,7 @@ class CheckpointFinisher:
         self.writer, self.pages = writer, pages
         self.max_pending_bytes = max_pending_bytes
         self.seconds = 0.0          # spent working, on the background thread
+        self.cpu_seconds = 0.0      # the background thread's CPU time, once it has ended
         self._queue: collections.deque[Snapshot | None] = collections.deque()   # None: stop
         self._pending_bytes = 0
         self._busy = False
@@ -83,6 +84,7 @@ class CheckpointFinisher:
                     self._cond.wait()
                 snap = self._queue.popleft()
                 if snap is None:
+                    self.cpu_seconds = time.thread_time()
                     return
                 self._busy = True
             size = snap.bytes           # as counted at submit

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import resource
 import shutil
 import signal
 import stat
@@ -378,6 +379,7 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
     session.cpu_view_bytes = len(view)
     procs: list[RecordedProcess] = []
     t0 = time.monotonic()
+    cpu0, children0 = time.thread_time(), resource.getrusage(resource.RUSAGE_CHILDREN)
     # Orphans of the tree are re-parented to the recorder, which goes on recording them.
     libc_prctl(PR_SET_CHILD_SUBREAPER, 1)
     pid = spawn(exe, argv, writer.manifest["env"], cwd=None, cpu=cpu, syscallbuf=syscallbuf)
@@ -601,6 +603,7 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
                                 "seconds": round(elapsed, 6),
                                 "checkpoint_seconds": round(rec.checkpoint_seconds, 6),
                                 "checkpoint_finish_seconds": round(rec.finisher.seconds, 6),
+                                "cpu_seconds": cpu_seconds(cpu0, children0, rec.finisher),
                                 "stored_pages": rec.pages.stored_pages})
         finally:    # after the writer's last file: a wrong cached digest it found is dropped
             analysis_cache.save_all()
@@ -614,6 +617,17 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
                 from checkpoint_failure
     return RecordResult(trace_dir, wait_status_to_exit_code(status), writer.events, complete,
                         reason, writer.checkpoints)
+
+
+def cpu_seconds(tracer_start: float, children_start, finisher: CheckpointFinisher) -> dict:
+    """Where a recording's CPU time went: the recorded processes' own (those reaped, with
+    what they reaped), the tracer's thread, and the checkpoint finisher's; the trace writer
+    adds its frame writer's."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"processes": round(children.ru_utime + children.ru_stime -
+                               children_start.ru_utime - children_start.ru_stime, 6),
+            "tracer": round(time.thread_time() - tracer_start, 6),
+            "checkpoint_finisher": round(finisher.cpu_seconds, 6)}
 
 
 def killed(status: int) -> tuple[bool, str]:

@@ -23,6 +23,7 @@ import stat
 import queue
 import struct
 import threading
+import time
 import typing
 import uuid as uuidlib
 from dataclasses import dataclass
@@ -382,6 +383,7 @@ class TraceWriter:
         self._queued_file_bytes = 0         # contents add_file queued, not yet written
         self._files_cond = threading.Condition()
         self._frames_out: queue.Queue = queue.Queue(maxsize=16)
+        self.writer_cpu_seconds = 0.0      # the frame writer's thread's, once it has ended
         self._writer = threading.Thread(target=self._write_frames, args=(avoid_cpu,),
                                          name="rrverify-frame-writer", daemon=True)
         self._writer.start()
@@ -445,6 +447,12 @@ class TraceWriter:
             keep_off_cpu(avoid_cpu)
         compressor = zstandard.ZstdCompressor(level=3, write_checksum=True,
                                               write_content_size=True)
+        try:
+            self._write_items(compressor)
+        finally:
+            self.writer_cpu_seconds = time.thread_time()
+
+    def _write_items(self, compressor) -> None:
         failed = False
         while (item := self._frames_out.get()) is not None:
             try:
@@ -627,6 +635,9 @@ class TraceWriter:
         if self._write_error is not None:
             complete = False
             end = dict(end, reason=self.write_failure)
+        if "cpu_seconds" in stats:
+            stats = dict(stats, cpu_seconds=dict(
+                stats["cpu_seconds"], frame_writer=round(self.writer_cpu_seconds, 6)))
         self.manifest.update(complete=complete, end=end, integrity=integrity_of(self.path),
                              stats=dict(stats, events=self.events_written,
                                         frames=self.frames_written,

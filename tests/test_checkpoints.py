@@ -44,6 +44,16 @@ def test_page_store_holds_each_page_once_and_is_small(longrun):
     assert chunk_bytes <= 0.25 * covered
 
 
+def test_the_manifest_says_where_the_recordings_cpu_time_went(longrun):
+    """Every part is counted, and each thread's within the recording's wall time."""
+    stats = Trace(str(longrun)).manifest["stats"]
+    cpu = stats["cpu_seconds"]
+    assert set(cpu) == {"processes", "tracer", "checkpoint_finisher", "frame_writer"}
+    assert all(v > 0 for v in cpu.values()), cpu
+    assert cpu["processes"] >= 0.01          # a python3 that ran 3000 iterations
+    assert all(cpu[k] <= stats["seconds"] + 0.01 for k in cpu if k != "processes"), stats
+
+
 def test_every_checkpoint_replays_to_the_same_end(longrun):
     t = Trace(str(longrun))
     full = replay(t)
