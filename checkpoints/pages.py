@@ -54,6 +54,18 @@ def page_digests(data, which: list[int] | None = None) -> list[bytes]:
     return [names[i:i + 16] for i in range(0, 16 * n, 16)]
 
 
+def _zero_where_named(names: bytes, content: bytes) -> bool:
+    """Whether every page `names` calls zero is zeros in content: such a name is never checked
+    against the file later (the page store holds no page for it), so a list from the cache must
+    not call zero a page that is not."""
+    at = names.find(ZERO)
+    while at >= 0:
+        if at % 16 == 0 and content[at // 16 * PAGE:(at // 16 + 1) * PAGE].strip(b"\0"):
+            return False
+        at = names.find(ZERO, at + (16 if at % 16 == 0 else 1))
+    return True
+
+
 def file_matches(content: bytes, offset: int, data) -> bool:
     """Whether data (whole pages) is the file content at offset, zero-padded past its end up
     to its last page (a mapping's pages wholly past the end are not the file's). Compares in
@@ -176,6 +188,8 @@ class PageStoreWriter:
             pages = -(-len(content) // PAGE)
             raw = STORED_FILES.page_names(blob.hex(), pages,
                                           lambda which: self._hash_pages(content, which, False))
+            if raw is not None and not _zero_where_named(raw, content):
+                raw = None
             if raw is None and len(content) <= EAGER_FILE_BYTES:
                 raw = b"".join(self._hash_pages(content, range(pages)))
                 STORED_FILES.add_page_names(blob.hex(), raw)

@@ -221,7 +221,7 @@ static int classify(long nr, const uint64_t *a, uint32_t flags, uint64_t h_io_fd
     /* Replay runs these again, as it runs them traced (replayer.c: replay_runs): they change
      * the process itself (its actions, its break, its memory map). */
     case __NR_rt_sigaction:   /* SIGSEGV's action stays traced: the recorder keeps a copy */
-      if (a[3] != 8 || (a[1] && a[0] == SIGSEGV)) return 0;
+      if (a[3] != 8 || (a[1] && (int)a[0] == SIGSEGV)) return 0;   /* the kernel's int */
       if (a[2]) piece(out, a[2], KERNEL_SIGACTION_SIZE);
       return 1;
     case __NR_brk:

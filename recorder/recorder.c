@@ -122,8 +122,9 @@ static int checkpoint_due(const struct rrv_recorder *r, uint64_t coming) {
  * reads those actions) */
 static void note_action_set(struct rrv_recorder *r, int64_t nr, uint64_t sig, uint64_t act,
                             int64_t result) {
-  if (nr == SYS_rt_sigaction && result == 0 && act && sig >= 1 && sig <= 64)
-    r->actions_set |= 1ull << (sig - 1);
+  int signum = (int)sig;        /* the kernel reads an int */
+  if (nr == SYS_rt_sigaction && result == 0 && act && signum >= 1 && signum <= 64)
+    r->actions_set |= 1ull << (signum - 1);
 }
 
 static int syscallbuf_flush(struct rrv_recorder *r) {
@@ -1040,7 +1041,7 @@ static int on_syscall(struct rrv_recorder *r) {
     if (rc) return rc;
   }
   /* read before the syscall: oldact may be the same buffer */
-  r->sc_sets_segv = nr == SYS_rt_sigaction && regs.rdi == SIGSEGV && regs.rsi &&
+  r->sc_sets_segv = nr == SYS_rt_sigaction && (int)regs.rdi == SIGSEGV && regs.rsi &&
       rrv_read_mem(r->pid, regs.rsi, r->sc_new_segv, sizeof r->sc_new_segv) ==
           sizeof r->sc_new_segv;
   /* The syscall runs while the session goes on with other processes (it may wait for one of
@@ -1677,7 +1678,7 @@ int rrv_session_adopt(struct rrv_session *s, struct rrv_recorder *child, int pid
   child->hook_entry = parent->hook_entry;
   child->nkept = parent->nkept;
   memcpy(child->kept_sites, parent->kept_sites, sizeof child->kept_sites);
-  /* A vfork child's stubs and code are its parent's: it patches nothing (begin_fork) */
+  /* A vfork child's stubs and code are its parent's: it patches nothing (patchable_stop) */
   child->in_parent_memory = (s->new_flags & RRV_CLONE_VM) != 0;
   if (rrv_session_add(s, child)) return -1;
   if (parent->shared_member) {    /* it shares its parent's shared mappings (vfork: all) */

@@ -336,7 +336,14 @@ static int begin_flush(struct rrv_replayer *r) {
   r->flush_left = count;
   r->flush_index = r->event_index;
   r->flushes++;
-  return set_breakpoint(r, 1);
+  /* The breakpoint's SIGTRAP is forced: with SIGTRAP blocked or ignored the kernel would
+   * unblock it and reset its action at each hit, changing the program. Then the buffered
+   * syscalls are met at their seccomp stops instead (replay_buffered_at_entry), a stop more
+   * each. */
+  uint64_t caught = 0, ignored = 0, blocked = 0;
+  if (rrv_signal_sets(r->pid, &caught, &ignored, &blocked) < 0)
+    return rfail(r, "reading the tracee's signal dispositions");
+  return set_breakpoint(r, !(((blocked | ignored) >> (SIGTRAP - 1)) & 1));
 }
 
 /* A stop other than the breakpoint's while a FLUSH is the current event: the flush ends here,
@@ -433,10 +440,13 @@ static int run_buffered(struct rrv_replayer *r, const struct rrv_buffered_syscal
   return 0;
 }
 
-static int replay_buffered_hit(struct rrv_replayer *r, struct rrv_regs regs) {
-  if (!r->armed || !r->flushing || !r->flush_left)
-    return diverge(r, RRV_DIV_SYSCALLBUF, "syscallbuf-armed-with-records: the syscall "
-                   "breakpoint fired with no buffered syscall left to replay");
+/* The flush's next record against the buffered syscall the program is making, from registers
+ * `regs` (rip just past the untraced instruction's first byte, rax the number: as at the
+ * breakpoint), checked, its writes injected, run again if replay runs it (then *ran is 1: the
+ * tracee stands at that syscall's exit stop); `regs` become those the program goes on with.
+ * Returns 0 or a divergence. */
+static int replay_record(struct rrv_replayer *r, struct rrv_regs *regs_io, int *ran) {
+  struct rrv_regs regs = *regs_io;
   const struct rrv_event *ev = cur_event(r);
   const struct rrv_buffered_syscall *rec = flush_record(r);
   unsigned k = ev->nr - r->flush_left;
@@ -473,9 +483,9 @@ static int replay_buffered_hit(struct rrv_replayer *r, struct rrv_regs regs) {
         k, (unsigned long long)r->flush_index, rrv_syscall_name(rec->nr),
         (unsigned long long)rec->site, (unsigned long long)regs.rcx);
   }
-  if (rec->nr < 0 || rec->nr >= RRV_NSYSCALLS || !rrv_syscalls[rec->nr].handling)
+  if (!is_buffered_number(rec->nr) || !rrv_syscalls[rec->nr].handling)
     return DIVERGE_AT_SITE(r, RRV_DIV_TRACE, "buffered syscall %u of flush event %llu is "
-                           "syscall %d, which this rrverify's syscall table does not know", k,
+                           "syscall %d, which the preload never buffers", k,
                            (unsigned long long)r->flush_index, rec->nr);
   const struct rrv_syscall_spec *spec = &rrv_syscalls[rec->nr];
   struct rrv_regs call = regs;
@@ -495,11 +505,13 @@ static int replay_buffered_hit(struct rrv_replayer *r, struct rrv_regs regs) {
           spec->name);
     }
   }
+  *ran = 0;
   if (replay_runs(spec, rec->args[0], rec->result)) {
     int rc = run_buffered(r, rec, spec, k);
     if (rc == RRV_STOP_DIVERGED)
       rrv_read_mem(r->pid, regs.rcx + RRV_STUB_SITE, &r->div.site, sizeof r->div.site);
     if (rc) return rc;
+    *ran = 1;
   }
   /* Its writes, as a traced syscall's are injected */
   const uint8_t *p = (const uint8_t *)(rec + 1);
@@ -533,14 +545,59 @@ static int replay_buffered_hit(struct rrv_replayer *r, struct rrv_regs regs) {
   regs.rip = RRV_UNTRACED_SYSCALL + 2;
   regs.rcx = regs.rip;               /* as the kernel leaves them after a syscall */
   regs.r11 = regs.eflags;
-  if (rrv_setregs(r->pid, &regs) < 0) return rfail(r, "injecting a buffered syscall");
+  regs.orig_rax = (uint64_t)-1;
+  *regs_io = regs;
   r->div.site = 0;               /* checked: no later divergence is about this site */
   r->flush_record += rec->size;
   r->flush_left--;
   r->buffered_syscalls++;
-  if (!r->flush_left) return set_breakpoint(r, 0);   /* armed only while records remain */
   return 0;
 #undef DIVERGE_AT_SITE
+}
+
+/* The syscall breakpoint fired: the flush's next record is replayed in the syscall's place. */
+static int replay_buffered_hit(struct rrv_replayer *r, struct rrv_regs regs) {
+  if (!r->armed || !r->flushing || !r->flush_left)
+    return diverge(r, RRV_DIV_SYSCALLBUF, "syscallbuf-armed-with-records: the syscall "
+                   "breakpoint fired with no buffered syscall left to replay");
+  int ran, rc = replay_record(r, &regs, &ran);
+  if (rc) return rc;
+  if (rrv_setregs(r->pid, &regs) < 0) return rfail(r, "injecting a buffered syscall");
+  if (!r->flush_left) return set_breakpoint(r, 0);   /* armed only while records remain */
+  return 0;
+}
+
+/* A flush replayed without the breakpoint (begin_flush: SIGTRAP blocked or ignored): its
+ * buffered syscall arrives at its seccomp stop, and is replayed there, never run as it
+ * stands: skipped, or run again through the traced instruction (replay_runs). */
+static int replay_buffered_at_entry(struct rrv_replayer *r, struct rrv_regs regs) {
+  struct rrv_regs hit = regs;
+  hit.rax = regs.orig_rax;
+  hit.rip = RRV_UNTRACED_SYSCALL + 1;
+  /* The `syscall` overwrote rcx, where the hook put its stub: the hook's frame still says */
+  struct rrv_syscallbuf_hdr h;
+  struct rrv_hook_frame f;
+  if (rrv_read_mem(r->pid, cur_event(r)->aux, &h, sizeof h) != sizeof h || !h.in_hook ||
+      rrv_read_mem(r->pid, h.frame, &f, sizeof f) != sizeof f)
+    return diverge(r, RRV_DIV_SYSCALLBUF, "syscallbuf-record-site: the program made a "
+                   "buffered syscall outside the preload's hook (its buffer at 0x%llx says "
+                   "none is under way)", (unsigned long long)cur_event(r)->aux);
+  hit.rcx = f.ret - RRV_STUB_CALL_RETURN;
+  r->breakpoint_checks++;
+  int ran, rc = replay_record(r, &hit, &ran);
+  if (rc) return rc;
+  if (ran) {           /* at the exit stop of the syscall run in its place */
+    if (rrv_setregs(r->pid, &hit) < 0) return rfail(r, "replaying a buffered syscall");
+    return 0;
+  }
+  int status;
+  int prc = rrv_skip_syscall(r->pid, &hit, &status);
+  if (prc == -2) {
+    r->div.expected_value = 0;
+    return diverge(r, RRV_DIV_EXITED_EARLY, "the tracee died at a buffered syscall (status "
+                   "0x%x)", status);
+  }
+  return prc < 0 ? rfail(r, "skipping a buffered syscall") : 0;
 }
 
 /* Is the tracee's SIGTRAP the syscall breakpoint's (an int3, at the untraced instruction)? */
@@ -578,6 +635,8 @@ static int replay_syscall(struct rrv_replayer *r) {
   if (rrv_getregs(r->pid, &regs) < 0) return rfail(r, "PTRACE_GETREGS");
   int64_t nr = (int64_t)regs.orig_rax;
   int rc;
+  if (r->flushing && r->flush_left && !r->armed && regs.rip == RRV_UNTRACED_SYSCALL + 2)
+    return replay_buffered_at_entry(r, regs);
   if (cur_event(r)->kind == RRV_EVENT_FLUSH && (rc = end_flush(r, nr, 0))) return rc;
   if (!have_events(r, 1)) return RRV_STOP_END_OF_TRACE;
   const struct rrv_event *ev = cur_event(r);
@@ -942,7 +1001,7 @@ int rrv_replay_run(struct rrv_replayer *r) {
     if (cur->kind == RRV_EVENT_FLUSH && !r->flushing && r->resume_op == PTRACE_CONT &&
         (rc = begin_flush(r)))
       return rc;
-    if (cur->kind == RRV_EVENT_FLUSH && !r->flush_left && have_events(r, 2)) {
+    if (cur->kind == RRV_EVENT_FLUSH && r->flushing && !r->flush_left && have_events(r, 2)) {
       /* every record hit, and the process then died where replay cannot follow */
       const struct rrv_event *next = next_event(r);
       if ((next->kind == RRV_EVENT_EXIT && WIFSIGNALED(next->nr) && WTERMSIG(next->nr) == SIGKILL) ||
@@ -953,7 +1012,9 @@ int rrv_replay_run(struct rrv_replayer *r) {
     }
     int sigkilled = cur->kind == RRV_EVENT_EXIT && WIFSIGNALED(cur->nr) &&
                     WTERMSIG(cur->nr) == SIGKILL;
-    if (sigkilled || (cur->kind == RRV_EVENT_SIGNAL && (cur->flags & RRV_EF_ASYNC_FATAL)))
+    /* (unless a checkpoint comes first: the segment ends there, at the exit stop it heads for) */
+    if ((sigkilled || (cur->kind == RRV_EVENT_SIGNAL && (cur->flags & RRV_EF_ASYNC_FATAL))) &&
+        !segment_ends_here(r))
       return end_at_inexact_death(r);
     int sig = r->resume_sig;
     r->resume_sig = 0;

@@ -31,7 +31,6 @@ import fcntl
 import json
 import os
 import re
-import shutil
 import tempfile
 import threading
 import time
@@ -240,68 +239,78 @@ KNOWN_FILES = KnownFiles()
 
 
 class StoredFiles:
-    """DIR/stored-files-v1/<sha256>.zst, a mapped file's blob exactly as a trace stores it (a
+    """DIR/stored-files-v2/<sha256>.zst, a mapped file's blob exactly as a trace stores it (a
     zstd frame that names the file's size), and <sha256>.pages, the 16-byte names of its pages
-    in order. Both are copied, never linked, to and from traces: editing a trace cannot change
-    them. Trusted as the user's own like the rest of the cache, and checked where it is cheap (a
-    blob's frame must name the file's size, a page list must hold one name per page): a wrong one
-    makes a trace whose verification fails ("blob ... is corrupted", "page ... is not"), never
-    one that verifies wrongly. At most MAX_BYTES are kept: an addition past that removes the
-    least recently used."""
+    in order. Each is sealed: a magic and the SHA-256 of what follows, checked before use, so a
+    file damaged on disk (a crash mid-write, bit rot) is never used, and is replaced. Both are
+    copied, never linked, to and from traces: editing a trace cannot change them. Beyond the
+    seal they are trusted as the user's own, like the rest of the cache, and checked where it is
+    cheap (a blob's frame must name the file's size; a page list must hold one name per page,
+    be right at its first, middle and last page, and name no page zero that is not:
+    checkpoints/pages.py). At most MAX_BYTES are kept: an addition past that removes the least
+    recently used."""
 
     MAX_BYTES = 1 << 30
-    FRAME_HEADER = 18           # zstd's longest frame header
+    MAGIC = b"RRVSTOR2"
+    SEAL = len(MAGIC) + 32
 
     @staticmethod
     def _path(digest: str, suffix: str) -> str | None:
         root = cache_dir()
         if root is None or not _DIGEST.fullmatch(digest):
             return None
-        return os.path.join(root, "stored-files-v1", digest + suffix)
+        return os.path.join(root, "stored-files-v2", digest + suffix)
 
-    def copy_blob(self, digest: str, size: int, dest: str) -> int | None:
-        """Copy the blob of content `digest` (`size` bytes) to dest, atomically; its bytes, or
-        None if there is none (or none that names that size): the caller compresses."""
-        import zstandard
-        src = self._path(digest, ".zst")
-        if src is None:
-            return None
+    def _read(self, path: str, limit: int) -> bytes | None:
+        """What the sealed file at path holds (at most `limit` bytes), or None."""
+        import hashlib
         try:
-            with open(src, "rb") as f:
-                header = f.read(self.FRAME_HEADER)
-                if zstandard.get_frame_parameters(header).content_size != size:
-                    return None
-                os.utime(f.fileno())                        # used: kept longest
-                f.seek(0)
-                return _copy_atomically(f, dest)
-        except (OSError, zstandard.ZstdError):
+            with open(path, "rb") as f:
+                raw = f.read(self.SEAL + limit + 1)
+                if len(raw) <= self.SEAL + limit:
+                    os.utime(f.fileno())                    # used: kept longest
+        except OSError:
             return None
+        payload = raw[self.SEAL:]
+        if (len(payload) > limit or raw[:len(self.MAGIC)] != self.MAGIC or
+                hashlib.sha256(payload).digest() != raw[len(self.MAGIC):self.SEAL]):
+            return None
+        return payload
+
+    def _write(self, path: str, payload: bytes) -> None:
+        import hashlib
+        _write_bytes(path, self.MAGIC + hashlib.sha256(payload).digest() + payload, durable=True)
+        self._evict(os.path.dirname(path))
+
+    def blob(self, digest: str, size: int) -> bytes | None:
+        """The kept blob of content `digest` (`size` bytes), or None (none kept, or none that
+        names that size): the caller compresses the content."""
+        import zstandard
+        path = self._path(digest, ".zst")
+        blob = None if path is None else self._read(path, size + (size >> 4) + (1 << 16))
+        try:
+            if blob is None or zstandard.get_frame_parameters(blob).content_size != size:
+                return None
+        except zstandard.ZstdError:
+            return None
+        return blob
 
     def add_blob(self, digest: str, src: str) -> None:
-        """Keep a copy of the blob a trace just stored at src (in place of a damaged one).
-        Best effort."""
+        """Keep the blob a trace just stored at src (in place of a damaged one). Best effort."""
         dest = self._path(digest, ".zst")
-        if dest is None:
-            return
-        try:
-            with open(src, "rb") as f:
-                _copy_atomically(f, dest)
-        except OSError:
-            return
-        self._evict(os.path.dirname(dest))
+        if dest is not None:
+            try:
+                with open(src, "rb") as f:
+                    self._write(dest, f.read())
+            except OSError:
+                pass
 
     def page_names(self, digest: str, pages: int, name_of) -> bytes | None:
         """The names of the `pages` pages of content `digest`, if kept and right at the pages
         name_of(page numbers) names again: the first, the middle one and the last."""
         path = self._path(digest, ".pages")
-        if path is None:
-            return None
-        try:
-            with open(path, "rb") as f:
-                names = f.read(16 * pages + 1)
-        except OSError:
-            return None
-        if len(names) != 16 * pages:
+        names = None if path is None else self._read(path, 16 * pages)
+        if names is None or len(names) != 16 * pages:
             return None
         sample = sorted({0, pages // 2, pages - 1})
         if [names[16 * i:16 * i + 16] for i in sample] != name_of(sample):
@@ -312,12 +321,17 @@ class StoredFiles:
         """Keep the names computed for a file the cache had none for (or a damaged list)."""
         path = self._path(digest, ".pages")
         if path is not None:
-            _write_bytes(path, names)
+            self._write(path, names)
 
     def _evict(self, directory: str) -> None:
+        entries = []
         try:
-            entries = [(st.st_mtime_ns, st.st_size, e.path) for e in os.scandir(directory)
-                       for st in (e.stat(follow_symlinks=False),)]
+            for e in os.scandir(directory):
+                try:
+                    st = e.stat(follow_symlinks=False)
+                except OSError:
+                    continue            # gone meanwhile (another recorder's)
+                entries.append((st.st_mtime_ns, st.st_size, e.path))
         except OSError:
             return
         total = sum(size for _, size, _ in entries)
@@ -331,41 +345,25 @@ class StoredFiles:
                 pass
 
 
-def _copy_atomically(src, dest: str) -> int:
-    """Copy the open file src to dest through a temporary file of this thread's, renamed over
-    dest; the bytes copied. OSError on failure (the temporary file removed)."""
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    tmp = f"{dest}.tmp.{threading.get_native_id()}"
-    try:
-        with open(tmp, "wb") as out:
-            shutil.copyfileobj(src, out)
-            size = out.tell()
-        os.replace(tmp, dest)
-        return size
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _write_bytes(path: str, data: bytes) -> None:
-    """Write path whole, atomically (a temporary file renamed); on failure, nothing."""
+def _write_bytes(path: str, data: bytes, *, durable: bool = False) -> None:
+    """Write path whole, atomically (a temporary file renamed, on disk first if `durable`); on
+    failure, nothing."""
+    tmp = None
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    except OSError:
-        return
-    try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
 
 
 STORED_FILES = StoredFiles()

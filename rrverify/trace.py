@@ -585,11 +585,12 @@ class TraceWriter:
         path = blob_path(self.path, bytes.fromhex(digest))
         if os.path.exists(path):
             return
-        with self.writing():
-            copied = STORED_FILES.copy_blob(digest, len(data), path)
-        if copied is not None:
+        kept = STORED_FILES.blob(digest, len(data))
+        if kept is not None:
+            with self.writing():
+                _write_files([path], [kept])
             with self._blob_lock:
-                self.blob_bytes += copied
+                self.blob_bytes += len(kept)
             return
         self.put_blob(data, bytes.fromhex(digest))
         STORED_FILES.add_blob(digest, path)

@@ -5,13 +5,17 @@ unwritable cache changes nothing a trace holds. Files' digests kept by their ide
 the tracer reading and hashing them; a wrong one fails the recording in one line, once."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 
+import zstandard
+
 from rrverify import events as E
+from rrverify.analysis_cache import StoredFiles
 from rrverify.replayer.replay import replay
 from rrverify.trace import Trace, blob_path
 from conftest import fresh_vdso_analysis
@@ -27,8 +31,8 @@ exec_image.content_digest = lambda data: hashed.append(len(data)) or real_digest
 from rrverify.analysis_cache import StoredFiles
 from rrverify.checkpoints.pages import PageStoreWriter
 copied, page_names = [], []
-real_copy, real_hash = StoredFiles.copy_blob, PageStoreWriter._hash_pages
-StoredFiles.copy_blob = lambda *a: (lambda n: copied.append(n) or n)(real_copy(*a))
+real_blob, real_hash = StoredFiles.blob, PageStoreWriter._hash_pages
+StoredFiles.blob = lambda *a: (lambda b: copied.append(b) or b)(real_blob(*a))
 PageStoreWriter._hash_pages = lambda self, content, which, count=True: (lambda names: (
     count and page_names.append(len(names))) or names)(real_hash(self, content, which, count))
 res = record(sys.argv[2:], sys.argv[1])
@@ -182,38 +186,49 @@ def test_stored_files_are_copied_and_their_pages_named_without_hashing(tmp_path)
     assert _files(tmp_path / "warm") == _files(tmp_path / "cold")
     for _, _, sha256 in _files(tmp_path / "warm"):
         blob = blob_path(str(tmp_path / "warm"), bytes.fromhex(sha256))
-        kept = cache / "stored-files-v1" / f"{sha256}.zst"
-        assert open(blob, "rb").read() == kept.read_bytes()
+        kept = cache / "stored-files-v2" / f"{sha256}.zst"
+        assert kept.read_bytes()[StoredFiles.SEAL:] == open(blob, "rb").read()
         assert os.stat(blob).st_ino != os.stat(kept).st_ino
     assert replay(Trace(str(tmp_path / "warm"))).status == "verified"
 
 
+def _seal(payload: bytes) -> bytes:
+    return StoredFiles.MAGIC + hashlib.sha256(payload).digest() + payload
+
+
 def test_damaged_stored_files_are_not_used_or_never_verify(tmp_path):
-    """A stored blob whose frame does not name the file's size, or a page list of the wrong
-    length or wrong at the pages checked (first, middle, last), is ignored (compressed and
-    named again). Wrong names elsewhere (the cache is trusted as the user's own) make a trace
-    whose replay fails, never one that verifies."""
+    """A stored file whose seal does not match (damaged on disk: a byte changed, a tail lost),
+    a blob whose frame does not name the file's size, a page list wrong at the pages checked
+    (first, middle, last) or calling zero a page that is not, is ignored (compressed and named
+    again) and replaced. Wrong names elsewhere, sealed (the cache is trusted as the user's
+    own), make a trace whose replay fails, never one that verifies."""
     cache = tmp_path / "cache"
     _record(tmp_path / "first", cache, LS, "/")
-    stored = cache / "stored-files-v1"
-    for blob in stored.glob("*.zst"):
-        blob.write_bytes(b"\x28\xb5\x2f\xfd" + b"garbage")
-    for names in stored.glob("*.pages"):
-        names.write_bytes(names.read_bytes()[:-16])
+    stored = cache / "stored-files-v2"
+    for f in stored.glob("*"):
+        raw = bytearray(f.read_bytes())
+        raw[-1] ^= 1
+        f.write_bytes(bytes(raw[:-16]) if f.suffix == ".pages" else bytes(raw))
     res = _record(tmp_path / "damaged", cache, LS, "/")
     assert res["blobs_copied"] == 0 and res["file_pages_hashed"] > 100
     assert replay(Trace(str(tmp_path / "damaged"))).status == "verified"
-    for names in stored.glob("*.pages"):       # written again, whole: now reversed
-        names.write_bytes(bytes(reversed(names.read_bytes())))
-    res = _record(tmp_path / "reversed", cache, LS, "/")
-    assert res["file_pages_hashed"] > 100
-    assert replay(Trace(str(tmp_path / "reversed"))).status == "verified"
-    for names in stored.glob("*.pages"):       # forged but where checked
-        raw = bytearray(names.read_bytes())
+    for blob in stored.glob("*.zst"):           # replaced, whole; now the wrong size, sealed
+        blob.write_bytes(_seal(zstandard.ZstdCompressor().compress(b"other content")))
+    for names in stored.glob("*.pages"):        # all zero but where checked, sealed
+        raw = bytearray(names.read_bytes()[StoredFiles.SEAL:])
+        pages = len(raw) // 16
+        for i in set(range(pages)) - {0, pages // 2, pages - 1}:
+            raw[16 * i:16 * i + 16] = bytes(16)
+        names.write_bytes(_seal(bytes(raw)))
+    res = _record(tmp_path / "zeroed", cache, LS, "/")
+    assert res["blobs_copied"] == 0 and res["file_pages_hashed"] > 100
+    assert replay(Trace(str(tmp_path / "zeroed"))).status == "verified"
+    for names in stored.glob("*.pages"):        # forged but where checked, sealed
+        raw = bytearray(names.read_bytes()[StoredFiles.SEAL:])
         pages = len(raw) // 16
         for i in set(range(pages)) - {0, pages // 2, pages - 1}:
             raw[16 * i] ^= 0xff
-        names.write_bytes(bytes(raw))
+        names.write_bytes(_seal(bytes(raw)))
     res = _record(tmp_path / "forged", cache, LS, "/")
     assert res["file_pages_hashed"] == 0
     replayed = subprocess.run([sys.executable, "-m", "rrverify", "replay",

@@ -51,7 +51,8 @@ def test_the_manifest_says_where_the_recordings_cpu_time_went(longrun):
     assert set(cpu) == {"processes", "tracer", "checkpoint_finisher", "frame_writer"}
     assert all(v > 0 for v in cpu.values()), cpu
     assert cpu["processes"] >= 0.01          # a python3 that ran 3000 iterations
-    assert all(cpu[k] <= stats["seconds"] + 0.01 for k in cpu if k != "processes"), stats
+    # (each thread's last work, the final frames and pages, may follow the wall time's end)
+    assert all(cpu[k] <= stats["seconds"] + 0.1 for k in cpu if k != "processes"), stats
 
 
 def test_every_checkpoint_replays_to_the_same_end(longrun):

@@ -437,3 +437,24 @@ def test_a_process_sees_the_cpus_it_would_natively(tmp_path):
     assert proc.stdout.split()[1] == b"1"
     rep = replay(trace)
     assert rep.returncode == 0 and rep.stdout.startswith(b"verified: 3 processes"), rep.stdout
+
+
+def test_a_segment_that_ends_just_before_a_death_replay_cannot_follow_ends_at_its_checkpoint(
+        programs, tmp_path):
+    """With a checkpoint at every event, a child's last segment ends at the exit of its last
+    syscall, right before a death replay cannot reach (SIGKILL; SIGTERM's default action in
+    user code), or before a flush that such a death follows: each segment, replayed on its own,
+    must stop there and compare, not run on into the death."""
+    from rrverify.replayer.replay import replay as replay_segment, segment_checkpoints
+    trace = tmp_path / "t"
+    rec = run_cli("record", "-o", trace, "--checkpoint-every", 1, "--", programs["kill_spinning"])
+    assert rec.returncode == 0, rec.stderr.decode()
+    t = Trace(str(trace))
+    children = {p["index"] for p in t.manifest["processes"] if p["index"] > 0}
+    segments = [k for k, c in enumerate(t.segments) if c["process"] in children]
+    assert len(segments) >= 4
+    for k in segments:
+        start, end = segment_checkpoints(t, k)
+        res = replay_segment(t, start=start, end=end)
+        assert res.status == "verified", (k, res)
+        assert res.checkpoints_compared == (end is not None), (k, res)
