@@ -9,6 +9,7 @@ import shutil
 
 import pytest
 
+from rrverify import events as E
 from rrverify.checkpoints.pages import PAGE, ZERO
 from rrverify.replayer.replay import replay
 from rrverify.trace import Trace
@@ -573,3 +574,22 @@ def test_blobs_stored_many_at_a_time_are_whole_and_once(tmp_path):
         pass
     with pytest.raises(TraceError, match="cannot write the trace: not a directory"):
         writer.put_blobs([new])
+
+
+def test_no_segment_starts_with_a_signal_delivered_at_a_syscall_exit(programs, tmp_path):
+    """sigjmp_timer's 1 ms timer often fires while a checkpoint is read at setitimer's exit, or
+    just after: such a signal is never recorded as delivered at that exit (a segment starting
+    at the checkpoint could not deliver it), but at the next syscall's entry, or the checkpoint
+    waits. With a checkpoint at nearly every syscall exit, every segment verifies alone."""
+    from rrverify.replayer.replay import replay as replay_segment, segment_checkpoints
+    trace = tmp_path / "t"
+    proc = run_cli("record", "-o", trace, "--checkpoint-every", 2, "--", programs["sigjmp_timer"])
+    assert proc.returncode == 0 and proc.stdout == b"hits 50\n", proc.stderr
+    t = Trace(str(trace))
+    assert len(t.segments) > 40
+    events = {ev.index: ev for ev in t.stream(0).events()}
+    for k in range(len(t.segments)):
+        start, end = segment_checkpoints(t, k)
+        ev = events.get(t.checkpoint(start)["event"])
+        assert ev is None or ev.kind != E.SIGNAL or not ev.flags & E.EF_AT_SYSCALL_EXIT, k
+        assert replay_segment(t, start=start, end=end).status == "verified", k

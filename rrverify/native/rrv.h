@@ -274,6 +274,11 @@ struct rrv_recorder {   /* one recorded process: its state and its own event str
   struct rrv_segv_restore segv_restore;
   uint8_t delivered_siginfo[128];
   int resume_op, resume_sig, after_syscall;
+  int checkpointed;      /* the driver took a checkpoint at this stop (a syscall's exit): a
+                           signal that comes before the process goes on is held to its next
+                           syscall, as one in user code: no segment can start with a delivery
+                           at an exit (replay delivers those from the exit stop only) */
+  int after_checkpoint;  /* this stop follows one where a checkpoint was taken */
   struct rrv_regs exit_regs;
   uint64_t last_flush_ns;
   size_t open_event;    /* offset of an event not yet sealed, or (size_t)-1 */
