@@ -27,7 +27,6 @@ from ..tracee import CallbackTarget, choose_cpu, current_rlimits, getregs, spawn
 from . import patch, syscalls
 
 RECORDER_VERSION = 1
-SIGNALLED = object()        # Recorder.checkpoint: a signal came while the checkpoint was read
 DEFAULT_CHECKPOINT_EVERY = 20000       # events
 DEFAULT_CHECKPOINT_INTERVAL = 2.0      # seconds
 TRACEE_CPUS = ("all", "tracer")
@@ -218,17 +217,16 @@ class Recorder(CallbackTarget):
             mem.close()
 
     def checkpoint(self, proc: RecordedProcess, parked_mask: int | None = None,
-                   block_signals: bool = False, after_exec: bool = False,
-                   unless_signalled: bool = False) -> int | None:
+                   block_signals: bool = False, after_exec: bool = False) -> int | None:
         """Capture a checkpoint of proc at its next event: read now, while it is stopped, and
         written by the finisher while it runs on. block_signals: a signal may be pending (a
         child's birth, which cannot wait for a later point): every signal is blocked for the
         capture, and the checkpoint holds the process's own mask. after_exec: right after its
         exec (capture.snapshot's). Returns None, or the process's wait status if it was
-        killed from outside meanwhile (the checkpoint is then not written), or SIGNALLED if
-        unless_signalled and a signal came while it was read: it would be delivered at this
-        very point, right after the checkpoint, where no segment can start (replay delivers a
-        signal at a syscall's exit only from that exit stop); the caller takes it later."""
+        killed from outside meanwhile (the checkpoint is then not written). Taken at a
+        syscall's exit (not parked before an exit), a signal that comes from now on is handled
+        as one arriving in user code, not delivered at that exit: no segment can start with a
+        delivery at an exit (replay delivers those from the exit's stop only)."""
         t0 = time.monotonic()
         own_mask = None
         if block_signals:
@@ -259,13 +257,11 @@ class Recorder(CallbackTarget):
             if own_mask is not None:
                 lib.rrv_set_sigmask(proc.pid, own_mask)
             self.checkpoint_seconds += time.monotonic() - t0
-        if status is None and unless_signalled and signal_pending(proc.pid):
-            runs = taken[0].memory.runs
-            if not (runs and runs[0][0] == "digests"):  # (else its pages' table has moved on)
-                return SIGNALLED
         if status is None:
             taken[0].files = self.writer.files
             self.finisher.submit(taken[0])
+            if parked_mask is None:
+                proc.state.after_syscall = 0
         return status
 
     def _digest_held(self, memory, unchanged: UnchangedPages) -> None:
@@ -451,18 +447,13 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
         drain()
 
     def checkpoint_at(proc: RecordedProcess, parked_mask=None) -> None:
-        """A checkpoint of proc, read with every signal blocked (one that comes meanwhile
-        must not stop its injected syscalls). A child's first (its birth) cannot wait; any
-        other, at a syscall's exit, waits for a later one if a signal came meanwhile."""
-        birth = proc.last_checkpoint < 0
-        status = rec.checkpoint(proc, parked_mask, block_signals=True,
-                                unless_signalled=not birth and parked_mask is None)
-        if status is SIGNALLED:
-            proc.state.next_checkpoint_event = proc.events + proc.state.buffered_syscalls + 1
-        elif status is not None:
+        """A checkpoint of proc, read with every signal blocked: one that comes meanwhile
+        must not stop its injected syscalls (a child's birth, which cannot wait, may even
+        have one pending)."""
+        status = rec.checkpoint(proc, parked_mask, block_signals=True)
+        if status is not None:
             died(proc, status)
         else:
-            proc.state.checkpointed = int(not birth)
             proc.checkpoint_taken(checkpoint_every)
 
     def failure(proc: RecordedProcess, what: str) -> str:

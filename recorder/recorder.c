@@ -1278,8 +1278,7 @@ static int on_signal(struct rrv_recorder *r, int sig) {
   }
   /* Still at the last syscall's exit if no user code ran since (the registers say so): so are
    * further signals that follow one without a handler (SIGSTOP, then SIGCONT). */
-  int after_syscall = r->after_syscall && same_regs(&regs, &r->exit_regs) &&
-                      !r->after_checkpoint;
+  int after_syscall = r->after_syscall && same_regs(&regs, &r->exit_regs);
 
   if (RRV_FOREIGN_SYSCALL(sig, &si)) {   /* never run: the filter trapped it */
     r->stop_what = RRV_UNSUP_FOREIGN_SYSCALL;
@@ -1494,8 +1493,6 @@ static int on_watched_entry(struct rrv_recorder *r) {
 /* One stop of process r, at the session loop. Returns 0 or an RRV_STOP_*. */
 static int on_stop(struct rrv_recorder *r, int status) {
   int rc;
-  r->after_checkpoint = r->checkpointed;
-  r->checkpointed = 0;
   if (r->delivering && (rc = finish_recorded_delivery(r, status)))
     return rc == 1 ? 0 : rc;     /* 1: the single-step trap: resume */
   if (WIFEXITED(status) || WIFSIGNALED(status)) return record_exit(r, status);

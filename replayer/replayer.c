@@ -313,8 +313,21 @@ static int check_breakpoint_clear(struct rrv_replayer *r, const char *where) {
   return 0;
 }
 
-/* The current event is a FLUSH not yet begun: its records are checked (a malformed one is a
- * trace error naming it), and the breakpoint armed for the first. */
+/* Arm the syscall breakpoint (r->armed set by the caller: wanted), unless SIGTRAP is blocked or
+ * ignored now: the breakpoint's SIGTRAP is forced, and the kernel would then unblock it and
+ * reset its action at each hit, changing the program. Then the buffered syscalls are met at
+ * their seccomp stops instead (replay_buffered_at_entry), a stop more each. (Within a flush
+ * only a buffered rt_sigaction can change it: the mask changes through traced syscalls.) */
+static int disarm_if_trap_would_change(struct rrv_replayer *r) {
+  uint64_t caught = 0, ignored = 0, blocked = 0;
+  if (rrv_signal_sets(r->pid, &caught, &ignored, &blocked) < 0)
+    return rfail(r, "reading the tracee's signal dispositions");
+  return set_breakpoint(r, !(((blocked | ignored) >> (SIGTRAP - 1)) & 1));
+}
+
+/* The current event is a FLUSH not yet begun: its records are checked (a malformed one, or one
+ * of a syscall the preload never buffers, is a trace error naming it), and the breakpoint
+ * armed for the first. */
 static int begin_flush(struct rrv_replayer *r) {
   const struct rrv_event *ev = cur_event(r);
   size_t extra = r->pos + ev->size - RRV_ALIGN8(ev->extra_len);
@@ -326,6 +339,11 @@ static int begin_flush(struct rrv_replayer *r) {
     if (!size)
       return diverge(r, RRV_DIV_TRACE, "flush event %llu, buffered syscall %u: %s",
                      (unsigned long long)r->event_index, count, why);
+    int32_t nr = ((const struct rrv_buffered_syscall *)(r->events + pos))->nr;
+    if (!is_buffered_number(nr) || !rrv_syscalls[nr].handling)
+      return diverge(r, RRV_DIV_TRACE, "flush event %llu, buffered syscall %u: syscall %d, "
+                     "which the preload never buffers", (unsigned long long)r->event_index,
+                     count, nr);
     pos += size;
   }
   if (count != (uint32_t)ev->nr || !count || ev->extra_len > r->len)
@@ -336,14 +354,8 @@ static int begin_flush(struct rrv_replayer *r) {
   r->flush_left = count;
   r->flush_index = r->event_index;
   r->flushes++;
-  /* The breakpoint's SIGTRAP is forced: with SIGTRAP blocked or ignored the kernel would
-   * unblock it and reset its action at each hit, changing the program. Then the buffered
-   * syscalls are met at their seccomp stops instead (replay_buffered_at_entry), a stop more
-   * each. */
-  uint64_t caught = 0, ignored = 0, blocked = 0;
-  if (rrv_signal_sets(r->pid, &caught, &ignored, &blocked) < 0)
-    return rfail(r, "reading the tracee's signal dispositions");
-  return set_breakpoint(r, !(((blocked | ignored) >> (SIGTRAP - 1)) & 1));
+  r->armed = 1;
+  return disarm_if_trap_would_change(r);
 }
 
 /* A stop other than the breakpoint's while a FLUSH is the current event: the flush ends here,
@@ -483,10 +495,6 @@ static int replay_record(struct rrv_replayer *r, struct rrv_regs *regs_io, int *
         k, (unsigned long long)r->flush_index, rrv_syscall_name(rec->nr),
         (unsigned long long)rec->site, (unsigned long long)regs.rcx);
   }
-  if (!is_buffered_number(rec->nr) || !rrv_syscalls[rec->nr].handling)
-    return DIVERGE_AT_SITE(r, RRV_DIV_TRACE, "buffered syscall %u of flush event %llu is "
-                           "syscall %d, which the preload never buffers", k,
-                           (unsigned long long)r->flush_index, rec->nr);
   const struct rrv_syscall_spec *spec = &rrv_syscalls[rec->nr];
   struct rrv_regs call = regs;
   call.orig_rax = rec->nr;
@@ -512,6 +520,11 @@ static int replay_record(struct rrv_replayer *r, struct rrv_regs *regs_io, int *
       rrv_read_mem(r->pid, regs.rcx + RRV_STUB_SITE, &r->div.site, sizeof r->div.site);
     if (rc) return rc;
     *ran = 1;
+    /* SIGTRAP's action just set (to SIG_IGN?): the breakpoint's forced SIGTRAP must not
+     * meet it (begin_flush); the flush's other records come at their seccomp stops */
+    if (rec->nr == SYS_rt_sigaction && (int)rec->args[0] == SIGTRAP && rec->args[1] &&
+        r->armed && (rc = disarm_if_trap_would_change(r)))
+      return rc;
   }
   /* Its writes, as a traced syscall's are injected */
   const uint8_t *p = (const uint8_t *)(rec + 1);

@@ -448,16 +448,24 @@ def test_a_buffered_syscall_run_again_that_returns_otherwise_is_a_result_diverge
 def test_buffered_syscalls_with_sigtrap_blocked_leave_the_signal_state_alone(programs,
                                                                               tmp_path):
     """Replay's syscall breakpoint raises a forced SIGTRAP, which the kernel would unblock and
-    reset to its default action if blocked (posix_spawn's child blocks every signal): such a
-    flush is replayed at the syscalls' seccomp stops instead, and the checkpoints that fall
-    while every signal is blocked, which compare the mask and the handlers, verify."""
+    reset to its default action if blocked or ignored (posix_spawn's child blocks every signal):
+    such a flush, or the rest of one once a buffered rt_sigaction ignores SIGTRAP, is replayed
+    at the syscalls' seccomp stops instead, and the checkpoints, which compare the mask and the
+    actions, verify."""
     trace = tmp_path / "t"
     proc = run_cli("record", "-o", trace, "--checkpoint-every", 60, "--",
                    programs["sb_trap_blocked"])
     assert proc.returncode == 0, proc.stderr.decode()
-    assert proc.stdout == b"sum 800, handler kept 1, SIGTRAP blocked 1\n"
+    assert proc.stdout == b"sum 800, handler kept 1, SIGTRAP blocked 1\nsum 1200, SIGTRAP ignored 1\n"
     assert len(buffered(trace)) > 500
     assert len(Trace(str(trace)).checkpoints) >= 5
     rep, report = replay_json(trace, tmp_path)
     assert rep.returncode == 0, rep.stdout.decode()
     assert report["stats"]["buffered_syscalls"] == len(buffered(trace))
+
+
+def test_a_record_of_a_syscall_the_preload_never_buffers_is_a_trace_error(loop_copy):
+    """Checked when its flush begins, before anything of it is used or run."""
+    target = edit_flush(loop_copy, lambda recs, ev: setattr(recs[0], "nr", NUMBERS["kill"]))
+    line = assert_one_line_error(replay(loop_copy), 2, f"flush event {target.index}")
+    assert "which the preload never buffers" in line

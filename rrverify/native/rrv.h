@@ -273,12 +273,12 @@ struct rrv_recorder {   /* one recorded process: its state and its own event str
   uint64_t segv_action[4]; /* SIGSEGV's kernel sigaction: handler, flags, restorer, mask */
   struct rrv_segv_restore segv_restore;
   uint8_t delivered_siginfo[128];
-  int resume_op, resume_sig, after_syscall;
-  int checkpointed;      /* the driver took a checkpoint at this stop (a syscall's exit): a
-                           signal that comes before the process goes on is held to its next
-                           syscall, as one in user code: no segment can start with a delivery
-                           at an exit (replay delivers those from the exit stop only) */
-  int after_checkpoint;  /* this stop follows one where a checkpoint was taken */
+  int resume_op, resume_sig;
+  int after_syscall;     /* at a syscall's exit, no user code run since: a signal arriving
+                           now is delivered there. Cleared by the driver once it takes a
+                           checkpoint there: no segment can start with a delivery at an exit
+                           (replay delivers those from the exit's stop only), so such a
+                           signal is then handled as one arriving in user code */
   struct rrv_regs exit_regs;
   uint64_t last_flush_ns;
   size_t open_event;    /* offset of an event not yet sealed, or (size_t)-1 */

@@ -1,7 +1,8 @@
 /* Buffered syscalls made with every signal blocked and a SIGTRAP handler installed (as
- * posix_spawn's child blocks them all): replay's syscall breakpoint must not change either
- * (its forced SIGTRAP would unblock SIGTRAP and reset the handler). Traced uname calls between
- * them give checkpoints, which compare the signal state, a place to fall. */
+ * posix_spawn's child blocks them all), then with SIGTRAP ignored from the middle of a run of
+ * them on: replay's syscall breakpoint must change neither (its forced SIGTRAP would unblock
+ * SIGTRAP and reset its action). Traced uname calls between them give checkpoints, which
+ * compare the signal state, a place to fall. */
 #include <signal.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -32,5 +33,22 @@ int main(void) {
   sigprocmask(SIG_BLOCK, NULL, &now);
   printf("sum %lu, handler kept %d, SIGTRAP blocked %d\n", sum, old.sa_handler == on_trap,
          sigismember(&now, SIGTRAP));
+  /* Then SIGTRAP unblocked, and ignored from the middle of a run of buffered syscalls on */
+  sigemptyset(&all);
+  sigprocmask(SIG_SETMASK, &all, NULL);
+  struct sigaction ign = {0};
+  ign.sa_handler = SIG_IGN;
+  for (int i = 0; i < 200; i++) {
+    struct stat st;
+    sum += getpid() > 0;
+    if (i % 40 == 20) sigaction(SIGTRAP, i % 80 == 20 ? &ign : &sa, NULL);
+    if (fstat(1, &st) == 0) sum++;
+    if (i % 40 == 39) {
+      struct utsname u;
+      uname(&u);
+    }
+  }
+  sigaction(SIGTRAP, NULL, &old);
+  printf("sum %lu, SIGTRAP ignored %d\n", sum, old.sa_handler == SIG_IGN);
   return 0;
 }
