@@ -219,9 +219,10 @@ class Recorder(CallbackTarget):
     def checkpoint(self, proc: RecordedProcess, parked_mask: int | None = None,
                    block_signals: bool = False, after_exec: bool = False) -> int | None:
         """Capture a checkpoint of proc at its next event: read now, while it is stopped, and
-        written by the finisher while it runs on. block_signals: a signal may be pending (a
-        child's birth, which cannot wait for a later point): every signal is blocked for the
-        capture, and the checkpoint holds the process's own mask. after_exec: right after its
+        written by the finisher while it runs on. block_signals: every signal is blocked for
+        the capture (one arriving must not stop its injected syscalls; a child's birth, which
+        cannot wait, may even have one pending), and the checkpoint holds the process's own
+        mask. after_exec: right after its
         exec (capture.snapshot's). Returns None, or the process's wait status if it was
         killed from outside meanwhile (the checkpoint is then not written). Taken at a
         syscall's exit (not parked before an exit), a signal that comes from now on is handled

@@ -113,11 +113,6 @@ static int checkpoint_due(const struct rrv_recorder *r, uint64_t coming) {
           rrv_now_ns() - r->last_checkpoint_ns >= r->checkpoint_interval_ns);
 }
 
-/* The syscalls a process buffered since its last flush become one FLUSH event, before the
- * event of the stop it is at (only stops that record an event flush: replay flushes at the
- * same ones). Each record is copied as the preload wrote it, except that the bytes a write
- * sent become their digest (and the hash of a pipe's bytes, as for a traced write), and the
- * buffer is emptied, by a write the event carries so that replay empties it too. */
 /* A syscall, traced or buffered, that set a signal's action since the exec (a checkpoint
  * reads those actions) */
 static void note_action_set(struct rrv_recorder *r, int64_t nr, uint64_t sig, uint64_t act,
@@ -127,6 +122,11 @@ static void note_action_set(struct rrv_recorder *r, int64_t nr, uint64_t sig, ui
     r->actions_set |= 1ull << (signum - 1);
 }
 
+/* The syscalls a process buffered since its last flush become one FLUSH event, before the
+ * event of the stop it is at (only stops that record an event flush: replay flushes at the
+ * same ones). Each record is copied as the preload wrote it, except that the bytes a write
+ * sent become their digest (and the hash of a pipe's bytes, as for a traced write), and the
+ * buffer is emptied, by a write the event carries so that replay empties it too. */
 static int syscallbuf_flush(struct rrv_recorder *r) {
   static uint8_t in[RRV_SYSCALLBUF_SIZE];
   static uint32_t at[RRV_SYSCALLBUF_SIZE / sizeof(struct rrv_buffered_syscall) + 1];

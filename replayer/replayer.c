@@ -395,8 +395,6 @@ static int end_flush(struct rrv_replayer *r, int64_t traced_nr, int inexact) {
   return 0;
 }
 
-/* The breakpoint took control at the untraced syscall: the next record of the flush is
- * checked against the syscall the program makes, and injected in its place (never run). */
 /* Does replay run this recorded syscall again (it changes the process itself: its memory map,
  * its signal actions, its exit), rather than emulate its result? The same answer whether it
  * was traced or buffered. */
@@ -409,9 +407,9 @@ static int replay_runs(const struct rrv_syscall_spec *spec, uint64_t arg0, int64
   }
 }
 
-/* A buffered syscall replay runs (replay_runs), through the syscall page's traced
- * instruction, from registers `regs` (at the breakpoint); its arguments as recorded, an mmap
- * at the address it got. Returns 0 or a divergence. */
+/* A buffered syscall replay runs (replay_runs: of what begin_flush lets in, rt_sigaction,
+ * brk and madvise, EXECUTE, and mmap), through the syscall page's traced instruction; its
+ * arguments as recorded, an mmap at the address it got. Returns 0 or a divergence. */
 static int run_buffered(struct rrv_replayer *r, const struct rrv_buffered_syscall *rec,
                         const struct rrv_syscall_spec *spec, unsigned k) {
   uint64_t a[6];
@@ -423,9 +421,6 @@ static int run_buffered(struct rrv_replayer *r, const struct rrv_buffered_syscal
                      (unsigned long long)r->flush_index);
     a[0] = rec->result;
     a[3] = (a[3] | MAP_FIXED) & ~(uint64_t)MAP_FIXED_NOREPLACE;
-  } else if (spec->handling != RRV_H_EXECUTE) {
-    return diverge(r, RRV_DIV_TRACE, "buffered syscall %u of flush event %llu is %s, which the "
-                   "preload never buffers", k, (unsigned long long)r->flush_index, spec->name);
   }
   int64_t result = 0;
   char why[160];
