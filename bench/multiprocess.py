@@ -3,17 +3,22 @@
 Prints, from one run (the machines are shared and noisy: compare the ratios, not the
 seconds), the median wall time of:
 - the build natively;
-- recording it as rrverify does by default (processes run at once, interleaved on the
-  tracer's CPU: the cheapest ptrace stops);
-- recording it with the processes on every CPU (--tracee-cpus all: parallel, but each ptrace
-  stop crosses CPUs);
+- recording it as rrverify does by default (--tracee-cpus spread: a tracer thread per CPU,
+  each process on its tracer's CPU, moved at its exec to the CPU with fewer at work);
+- recording it with one tracer thread, every process on its CPU (--tracee-cpus tracer: the
+  cheapest ptrace stops, the processes interleaved on one CPU);
+- recording it with one tracer and the processes on every CPU (--tracee-cpus all: parallel,
+  but each ptrace stop crosses CPUs);
 - recording it one process at a time (--serialize, as rr does);
 - two recorders at once, each pinned to a CPU of its own and recording half of the compiles:
   the bound of a tracer thread per CPU (with two or more CPUs);
 - verifying the default recording with 1 and with 2 workers.
 
 Every recording finds the analysis cache warm (an untimed recording fills it first): syscall
-sites and the vDSO already decoded, as on a machine that recorded before.
+sites and the vDSO already decoded, as on a machine that recorded before. The traces are
+deleted after the last run, not between runs: ext4 creates files slowly right after many were
+deleted (it skips the inodes freed in the last seconds, reading each), which made every
+recording pay for deleting the one before.
 
     python bench/multiprocess.py [--files 8] [--runs 3]
 """
@@ -94,8 +99,6 @@ def timed_two_recorders(rrverify: list[str], src: str, files: int, out: str) -> 
         if p.returncode != 0:
             sys.exit(f"two recorders: {err.decode()[-500:]}")
     elapsed = time.monotonic() - t0
-    for k in range(2):
-        shutil.rmtree(f"{out}-{k}")
     return elapsed
 
 
@@ -110,20 +113,23 @@ def main() -> None:
         src = os.path.join(work, "src")
         os.mkdir(src)
         make_project(src, args.files)
-        modes = {"native": None, "record": [], "record --tracee-cpus all":
-                 ["--tracee-cpus", "all"], "record --serialize": ["--serialize"]}
+        modes = {"native": None, "record": [],
+                 "record --tracee-cpus tracer": ["--tracee-cpus", "tracer"],
+                 "record --tracee-cpus all": ["--tracee-cpus", "all"],
+                 "record --serialize": ["--serialize"]}
         times: dict[str, list[float]] = {m: [] for m in modes}
         two = "two recorders, a CPU each (*)"
         times[two] = []
-        trace = os.path.join(work, "trace")
+        trace = ""
+        os.mkdir(os.path.join(work, "kept"))
         # One recording first, untimed: it fills the analysis cache (rrverify/analysis_cache.py)
         # as any recording after a machine's first finds it.
         timed(rrverify + ["record", "-o", os.path.join(work, "warm-up"), "--", "make", "-j2"],
               src)
-        shutil.rmtree(os.path.join(work, "warm-up"))
         for run in range(args.runs):     # interleaved: noise hits every mode alike
             clean(src)
-            split = timed_two_recorders(rrverify, src, args.files, os.path.join(work, "split"))
+            split = timed_two_recorders(rrverify, src, args.files,
+                                        os.path.join(work, "kept", f"split{run}"))
             if split is not None:
                 times[two].append(split)
             for mode, flags in modes.items():
@@ -131,12 +137,11 @@ def main() -> None:
                 if flags is None:
                     times[mode].append(timed(["make", "-j2"], src))
                     continue
-                t = os.path.join(work, f"t{run}-{len(times[mode])}-{mode.replace(' ', '_')}")
+                t = os.path.join(work, "kept", f"t{run}-{mode.replace(' ', '_')}")
                 times[mode].append(timed(rrverify + ["record", "-o", t, *flags, "--",
                                                      "make", "-j2"], src))
                 if mode == "record" and not os.path.exists(trace):
-                    shutil.copytree(t, trace)
-                shutil.rmtree(t)
+                    trace = t
         verify, work_wall = {}, {}
         for n in (1, 2):
             report = os.path.join(work, f"r{n}.json")
@@ -163,6 +168,8 @@ def main() -> None:
         cpu = stats.get("cpu_seconds", {})
         print(f"  one recording's CPU time: {stats['seconds']:.3f} s wall; " +
               ", ".join(f"{k.replace('_', ' ')} {v:.3f} s" for k, v in cpu.items()))
+        print(f"  its tracer threads: {stats.get('tracer_threads', 1)}, processes moved "
+              f"between them: {stats.get('handed_over', 0)}")
         procs = subprocess.run(rrverify + ["info", trace], capture_output=True).stdout.decode()
         print("  trace: " + " ".join(line.strip() for line in procs.splitlines()
                                      if line.startswith(("processes", "events"))))

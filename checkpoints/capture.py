@@ -65,8 +65,8 @@ def region_chunks(mem: TraceeMemory, start: int, end: int):
 
 
 class UnchangedPages:
-    """Page names of the previous checkpoint by address, kept by a fast 64-bit hash of the
-    page's bytes: a page whose fast hash is unchanged keeps its name (and is already stored).
+    """Page names of earlier checkpoints by address and a fast 64-bit hash of the page's
+    bytes: a page found keeps its name (and is already stored). One for a whole recording.
     The table is native (checkpoints/unchanged_pages.c): name_runs names every run a
     checkpoint read in one call, without the GIL."""
 

@@ -1,24 +1,28 @@
-/* The names of a run of pages a checkpoint read, keeping those of the process's previous
- * checkpoint where a page did not change (checkpoints/capture.py: UnchangedPages).
+/* The names of a run of pages a checkpoint read, keeping those of any earlier checkpoint of
+ * the recording where a page at the same address had the same bytes (checkpoints/capture.py:
+ * UnchangedPages).
  *
- * Each address keeps the fast 64-bit hash (rrv_page_hashes) of the bytes it held at the
- * previous checkpoint and their name (SHA-256/16): a page whose fast hash is unchanged keeps
- * its name and is not hashed again; the others are named now (rrv_page_digests) and their
- * entries updated. The table lived in a Python dict, walked page by page by the thread that
+ * The table maps an address and the fast 64-bit hash (rrv_page_hashes) of a page's bytes
+ * there to their name (SHA-256/16): a page found keeps that name and is not hashed again; the
+ * others are named now (rrv_page_digests) and learnt. One table serves every process: a vfork
+ * child's birth finds its parent's pages, a compiler's image the previous compiler's (no
+ * address-space randomization). Past RRV_UNCHANGED_MAX entries it starts over. The table lived in a Python dict, walked page by page by the thread that
  * finishes checkpoints: holding the GIL for that walk, it took the GIL from the tracer's
  * thread thousands of times a recording. Here every run a checkpoint read is named in one
  * call (rrv_name_runs), made without the GIL.
  *
- * An open-addressing table by page address, grown at half full; entries are never removed (an
- * exec starts a new table). One thread uses a table at a time (the finisher, or the tracer
- * while the finisher is drained). */
+ * An open-addressing table, grown at half full; entries are never removed but all at once.
+ * One thread uses a table at a time (the finisher, or a tracer thread while the finisher is
+ * drained). */
 #include <stdlib.h>
 
 struct unchanged_slot {
   uint64_t key;      /* the page's address + 1; 0: free */
-  uint64_t fast;
+  uint64_t fast;     /* ...and its bytes' fast hash */
   uint8_t name[16];
 };
+
+#define RRV_UNCHANGED_MAX (1u << 20)    /* 32 MiB of entries (64 MiB of table) */
 
 struct rrv_unchanged {
   size_t cap, used;   /* cap: a power of two */
@@ -43,14 +47,16 @@ void rrv_unchanged_free(struct rrv_unchanged *u) {
   free(u);
 }
 
-static size_t unchanged_home(const struct rrv_unchanged *u, uint64_t key) {
-  return (size_t)(((key >> 12) * 0x9e3779b97f4a7c15ull) >> 20) & (u->cap - 1);
+static size_t unchanged_home(const struct rrv_unchanged *u, uint64_t key, uint64_t fast) {
+  return (size_t)((((key >> 12) ^ fast) * 0x9e3779b97f4a7c15ull) >> 20) & (u->cap - 1);
 }
 
-/* The slot of `key`, or the free slot where it would go. */
-static struct unchanged_slot *unchanged_find(struct rrv_unchanged *u, uint64_t key) {
-  for (size_t i = unchanged_home(u, key);; i = (i + 1) & (u->cap - 1))
-    if (u->slots[i].key == key || u->slots[i].key == 0) return &u->slots[i];
+/* The slot of (key, fast), or the free slot where it would go. */
+static struct unchanged_slot *unchanged_find(struct rrv_unchanged *u, uint64_t key,
+                                             uint64_t fast) {
+  for (size_t i = unchanged_home(u, key, fast);; i = (i + 1) & (u->cap - 1))
+    if ((u->slots[i].key == key && u->slots[i].fast == fast) || u->slots[i].key == 0)
+      return &u->slots[i];
 }
 
 static int unchanged_grow(struct rrv_unchanged *u) {
@@ -58,7 +64,7 @@ static int unchanged_grow(struct rrv_unchanged *u) {
   if (!bigger.slots) return -1;
   for (size_t i = 0; i < u->cap; i++)
     if (u->slots[i].key) {
-      *unchanged_find(&bigger, u->slots[i].key) = u->slots[i];
+      *unchanged_find(&bigger, u->slots[i].key, u->slots[i].fast) = u->slots[i];
       bigger.used++;
     }
   free(u->slots);
@@ -76,8 +82,8 @@ static int64_t rrv_name_pages(struct rrv_unchanged *u, uint64_t addr, const uint
   rrv_page_hashes(data, npages, fast);
   size_t nchanged = 0;
   for (size_t i = 0; i < npages; i++) {
-    struct unchanged_slot *s = u ? unchanged_find(u, addr + i * 4096 + 1) : NULL;
-    if (s && s->key && s->fast == fast[i])
+    struct unchanged_slot *s = u ? unchanged_find(u, addr + i * 4096 + 1, fast[i]) : NULL;
+    if (s && s->key)
       memcpy(names + 16 * i, s->name, 16);
     else
       changed[nchanged++] = (uint32_t)i;
@@ -92,16 +98,20 @@ static int64_t rrv_name_pages(struct rrv_unchanged *u, uint64_t addr, const uint
     uint32_t i = changed[k];
     memcpy(names + 16 * i, fresh + 16 * k, 16);
     if (!u) continue;
+    if (u->used >= RRV_UNCHANGED_MAX) {     /* a long recording's churn: start over */
+      memset(u->slots, 0, u->cap * sizeof *u->slots);
+      u->used = 0;
+    }
     if ((u->used + 1) * 2 > u->cap && unchanged_grow(u) < 0) {
       rc = -1;
       goto out;
     }
-    struct unchanged_slot *s = unchanged_find(u, addr + (uint64_t)i * 4096 + 1);
+    struct unchanged_slot *s = unchanged_find(u, addr + (uint64_t)i * 4096 + 1, fast[i]);
     if (!s->key) {
       s->key = addr + (uint64_t)i * 4096 + 1;
+      s->fast = fast[i];
       u->used++;
     }
-    s->fast = fast[i];
     memcpy(s->name, fresh + 16 * k, 16);
   }
 out:

@@ -2,6 +2,7 @@
 work that needs Python (trace files, exec images, mapped files, checkpoints)."""
 from __future__ import annotations
 
+import errno
 import gc
 import os
 import resource
@@ -10,6 +11,7 @@ import signal
 import stat
 import struct
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -29,11 +31,19 @@ from . import patch, syscalls
 RECORDER_VERSION = 1
 DEFAULT_CHECKPOINT_EVERY = 20000       # events
 DEFAULT_CHECKPOINT_INTERVAL = 2.0      # seconds
-TRACEE_CPUS = ("all", "tracer")
-# Measured (bench/multiprocess.py, a 2-CPU VM): a cross-CPU ptrace stop costs more than the
-# parallelism gains, even for a compile-bound make -j2; the processes still run at once,
-# interleaved on the tracer's CPU, and see the CPUs they would natively (cpu_view).
-DEFAULT_TRACEE_CPUS = "tracer"
+TRACEE_CPUS = ("all", "spread", "tracer")
+# Measured (bench/multiprocess.py, a 2-CPU VM): a ptrace stop that crosses CPUs costs 20 times
+# one that does not, so a process runs on its own tracer thread's CPU; with a tracer thread per
+# CPU the processes of a build run in parallel. Every process sees the CPUs it would natively
+# (cpu_view).
+DEFAULT_TRACEE_CPUS = "spread"
+MAX_TRACERS = 16        # tracer threads of a "spread" recording, one per CPU
+# Syscalls a process waits in, for a child, a signal, time or an event: it leaves its CPU to
+# the others. (Not read: ld.so's reads of a library, traced, take a moment.)
+WAITING_SYSCALLS = frozenset(syscalls.NUMBERS[n] for n in (
+    "wait4", "waitid", "vfork", "clone", "clone3", "pause", "rt_sigsuspend", "nanosleep",
+    "clock_nanosleep", "select", "pselect6", "poll", "ppoll", "epoll_wait", "epoll_pwait",
+    "futex"))
 # Mapped files up to this size stay in memory while recording, so checkpoint pages equal to
 # them are stored as references to the file's blob instead of again.
 MAX_FILE_FOR_PAGE_SOURCES = 256 << 20
@@ -103,11 +113,11 @@ class RecordedProcess:
     def __init__(self, index: int, pid: int, state, parent: "RecordedProcess | None"):
         self.index, self.pid, self.state, self.parent = index, pid, state, parent
         self.gadget = parent.gadget if parent else 0   # a fork child runs its parent's image
-        self.unchanged = UnchangedPages()              # its own address space
         self.events = 0             # events handed to the writer
         self.last_checkpoint = -1   # the event of its latest checkpoint
         self.execs: list[str] = []
         self.status: int | None = None
+        self.tracer: Tracer | None = None   # whose thread traces it (None: being handed over)
 
     def checkpoint_taken(self, checkpoint_every: int) -> None:
         """The next periodic checkpoint counts from this one, whatever its kind."""
@@ -131,6 +141,7 @@ class Recorder(CallbackTarget):
         # (dev, inode) as /proc/PID/maps shows them -> (blob, content or None, files.jsonl index)
         self.mapped_files: dict[tuple, tuple] = {}
         self.checkpoint_seconds = 0.0
+        self.unchanged = UnchangedPages()   # page names by address and content: every process
 
     # -- callbacks from the native loop ---------------------------------------------------
     def blob_put(self, data: bytes) -> bytes:
@@ -200,7 +211,6 @@ class Recorder(CallbackTarget):
             err = ffi.new("char[256]")
             if lib.rrv_map_syscall_page(pid, proc.gadget, err, 256) < 0:
                 raise NativeError(f"pid {pid}: {ffi.string(err).decode(errors='replace')}")
-        proc.unchanged = UnchangedPages()       # a new address space
         try:
             proc.execs.append(os.readlink(f"/proc/{pid}/exe"))
         except OSError:
@@ -239,7 +249,7 @@ class Recorder(CallbackTarget):
 
         def capture() -> None:
             snap = snapshot(proc.pid, event=proc.events, gadget=proc.gadget,
-                            unchanged=proc.unchanged, parked_mask=parked_mask,
+                            unchanged=self.unchanged, parked_mask=parked_mask,
                             trap=TRAPS[proc.state.last_trap], blocked_mask=own_mask,
                             process=proc.index, actions_set=proc.state.actions_set,
                             after_exec=after_exec)
@@ -249,7 +259,7 @@ class Recorder(CallbackTarget):
                     file_unchanged=lambda region, blob: self.identities.unchanged(
                         f"/proc/{pid}/map_files/{region['start']:x}-{region['end']:x}",
                         blob.hex()),
-                    full=lambda memory: self._digest_held(memory, proc.unchanged)):
+                    full=lambda memory: self._digest_held(memory, self.unchanged)):
                 raise NativeError(f"pid {pid} left its stop while its checkpoint was read")
             taken.append(snap)
         try:
@@ -356,14 +366,34 @@ def build_manifest(argv: list[str], exe: str, cpu: int, every: int, interval: fl
     }
 
 
+class Tracer:
+    """One tracer thread and its session: the processes it records, run at once on its CPU.
+    A recording has one, or (tracee_cpus "spread") one per CPU, a process handed from one to
+    another at its birth (rrv_session_hand_over)."""
+
+    def __init__(self, cpu: int, serialize: bool, view: bytes, recording):
+        self.cpu = cpu
+        self.session = ffi.new("struct rrv_session *")
+        self.session.recording = recording
+        self.session.serialize = int(serialize)
+        self.session.cpu_view = list(view)
+        self.session.cpu_view_bytes = len(view)
+        self.session.cpu = cpu
+        self.procs: list[RecordedProcess] = []   # by session index (handed away ones stay)
+        self.cpu_seconds = 0.0
+        self.thread: threading.Thread | None = None
+
+
 def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
            checkpoint_interval: float = DEFAULT_CHECKPOINT_INTERVAL, serialize: bool = False,
            tracee_cpus: str = DEFAULT_TRACEE_CPUS, syscallbuf: bool = True) -> RecordResult:
-    """tracee_cpus: "tracer" keeps every process on the tracer's CPU (the cheapest ptrace stops,
-    no parallelism), "all" lets them run on every CPU this process may use (bench/
-    multiprocess.py measures both). serialize: one process runs at a time, as rr does.
-    syscallbuf: common syscalls are buffered by the preload, without a ptrace stop (False:
-    rrverify record --no-syscallbuf, two stops for every syscall)."""
+    """tracee_cpus: "spread" gives each CPU this process may use a tracer thread of its own,
+    and a process born to one (not sharing memory) moves to the one with fewer (the default,
+    with syscall buffering); "tracer" keeps every process on the one tracer's CPU (the
+    cheapest ptrace stops, no parallelism); "all" lets them run on every CPU, stopping on
+    the one tracer's (bench/multiprocess.py measures each). serialize: one process runs at a
+    time, as rr does. syscallbuf: common syscalls are buffered by the preload, without a
+    ptrace stop (False: rrverify record --no-syscallbuf, two stops for every syscall)."""
     if syscallbuf and not preload.available():
         raise NativeError(f"record: the preload library {preload.LIBRARY} is missing (reinstall "
                           f"rrverify, or record with --no-syscallbuf)")
@@ -372,29 +402,33 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
     exe = resolve_program(argv[0])
     cpu = choose_cpu()
     allowed = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {cpu})   # this thread: the manifest's CPUID is the recording core's
-    writer = TraceWriter(trace_dir, build_manifest(
-        argv, exe, cpu, checkpoint_every, checkpoint_interval, serialize, tracee_cpus,
-        syscallbuf),
-        avoid_cpu=cpu)
-    rec = Recorder(writer, avoid_cpu=cpu)
-    session = ffi.new("struct rrv_session *")
-    session.serialize = int(serialize)
+    os.sched_setaffinity(0, {cpu})   # the manifest's CPUID is the recording core's
+    # (a hand-over parks a process at the syscall page's untraced instruction: none without
+    # syscall buffering; processes that all share memory never move)
+    spread = tracee_cpus == "spread" and syscallbuf and not serialize and len(allowed) > 1
+    manifest = build_manifest(
+        argv, exe, cpu, checkpoint_every, checkpoint_interval, serialize,
+        tracee_cpus if spread or tracee_cpus != "spread" else "tracer", syscallbuf)
+    background_cpu = -1 if spread else cpu     # (-1: none avoided)
+    writer = TraceWriter(trace_dir, manifest, avoid_cpu=background_cpu)
+    rec = Recorder(writer, avoid_cpu=background_cpu)
     view = sum(1 << c for c in allowed).to_bytes(128, "little")
-    session.cpu_view = list(view)
-    session.cpu_view_bytes = len(view)
+    registry = lib.rrv_recording_new()     # every live process, whichever thread traces it
+    if registry == ffi.NULL:
+        raise NativeError("record: out of memory")
+    registry = ffi.gc(registry, lib.rrv_recording_free)
+    tracers = [Tracer(c, serialize, view, registry) for c in
+               ([cpu] + sorted(allowed - {cpu})[:MAX_TRACERS - 1] if spread else [cpu])]
     procs: list[RecordedProcess] = []
+    in_transit: dict[int, RecordedProcess] = {}    # handed over, not yet adopted: by pid
+    lock = rec.lock     # the driver's work between native runs, and every callback
     t0 = time.monotonic()
-    cpu0, children0 = time.thread_time(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    # Orphans of the tree are re-parented to the recorder, which goes on recording them.
+    children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # Orphans of the tree are re-parented to the recorder, which goes on recording them: to
+    # its main thread, which waits for no process, so that each tracer thread's waits
+    # (__WNOTHREAD) see only its own tracees.
     libc_prctl(PR_SET_CHILD_SUBREAPER, 1)
-    pid = spawn(exe, argv, writer.manifest["env"], cwd=None, cpu=cpu, syscallbuf=syscallbuf)
-    if tracee_cpus == "all":
-        os.sched_setaffinity(pid, allowed)      # its children inherit it
-    STOP.pids = {pid}
-    if STOP.signum is not None:     # it came before the tracee was known
-        os.kill(pid, signal.SIGKILL)
-    complete, reason, status = False, "", None
+    outcome = {"failure": None, "reason": "", "first": None, "handed_over": 0}
 
     def new_state():
         state = ffi.new("struct rrv_recorder *")
@@ -406,22 +440,25 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
         state.test_no_unwind = int(os.environ.get("RRVERIFY_TEST_DELIVER_IN_PRELOAD") == "1")
         return state
 
-    def add_process(pid: int, state, parent: RecordedProcess | None) -> RecordedProcess:
+    def add_process(tracer: Tracer, pid: int, state,
+                    parent: RecordedProcess | None) -> RecordedProcess:
         row = {"pid": pid, "parent": None, "parent_event": None}
         if parent is not None:
             row.update(parent=parent.index, parent_event=int(parent.state.events),
-                       clone_flags=int(session.new_flags))
+                       clone_flags=int(tracer.session.new_flags))
         proc = RecordedProcess(writer.add_process(row), pid, state, parent)
+        proc.tracer = tracer
         procs.append(proc)
+        tracer.procs.append(proc)
         STOP.pids.add(pid)
         return proc
 
-    def drain() -> None:
-        """Every process's sealed events go to its stream."""
-        for proc in procs:
+    def drain(tracer: Tracer) -> None:
+        """Every sealed event of the tracer's processes goes to its process's stream."""
+        for proc in tracer.procs:
             st = proc.state
-            if not st.len:     # (a field read: a call would let the other threads' GIL in)
-                continue
+            if not st.len or proc.tracer is not tracer:  # (a field read: a call would let
+                continue                                 # the other threads' GIL in)
             n = lib.rrv_record_sealed(st)
             if n:
                 count = st.buffered_events
@@ -445,7 +482,7 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
         that exit, as at any other stop; the checkpoint being taken is not written."""
         lib.rrv_record_died(proc.state, wait_status)
         proc.status = wait_status
-        drain()
+        drain(proc.tracer)
 
     def checkpoint_at(proc: RecordedProcess, parked_mask=None) -> None:
         """A checkpoint of proc, read with every signal blocked: one that comes meanwhile
@@ -484,112 +521,222 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
             ffi.new("uint8_t *[]", jumps), ffi.new("uint64_t[]", [len(j) for j in jumps]),
             ffi.new("uint8_t *[]", stubs), ffi.new("uint64_t[]", [len(s) for s in stubs]))
 
-    switch_interval = sys.getswitchinterval()
-    sys.setswitchinterval(TRACER_SWITCH_INTERVAL)
-    gc_threshold = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(*TRACER_GC_THRESHOLD)
-    try:
+    def place(tracer: Tracer, child: RecordedProcess) -> None:
+        """A child just born, or a process that just exec'd (its checkpoint taken), moves to
+        the tracer with the fewest processes at work if this one would otherwise have more
+        than one more: make's jobs land on different CPUs, a compiler beside the driver that
+        waits for it."""
+        st = child.state
+        if child.parent is None or st.shared_member or st.in_parent_memory or \
+                st.own_affinity or st.gone or child.status is not None:
+            return      # (the first process is tracer 0's own child: its waits would see it)
+        here = at_work(tracer)
+        to = min(tracers, key=at_work)
+        if to is tracer or at_work(to) + 1 >= here:
+            return
+        in_transit[child.pid] = child
+        if lib.rrv_session_hand_over(tracer.session, st, to.session) < 0:
+            del in_transit[child.pid]   # it stays (killed: its exit stop comes here)
+            return
+        child.tracer = None
+        outcome["handed_over"] += 1
+
+    def at_work(tracer: Tracer) -> int:
+        """How many of the tracer's processes are not waiting in a syscall that waits (a make
+        or a gcc driver in wait4 or vfork for its child): the ones that need its CPU. Another
+        tracer thread's processes are read as they are: a hint."""
+        n = 0
+        for k, proc in enumerate(tracer.procs):
+            st = proc.state
+            if proc.tracer is tracer and st.index == k and not st.gone and \
+                    not (st.in_syscall and st.sc_nr in WAITING_SYSCALLS):
+                n += 1      # (index: a process that came back is listed twice)
+        return n
+
+    def adopted(tracer: Tracer) -> None:
+        """Processes the native loop took from its inbox become this tracer's."""
+        while len(tracer.procs) < tracer.session.nprocs:
+            proc = in_transit.pop(int(tracer.session.procs[len(tracer.procs)].pid))
+            proc.tracer = tracer
+            tracer.procs.append(proc)
+
+    def maybe_finished() -> None:
+        """Once the last process of the tree is gone, every tracer thread ends."""
+        if not in_transit and all(t.session.live == 0 for t in tracers):
+            for t in tracers:
+                lib.rrv_session_close(t.session, 0)
+
+    def start_first(tracer: Tracer) -> RecordedProcess:
+        pid = spawn(exe, argv, writer.manifest["env"], cwd=None, cpu=cpu,
+                    syscallbuf=syscallbuf)
+        if tracee_cpus == "all":
+            os.sched_setaffinity(pid, allowed)      # its children inherit it
+        STOP.pids = {pid}
+        if STOP.signum is not None:     # it came before the tracee was known
+            os.kill(pid, signal.SIGKILL)
         err = ffi.new("char[256]")
         if lib.rrv_run_initial_exec(pid, err, 256) < 0:
+            lib.rrv_kill(pid)
             raise NativeError(f"record: {exe}: {ffi.string(err).decode(errors='replace')}")
         first_state = new_state()
         lib.rrv_record_init(first_state, pid)
-        first = add_process(pid, first_state, None)
-        if lib.rrv_session_add(session, first_state) < 0:
+        first = add_process(tracer, pid, first_state, None)
+        outcome["first"] = first
+        if lib.rrv_session_add(tracer.session, first_state) < 0:
             raise NativeError("record: out of memory")
         early_death = exec_and_checkpoint(first)
         if early_death is not None:
             raise NativeError(f"record: {exe} died right after its exec "
                               f"({describe_wait_status(early_death)})")
         first.checkpoint_taken(checkpoint_every)
-        while True:
-            stop = lib.rrv_session_run(session)
-            drain()
-            proc = procs[session.current]
-            state = proc.state
-            try:
-                rec.reraise()
-            except UnsupportedError as e:     # a callback met what cannot be recorded
-                reason = failure(proc, str(e))
-                raise UnsupportedError(f"record: {reason}; trace left incomplete at "
-                                       f"{trace_dir}") from None
-            if stop == lib.RRV_STOP_PATCH_SITE:
-                stop = patch_site(proc)
-                drain()
-                if stop == 0:
-                    continue
-            if stop == lib.RRV_STOP_FLUSH:
-                writer.cut_frame()
-            elif stop == lib.RRV_STOP_CHECKPOINT:
-                if signal_pending(proc.pid) and proc.last_checkpoint >= 0:
-                    # a signal would interrupt the capture: next time (a birth cannot wait)
-                    state.next_checkpoint_event = proc.events + state.buffered_syscalls + 1
-                    continue
-                checkpoint_at(proc)
-            elif stop == lib.RRV_STOP_CHECKPOINT_AT_EXIT:
-                # The final state is compared too: a checkpoint before the exit, unless one
-                # was just taken at this very event (the native loop then records the exit).
-                if proc.last_checkpoint == proc.events:
-                    continue
-                rc = lib.rrv_record_park_for_exit(state)
-                if rc == -2:
-                    died(proc, state.status)
-                elif rc < 0:
-                    raise NativeError(f"record: cannot stop pid {proc.pid} before its exit: "
-                                      f"{os.strerror(ffi.errno)}")
-                else:
-                    checkpoint_at(proc, state.parked_mask)
-            elif stop == lib.RRV_STOP_SEGV_RESTORE:
-                rec.put_back_segv(proc, state.segv_restore)
-            elif stop == lib.RRV_STOP_EXEC:
-                lib.rrv_forget_mem()
-                killed_status = exec_and_checkpoint(proc)
-                if killed_status is not None:
-                    died(proc, killed_status)
-                else:
-                    proc.checkpoint_taken(checkpoint_every)
-            elif stop == lib.RRV_STOP_NEW_PROCESS:
-                child_state = new_state()
-                child = add_process(session.new_pid, child_state, proc)
-                rc = lib.rrv_session_adopt(session, child_state, child.pid, state)
-                if rc == -1:
-                    raise NativeError(f"record: cannot follow process {child.pid}, a child of "
-                                      f"{proc.pid}: {os.strerror(ffi.errno)}")
-                if rc == -2:     # killed before it ever ran: its stream is its exit
-                    writer.add_events(child.index, E.encode(
-                        E.EXIT, regs=E.zero_regs(), tid=child.pid, nr=child_state.status), 1)
-                    child.status = child_state.status
-                    continue
-                if not child_state.awaiting_token:  # (else: it shares memory with one
-                    checkpoint_at(child)            # running: checkpointed once it runs)
-            elif stop == lib.RRV_STOP_EXITED:
-                proc.status = state.status
-            elif stop == lib.RRV_STOP_UNSUPPORTED:
-                reason = failure(proc, unsupported_reason(state))
-                raise UnsupportedError(f"record: {reason}; trace left incomplete at {trace_dir}")
+        return first
+
+    def handle(tracer: Tracer, stop: int) -> bool:
+        """One return of the native loop, with the lock held. False: this thread is done."""
+        session = tracer.session
+        if len(tracer.procs) < session.nprocs:
+            adopted(tracer)
+        if stop == lib.RRV_STOP_DONE:
+            return False
+        drain(tracer)
+        proc = tracer.procs[session.current]
+        state = proc.state
+        try:
+            rec.reraise()
+        except UnsupportedError as e:     # a callback met what cannot be recorded
+            reason = outcome["reason"] = failure(proc, str(e))
+            raise UnsupportedError(f"record: {reason}; trace left incomplete at "
+                                   f"{trace_dir}") from None
+        if stop == lib.RRV_STOP_PATCH_SITE:
+            stop = patch_site(proc)
+            drain(tracer)
+            if stop == 0:
+                return True
+        if stop == lib.RRV_STOP_FLUSH:
+            writer.cut_frame()
+        elif stop == lib.RRV_STOP_ADOPTED:
+            pass
+        elif stop == lib.RRV_STOP_CHECKPOINT:
+            if signal_pending(proc.pid) and proc.last_checkpoint >= 0:
+                # a signal would interrupt the capture: next time (a birth cannot wait)
+                state.next_checkpoint_event = proc.events + state.buffered_syscalls + 1
+                return True
+            checkpoint_at(proc)
+        elif stop == lib.RRV_STOP_CHECKPOINT_AT_EXIT:
+            # The final state is compared too: a checkpoint before the exit, unless one
+            # was just taken at this very event (the native loop then records the exit).
+            if proc.last_checkpoint == proc.events:
+                return True
+            rc = lib.rrv_record_park_for_exit(state)
+            if rc == -2:
+                died(proc, state.status)
+            elif rc < 0:
+                raise NativeError(f"record: cannot stop pid {proc.pid} before its exit: "
+                                  f"{os.strerror(ffi.errno)}")
             else:
-                what = ffi.string(session.message).decode(errors="replace") or \
-                    ffi.string(state.message).decode(errors="replace")
-                reason = f"recorder error: {failure(proc, what)}"
-                raise NativeError(f"record: {failure(proc, what)}; trace left incomplete at "
-                                  f"{trace_dir}")
-            if session.live == 0:      # the last process of the tree is gone
-                status = first.status
-                complete, reason = killed(status)
-                break
+                checkpoint_at(proc, state.parked_mask)
+        elif stop == lib.RRV_STOP_SEGV_RESTORE:
+            rec.put_back_segv(proc, state.segv_restore)
+        elif stop == lib.RRV_STOP_EXEC:
+            lib.rrv_forget_mem()
+            killed_status = exec_and_checkpoint(proc)
+            if killed_status is not None:
+                died(proc, killed_status)
+            else:
+                proc.checkpoint_taken(checkpoint_every)
+                if len(tracers) > 1:     # (a build's children: vfork, then exec)
+                    drain(tracer)
+                    place(tracer, proc)
+        elif stop == lib.RRV_STOP_NEW_PROCESS:
+            child_state = new_state()
+            child = add_process(tracer, session.new_pid, child_state, proc)
+            rc = lib.rrv_session_adopt(session, child_state, child.pid, state)
+            if rc == -1:
+                raise NativeError(f"record: cannot follow process {child.pid}, a child of "
+                                  f"{proc.pid}: {os.strerror(ffi.errno)}")
+            if rc == -2:     # killed before it ever ran: its stream is its exit
+                writer.add_events(child.index, E.encode(
+                    E.EXIT, regs=E.zero_regs(), tid=child.pid, nr=child_state.status), 1)
+                child.status = child_state.status
+                return True
+            if not child_state.awaiting_token:  # (else: it shares memory with one
+                checkpoint_at(child)            # running: checkpointed once it runs)
+                if len(tracers) > 1:
+                    drain(tracer)
+                    place(tracer, child)
+        elif stop == lib.RRV_STOP_EXITED:
+            proc.status = state.status
+        elif stop == lib.RRV_STOP_UNSUPPORTED:
+            reason = outcome["reason"] = failure(proc, unsupported_reason(state))
+            raise UnsupportedError(f"record: {reason}; trace left incomplete at {trace_dir}")
+        else:
+            what = ffi.string(session.message).decode(errors="replace") or \
+                ffi.string(state.message).decode(errors="replace")
+            outcome["reason"] = f"recorder error: {failure(proc, what)}"
+            raise NativeError(f"record: {failure(proc, what)}; trace left incomplete at "
+                              f"{trace_dir}")
+        return True
+
+    def drive(tracer: Tracer, first: bool) -> None:
+        """A tracer thread: its native loop, and the driver's work at each of its returns."""
+        cpu0 = time.thread_time()
+        try:
+            os.sched_setaffinity(0, {tracer.cpu})
+            with lock:
+                if first:
+                    start_first(tracer)
+            while True:
+                stop = lib.rrv_session_run(tracer.session)
+                with lock:
+                    if outcome["failure"] is not None or not handle(tracer, stop):
+                        break
+                    if tracer.session.live == 0:     # (a death at any stop, an exit...)
+                        maybe_finished()
+        except BaseException as e:  # noqa: BLE001 -- the main thread reports it
+            with lock:
+                if outcome["failure"] is None:
+                    outcome["failure"] = e
+                for t in tracers:       # every other tracer thread ends too
+                    lib.rrv_session_close(t.session, 1)
+        finally:
+            tracer.cpu_seconds = time.thread_time() - cpu0
+
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(TRACER_SWITCH_INTERVAL)
+    gc_threshold = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(*TRACER_GC_THRESHOLD)
+    complete, reason, status = False, "", None
+    try:
+        for k, tracer in enumerate(tracers):
+            tracer.thread = threading.Thread(target=drive, args=(tracer, k == 0),
+                                             name=f"rrverify-tracer-{tracer.cpu}", daemon=True)
+            tracer.thread.start()
+        for tracer in tracers:
+            while tracer.thread.is_alive():    # (a signal's handler runs meanwhile)
+                tracer.thread.join(0.5)
+        if outcome["failure"] is not None:
+            raise outcome["failure"]
+        first = outcome["first"]
+        status = first.status
+        complete, reason = killed(status)
     finally:
         sys.setswitchinterval(switch_interval)
         gc.set_threshold(*gc_threshold)
         gc.unfreeze()
         STOP.pids = set()
+        for t in tracers:
+            lib.rrv_session_close(t.session, 1)
+        for t in tracers:
+            if t.thread is not None:
+                t.thread.join()
         for proc in procs:
             if proc.status is None and not proc.state.gone:
                 lib.rrv_kill(proc.pid)
-        if status is None and not procs:
-            lib.rrv_kill(pid)
         if STOP.signum is not None and not complete:
             reason = f"the recorder received {signal.Signals(STOP.signum).name}"
+        elif outcome["failure"] is not None:
+            reason = outcome["reason"]      # ("" for a failure of the driver's own)
         # A failed write is the trace writer's to report (writer.close); anything else that
         # kept a checkpoint from being written ends the trace here, incomplete.
         checkpoint_failure = rec.finisher.close()
@@ -610,13 +757,16 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
                                 "seconds": round(elapsed, 6),
                                 "checkpoint_seconds": round(rec.checkpoint_seconds, 6),
                                 "checkpoint_finish_seconds": round(rec.finisher.seconds, 6),
-                                "cpu_seconds": cpu_seconds(cpu0, children0, rec.finisher),
-                                "stored_pages": rec.pages.stored_pages})
+                                "cpu_seconds": cpu_seconds(tracers, children0, rec.finisher),
+                                "stored_pages": rec.pages.stored_pages,
+                                "tracer_threads": len(tracers),
+                                "handed_over": outcome["handed_over"]})
         finally:    # after the writer's last file: a wrong cached digest it found is dropped
             analysis_cache.save_all()
         for proc in procs:
             lib.rrv_record_free(proc.state)
-        lib.rrv_session_free(session)
+        for t in tracers:
+            lib.rrv_session_free(t.session)
         # ...in one line, unless another failure is already on its way out
         if checkpoint_failure is not None and not isinstance(checkpoint_failure, TraceError) \
                 and sys.exc_info()[1] in (None, checkpoint_failure):
@@ -626,14 +776,15 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
                         reason, writer.checkpoints)
 
 
-def cpu_seconds(tracer_start: float, children_start, finisher: CheckpointFinisher) -> dict:
+def cpu_seconds(tracers: list[Tracer], children_start,
+                finisher: CheckpointFinisher) -> dict:
     """Where a recording's CPU time went: the recorded processes' own (those reaped, with
-    what they reaped), the tracer's thread, and the checkpoint finisher's; the trace writer
+    what they reaped), the tracer threads', and the checkpoint finisher's; the trace writer
     adds its frame writer's."""
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"processes": round(children.ru_utime + children.ru_stime -
                                children_start.ru_utime - children_start.ru_stime, 6),
-            "tracer": round(time.thread_time() - tracer_start, 6),
+            "tracer": round(sum(t.cpu_seconds for t in tracers), 6),
             "checkpoint_finisher": round(finisher.cpu_seconds, 6)}
 
 

@@ -128,8 +128,8 @@ static void note_action_set(struct rrv_recorder *r, int64_t nr, uint64_t sig, ui
  * sent become their digest (and the hash of a pipe's bytes, as for a traced write), and the
  * buffer is emptied, by a write the event carries so that replay empties it too. */
 static int syscallbuf_flush(struct rrv_recorder *r) {
-  static uint8_t in[RRV_SYSCALLBUF_SIZE];
-  static uint32_t at[RRV_SYSCALLBUF_SIZE / sizeof(struct rrv_buffered_syscall) + 1];
+  static __thread uint8_t in[RRV_SYSCALLBUF_SIZE];     /* per tracer thread */
+  static __thread uint32_t at[RRV_SYSCALLBUF_SIZE / sizeof(struct rrv_buffered_syscall) + 1];
   const size_t hdr = sizeof(struct rrv_syscallbuf_hdr);
   uint32_t n = 0;
   if (!r->syscallbuf) return 0;
@@ -543,6 +543,72 @@ static void event_abort(struct rrv_recorder *r) {
 
 static int fail(struct rrv_recorder *r, const char *what);
 
+/* Every live process of a recording, whichever tracer thread traces it: what a check across
+ * processes that must not depend on where each runs reads (refuse_shared_with_another). */
+struct rrv_recording {
+  pthread_mutex_t lock;
+  int *pids;
+  int n, cap;
+};
+
+struct rrv_recording *rrv_recording_new(void) {
+  struct rrv_recording *g = calloc(1, sizeof *g);
+  if (g) pthread_mutex_init(&g->lock, NULL);
+  return g;
+}
+
+void rrv_recording_free(struct rrv_recording *g) {
+  if (!g) return;
+  pthread_mutex_destroy(&g->lock);
+  free(g->pids);
+  free(g);
+}
+
+static int recording_add(struct rrv_recording *g, int pid) {
+  if (!g) return 0;
+  int rc = 0;
+  pthread_mutex_lock(&g->lock);
+  int k = 0;
+  while (k < g->n && g->pids[k] != pid) k++;
+  if (k == g->n) {       /* (a process handed over is in it already) */
+    if (g->n == g->cap) {
+      int cap = g->cap ? 2 * g->cap : 64;
+      int *pids = realloc(g->pids, cap * sizeof *pids);
+      if (pids) {
+        g->pids = pids;
+        g->cap = cap;
+      }
+    }
+    if (g->n < g->cap)
+      g->pids[g->n++] = pid;
+    else
+      rc = -1;
+  }
+  pthread_mutex_unlock(&g->lock);
+  return rc;
+}
+
+static void recording_remove(struct rrv_recording *g, int pid) {
+  if (!g) return;
+  pthread_mutex_lock(&g->lock);
+  for (int k = 0; k < g->n; k++)
+    if (g->pids[k] == pid) {
+      g->pids[k] = g->pids[--g->n];
+      break;
+    }
+  pthread_mutex_unlock(&g->lock);
+}
+
+/* The pids of the recording's live processes now (*n of them; malloc'd), or NULL. */
+static int *recording_pids(struct rrv_recording *g, int *n) {
+  pthread_mutex_lock(&g->lock);
+  int *pids = malloc((g->n ? g->n : 1) * sizeof *pids);
+  *n = pids ? g->n : 0;
+  if (pids) memcpy(pids, g->pids, g->n * sizeof *pids);
+  pthread_mutex_unlock(&g->lock);
+  return pids;
+}
+
 /* A process is gone: out of the session's alive[] (its last entry moves into its place). */
 static void session_forget(struct rrv_session *s, int index) {
   for (int k = 0; k < s->live; k++)
@@ -592,7 +658,10 @@ static int record_exit(struct rrv_recorder *r, int status) {
     r->gone = 1;
     r->need_resume = 0;
     leave_sharing(r);
-    if (r->session) session_forget(r->session, r->index);
+    if (r->session) {
+      session_forget(r->session, r->index);
+      recording_remove(r->session->recording, r->pid);
+    }
     rrv_forget_mem();
   }
   size_t ev = event_begin(r, RRV_EVENT_EXIT, status, NULL);
@@ -1054,6 +1123,8 @@ static int on_syscall(struct rrv_recorder *r) {
   return 0;
 }
 
+static int find_process(const struct rrv_session *s, int pid);
+
 /* A file (or memfd, or /dev/shm object) the process just mapped shared, which another process
  * maps shared too, one of them writable: memory they share, which only processes that share it from a fork are run
  * one at a time for (take_token). Two that map one object each on their own are refused. */
@@ -1065,21 +1136,28 @@ static int refuse_shared_with_another(struct rrv_recorder *r, int fd, int writab
   ssize_t n = readlink(path, target, sizeof target - 1);
   target[n > 0 ? n : 0] = 0;
   struct rrv_session *s = r->session;
-  for (int k = 0; s && k < s->live; k++) {
-    struct rrv_recorder *other = s->procs[s->alive[k]];
-    if (!other || other == r || other->gone || (other->shared_member && r->shared_member))
-      continue;
-    int other_maps = maps_shared_object(other->pid, st.st_dev, st.st_ino, NULL);
+  /* every live process of the recording, traced by this thread or another */
+  int npids = 0, *pids = s && s->recording ? recording_pids(s->recording, &npids) : NULL;
+  if (s && s->recording && !pids) return fail(r, "out of memory");
+  int count = pids ? npids : (s ? s->live : 0), rc = 0;
+  for (int k = 0; k < count && !rc; k++) {
+    int i = pids ? find_process(s, pids[k]) : s->alive[k];
+    struct rrv_recorder *other = i >= 0 ? s->procs[i] : NULL;    /* NULL: another thread's */
+    int pid = other ? other->pid : pids[k];
+    if (pid == r->pid || (other && (other->gone || (other->shared_member && r->shared_member))))
+      continue;      /* (processes sharing memory from a fork are always one thread's) */
+    int other_maps = maps_shared_object(pid, st.st_dev, st.st_ino, NULL);
     if (other_maps == 2 || (other_maps && writable)) {
       event_abort(r);
       r->stop_what = RRV_UNSUP_SHARED_MEMORY;
       snprintf(r->message, sizeof r->message, "processes %d and %d both map %s shared, each on "
                "its own: memory shared that way is not supported yet (only what a fork "
-               "shares)", other->pid, r->pid, target);
-      return RRV_STOP_UNSUPPORTED;
+               "shares)", pid, r->pid, target);
+      rc = RRV_STOP_UNSUPPORTED;
     }
   }
-  return 0;
+  free(pids);
+  return rc;
 }
 
 static int on_syscall_exit(struct rrv_recorder *r) {
@@ -1552,28 +1630,70 @@ static int on_stop(struct rrv_recorder *r, int status) {
   return on_signal(r, WSTOPSIG(status));
 }
 
-/* The signal that interrupts the session's wait when a held signal has waited too long. */
+/* The signal that wakes a session's tracer thread from its wait: its timer's, when a held
+ * signal or the token has waited too long, and another tracer thread's, when it hands the
+ * session a process. */
 #define RRV_WAKE_SIGNAL (SIGRTMAX - 1)
 
-static void wake_handler(int sig) { (void)sig; }
+static void wake_handler(int sig) { (void)sig; }   /* no SA_RESTART: waitpid returns EINTR */
 
-/* waitpid(-1) for the next stop of any process, woken (returning 0) once `deadline_ns` has
- * passed if it is not 0. */
+static void install_wake_handler(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = wake_handler;
+  sigaction(RRV_WAKE_SIGNAL, &sa, NULL);
+}
+
+static int session_timer(struct rrv_session *s, void **timer) {
+  struct sigevent sev;
+  memset(&sev, 0, sizeof sev);
+  sev.sigev_notify = SIGEV_THREAD_ID;
+  sev.sigev_signo = RRV_WAKE_SIGNAL;
+  sev._sigev_un._tid = s->tid;
+  timer_t *t = calloc(1, sizeof(timer_t));
+  if (!t || timer_create(CLOCK_MONOTONIC, &sev, t) < 0) {
+    free(t);
+    return -1;
+  }
+  *timer = t;
+  return 0;
+}
+
+/* The session's thread is kicked by its kick timer, which another thread arms when it hands
+ * it a process or closes it: at once and then every millisecond until the thread has seen
+ * why (a single signal could come just before its waitpid, and be lost). */
+static void kick(struct rrv_session *s) {
+  if (!atomic_load((_Atomic int *)&s->kick_ready)) return;   /* it looks before it waits */
+  struct itimerspec its = {{0, 1000000}, {0, 1}};
+  timer_settime(*(timer_t *)s->kick_timer, 0, &its, NULL);
+}
+
+static void kicked(struct rrv_session *s) {
+  struct itimerspec its;
+  memset(&its, 0, sizeof its);
+  if (s->kick_ready) timer_settime(*(timer_t *)s->kick_timer, 0, &its, NULL);
+}
+
+/* A process was handed to s, or its thread is to end. */
+static int session_woken(struct rrv_session *s) {
+  return atomic_load((_Atomic(struct rrv_recorder *) *)&s->inbox) != NULL ||
+         atomic_load((_Atomic int *)&s->stopping) ||
+         (atomic_load((_Atomic int *)&s->closed) && !s->live);
+}
+
+/* waitpid for the next stop of one of this thread's tracees (not another tracer thread's:
+ * __WNOTHREAD), or, with none, a pause. Returns the pid, or 0 once `deadline_ns` (if not 0)
+ * has passed or the session has a process handed to it or was closed. */
 static int wait_any(struct rrv_session *s, int *status, uint64_t deadline_ns) {
-  timer_t *timer = s->timer;
+  if (!s->kick_ready) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, install_wake_handler);
+    s->tid = (int)syscall(SYS_gettid);
+    if (session_timer(s, &s->kick_timer) < 0) return -1;
+    atomic_store((_Atomic int *)&s->kick_ready, 1);
+  }
   if (deadline_ns && !s->timer_ready) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = wake_handler;      /* no SA_RESTART: waitpid returns EINTR */
-    struct sigevent sev;
-    memset(&sev, 0, sizeof sev);
-    sev.sigev_notify = SIGEV_THREAD_ID;
-    sev.sigev_signo = RRV_WAKE_SIGNAL;
-    sev._sigev_un._tid = syscall(SYS_gettid);
-    timer = s->timer = calloc(1, sizeof(timer_t));
-    if (!timer || sigaction(RRV_WAKE_SIGNAL, &sa, NULL) < 0 ||
-        timer_create(CLOCK_MONOTONIC, &sev, timer) < 0)
-      return -1;
+    if (session_timer(s, &s->timer) < 0) return -1;
     s->timer_ready = 1;
   }
   if (s->timer_ready) {
@@ -1585,14 +1705,128 @@ static int wait_any(struct rrv_session *s, int *status, uint64_t deadline_ns) {
       its.it_value.tv_nsec = left % 1000000000ull;
       its.it_interval.tv_nsec = 50000000;   /* again, in case the first one came early */
     }
-    timer_settime(*timer, 0, &its, NULL);
+    timer_settime(*(timer_t *)s->timer, 0, &its, NULL);
   }
   for (;;) {
-    int pid = waitpid(-1, status, __WALL);
+    if (session_woken(s) || (deadline_ns && rrv_now_ns() >= deadline_ns)) return 0;
+    int pid = s->live ? waitpid(-1, status, __WALL | __WNOTHREAD) : pause();
     if (pid > 0) return pid;
     if (errno != EINTR) return -1;
-    if (deadline_ns && rrv_now_ns() >= deadline_ns) return 0;
+    kicked(s);   /* (a kick armed after the inbox was emptied would go on; the look follows) */
   }
+}
+
+/* Another tracer thread, at a stop of r (a process of `from` that shares no memory with one
+ * left behind), gives r to `to`: ptrace ties a tracee to one thread, and r must move
+ * without a signal, a stop or a notification it or its parent could see. Its syscall page's
+ * untraced `syscall` (which the recording filter lets futex through) parks it in a futex
+ * wait on a word that never changes, its signals blocked; it is detached, moved to `to`'s
+ * CPU, and put in `to`'s inbox; `to`'s thread seizes it and gives it back its registers and
+ * mask (adopt_handed_over). Returns 0, or -1 (errno; ESRCH: it was killed). */
+#define RRV_PARK_WORD (RRV_SYSCALL_PAGE + 0x20)   /* int3s */
+#define RRV_PARK_VALUE 0xccccccccull
+#define RRV_PARK_STACK (RRV_SYSCALL_PAGE + 0x800)
+
+int rrv_session_hand_over(struct rrv_session *from, struct rrv_recorder *r,
+                          struct rrv_session *to) {
+  if (rrv_getregs(r->pid, &r->handover_regs) < 0 ||
+      rrv_get_sigmask(r->pid, &r->handover_mask) < 0 || rrv_set_sigmask(r->pid, ~0ull) < 0)
+    return -1;
+  struct rrv_regs park = r->handover_regs;
+  park.rip = RRV_UNTRACED_SYSCALL;
+  park.rax = SYS_futex;
+  park.orig_rax = (uint64_t)-1;      /* nothing to restart where it stands */
+  park.rdi = RRV_PARK_WORD;
+  park.rsi = FUTEX_WAIT_PRIVATE;
+  park.rdx = RRV_PARK_VALUE;
+  park.r10 = 0;
+  /* Should the wait ever return, the `ret` after the syscall pops int3s, a non-canonical
+   * address: the process dies of SIGSEGV rather than run its code untraced. */
+  park.rsp = RRV_PARK_STACK;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(to->cpu >= 0 ? to->cpu : 0, &set);
+  if ((to->cpu >= 0 && sched_setaffinity(r->pid, sizeof set, &set) < 0) ||
+      rrv_setregs(r->pid, &park) < 0) {
+    int err = errno;      /* it stays where it is, as it was */
+    rrv_setregs(r->pid, &r->handover_regs);
+    rrv_set_sigmask(r->pid, r->handover_mask);
+    errno = err;
+    return -1;
+  }
+  if (ptrace(PTRACE_DETACH, r->pid, 0, 0) < 0) return -1;   /* ESRCH: killed meanwhile */
+  rrv_forget_mem();    /* (this thread's /proc/PID/mem of it: the pid may come back as another) */
+  session_forget(from, r->index);
+  r->session = NULL;
+  r->need_resume = 0;
+  _Atomic(struct rrv_recorder *) *inbox = (_Atomic(struct rrv_recorder *) *)&to->inbox;
+  r->inbox_next = atomic_load(inbox);
+  while (!atomic_compare_exchange_weak(inbox, &r->inbox_next, r)) {}
+  kick(to);
+  return 0;
+}
+
+/* No process will be handed to s any more: its thread ends once it has none left (at once
+ * if stopping). */
+void rrv_session_close(struct rrv_session *s, int stopping) {
+  if (stopping) atomic_store((_Atomic int *)&s->stopping, 1);
+  atomic_store((_Atomic int *)&s->closed, 1);
+  kick(s);
+}
+
+/* Is pid a zombie, or gone? */
+static int process_dead(int pid) {
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 1;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  buf[n > 0 ? n : 0] = 0;
+  const char *paren = strrchr(buf, ')');
+  return !paren || paren[1] != ' ' || paren[2] == 'Z' || paren[2] == 'X';
+}
+
+/* One process of the inbox becomes this session's: seized by this thread, stopped where it
+ * was parked, given back its registers and signal mask. Returns ADOPTED (s->current), or 0 if
+ * the inbox is empty, or what its death or a failure makes of it. */
+static int adopt_handed_over(struct rrv_session *s) {
+  kicked(s);      /* (before the inbox is read: a process handed over after it kicks again) */
+  _Atomic(struct rrv_recorder *) *inbox = (_Atomic(struct rrv_recorder *) *)&s->inbox;
+  struct rrv_recorder *r = atomic_load(inbox);
+  while (r && !atomic_compare_exchange_weak(inbox, &r, r->inbox_next)) {}
+  if (!r) return 0;     /* (only this thread takes from it: no ABA) */
+  r->inbox_next = NULL;
+  if (rrv_session_add(s, r) < 0) {
+    snprintf(s->message, sizeof s->message, "out of memory");
+    return RRV_STOP_ERROR;
+  }
+  s->current = r->index;
+  int status;
+  if (ptrace(PTRACE_SEIZE, r->pid, 0, RRV_PTRACE_OPTIONS) < 0) {
+    /* Killed while parked (nothing but SIGKILL ends it there): a zombie its parent has not
+     * reaped yet (EPERM), or gone (ESRCH). */
+    if (errno == ESRCH || (errno == EPERM && process_dead(r->pid)))
+      return record_exit(r, SIGKILL);
+    return fail(r, "seizing it from the other tracer thread");
+  }
+  if (ptrace(PTRACE_INTERRUPT, r->pid, 0, 0) < 0 || rrv_wait(r->pid, &status) < 0)
+    return fail(r, "stopping it after its hand-over");
+  if (!WIFSTOPPED(status)) return record_exit(r, status);
+  if ((status >> 16) != PTRACE_EVENT_STOP || WSTOPSIG(status) != SIGTRAP) {
+    /* SIGSTOP cannot be blocked: it stopped, untraced, while it was moved */
+    r->stop_what = RRV_UNSUP_SIGNAL;
+    r->stop_nr = WSTOPSIG(status);
+    snprintf(r->message, sizeof r->message, "process %d was stopped (signal %d, %s) while it "
+             "moved from one tracer thread to another, where its parent could see it: record "
+             "with --tracee-cpus tracer", r->pid, WSTOPSIG(status),
+             strsignal(WSTOPSIG(status)));
+    return RRV_STOP_UNSUPPORTED;
+  }
+  if (rrv_setregs(r->pid, &r->handover_regs) < 0 ||
+      rrv_set_sigmask(r->pid, r->handover_mask) < 0)
+    return fail(r, "giving it back its registers after its hand-over");
+  return RRV_STOP_ADOPTED;
 }
 
 static int find_process(const struct rrv_session *s, int pid) {
@@ -1612,6 +1846,7 @@ int rrv_session_add(struct rrv_session *s, struct rrv_recorder *r) {
     s->alive = alive;
     s->cap = cap;
   }
+  if (recording_add(s->recording, r->pid) < 0) return -1;
   if (!s->nprocs) s->token_holder = -1;
   r->index = s->nprocs;
   r->session = s;
@@ -1645,6 +1880,7 @@ int rrv_session_adopt(struct rrv_session *s, struct rrv_recorder *child, int pid
     child->gone = 1;
     child->need_resume = 0;
     session_forget(s, child->index);
+    recording_remove(s->recording, pid);
     return -2;
   }
   child->program_tsc_mode = parent->program_tsc_mode;
@@ -1702,7 +1938,11 @@ void rrv_record_consumed(struct rrv_recorder *r, size_t n, uint64_t count) {
 
 void rrv_session_free(struct rrv_session *s) {
   if (s->timer_ready) timer_delete(*(timer_t *)s->timer);
+  if (s->kick_ready) timer_delete(*(timer_t *)s->kick_timer);
   free(s->timer);
+  free(s->kick_timer);
+  s->kick_timer = NULL;
+  s->kick_ready = 0;
   free(s->procs);
   free(s->alive);
   s->procs = NULL;
@@ -1796,6 +2036,15 @@ int rrv_session_run(struct rrv_session *s) {
     if (pid < 0) {
       snprintf(s->message, sizeof s->message, "waitpid: %s", strerror(errno));
       return RRV_STOP_ERROR;
+    }
+    if (pid == 0 && s->inbox) {
+      int rc = adopt_handed_over(s);
+      if (rc) return rc;
+      continue;
+    }
+    if (pid == 0 && (s->stopping || (s->closed && !s->live))) {
+      kicked(s);
+      return RRV_STOP_DONE;
     }
     if (pid == 0) {   /* a held signal or the token waited too long: no syscall comes */
       for (int k = 0; k < s->live; k++) {

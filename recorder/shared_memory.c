@@ -92,9 +92,9 @@ static struct mem_snapshot *writable_mappings(int pid, int shared_only) {
  * cost their page table, not their size. */
 static int hash_range(int pid, struct mem_range *m) {
   enum { CHUNK = 256 };    /* pages read at once */
-  static uint8_t buf[CHUNK * 4096];
-  static uint64_t zero_hash;
-  static int have_zero_hash;
+  static __thread uint8_t buf[CHUNK * 4096];
+  static __thread uint64_t zero_hash;
+  static __thread int have_zero_hash;
   uint64_t present[CHUNK];
   uint64_t pages = (m->end - m->start) / 4096;
   if (!have_zero_hash) {

@@ -60,9 +60,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--serialize", action="store_true",
                    help="run one process at a time, as rr does (for comparison; processes "
                         "that share no memory otherwise run at once)")
-    r.add_argument("--tracee-cpus", choices=("all", "tracer"), default=None,
-                   help="where the recorded processes run: only on the tracer's CPU "
-                        "(default: the cheapest ptrace stops, no parallelism) or on every CPU")
+    r.add_argument("--tracee-cpus", choices=("all", "spread", "tracer"), default=None,
+                   help="where the recorded processes run: spread (default) gives each CPU a "
+                        "tracer thread and moves processes between them at their exec; tracer "
+                        "keeps every process on one tracer's CPU; all lets them run anywhere, "
+                        "stopping on the one tracer's")
     r.add_argument("cmd", nargs=argparse.REMAINDER)
     v = sub.add_parser("replay", help="replay a trace on this machine and verify every event")
     v.add_argument("trace", nargs="?")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import resource
 
 from ._native import ffi, lib
@@ -111,11 +112,22 @@ def getregs(pid: int) -> dict:
 
 class CallbackTarget:
     """Base for objects the native loops call back into. A callback must not raise into C:
-    the first exception is kept here and re-raised by the driver when the loop returns."""
+    the first exception is kept here and re-raised by the driver when the loop returns (the
+    loop of the same thread: a recording runs one per tracer thread). Callbacks hold `lock`,
+    which the recorder's driver holds too between its loops' returns."""
 
     def __init__(self):
-        self.error: BaseException | None = None
+        self._per_thread = threading.local()
+        self.lock = threading.RLock()
         self.handle = ffi.new_handle(self)
+
+    @property
+    def error(self) -> BaseException | None:
+        return getattr(self._per_thread, "error", None)
+
+    @error.setter
+    def error(self, value: BaseException | None) -> None:
+        self._per_thread.error = value
 
     def reraise(self):
         if self.error is not None:
@@ -126,12 +138,13 @@ class CallbackTarget:
 def _guard(fn):
     def wrapper(handle, *args):
         target = ffi.from_handle(handle)
-        try:
-            return fn(target, *args)
-        except BaseException as e:  # noqa: BLE001 -- handed back to the driver, never lost
-            if target.error is None:
-                target.error = e
-            return -1
+        with target.lock:
+            try:
+                return fn(target, *args)
+            except BaseException as e:  # noqa: BLE001 -- handed back to the driver, never lost
+                if target.error is None:
+                    target.error = e
+                return -1
     wrapper.__name__ = fn.__name__
     return wrapper
 

@@ -36,6 +36,23 @@ def programs(tmp_path_factory) -> dict[str, str]:
     return built
 
 
+def children_of(pid: int) -> list[int]:
+    """The children of process pid, of every thread of it (a recorder's tracer threads each
+    start or adopt their own tracees)."""
+    out = []
+    try:
+        tasks = sorted(os.listdir(f"/proc/{pid}/task"), key=int)
+    except OSError:
+        return out
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return out
+
+
 def run_cli(*args, env=None, input=None, timeout=300, cwd=None) -> subprocess.CompletedProcess:
     full_env = dict(os.environ, **(env or {}))
     return subprocess.run([sys.executable, "-m", "rrverify", *map(str, args)], env=full_env,

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from conftest import record, replay, run_cli
+from conftest import children_of, record, replay, run_cli
 
 
 def _start_long_recording(programs, trace, *cmd):
@@ -28,8 +28,7 @@ def _start_long_recording(programs, trace, *cmd):
 
 
 def _tracee_of(recorder_pid: int) -> int:
-    with open(f"/proc/{recorder_pid}/task/{recorder_pid}/children") as f:
-        return int(f.read().split()[0])
+    return children_of(recorder_pid)[0]
 
 
 def _assert_incomplete_but_verifies(trace):
@@ -73,12 +72,7 @@ def test_tracee_killed_from_outside(programs, tmp_path):
 
 def _descendants(pid: int) -> list[int]:
     out = []
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            kids = [int(k) for k in f.read().split()]
-    except OSError:
-        return out
-    for k in kids:
+    for k in children_of(pid):
         out += [k] + _descendants(k)
     return out
 

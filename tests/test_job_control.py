@@ -8,12 +8,11 @@ import subprocess
 import sys
 import time
 
-from conftest import replay, run_cli
+from conftest import children_of, replay, run_cli
 
 
 def _children(pid: int) -> list[int]:
-    with open(f"/proc/{pid}/task/{pid}/children") as f:
-        return [int(c) for c in f.read().split()]
+    return children_of(pid)
 
 
 def _state(pid: int) -> str:

@@ -426,7 +426,7 @@ def test_dump_says_how_each_signal_came(recorded, programs, tmp_path):
 
 
 def test_a_process_sees_the_cpus_it_would_natively(tmp_path):
-    """The recorder keeps its processes on its own CPU (--tracee-cpus tracer, the default);
+    """The recorder keeps each process on its tracer thread's CPU (docs/checks.md §13.5);
     sched_getaffinity still shows them every CPU the recording may use, so nproc (and make
     -j$(nproc)) behave as natively; a process that sets its own affinity sees its own, and may
     run on another CPU (whose APIC id the manifest holds: the replay verifies)."""
@@ -437,6 +437,36 @@ def test_a_process_sees_the_cpus_it_would_natively(tmp_path):
     assert proc.stdout.split()[1] == b"1"
     rep = replay(trace)
     assert rep.returncode == 0 and rep.stdout.startswith(b"verified: 3 processes"), rep.stdout
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: one tracer thread")
+def test_a_process_moves_at_its_exec_to_the_tracer_thread_of_another_cpu(programs, tmp_path):
+    """Two children compute at once: the second, exec'ing while the first is at work, is
+    handed to the other CPU's tracer thread (docs/checks.md §13.5) and runs there (its
+    allowed CPUs, as /proc shows them, differ from the first's); the hand-over is invisible to
+    it (every process verifies, its registers and signal mask compared at its next event).
+    With --tracee-cpus tracer both stay on the one tracer's CPU."""
+    def cpus(out: bytes) -> dict:
+        return dict(line.split() for line in out.decode().splitlines())
+
+    trace = tmp_path / "t"
+    proc = record(trace, programs["two_busy"])
+    assert proc.returncode == 0, proc.stderr.decode()
+    stats = Trace(str(trace)).manifest["stats"]
+    assert stats["tracer_threads"] == min(len(os.sched_getaffinity(0)), 16)
+    assert stats["handed_over"] >= 1
+    placed = cpus(proc.stdout)
+    assert placed["first"] != placed["second"], placed
+    rep = replay(trace)
+    assert rep.returncode == 0 and rep.stdout.startswith(b"verified: 3 processes"), rep.stdout
+
+    one = tmp_path / "one"
+    proc = run_cli("record", "-o", one, "--tracee-cpus", "tracer", "--", programs["two_busy"])
+    assert proc.returncode == 0, proc.stderr.decode()
+    placed = cpus(proc.stdout)
+    assert placed["first"] == placed["second"], placed
+    stats = Trace(str(one)).manifest["stats"]
+    assert (stats["tracer_threads"], stats["handed_over"]) == (1, 0)
 
 
 def test_a_segment_that_ends_just_before_a_death_replay_cannot_follow_ends_at_its_checkpoint(

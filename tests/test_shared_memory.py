@@ -76,11 +76,17 @@ def test_a_process_spinning_on_shared_memory_ends_recording_clearly(programs, tm
     assert rep.returncode == 0 and "incomplete trace: verified up to its end" in rep.stdout.decode()
 
 
-def test_an_object_mapped_shared_by_two_processes_on_their_own_is_refused(programs, tmp_path):
+@pytest.mark.parametrize("program, name", [("shm_two_mappers", "rrverify-test-"),
+                                           ("shm_apart", "rrverify-apart-")])
+def test_an_object_mapped_shared_by_two_processes_on_their_own_is_refused(
+        program, name, programs, tmp_path):
+    """shm_two_mappers: a parent and its child, traced by one thread; shm_apart: two children
+    the recorder traces from different tracer threads (where it has two CPUs: the second to
+    exec moves), the check reading every live process of the recording."""
     trace = tmp_path / "t"
-    proc = record(trace, programs["shm_two_mappers"], timeout=60)
+    proc = record(trace, programs[program], timeout=60)
     assert_one_line_error(proc, 2, "record: unsupported shared memory in process",
-                          "both map /dev/shm/rrverify-test-", "shared, each on its own")
+                          f"both map /dev/shm/{name}", "shared, each on its own")
     info = run_cli("info", trace)
     assert info.returncode == 0 and "INCOMPLETE" in info.stdout.decode()
 

@@ -14,6 +14,10 @@ int rrv_py_file_mapped(void *handle, int pid, int fd, uint64_t offset, uint64_t 
 int rrv_py_file_fd(void *handle, uint64_t index, uint64_t addr, uint64_t length,
                    uint64_t offset, int64_t *fd);
 
+#define RRV_PTRACE_OPTIONS (PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACESECCOMP | \
+                            PTRACE_O_TRACEEXEC | PTRACE_O_EXITKILL | PTRACE_O_TRACEFORK | \
+                            PTRACE_O_TRACEVFORK | PTRACE_O_TRACECLONE)
+
 int rrv_wait(int pid, int *status);
 ssize_t rrv_read_mem(int pid, uint64_t addr, void *buf, size_t len);
 ssize_t rrv_write_mem(int pid, uint64_t addr, const void *buf, size_t len);

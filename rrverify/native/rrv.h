@@ -5,6 +5,7 @@
  * docs/trace-format.md, which must change together with this file. */
 
 struct rrv_session;
+struct rrv_recording;   /* the live processes of every session of a recording (recorder.c) */
 
 #define RRV_EVENT_SYSCALL 1
 #define RRV_EVENT_RDTSC 2
@@ -123,6 +124,10 @@ struct rrv_preload_init {       /* RRV_CALL_PRELOAD_INIT's argument */
                                      segv_restore says (a trapped rdtsc changed them) */
 #define RRV_STOP_NEW_PROCESS 15  /* record: session.new_pid was born to process `current`
                                      (stopped at its first stop, not yet adopted) */
+#define RRV_STOP_ADOPTED 17      /* record: process `current` was handed to this session by another
+                                    tracer thread (rrv_session_hand_over) and is its own now */
+#define RRV_STOP_DONE 18         /* record: the session is closed and has no process left (or was
+                                    told to stop): its tracer thread ends */
 #define RRV_STOP_PATCH_SITE 16   /* record: a bufferable syscall at an unpatched site (patch_site):
                                     rrv_record_patch_sites or rrv_record_keep_site decides */
 #define RRV_STOP_FILE_FD 13       /* replay: make the tracee a memfd of file_index (it is parked
@@ -316,9 +321,13 @@ struct rrv_recorder {   /* one recorded process: its state and its own event str
   int in_parent_memory;     /* a vfork child, until it execs: its parent's code and buffer */
   int capture_buffer_flags; /* the syscall under way changed them: recorded at its exit */
   uint64_t buffered_syscalls, flushes, patched_sites;
+  /* a hand-over to another session (rrv_session_hand_over): what the tracee is given back */
+  struct rrv_regs handover_regs;
+  uint64_t handover_mask;
+  struct rrv_recorder *inbox_next;
 };
 
-struct rrv_session {    /* every process of a recording, run concurrently by one tracer */
+struct rrv_session {    /* the processes one tracer thread records, run concurrently */
   int current;          /* the index of the process the last stop concerns */
   int nprocs, cap;
   struct rrv_recorder **procs;   /* by index; owned by the Python driver */
@@ -336,7 +345,15 @@ struct rrv_session {    /* every process of a recording, run concurrently by one
                            the recorder pinned it to */
   uint8_t cpu_view[128];
   char message[512];
+  int cpu;              /* the CPU its tracer thread runs on: processes handed to it move there */
+  int closed;           /* no more hand-overs: rrv_session_run returns DONE once none is left */
+  int stopping;         /* ...or at once (the recording failed elsewhere) */
   /* private */
+  struct rrv_recording *recording;  /* what the sessions of one recording share */
+  int tid;              /* its tracer thread, once rrv_session_run has run */
+  int kick_ready;       /* kick_timer exists: another thread may arm it */
+  void *kick_timer;
+  struct rrv_recorder *inbox;    /* processes handed to it, parked, not yet adopted */
   int nearly;           /* first stops of children not yet announced: pid, status */
   int early[64][2];
   int timer_ready;
@@ -397,6 +414,11 @@ int rrv_session_add(struct rrv_session *s, struct rrv_recorder *r);
 int rrv_session_adopt(struct rrv_session *s, struct rrv_recorder *child, int pid,
                       const struct rrv_recorder *parent);
 int rrv_session_run(struct rrv_session *s);
+int rrv_session_hand_over(struct rrv_session *from, struct rrv_recorder *r,
+                          struct rrv_session *to);
+void rrv_session_close(struct rrv_session *s, int stopping);
+struct rrv_recording *rrv_recording_new(void);
+void rrv_recording_free(struct rrv_recording *g);
 size_t rrv_record_sealed(const struct rrv_recorder *r);
 void rrv_record_consumed(struct rrv_recorder *r, size_t n, uint64_t count);
 void rrv_session_free(struct rrv_session *s);

@@ -127,7 +127,7 @@ static uint64_t sent_digest_update(uint64_t h, const uint8_t *data, size_t len) 
 
 /* A syscall's name for messages ("syscall N" for one the table lacks). */
 static const char *rrv_syscall_name(int64_t nr) {
-  static char unknown[32];
+  static __thread char unknown[32];
   if (nr >= 0 && nr < RRV_NSYSCALLS && rrv_syscalls[nr].name) return rrv_syscalls[nr].name;
   snprintf(unknown, sizeof unknown, "syscall %lld", (long long)nr);
   return unknown;

@@ -28,6 +28,9 @@
 #include <unistd.h>
 #include <cpuid.h>
 #include <elf.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <linux/futex.h>
 #include <x86intrin.h>
 #include "internal.h"
 
@@ -36,10 +39,6 @@
 #endif
 /* Children are traced from birth (fork, vfork, clone: each its own recorded process); with
  * EXITKILL none outlives the tracer. */
-#define RRV_PTRACE_OPTIONS (PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACESECCOMP | \
-                            PTRACE_O_TRACEEXEC | PTRACE_O_EXITKILL | PTRACE_O_TRACEFORK | \
-                            PTRACE_O_TRACEVFORK | PTRACE_O_TRACECLONE)
-
 uint64_t rrv_now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -351,12 +350,12 @@ void rrv_kill(int pid) {
   if (pid <= 0) return;
   kill(pid, SIGKILL);
   int status;
-  while (waitpid(pid, &status, __WALL) < 0 && errno == EINTR) {}
+  while (waitpid(pid, &status, __WALL) < 0 && errno == EINTR) {}   /* (any thread's) */
 }
 
 int rrv_wait(int pid, int *status) {
   for (;;) {
-    int r = waitpid(pid, status, __WALL);
+    int r = waitpid(pid, status, __WALL | __WNOTHREAD);
     if (r >= 0 || errno != EINTR) return r < 0 ? -1 : 0;
   }
 }
@@ -370,7 +369,7 @@ int rrv_setregs(int pid, const struct rrv_regs *regs) {
 /* Memory: process_vm_readv/writev first (one syscall, no page pinning); /proc/PID/mem for
  * what they refuse (read-only or PROT_NONE pages: the kernel's FOLL_FORCE path). */
 static int proc_mem_fd(int pid) {
-  static int cached_pid = -1, cached_fd = -1;
+  static __thread int cached_pid = -1, cached_fd = -1;   /* per tracer thread */
   if (pid == cached_pid && cached_fd >= 0) return cached_fd;
   if (cached_fd >= 0) close(cached_fd);
   cached_fd = cached_pid = -1;
@@ -435,7 +434,7 @@ int rrv_read_iovecs(int pid, uint64_t iov_addr, uint64_t iovcnt, uint64_t limit,
 
 /* Digest (and optionally copy to echo_fd) len bytes of tracee memory. */
 int rrv_digest_range(int pid, uint64_t addr, uint64_t len, uint64_t *digest, int echo_fd) {
-  static uint8_t chunk[1 << 16];
+  static __thread uint8_t chunk[1 << 16];
   uint64_t h = *digest;
   while (len > 0) {
     size_t n = len < sizeof chunk ? len : sizeof chunk;
@@ -495,7 +494,7 @@ uint64_t rrv_poly_hash(uint64_t h, const uint8_t *data, size_t len) {
 /* The hash of len bytes of the tracee at addr; of `total` bytes of its iovecs. -1 if
  * unreadable. */
 static int poly_range(int pid, uint64_t addr, uint64_t len, uint64_t *h) {
-  static uint8_t buf[1 << 16];
+  static __thread uint8_t buf[1 << 16];
   for (uint64_t done = 0; done < len;) {
     size_t n = len - done < sizeof buf ? len - done : sizeof buf;
     if (rrv_read_mem(pid, addr + done, buf, n) != (ssize_t)n) return -1;
@@ -693,10 +692,7 @@ int rrv_set_sigmask(int pid, uint64_t mask) {
 static struct { uint32_t offset, size; } xcomp[10];
 static size_t xstate_needed = 576; /* legacy area + XSAVE header; grows with the components */
 
-static void init_xstate_layout(void) {
-  static int done;
-  if (done) return;
-  done = 1;
+static void read_xstate_layout(void) {
   uint32_t r[4];
   rrv_cpuid(0xd, 0, r);
   uint64_t xcr0_mask = r[0] | ((uint64_t)r[3] << 32);
@@ -708,6 +704,11 @@ static void init_xstate_layout(void) {
     xcomp[i].offset = r[1];
     if (r[0] + r[1] > xstate_needed) xstate_needed = r[0] + r[1];
   }
+}
+
+static void init_xstate_layout(void) {   /* once, whichever tracer thread comes first */
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, read_xstate_layout);
 }
 
 uint64_t rrv_fpu_digest_of(const uint8_t *area, size_t len) {
@@ -724,7 +725,7 @@ uint64_t rrv_fpu_digest_of(const uint8_t *area, size_t len) {
 }
 
 int rrv_fpu_digest(int pid, uint64_t *out) {
-  static uint8_t area[16384] __attribute__((aligned(64)));
+  static __thread uint8_t area[16384] __attribute__((aligned(64)));
   init_xstate_layout();
   /* Ask only for the components we hash: the kernel then copies ~2.7 KB, not the whole
    * (AMX-sized) area. */
