@@ -402,13 +402,16 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
     exe = resolve_program(argv[0])
     cpu = choose_cpu()
     allowed = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {cpu})   # the manifest's CPUID is the recording core's
     # (a hand-over parks a process at the syscall page's untraced instruction: none without
     # syscall buffering; processes that all share memory never move)
     spread = tracee_cpus == "spread" and syscallbuf and not serialize and len(allowed) > 1
-    manifest = build_manifest(
-        argv, exe, cpu, checkpoint_every, checkpoint_interval, serialize,
-        tracee_cpus if spread or tracee_cpus != "spread" else "tracer", syscallbuf)
+    os.sched_setaffinity(0, {cpu})   # the manifest's CPUID is the recording core's
+    try:
+        manifest = build_manifest(
+            argv, exe, cpu, checkpoint_every, checkpoint_interval, serialize,
+            tracee_cpus if spread or tracee_cpus != "spread" else "tracer", syscallbuf)
+    finally:    # (the tracer threads pin themselves; record() may run inside a larger program)
+        os.sched_setaffinity(0, allowed)
     background_cpu = -1 if spread else cpu     # (-1: none avoided)
     writer = TraceWriter(trace_dir, manifest, avoid_cpu=background_cpu)
     rec = Recorder(writer, avoid_cpu=background_cpu)

@@ -38,6 +38,7 @@ import time
 MAX_FILE = 4 << 20          # a cache file larger than this is not read
 LOCK_SECONDS = 2.0          # the longest KnownFiles.save waits for another recorder's merge
 _DIGEST = re.compile(r"[0-9a-f]{64}")
+_KNOWN = re.compile(r"[0-9a-f]{64}/[0-9a-f]{16}")    # KnownFiles: SHA-256/check
 
 
 def cache_dir() -> str | None:
@@ -151,10 +152,12 @@ def _write_json(path: str, value) -> None:
 
 
 class KnownFiles:
-    """SHA-256s of files by identity, "dev:inode:size:mtime_ns:ctime_ns" -> hex digest, in one
-    file, DIR/file-digests-v1.json, loaded at the first lookup and merged back by save()
-    (the newest MAX_ENTRIES kept). Only identities whose times would show any later change
-    are added (exec_image.RACY_NS): the caller's rule."""
+    """SHA-256s of files by identity, "dev:inode:size:mtime_ns:ctime_ns" -> "SHA-256/CHECK"
+    (hex), in one file, DIR/file-digests-v2.json, loaded at the first lookup and merged back
+    by save() (the newest MAX_ENTRIES kept). CHECK is digests.content_check of the content:
+    a recording that names a file by the SHA-256 checks the bytes it reads with it, a tenth
+    of the cost of hashing them again. Only identities whose times would show any later
+    change are added (exec_image.RACY_NS): the caller's rule."""
 
     MAX_ENTRIES = 20000
 
@@ -168,28 +171,31 @@ class KnownFiles:
     @staticmethod
     def _path() -> str | None:
         root = cache_dir()
-        return None if root is None else os.path.join(root, "file-digests-v1.json")
+        return None if root is None else os.path.join(root, "file-digests-v2.json")
 
     @staticmethod
     def _valid(entries) -> dict:
         if not isinstance(entries, dict):
             return {}
         return {k: v for k, v in entries.items()
-                if isinstance(k, str) and isinstance(v, str) and _DIGEST.fullmatch(v)}
+                if isinstance(k, str) and isinstance(v, str) and _KNOWN.fullmatch(v)}
 
-    def get(self, identity: str) -> str | None:
+    def get(self, identity: str) -> tuple[str, str] | None:
+        """(SHA-256, check) of the file of that identity, if known."""
         with self._lock:
             if self._entries is None:
                 path = self._path()
                 self._entries = self._valid(_read_json(path)) if path else {}
-            return self._entries.get(identity)
+            entry = self._entries.get(identity)
+        return None if entry is None else tuple(entry.split("/"))
 
-    def add(self, identity: str, digest: str) -> None:
-        if not _DIGEST.fullmatch(digest):
+    def add(self, identity: str, digest: str, check: str) -> None:
+        entry = f"{digest}/{check}"
+        if not _KNOWN.fullmatch(entry):
             return
         self.get(identity)
         with self._lock:
-            self._entries[identity] = self._added[identity] = digest
+            self._entries[identity] = self._added[identity] = entry
 
     def clear(self) -> None:
         """An entry was found wrong: whatever made it so may have made others, so none is

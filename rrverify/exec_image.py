@@ -18,7 +18,7 @@ import time
 
 from ._native import ffi, lib
 from .analysis_cache import KNOWN_FILES, ContentCache
-from .digests import hex_digest
+from .digests import content_check, hex_digest
 from .errors import NativeError, TraceError
 from .trace import FileToRead
 from .recorder.syscalls import NUMBERS
@@ -307,7 +307,7 @@ class FileIdentities:
             self.reads += 1
             digest = content_digest(data)
             if lasting and len(data) == st.st_size:
-                KNOWN_FILES.add(known, digest)
+                KNOWN_FILES.add(known, digest, content_check(data, digest))
         else:
             digest = data.sha256
         ident = {"path": display_path, "size": len(data), "mtime_ns": st.st_mtime_ns,
@@ -326,9 +326,10 @@ class FileIdentities:
         """The file, to be read by the trace writer's thread, if an earlier recording hashed
         this identity of it: opened now, while open_path names it (a /proc/PID/fd link
         outlives no process)."""
-        digest = KNOWN_FILES.get(known)
-        if digest is None:
+        entry = KNOWN_FILES.get(known)
+        if entry is None:
             return None
+        digest, check = entry
         try:
             fd = os.open(open_path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
@@ -341,7 +342,7 @@ class FileIdentities:
             os.close(fd)
             return None
 
-        return FileToRead(fd, st.st_size, digest, display_path,
+        return FileToRead(fd, st.st_size, digest, check, display_path,
                           lambda fd: _known_identity(os.fstat(fd)) != known,
                           KNOWN_FILES.clear)
 

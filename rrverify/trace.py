@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import zstandard
 
 from .analysis_cache import STORED_FILES
-from .digests import digest, short_digest
+from .digests import content_check, digest, short_digest
 from .errors import TraceError
 
 FORMAT_NAME = "rrverify-trace"
@@ -266,14 +266,16 @@ MAX_QUEUED_FILE_BYTES = 512 << 20
 class FileToRead:
     """A mapped file's content that the frame writer's thread reads itself, from a descriptor
     opened when the file was met, and checks against the SHA-256 the file was named by without
-    being read (exec_image.FileIdentities: an identity an earlier recording hashed). So the
-    tracer's thread neither reads nor hashes it. A reader of the content (the checkpoint
-    finisher, digesting the file's pages) waits for it: get(). len() is the size it must have."""
+    being read (exec_image.FileIdentities: an identity an earlier recording hashed), by the
+    check value that recording computed from the content and that SHA-256
+    (digests.content_check). So the tracer's thread neither reads nor hashes it. A reader of
+    the content (the checkpoint finisher, digesting the file's pages) waits for it: get().
+    len() is the size it must have."""
 
-    def __init__(self, fd: int, size: int, sha256: str, path: str, changed, wrong):
+    def __init__(self, fd: int, size: int, sha256: str, check: str, path: str, changed, wrong):
         """fd: owned from now on. changed(fd): whether the file's identity now differs from
         the one it was named by. wrong(): called when the bytes read are not the digest's."""
-        self.fd, self.size, self.sha256, self.path = fd, size, sha256, path
+        self.fd, self.size, self.sha256, self.check, self.path = fd, size, sha256, check, path
         self._changed, self._wrong = changed, wrong
         self._data: bytes | None = None
         self.checked = False        # read, and its bytes are the digest's
@@ -288,14 +290,14 @@ class FileToRead:
         try:
             with open(self.fd, "rb", closefd=False) as f:
                 data = f.read()
-            if len(data) != self.size or digest(data).hex() != self.sha256:
+            if len(data) != self.size or content_check(data, self.sha256) != self.check:
                 if self._changed(self.fd):
                     raise TraceError(f"{self.path} changed while it was being recorded (it "
                                      f"is mapped by a recorded process): record again")
                 self._wrong()
                 raise TraceError(f"{self.path}: its content is not the SHA-256 "
                                  f"{self.sha256[:16]}... the rrverify cache gave for its "
-                                 f"identity (file-digests-v1.json in the cache directory, "
+                                 f"identity (file-digests-v2.json in the cache directory, "
                                  f"README); the cache's file digests are now dropped: "
                                  f"record again")
         except BaseException as e:

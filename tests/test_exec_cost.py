@@ -15,6 +15,7 @@ import pytest
 from rrverify import exec_image
 from rrverify import analysis_cache
 from rrverify.analysis_cache import KNOWN_FILES
+from rrverify.digests import content_check
 from rrverify.errors import TraceError
 from rrverify.checkpoints import capture, pages
 from rrverify.checkpoints.pages import FROM_FILE, ZERO, PageStoreReader, PageStoreWriter
@@ -116,9 +117,10 @@ def test_content_read_by_the_writer_is_checked_against_the_digest_it_was_named_b
     path = old_file(tmp_path, b"m" * 5000)
     ident, _, _ = ids.identify(path, path)
     KNOWN_FILES.save()
-    # The same identity with other bytes: a forged or stale cache entry. All are dropped.
+    # The same identity with other bytes: a stale cache entry (the digest and the check value
+    # of other content). All are dropped.
     known = exec_image._known_identity(os.stat(path))
-    KNOWN_FILES._entries = {known: "00" * 32}
+    KNOWN_FILES._entries = {known: "00" * 32 + "/" + content_check(b"o" * 5000, "00" * 32)}
     wrong = exec_image.FileIdentities().identify(path, path)[1]
     with pytest.raises(TraceError, match="not the SHA-256 0000000000000000... the rrverify "
                                          "cache gave"):
@@ -136,7 +138,7 @@ def test_content_read_by_the_writer_is_checked_against_the_digest_it_was_named_b
     KNOWN_FILES._entries = None
     assert KNOWN_FILES.get(known) is None
     # Right entry, but the file changes before the writer reads it.
-    KNOWN_FILES.add(known, ident["sha256"])
+    KNOWN_FILES.add(known, ident["sha256"], content_check(b"m" * 5000, ident["sha256"]))
     later = exec_image.FileIdentities().identify(path, path)[1]
     assert isinstance(later, FileToRead)
     with open(path, "r+b") as f:

@@ -470,6 +470,7 @@ int64_t rrv_read_runs(int pid, int mem_fd, const struct rrv_region_plan *regions
                       const struct rrv_run *runs, size_t n, uint8_t *const *bufs,
                       uint32_t *unreadable, size_t cap);
 void rrv_page_hashes(const uint8_t *data, size_t npages, uint64_t *out);
+uint64_t rrv_fast_digest(const uint8_t *data, size_t len, uint64_t seed);
 int rrv_page_digests(const uint8_t *data, const uint32_t *which, size_t n, uint8_t *out);
 /* Blobs stored many at a time (rrverify/native/blob_files.c). */
 int rrv_sha256_many(const uint8_t *const *datas, const uint64_t *lens, size_t n, uint8_t *out);

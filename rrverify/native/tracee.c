@@ -82,6 +82,13 @@ static uint64_t digest_update(uint64_t seed, const uint8_t *data, size_t len) {
   return h ^ (h >> 29);
 }
 
+/* A fast 64-bit digest of len bytes, seeded (analysis_cache.KnownFiles: a file's content
+ * checked against the SHA-256 an earlier recording named it by, the seed taken from that
+ * SHA-256). */
+uint64_t rrv_fast_digest(const uint8_t *data, size_t len, uint64_t seed) {
+  return digest_update(seed, data, len);
+}
+
 /* A fast 64-bit digest of each 4 KiB page: checkpoint capture names (SHA-256) only the pages
  * whose fast digest changed since the previous checkpoint. */
 void rrv_page_hashes(const uint8_t *data, size_t npages, uint64_t *out) {
