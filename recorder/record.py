@@ -38,6 +38,8 @@ TRACEE_CPUS = ("all", "spread", "tracer")
 # (cpu_view).
 DEFAULT_TRACEE_CPUS = "spread"
 MAX_TRACERS = 16        # tracer threads of a "spread" recording, one per CPU
+CLONE_PARENT = 0x8000
+EUID = os.geteuid()
 # Syscalls a process waits in, for a child, a signal, time or an event: it leaves its CPU to
 # the others. (Not read: ld.so's reads of a library, traced, take a moment.)
 WAITING_SYSCALLS = frozenset(syscalls.NUMBERS[n] for n in (
@@ -118,6 +120,7 @@ class RecordedProcess:
         self.execs: list[str] = []
         self.status: int | None = None
         self.tracer: Tracer | None = None   # whose thread traces it (None: being handed over)
+        self.recorders_child = parent is None   # its real parent is a tracer thread
 
     def checkpoint_taken(self, checkpoint_every: int) -> None:
         """The next periodic checkpoint counts from this one, whatever its kind."""
@@ -451,6 +454,9 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
                        clone_flags=int(tracer.session.new_flags))
         proc = RecordedProcess(writer.add_process(row), pid, state, parent)
         proc.tracer = tracer
+        if parent is not None:    # a CLONE_PARENT child of one is a tracer thread's child too
+            proc.recorders_child = parent.recorders_child and \
+                bool(tracer.session.new_flags & CLONE_PARENT)
         procs.append(proc)
         tracer.procs.append(proc)
         STOP.pids.add(pid)
@@ -530,9 +536,11 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
         than one more: make's jobs land on different CPUs, a compiler beside the driver that
         waits for it."""
         st = child.state
-        if child.parent is None or st.shared_member or st.in_parent_memory or \
+        if child.recorders_child or st.shared_member or st.in_parent_memory or \
                 st.own_affinity or st.gone or child.status is not None:
-            return      # (the first process is tracer 0's own child: its waits would see it)
+            return      # (a tracer thread's own child: its waits would see it wherever it is)
+        if EUID and os.stat(f"/proc/{child.pid}").st_uid != EUID:
+            return      # (not dumpable, or another user's: the other thread could not seize it)
         here = at_work(tracer)
         to = min(tracers, key=at_work)
         if to is tracer or at_work(to) + 1 >= here:
@@ -599,9 +607,9 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
         session = tracer.session
         if len(tracer.procs) < session.nprocs:
             adopted(tracer)
+        drain(tracer)
         if stop == lib.RRV_STOP_DONE:
             return False
-        drain(tracer)
         proc = tracer.procs[session.current]
         state = proc.state
         try:
@@ -691,7 +699,12 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
             while True:
                 stop = lib.rrv_session_run(tracer.session)
                 with lock:
-                    if outcome["failure"] is not None or not handle(tracer, stop):
+                    if outcome["failure"] is not None:   # (another thread's)
+                        if len(tracer.procs) < tracer.session.nprocs:
+                            adopted(tracer)
+                        drain(tracer)
+                        break
+                    if not handle(tracer, stop):
                         break
                     if tracer.session.live == 0:     # (a death at any stop, an exit...)
                         maybe_finished()

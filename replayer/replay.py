@@ -5,6 +5,7 @@ checkpoint k to checkpoint k+1 (cluster/ fans segments out)."""
 from __future__ import annotations
 
 import bisect
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -164,7 +165,17 @@ def replay(trace: Trace, *, start: int = 0, end: int | None = None, echo: bool =
            cpu: int | None = None, pages: PageStoreReader | None = None) -> ReplayResult:
     """Replay one process from checkpoint `start` until its checkpoint `end` (None: the end of
     its stream), comparing with every checkpoint of its reached. start and end are checkpoint
-    ids; both belong to the same process."""
+    ids; both belong to the same process. The calling thread, pinned to `cpu` meanwhile (the
+    restored process's tracer), gets its CPUs back."""
+    caller_cpus = os.sched_getaffinity(0)
+    try:
+        return _replay(trace, start=start, end=end, echo=echo, cpu=cpu, pages=pages)
+    finally:
+        os.sched_setaffinity(0, caller_cpus)
+
+
+def _replay(trace: Trace, *, start: int, end: int | None, echo: bool, cpu: int | None,
+            pages: PageStoreReader | None) -> ReplayResult:
     if not trace.segments:
         raise TraceError(f"{trace.path}: the trace has no checkpoint to start replay from "
                          f"(the recording ended before its first)")

@@ -153,7 +153,7 @@ def _write_json(path: str, value) -> None:
 
 class KnownFiles:
     """SHA-256s of files by identity, "dev:inode:size:mtime_ns:ctime_ns" -> "SHA-256/CHECK"
-    (hex), in one file, DIR/file-digests-v2.json, loaded at the first lookup and merged back
+    (hex), in one file, DIR/file-digests-v3.json, loaded at the first lookup and merged back
     by save() (the newest MAX_ENTRIES kept). CHECK is digests.content_check of the content:
     a recording that names a file by the SHA-256 checks the bytes it reads with it, a tenth
     of the cost of hashing them again. Only identities whose times would show any later
@@ -171,7 +171,7 @@ class KnownFiles:
     @staticmethod
     def _path() -> str | None:
         root = cache_dir()
-        return None if root is None else os.path.join(root, "file-digests-v2.json")
+        return None if root is None else os.path.join(root, "file-digests-v3.json")
 
     @staticmethod
     def _valid(entries) -> dict:

@@ -20,8 +20,10 @@ def short_digest(data) -> bytes:
 
 
 def content_check(data, sha256_hex: str) -> str:
-    """Not a name: a fast 64-bit digest of data (16 hex digits), seeded by the SHA-256 it is
-    known by, that a later recording checks a file's content with instead of hashing it again
-    (analysis_cache.KnownFiles). A wrong SHA-256 paired with it changes the seed."""
+    """Not a name: a fast 64-bit digest of data (16 hex digits), seeded by (a fast digest of)
+    the whole SHA-256 it is known by, that a later recording checks a file's content with
+    instead of hashing it again (analysis_cache.KnownFiles): other content, or a digest
+    damaged anywhere, fails it. It is no defence against whoever can write the cache."""
     from ._native import ffi, lib
-    return f"{lib.rrv_fast_digest(ffi.from_buffer(data), len(data), int(sha256_hex[:16], 16)):016x}"
+    seed = lib.rrv_fast_digest(ffi.from_buffer(bytes.fromhex(sha256_hex)), 32, 0)
+    return f"{lib.rrv_fast_digest(ffi.from_buffer(data), len(data), seed):016x}"

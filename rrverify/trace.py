@@ -297,7 +297,7 @@ class FileToRead:
                 self._wrong()
                 raise TraceError(f"{self.path}: its content is not the SHA-256 "
                                  f"{self.sha256[:16]}... the rrverify cache gave for its "
-                                 f"identity (file-digests-v2.json in the cache directory, "
+                                 f"identity (file-digests-v3.json in the cache directory, "
                                  f"README); the cache's file digests are now dropped: "
                                  f"record again")
         except BaseException as e:

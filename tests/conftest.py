@@ -20,6 +20,18 @@ os.environ["RRVERIFY_CACHE_DIR"] = tempfile.mkdtemp(prefix="rrverify-test-cache-
 atexit.register(shutil.rmtree, os.environ["RRVERIFY_CACHE_DIR"], ignore_errors=True)
 
 
+TEST_RUN_CPUS = os.sched_getaffinity(0)
+
+
+@pytest.fixture(autouse=True)
+def _cpus_back():
+    """Every test starts on the CPUs the run started with: a checkpoint restored in-process
+    pins its caller to the restored process's CPU (it is its tracer), and a later recording
+    started from a pinned thread would have one CPU, one tracer thread."""
+    yield
+    os.sched_setaffinity(0, TEST_RUN_CPUS)
+
+
 @pytest.fixture(scope="session")
 def programs(tmp_path_factory) -> dict[str, str]:
     """name -> path of every tests/programs/*.c, compiled once per session."""

@@ -240,7 +240,7 @@ def test_damaged_stored_files_are_not_used_or_never_verify(tmp_path):
 def test_a_wrong_file_digest_in_the_cache_fails_one_recording_in_one_line(tmp_path):
     cache = tmp_path / "cache"
     _record(tmp_path / "first", cache, LS, "/")
-    known = cache / "file-digests-v2.json"
+    known = cache / "file-digests-v3.json"
     entries = json.loads(known.read_text())
     # the digests wrong, their check values (seeded by the right ones) as they were
     known.write_text(json.dumps({k: "ab" * 32 + v[64:] for k, v in entries.items()}))

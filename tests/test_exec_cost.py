@@ -112,6 +112,18 @@ def test_a_file_an_earlier_recording_hashed_is_named_without_being_read(hashed, 
     assert data2.read() == b"k" * 9000 and data2.get() == b"k" * 9000
 
 
+def test_a_digest_damaged_anywhere_fails_the_content_check():
+    """The check value a known file's content is read against is seeded by all of the SHA-256
+    it is named by: a digest damaged in any digit no longer matches it."""
+    data = b"q" * 3000
+    sha = exec_image.content_digest(data)
+    check = content_check(data, sha)
+    assert content_check(data, sha) == check and content_check(b"r" * 3000, sha) != check
+    for i in (0, 15, 16, 31, 63):
+        damaged = sha[:i] + ("1" if sha[i] == "0" else "0") + sha[i + 1:]
+        assert content_check(data, damaged) != check, i
+
+
 def test_content_read_by_the_writer_is_checked_against_the_digest_it_was_named_by(ids,
                                                                                 tmp_path):
     path = old_file(tmp_path, b"m" * 5000)
