@@ -469,6 +469,21 @@ def test_a_process_moves_at_its_exec_to_the_tracer_thread_of_another_cpu(program
     assert (stats["tracer_threads"], stats["handed_over"]) == (1, 0)
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: one tracer thread")
+def test_a_signal_sent_while_a_process_moves_comes_at_a_recorded_point(programs, tmp_path):
+    """Children sent SIGUSR1 right after their fork, while they are checkpointed and moved to
+    the other tracer thread, parked with every signal blocked: each gets it once, after the
+    move, where the recording sees it (a delivery while detached would run the handler
+    untraced, and replay would diverge; a lost one would leave the child waiting)."""
+    trace = tmp_path / "t"
+    proc = record(trace, programs["signal_moved"])
+    assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
+    assert proc.stdout == b"every child got its signal\n"
+    assert Trace(str(trace)).manifest["stats"]["handed_over"] >= 1
+    rep = replay(trace)
+    assert rep.returncode == 0 and rep.stdout.startswith(b"verified: 8 processes"), rep.stdout
+
+
 def test_recording_in_process_leaves_the_callers_cpus_as_they_were(programs, tmp_path):
     """record() runs in a larger program (a test runner, a harness): its tracer threads pin
     themselves, and the calling thread keeps the CPUs it had (a later recording started from

@@ -32,6 +32,7 @@ EXPECT = {
     "two_busy": {"args": [], "deterministic": False, "processes": 3},
     # (a sibling whose real parent is the recorder: it must stay on its tracer thread)
     "clone_parent": {"args": [], "deterministic": False, "processes": 2},
+    "signal_moved": {"args": [], "processes": 8},
     "waitid_child": {"processes": 2},
     "shared_turns": {"processes": 2},
     "shared_spin": {"record": "unsupported"},       # test_shared_memory.py
