@@ -2,7 +2,6 @@
 work that needs Python (trace files, exec images, mapped files, checkpoints)."""
 from __future__ import annotations
 
-import errno
 import gc
 import os
 import resource
@@ -372,7 +371,7 @@ def build_manifest(argv: list[str], exe: str, cpu: int, every: int, interval: fl
 class Tracer:
     """One tracer thread and its session: the processes it records, run at once on its CPU.
     A recording has one, or (tracee_cpus "spread") one per CPU, a process handed from one to
-    another at its birth (rrv_session_hand_over)."""
+    another at its birth or an exec (rrv_session_hand_over)."""
 
     def __init__(self, cpu: int, serialize: bool, view: bytes, recording):
         self.cpu = cpu
@@ -391,8 +390,8 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
            checkpoint_interval: float = DEFAULT_CHECKPOINT_INTERVAL, serialize: bool = False,
            tracee_cpus: str = DEFAULT_TRACEE_CPUS, syscallbuf: bool = True) -> RecordResult:
     """tracee_cpus: "spread" gives each CPU this process may use a tracer thread of its own,
-    and a process born to one (not sharing memory) moves to the one with fewer (the default,
-    with syscall buffering); "tracer" keeps every process on the one tracer's CPU (the
+    and a process (not sharing memory) moves at its birth or an exec to the one with fewer at
+    work (the default, with syscall buffering); "tracer" keeps every process on the one tracer's CPU (the
     cheapest ptrace stops, no parallelism); "all" lets them run on every CPU, stopping on
     the one tracer's (bench/multiprocess.py measures each). serialize: one process runs at a
     time, as rr does. syscallbuf: common syscalls are buffered by the preload, without a
@@ -541,9 +540,9 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
             return      # (a tracer thread's own child: its waits would see it wherever it is)
         if EUID and os.stat(f"/proc/{child.pid}").st_uid != EUID:
             return      # (not dumpable, or another user's: the other thread could not seize it)
-        here = at_work(tracer)
-        to = min(tracers, key=at_work)
-        if to is tracer or at_work(to) + 1 >= here:
+        load = {t: at_work(t) for t in tracers}
+        to = min(tracers, key=load.get)
+        if to is tracer or load[to] + 1 >= load[tracer]:
             return
         in_transit[child.pid] = child
         if lib.rrv_session_hand_over(tracer.session, st, to.session) < 0:
@@ -605,8 +604,7 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
     def handle(tracer: Tracer, stop: int) -> bool:
         """One return of the native loop, with the lock held. False: this thread is done."""
         session = tracer.session
-        if len(tracer.procs) < session.nprocs:
-            adopted(tracer)
+        adopted(tracer)
         drain(tracer)
         if stop == lib.RRV_STOP_DONE:
             return False
@@ -700,8 +698,7 @@ def record(argv: list[str], trace_dir: str, *, checkpoint_every: int = DEFAULT_C
                 stop = lib.rrv_session_run(tracer.session)
                 with lock:
                     if outcome["failure"] is not None:   # (another thread's)
-                        if len(tracer.procs) < tracer.session.nprocs:
-                            adopted(tracer)
+                        adopted(tracer)
                         drain(tracer)
                         break
                     if not handle(tracer, stop):

@@ -565,7 +565,6 @@ void rrv_recording_free(struct rrv_recording *g) {
 }
 
 static int recording_add(struct rrv_recording *g, int pid) {
-  if (!g) return 0;
   int rc = 0;
   pthread_mutex_lock(&g->lock);
   int k = 0;
@@ -589,7 +588,6 @@ static int recording_add(struct rrv_recording *g, int pid) {
 }
 
 static void recording_remove(struct rrv_recording *g, int pid) {
-  if (!g) return;
   pthread_mutex_lock(&g->lock);
   for (int k = 0; k < g->n; k++)
     if (g->pids[k] == pid) {
@@ -1137,13 +1135,11 @@ static int refuse_shared_with_another(struct rrv_recorder *r, int fd, int writab
   target[n > 0 ? n : 0] = 0;
   struct rrv_session *s = r->session;
   /* every live process of the recording, traced by this thread or another */
-  int npids = 0, *pids = s && s->recording ? recording_pids(s->recording, &npids) : NULL;
-  if (s && s->recording && !pids) return fail(r, "out of memory");
-  int count = pids ? npids : (s ? s->live : 0), rc = 0;
-  for (int k = 0; k < count && !rc; k++) {
-    int i = pids ? find_process(s, pids[k]) : s->alive[k];
+  int npids = 0, *pids = recording_pids(s->recording, &npids), rc = 0;
+  if (!pids) return fail(r, "out of memory");
+  for (int k = 0; k < npids && !rc; k++) {
+    int i = find_process(s, pids[k]), pid = pids[k];
     struct rrv_recorder *other = i >= 0 ? s->procs[i] : NULL;    /* NULL: another thread's */
-    int pid = other ? other->pid : pids[k];
     if (pid == r->pid || (other && (other->gone || (other->shared_member && r->shared_member))))
       continue;      /* (processes sharing memory from a fork are always one thread's) */
     int other_maps = maps_shared_object(pid, st.st_dev, st.st_ino, NULL);

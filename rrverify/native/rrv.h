@@ -349,7 +349,7 @@ struct rrv_session {    /* the processes one tracer thread records, run concurre
   int closed;           /* no more hand-overs: rrv_session_run returns DONE once none is left */
   int stopping;         /* ...or at once (the recording failed elsewhere) */
   /* private */
-  struct rrv_recording *recording;  /* what the sessions of one recording share */
+  struct rrv_recording *recording;  /* what the sessions of one recording share (required) */
   int tid;              /* its tracer thread, once rrv_session_run has run */
   int kick_ready;       /* kick_timer exists: another thread may arm it */
   void *kick_timer;
